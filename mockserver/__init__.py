@@ -1,0 +1,6 @@
+"""quota-mock: a stateful, contract-driven mock of the Quota Funding API."""
+
+from .config import MockConfig
+from .web.app import create_app, mock_state
+
+__all__ = ["MockConfig", "create_app", "mock_state"]

@@ -1,0 +1,108 @@
+"""The mock's configuration, parsed and checked in this one place.
+
+The CLI, the pytest plugin and ``create_app`` all build a :class:`MockConfig`; nothing else
+reads the environment or command-line options.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Mapping
+from dataclasses import dataclass
+from importlib import resources
+from pathlib import Path
+from typing import Any
+
+from .domain.accounts import Seed
+from .domain.idempotency import DEFAULT_MAX_KEYS, DEFAULT_TTL_SECONDS
+from .domain.money import MoneyError, parse_dollar_string
+from .domain.seed import SeedError, build_seed, parse_seed_text, read_seed_file
+
+DEFAULT_HOST = "127.0.0.1"
+DEFAULT_PORT = 8080
+DEFAULT_MAX_BODY_BYTES = 64 * 1024
+
+
+class ConfigError(ValueError):
+    """A configuration that cannot work; the message says which setting and why."""
+
+
+def default_seed_document() -> dict[str, Any]:
+    text = resources.files("mockserver").joinpath("default_seed.yaml").read_text(encoding="utf-8")
+    return parse_seed_text(text, source="default seed")
+
+
+@dataclass(frozen=True)
+class MockConfig:
+    host: str = DEFAULT_HOST
+    port: int = DEFAULT_PORT
+    # API keys to accept instead of the seed's (the default seed's is the docs' demo key).
+    api_keys: tuple[str, ...] = ()
+    # A seed file (JSON or YAML) or a seed document; either replaces parts of the default.
+    seed_file: str | None = None
+    seed: Mapping[str, Any] | None = None
+    # The grant pool in dollars, overriding the seed's.
+    pool: str | None = None
+    max_body_bytes: int = DEFAULT_MAX_BODY_BYTES
+    idempotency_ttl_seconds: float = DEFAULT_TTL_SECONDS
+    max_idempotency_keys: int = DEFAULT_MAX_KEYS
+    # Check every response against openapi.yaml (openapi-core); meant for tests.
+    validate_responses: bool = False
+    # Seconds a grant is held in flight before it applies: for testing client retries.
+    grant_delay_seconds: float = 0.0
+    # The /_mock control API: on by default; a token is required when it is set.
+    admin_enabled: bool = True
+    admin_token: str | None = None
+    log_requests: bool = False
+
+    @classmethod
+    def from_mapping(cls, values: Mapping[str, Any] | None) -> MockConfig:
+        values = dict(values or {})
+        names = {f.name for f in dataclasses.fields(cls)}
+        unknown = set(values) - names
+        if unknown:
+            raise ConfigError(f"unknown setting(s): {', '.join(sorted(unknown))}")
+        if "api_keys" in values:
+            values["api_keys"] = tuple(values["api_keys"])
+        return cls(**values).checked()
+
+    def checked(self) -> MockConfig:
+        if not 0 <= self.port <= 65535:
+            raise ConfigError(f"port must be 0-65535, not {self.port}")
+        if self.max_body_bytes < 1024:
+            raise ConfigError("max_body_bytes must be at least 1024")
+        if self.idempotency_ttl_seconds <= 0:
+            raise ConfigError("idempotency_ttl_seconds must be positive")
+        if self.max_idempotency_keys < 1:
+            raise ConfigError("max_idempotency_keys must be at least 1")
+        if self.grant_delay_seconds < 0:
+            raise ConfigError("grant_delay_seconds must not be negative")
+        if any(not key.strip() for key in self.api_keys):
+            raise ConfigError("an API key must not be empty")
+        return self
+
+    def build_seed(self) -> Seed:
+        """The starting state: the default seed, then the seed file or document, then options."""
+        try:
+            seed = build_seed(default_seed_document())
+            if self.seed_file:
+                try:
+                    document = read_seed_file(Path(self.seed_file))
+                except OSError as exc:
+                    raise ConfigError(f"cannot read seed file {self.seed_file}: {exc.strerror}") from exc
+                seed = build_seed(document, base=seed)
+            if self.seed is not None:
+                seed = build_seed(self.seed, base=seed)
+        except SeedError as exc:
+            raise ConfigError(f"invalid seed: {exc}") from exc
+        if self.api_keys:
+            seed = dataclasses.replace(seed, api_keys=tuple(dict.fromkeys(self.api_keys)))
+        if self.pool is not None:
+            try:
+                pool = parse_dollar_string(str(self.pool))
+            except MoneyError as exc:
+                raise ConfigError(f"pool: {exc}") from exc
+            if pool < 0:
+                raise ConfigError("pool must not be negative")
+            seed = dataclasses.replace(seed, pool=pool)
+        return seed

@@ -1,0 +1,57 @@
+"""The developer account, its settings, and the seed that fills a store."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+
+@dataclass(frozen=True, slots=True)
+class Developer:
+    """The developer behind the API keys: the grant pool's owner."""
+
+    id: str = "bc9aac4f-5d2e-4a0c-9f57-2a4f1c3e8b11"
+    email: str = "developer@example.com"
+    plan: str = "free"
+    billing_mode: str = "user"
+
+
+@dataclass(frozen=True, slots=True)
+class ModelPrice:
+    """Base price of a model, in micro-dollars per million tokens."""
+
+    input_per_million: int
+    output_per_million: int
+
+
+@dataclass(frozen=True)
+class PriceTable:
+    """What a completion costs: base price per model, times ``1 + markup_percent / 100``."""
+
+    models: dict[str, ModelPrice]
+    default: ModelPrice
+    markup_percent: int = 0
+
+    def price_of(self, model: str) -> ModelPrice:
+        return self.models.get(model, self.default)
+
+    def cost(self, model: str, prompt_tokens: int, completion_tokens: int) -> int:
+        """Effective cost in micro-dollars, rounded up so that no usage is ever free."""
+        price = self.price_of(model)
+        base_numerator = prompt_tokens * price.input_per_million + completion_tokens * price.output_per_million
+        # base_cost * (1 + markup) with everything kept integral until one ceiling division.
+        numerator = base_numerator * (100 + self.markup_percent)
+        denominator = 1_000_000 * 100
+        return -(-numerator // denominator)
+
+
+@dataclass(frozen=True)
+class Seed:
+    """A complete starting state: developer, keys, pool, users and prices."""
+
+    developer: Developer
+    api_keys: tuple[str, ...]
+    pool: int
+    users: dict[str, int] = field(default_factory=dict)
+    prices: PriceTable = field(
+        default_factory=lambda: PriceTable(models={}, default=ModelPrice(500_000, 1_500_000))
+    )

@@ -1,0 +1,165 @@
+"""The default state store: plain Python objects behind one lock, for one process."""
+
+from __future__ import annotations
+
+import threading
+from bisect import bisect_left
+
+from .accounts import Seed
+from .errors import INSUFFICIENT_BALANCE, USER_NOT_FOUND, QuotaError
+from .idempotency import DEFAULT_MAX_KEYS, DEFAULT_TTL_SECONDS, IdempotencyTable
+from .ledger import check_conservation, new_ledger_id
+from .records import (
+    ADJUSTMENT,
+    CHARGE,
+    DEPOSIT,
+    GRANT,
+    ChargeResult,
+    Conservation,
+    GrantResult,
+    IdempotencyView,
+    LedgerEntry,
+)
+
+
+class MemoryStore:
+    """Every public method holds the lock for its whole step, which makes each atomic."""
+
+    def __init__(self, idempotency_ttl: float = DEFAULT_TTL_SECONDS, max_idempotency_keys: int = DEFAULT_MAX_KEYS) -> None:
+        self._lock = threading.RLock()
+        self._pool = 0
+        self._users: dict[str, int] = {}
+        self._ledger: list[LedgerEntry] = []
+        # False once the clock was moved back between two entries: then the ledger is no
+        # longer sorted by time and windows must be found by a full scan.
+        self._in_time_order = True
+        self._idempotency = IdempotencyTable(idempotency_ttl, max_idempotency_keys)
+
+    def load(self, seed: Seed, now: float) -> None:
+        with self._lock:
+            self._pool = 0
+            self._users = {}
+            self._ledger = []
+            self._in_time_order = True
+            self._idempotency.clear()
+            self._deposit(None, seed.pool, now, "seed: grant pool")
+            for user_id, balance in seed.users.items():
+                self._users[user_id] = 0
+                self._deposit(user_id, balance, now, "seed: user balance")
+
+    def pool_balance(self) -> int:
+        return self._pool
+
+    def user_balance(self, user_id: str) -> int | None:
+        return self._users.get(user_id)
+
+    def users(self) -> dict[str, int]:
+        with self._lock:
+            return dict(self._users)
+
+    def claim_idempotency_key(self, scope: str, key: str, fingerprint: bytes, now: float) -> GrantResult | None:
+        with self._lock:
+            return self._idempotency.claim(scope, key, fingerprint, now)
+
+    def release_idempotency_key(self, scope: str, key: str) -> None:
+        with self._lock:
+            self._idempotency.release(scope, key)
+
+    def apply_grant(
+        self,
+        user_id: str,
+        amount: int,
+        description: str | None,
+        now: float,
+        completes: tuple[str, str] | None,
+    ) -> GrantResult:
+        with self._lock:
+            if amount > self._pool:
+                raise QuotaError(INSUFFICIENT_BALANCE, "Grant pool balance too low for this grant")
+            before = self._users.get(user_id, 0)
+            after = before + amount
+            entry = LedgerEntry(new_ledger_id(), GRANT, amount, user_id, now, before, after, description)
+            self._pool -= amount
+            self._users[user_id] = after
+            self._append(entry)
+            result = GrantResult(user_id, amount, before, after, entry.id)
+            if completes is not None:
+                self._idempotency.complete(completes[0], completes[1], result)
+            return result
+
+    def apply_charge(
+        self,
+        user_id: str | None,
+        amount: int,
+        model: str,
+        prompt_tokens: int,
+        completion_tokens: int,
+        now: float,
+    ) -> ChargeResult:
+        with self._lock:
+            if user_id is None:
+                before = self._pool
+            elif user_id in self._users:
+                before = self._users[user_id]
+            else:
+                raise QuotaError(USER_NOT_FOUND, "User not found")
+            if amount > before:
+                who = "Developer" if user_id is None else "User"
+                raise QuotaError(INSUFFICIENT_BALANCE, f"{who} balance too low")
+            after = before - amount
+            entry = LedgerEntry(
+                new_ledger_id(), CHARGE, amount, user_id, now, before, after,
+                model=model, prompt_tokens=prompt_tokens, completion_tokens=completion_tokens,
+            )
+            if user_id is None:
+                self._pool = after
+            else:
+                self._users[user_id] = after
+            self._append(entry)
+            return ChargeResult(entry.id, amount, before, after)
+
+    def set_balance(self, user_id: str | None, amount: int, now: float, description: str) -> LedgerEntry:
+        with self._lock:
+            current = self._pool if user_id is None else self._users.get(user_id, 0)
+            return self._record_external(ADJUSTMENT, user_id, amount - current, now, description)
+
+    def ledger(self, since: float | None = None) -> list[LedgerEntry]:
+        with self._lock:
+            if since is None:
+                return list(self._ledger)
+            if self._in_time_order:
+                start = bisect_left(self._ledger, since, key=lambda entry: entry.at)
+                return self._ledger[start:]
+            return [entry for entry in self._ledger if entry.at >= since]
+
+    def ledger_size(self) -> int:
+        return len(self._ledger)
+
+    def idempotency_keys(self, now: float) -> list[IdempotencyView]:
+        with self._lock:
+            return self._idempotency.views(now)
+
+    def idempotency_key_count(self) -> int:
+        return len(self._idempotency)
+
+    def conservation(self) -> Conservation:
+        with self._lock:
+            return check_conservation(self._ledger, self._pool, self._users)
+
+    def _append(self, entry: LedgerEntry) -> None:
+        if self._ledger and entry.at < self._ledger[-1].at:
+            self._in_time_order = False
+        self._ledger.append(entry)
+
+    def _deposit(self, user_id: str | None, amount: int, now: float, description: str) -> None:
+        self._record_external(DEPOSIT, user_id, amount, now, description)
+
+    def _record_external(self, kind: str, user_id: str | None, delta: int, now: float, description: str) -> LedgerEntry:
+        before = self._pool if user_id is None else self._users.get(user_id, 0)
+        entry = LedgerEntry(new_ledger_id(), kind, delta, user_id, now, before, before + delta, description)
+        if user_id is None:
+            self._pool += delta
+        else:
+            self._users[user_id] = before + delta
+        self._append(entry)
+        return entry

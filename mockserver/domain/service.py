@@ -1,0 +1,134 @@
+"""The Quota Funding service: what each API operation does, over a state store.
+
+Each method is one call from a thin web handler. Atomicity lives in the store; this layer
+composes steps (claim an idempotency key, then grant) and keeps failures from leaking state.
+"""
+
+from __future__ import annotations
+
+import hmac
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, replace
+
+from .accounts import Seed
+from .clock import Clock
+from .completions import FakeCompletion, Message, complete
+from .errors import BAD_REQUEST, USER_NOT_FOUND, QuotaError
+from .records import ChargeResult, Conservation, GrantResult, LedgerEntry
+from .store import StateStore
+from .usage import USAGE_WINDOW_SECONDS, UsageSummary, summarize
+
+
+@dataclass(frozen=True, slots=True)
+class ChatOutcome:
+    completion: FakeCompletion
+    charge: ChargeResult
+    created: float
+
+
+class FundingService:
+    def __init__(
+        self,
+        store: StateStore,
+        clock: Clock,
+        seed: Seed,
+        sleep: Callable[[float], None] = time.sleep,
+    ) -> None:
+        self.store = store
+        self.clock = clock
+        self._initial_seed = seed
+        self.seed = seed
+        self._sleep = sleep
+        store.load(seed, clock.now())
+
+    # -- authentication ---------------------------------------------------------------
+
+    def is_api_key(self, candidate: str) -> bool:
+        """Constant-time comparison against every configured key, so timing leaks nothing."""
+        candidate_bytes = candidate.encode("utf-8", "surrogateescape")
+        matched = False
+        for key in self.seed.api_keys:
+            matched |= hmac.compare_digest(candidate_bytes, key.encode("utf-8"))
+        return matched
+
+    # -- state control (the /_mock API and the pytest fixture) -------------------------
+
+    def reset(self, seed: Seed | None = None) -> None:
+        """Back to the starting seed (or a new one); the clock returns to real time."""
+        self.seed = seed or self._initial_seed
+        self.clock.reset()
+        self.store.load(self.seed, self.clock.now())
+
+    def set_balance(self, user_id: str | None, amount: int) -> LedgerEntry:
+        if amount < 0:
+            raise QuotaError(BAD_REQUEST, "balance must not be negative")
+        who = "grant pool" if user_id is None else f"user {user_id}"
+        return self.store.set_balance(user_id, amount, self.clock.now(), f"control API: set {who} balance")
+
+    def conservation(self) -> Conservation:
+        return self.store.conservation()
+
+    # -- the public API ---------------------------------------------------------------
+
+    def grant(
+        self,
+        *,
+        scope: str,
+        idempotency_key: str | None,
+        fingerprint: bytes,
+        user_id: str,
+        amount: int,
+        description: str | None,
+        processing_delay: float = 0.0,
+    ) -> GrantResult:
+        """Grant ``amount`` micro-dollars from the pool to ``user_id``, at most once per key.
+
+        ``processing_delay`` holds the request in flight before it applies (latency faults),
+        which is also when a second request with the same key meets ``in_flight``.
+        """
+        if idempotency_key is None:
+            self._hold(processing_delay)
+            return self.store.apply_grant(user_id, amount, description, self.clock.now(), None)
+        replay = self.store.claim_idempotency_key(scope, idempotency_key, fingerprint, self.clock.now())
+        if replay is not None:
+            return replace(replay, duplicate=True)
+        try:
+            self._hold(processing_delay)
+            return self.store.apply_grant(
+                user_id, amount, description, self.clock.now(), (scope, idempotency_key)
+            )
+        except BaseException:
+            # Only successes are stored (the contract's choice): free the key for a retry.
+            self.store.release_idempotency_key(scope, idempotency_key)
+            raise
+
+    def user_balance(self, user_id: str) -> int:
+        balance = self.store.user_balance(user_id)
+        if balance is None:
+            raise QuotaError(USER_NOT_FOUND, "User not found")
+        return balance
+
+    def developer_balance(self) -> int:
+        return self.store.pool_balance()
+
+    def chat(self, user_id: str | None, model: str, messages: Sequence[Message], max_tokens: int | None) -> ChatOutcome:
+        """Answer and charge one completion; the user (``None``: the developer) pays."""
+        if user_id is not None:
+            self.user_balance(user_id)  # 404 before any cost is worked out
+        completion = complete(model, messages, max_tokens)
+        cost = self.seed.prices.cost(model, completion.prompt_tokens, completion.completion_tokens)
+        now = self.clock.now()
+        charge = self.store.apply_charge(
+            user_id, cost, model, completion.prompt_tokens, completion.completion_tokens, now
+        )
+        return ChatOutcome(completion, charge, now)
+
+    def usage(self) -> UsageSummary:
+        until = self.clock.now()
+        since = until - USAGE_WINDOW_SECONDS
+        return summarize(self.store.ledger(since), since, until)
+
+    def _hold(self, seconds: float) -> None:
+        if seconds > 0:
+            self._sleep(seconds)

@@ -1,0 +1,73 @@
+"""What a state store must do: every method is one atomic step.
+
+The memory store is the default; other backends implement the same protocol so that the
+service, the web layer and the store tests run unchanged against each of them.
+"""
+
+from __future__ import annotations
+
+from typing import Protocol
+
+from .accounts import Seed
+from .records import ChargeResult, Conservation, GrantResult, IdempotencyView, LedgerEntry
+
+
+class StateStore(Protocol):
+    def load(self, seed: Seed, now: float) -> None:
+        """Replace all state by the seed's: pool, users, an empty ledger but for deposits."""
+
+    def pool_balance(self) -> int: ...
+
+    def user_balance(self, user_id: str) -> int | None:
+        """The user's balance in micro-dollars, or ``None`` for an unknown user."""
+
+    def users(self) -> dict[str, int]: ...
+
+    def claim_idempotency_key(self, scope: str, key: str, fingerprint: bytes, now: float) -> GrantResult | None:
+        """Claim the key, or return the result to replay; raises QuotaError on conflict."""
+
+    def release_idempotency_key(self, scope: str, key: str) -> None: ...
+
+    def apply_grant(
+        self,
+        user_id: str,
+        amount: int,
+        description: str | None,
+        now: float,
+        completes: tuple[str, str] | None,
+    ) -> GrantResult:
+        """Move ``amount`` from the pool to the user, creating the user on its first grant.
+
+        When ``completes`` names a claimed idempotency key, the result is stored under it in
+        the same atomic step, so no crash can separate the credit from its record.
+        Raises QuotaError ``insufficient_balance`` when the pool cannot cover it.
+        """
+
+    def apply_charge(
+        self,
+        user_id: str | None,
+        amount: int,
+        model: str,
+        prompt_tokens: int,
+        completion_tokens: int,
+        now: float,
+    ) -> ChargeResult:
+        """Take ``amount`` from the user (``None``: the pool); never below zero.
+
+        Raises QuotaError ``user_not_found`` or ``insufficient_balance``.
+        """
+
+    def set_balance(self, user_id: str | None, amount: int, now: float, description: str) -> LedgerEntry:
+        """Set an account to ``amount`` through an adjustment entry (the control API)."""
+
+    def ledger(self, since: float | None = None) -> list[LedgerEntry]:
+        """Ledger entries in order, optionally only those at or after ``since``."""
+
+    def ledger_size(self) -> int: ...
+
+    def idempotency_keys(self, now: float) -> list[IdempotencyView]: ...
+
+    def idempotency_key_count(self) -> int: ...
+
+    def conservation(self) -> Conservation:
+        """Check that money is conserved; see :class:`Conservation`."""

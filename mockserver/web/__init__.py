@@ -1,0 +1,1 @@
+"""The HTTP layer: Flask app factory, contract-driven routing and validation, handlers."""

@@ -1,0 +1,126 @@
+"""The app factory: builds the mock from openapi.yaml and a :class:`MockConfig`."""
+
+from __future__ import annotations
+
+import hashlib
+import re
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from typing import Any
+
+from flask import Flask, Response, request
+
+from ..config import MockConfig
+from ..contract import Contract, Operation, default_contract
+from ..domain.clock import Clock
+from ..domain.errors import INVALID_API_KEY, QuotaError
+from ..domain.memory_store import MemoryStore
+from ..domain.service import FundingService
+from .errors import register_error_handlers
+from .validation import RequestValidator, ValidatedRequest
+
+EXTENSION_KEY = "quota_mock"
+_BEARER = re.compile(r"^Bearer[ ]+(\S+)[ ]*$", re.IGNORECASE)
+
+Handler = Callable[["MockState", ValidatedRequest, "Caller"], Response]
+
+
+@dataclass(frozen=True)
+class Caller:
+    """Who is calling: the API key (never logged) and the idempotency scope derived from it."""
+
+    api_key: str | None
+
+    @property
+    def scope(self) -> str:
+        # Idempotency keys are scoped per API key; a digest keeps raw keys out of the store.
+        return hashlib.sha256((self.api_key or "").encode("utf-8", "surrogateescape")).hexdigest()[:24]
+
+
+@dataclass
+class MockState:
+    """Everything one mock instance owns; created by :func:`create_app`, never global."""
+
+    config: MockConfig
+    contract: Contract
+    service: FundingService
+    clock: Clock
+
+
+def create_app(config: MockConfig | Mapping[str, Any] | None = None) -> Flask:
+    """Build a mock of the Quota Funding API with its own state."""
+    if not isinstance(config, MockConfig):
+        config = MockConfig.from_mapping(config)
+    contract = default_contract()
+    clock = Clock()
+    store = MemoryStore(config.idempotency_ttl_seconds, config.max_idempotency_keys)
+    service = FundingService(store, clock, config.build_seed())
+    state = MockState(config=config, contract=contract, service=service, clock=clock)
+
+    app = Flask("mockserver")
+    app.config["MAX_CONTENT_LENGTH"] = config.max_body_bytes
+    app.json.sort_keys = False  # keep the contract's field order, as the docs show it
+    app.extensions[EXTENSION_KEY] = state
+    register_error_handlers(app, contract, config.max_body_bytes)
+
+    from .handlers import HANDLERS  # the handlers import this module's types
+
+    for operation in contract.operations:
+        handler = HANDLERS[operation.operation_id]
+        app.add_url_rule(
+            _flask_rule(operation.path),
+            endpoint=operation.operation_id,
+            view_func=_make_view(state, operation, handler),
+            methods=[operation.method],
+        )
+    if config.admin_enabled:
+        from .admin import admin_blueprint
+
+        app.register_blueprint(admin_blueprint(state))
+    if config.validate_responses:
+        from .self_check import install_response_self_check
+
+        install_response_self_check(app, contract)
+    if config.log_requests:
+        from .request_log import install_request_log
+
+        install_request_log(app)
+    return app
+
+
+def mock_state(app: Flask) -> MockState:
+    return app.extensions[EXTENSION_KEY]
+
+
+def _flask_rule(path: str) -> str:
+    return re.sub(r"\{([^}]+)\}", r"<\1>", path)
+
+
+def _make_view(state: MockState, operation: Operation, handler: Handler) -> Callable[..., Response]:
+    validator = RequestValidator(operation)
+
+    def view(**path_args: str) -> Response:
+        caller = Caller(None if operation.public else authenticate(state.service, request.headers.get("Authorization")))
+        validated = validator.validate(
+            path_args,
+            request.args,
+            {name.lower(): value for name, value in request.headers.items()},
+            request.get_data(cache=True),
+        )
+        return handler(state, validated, caller)
+
+    view.__name__ = operation.operation_id
+    return view
+
+
+def authenticate(service: FundingService, authorization: str | None) -> str:
+    """The caller's API key from ``Authorization: Bearer <key>``, or a 401."""
+    if not authorization or not authorization.strip():
+        raise QuotaError(INVALID_API_KEY, "Missing API key: send Authorization: Bearer <key>")
+    match = _BEARER.match(authorization.strip())
+    if match is None:
+        raise QuotaError(INVALID_API_KEY, "Invalid Authorization header: use the Bearer scheme with your API key")
+    key = match.group(1)
+    if not service.is_api_key(key):
+        raise QuotaError(INVALID_API_KEY, "Invalid API key")
+    return key

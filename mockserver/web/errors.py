@@ -1,0 +1,65 @@
+"""The one place where failures become HTTP responses in the documented envelope.
+
+Domain errors carry a code; the status comes from openapi.yaml. Werkzeug's own errors
+(unknown route, wrong method, body too large) are mapped to the contract's codes, and
+anything unexpected still answers in the envelope instead of a stack trace.
+"""
+
+from __future__ import annotations
+
+import logging
+
+from flask import Flask, Response, jsonify
+from werkzeug.exceptions import HTTPException, MethodNotAllowed, NotFound, RequestEntityTooLarge
+
+from ..contract import Contract
+from ..domain.errors import (
+    BAD_REQUEST,
+    METHOD_NOT_ALLOWED,
+    NOT_FOUND,
+    PAYLOAD_TOO_LARGE,
+    QuotaError,
+)
+
+log = logging.getLogger("quota_mock")
+
+
+def envelope(contract: Contract, error: QuotaError) -> Response:
+    response = jsonify({"error": {"code": error.code, "message": error.message}})
+    response.status_code = contract.status_for_code(error.code)
+    for name, value in error.headers.items():
+        response.headers[name] = value
+    return response
+
+
+def register_error_handlers(app: Flask, contract: Contract, max_body_bytes: int) -> None:
+    from flask import request
+
+    @app.errorhandler(QuotaError)
+    def _quota_error(error: QuotaError) -> Response:
+        return envelope(contract, error)
+
+    @app.errorhandler(HTTPException)
+    def _http_error(error: HTTPException) -> Response:
+        return envelope(contract, _translate(error, request.method, request.path, max_body_bytes))
+
+    @app.errorhandler(Exception)
+    def _unexpected(error: Exception) -> Response:
+        # A bug in the mock: still an enveloped answer, and the traceback goes to the log.
+        log.exception("unexpected error on %s %s", request.method, request.path)
+        response = jsonify({"error": {"code": "internal_error", "message": "The mock hit an unexpected error"}})
+        response.status_code = 500
+        return response
+
+
+def _translate(error: HTTPException, method: str, path: str, max_body_bytes: int) -> QuotaError:
+    if isinstance(error, NotFound):
+        return QuotaError(NOT_FOUND, f"No route for {method} {path}")
+    if isinstance(error, MethodNotAllowed):
+        allowed = ", ".join(sorted(error.valid_methods or ()))
+        return QuotaError(
+            METHOD_NOT_ALLOWED, f"{method} is not allowed on {path}", headers={"Allow": allowed}
+        )
+    if isinstance(error, RequestEntityTooLarge):
+        return QuotaError(PAYLOAD_TOO_LARGE, f"Request body exceeds {max_body_bytes} bytes")
+    return QuotaError(BAD_REQUEST, error.description or error.name)

@@ -1,0 +1,92 @@
+"""The public API's handlers: read the validated request, call the service once, serialize.
+
+Routes are generated from openapi.yaml by operationId; this table says which function
+serves each operation, and a test checks that it covers the contract exactly.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from decimal import Decimal
+from types import MappingProxyType
+from typing import Any
+
+from flask import Response, jsonify
+
+from ..domain.money import dollars_to_micros, parse_dollar_string
+from . import presenters
+from .app import Caller, Handler, MockState
+from .chat import create_chat_completion, create_user_chat_completion
+from .validation import ValidatedRequest
+
+
+def grant_user_balance(state: MockState, req: ValidatedRequest, caller: Caller) -> Response:
+    body = req.body
+    result = state.service.grant(
+        scope=caller.scope,
+        idempotency_key=req.headers.get("idempotency-key"),
+        fingerprint=request_fingerprint("POST /v1/funding/grant", body),
+        user_id=body["external_user_id"],
+        amount=dollars_to_micros(body["amount"]),
+        description=body.get("description"),
+        processing_delay=state.config.grant_delay_seconds,
+    )
+    response = jsonify(presenters.grant_body(result))
+    if result.duplicate:
+        response.headers["Idempotent-Replayed"] = "true"
+    return response
+
+
+def get_user_balance(state: MockState, req: ValidatedRequest, caller: Caller) -> Response:
+    user_id = req.path["external_user_id"]
+    return jsonify(presenters.user_balance_body(user_id, state.service.user_balance(user_id)))
+
+
+def get_balance(state: MockState, req: ValidatedRequest, caller: Caller) -> Response:
+    user_id = req.query.get("external_user_id")
+    if user_id is not None:
+        return jsonify(presenters.user_balance_body(user_id, state.service.user_balance(user_id)))
+    service = state.service
+    return jsonify(presenters.developer_balance_body(service.seed.developer, service.developer_balance()))
+
+
+def get_me(state: MockState, req: ValidatedRequest, caller: Caller) -> Response:
+    service = state.service
+    return jsonify(presenters.me_body(service.seed.developer, service.developer_balance(), service.usage()))
+
+
+def list_packages(state: MockState, req: ValidatedRequest, caller: Caller) -> Response:
+    # The documented tiers are the contract's own example; the mock adds exact amounts.
+    body = state.contract.example("listPackages")
+    for package in body["packages"]:
+        package["balance_microdollars"] = parse_dollar_string(package["balance_display"])
+    return jsonify(body)
+
+
+def request_fingerprint(route: str, body: Any) -> bytes:
+    """A digest of what makes two requests "the same" for idempotency: route and body.
+
+    Numbers are compared by value (``0.5`` and ``0.50`` are one amount), keys by name.
+    """
+    canonical = json.dumps(body, sort_keys=True, separators=(",", ":"), default=_canonical_number)
+    return hashlib.sha256(f"{route}\n{canonical}".encode()).digest()
+
+
+def _canonical_number(value: Any) -> str:
+    if isinstance(value, Decimal):
+        return format(value.normalize(), "f")
+    raise TypeError(f"cannot fingerprint {type(value).__name__}")
+
+
+HANDLERS: MappingProxyType[str, Handler] = MappingProxyType(
+    {
+        "grantUserBalance": grant_user_balance,
+        "getUserBalance": get_user_balance,
+        "getBalance": get_balance,
+        "getMe": get_me,
+        "listPackages": list_packages,
+        "createUserChatCompletion": create_user_chat_completion,
+        "createChatCompletion": create_chat_completion,
+    }
+)

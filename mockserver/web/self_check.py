@@ -1,0 +1,60 @@
+"""Response self-check: the mock validates its own responses against openapi.yaml.
+
+Uses openapi-core, independent of the mock's own request validator, so a mismatch between
+what the mock sends and what the contract says is caught by a second implementation.
+Meant for tests (it costs milliseconds a response). A mismatch fails loudly: the response
+is replaced by a 500 ``response_contract_violation`` naming what is wrong, and recorded.
+"""
+
+from __future__ import annotations
+
+from flask import Flask, Response, jsonify, request
+
+from ..contract import Contract
+
+
+def install_response_self_check(app: Flask, contract: Contract) -> None:
+    from openapi_core import OpenAPI
+    from openapi_core.contrib.flask import FlaskOpenAPIRequest
+    from openapi_core.contrib.werkzeug import WerkzeugOpenAPIResponse
+
+    # Requests reach the mock on whatever host it runs on; let any server URL match.
+    openapi = OpenAPI.from_dict({**contract.document, "servers": [{"url": "/"}]})
+    public_paths = {op.path for op in contract.operations}
+    violations: list[str] = []
+    app.extensions["quota_mock_response_violations"] = violations
+
+    @app.after_request
+    def _check(response: Response) -> Response:
+        # Only the public contract's routes; a route Flask did not match (404/405) has no
+        # operation to check against, and streamed bodies cannot be read twice.
+        rule = request.url_rule
+        if rule is None or request.blueprint == "mock_admin" or response.is_streamed:
+            return response
+        if not any(_matches(rule.rule, path) for path in public_paths):
+            return response
+        errors = list(openapi.iter_response_errors(FlaskOpenAPIRequest(request), WerkzeugOpenAPIResponse(response)))
+        if errors:
+            message = f"{request.method} {request.path} -> {response.status_code}: " + "; ".join(
+                _describe(e) for e in errors
+            )
+            violations.append(message)
+            failure = jsonify({"error": {"code": "response_contract_violation", "message": message}})
+            failure.status_code = 500
+            return failure
+        return response
+
+
+def _matches(flask_rule: str, contract_path: str) -> bool:
+    return flask_rule == contract_path.replace("{", "<").replace("}", ">")
+
+
+def _describe(error: Exception) -> str:
+    causes = [str(error)]
+    cause = error.__cause__
+    while cause is not None:
+        schema_errors = getattr(cause, "schema_errors", None)
+        if schema_errors:
+            causes.extend(str(e.message) for e in schema_errors)
+        cause = cause.__cause__
+    return " | ".join(causes)
