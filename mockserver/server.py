@@ -1,0 +1,60 @@
+"""Serving the mock on waitress, a production-grade WSGI server, in a thread or the foreground."""
+
+from __future__ import annotations
+
+import threading
+from types import TracebackType
+
+from flask import Flask
+from waitress.server import create_server
+
+DEFAULT_THREADS = 8
+
+
+class MockServer:
+    """A waitress server for one app; ``port=0`` picks a free port.
+
+    Usable in the foreground (:meth:`serve_forever`, the CLI) or in a background thread
+    (:meth:`start`, the pytest plugin and tests), and as a context manager.
+    """
+
+    def __init__(self, app: Flask, host: str = "127.0.0.1", port: int = 0, threads: int = DEFAULT_THREADS) -> None:
+        self.app = app
+        # clear_untrusted_proxy_headers: the mock is no proxy's backend unless told so.
+        self._server = create_server(app, host=host, port=port, threads=threads, clear_untrusted_proxy_headers=True)
+        self._thread: threading.Thread | None = None
+
+    @property
+    def host(self) -> str:
+        return str(self._server.effective_host)
+
+    @property
+    def port(self) -> int:
+        return int(self._server.effective_port)
+
+    @property
+    def base_url(self) -> str:
+        host = f"[{self.host}]" if ":" in self.host else self.host
+        return f"http://{host}:{self.port}"
+
+    def serve_forever(self) -> None:
+        self._server.run()
+
+    def start(self) -> MockServer:
+        self._thread = threading.Thread(target=self._server.run, name=f"quota-mock:{self.port}", daemon=True)
+        self._thread.start()
+        return self
+
+    def stop(self) -> None:
+        self._server.close()
+        if self._thread is not None:
+            self._thread.join(timeout=5)
+            self._thread = None
+
+    def __enter__(self) -> MockServer:
+        return self.start()
+
+    def __exit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        self.stop()
