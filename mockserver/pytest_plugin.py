@@ -1,0 +1,103 @@
+"""pytest plugin for SDK authors: a live quota-mock in your test session.
+
+Installed with the kit (entry point ``pytest11``). The server starts once per session on a
+free port, in-process, and every test that uses ``quota_mock`` gets it reset to its seed::
+
+    def test_grant(quota_mock):
+        client = MySdk(base_url=quota_mock.base_url, api_key=quota_mock.api_key)
+        client.grant("user_123", "0.50")
+        assert quota_mock.balance("user_123") == "$5.50"
+
+Override the ``quota_mock_config`` fixture (a mapping of :class:`MockConfig` settings,
+``seed`` included) to change the starting state for a whole session.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator, Mapping
+from decimal import Decimal
+from typing import Any
+
+import pytest
+
+from .domain.money import format_money, parse_dollar_string
+from .domain.records import Conservation, LedgerEntry
+from .domain.seed import build_seed
+from .server import MockServer
+from .web.app import MockState, create_app, mock_state
+
+__all__ = ["QuotaMock", "quota_mock", "quota_mock_config", "quota_mock_server"]
+
+
+class QuotaMock:
+    """A handle on the running mock: where it is, how to call it, and its state."""
+
+    def __init__(self, server: MockServer) -> None:
+        self.server = server
+        self.state: MockState = mock_state(server.app)
+
+    @property
+    def base_url(self) -> str:
+        return self.server.base_url
+
+    @property
+    def api_key(self) -> str:
+        return self.state.service.seed.api_keys[0]
+
+    @property
+    def headers(self) -> dict[str, str]:
+        """The ``Authorization`` header for :attr:`api_key`."""
+        return {"Authorization": f"Bearer {self.api_key}"}
+
+    def reset(self) -> None:
+        self.state.service.reset()
+
+    def seed(self, document: Mapping[str, Any]) -> None:
+        """Replace parts of the starting state (same format as ``quota-mock --seed``)."""
+        self.state.service.reset(build_seed(document, base=self.state.config.build_seed()))
+
+    def set_balance(self, user_id: str, dollars: str | int | Decimal) -> None:
+        self.state.service.set_balance(user_id, parse_dollar_string(str(dollars)))
+
+    def set_pool(self, dollars: str | int | Decimal) -> None:
+        self.state.service.set_balance(None, parse_dollar_string(str(dollars)))
+
+    def balance(self, user_id: str) -> str:
+        """The user's balance as the API shows it, e.g. ``"$5.50"``."""
+        return format_money(self.state.service.user_balance(user_id))
+
+    def balance_microdollars(self, user_id: str) -> int:
+        return self.state.service.user_balance(user_id)
+
+    def advance_clock(self, seconds: float) -> None:
+        self.state.clock.advance(seconds)
+
+    def ledger(self) -> list[LedgerEntry]:
+        return self.state.service.store.ledger()
+
+    def conservation(self) -> Conservation:
+        return self.state.service.conservation()
+
+
+@pytest.fixture(scope="session")
+def quota_mock_config() -> Mapping[str, Any]:
+    """Settings for the session's mock; override this fixture to change them."""
+    return {}
+
+
+@pytest.fixture(scope="session")
+def quota_mock_server(quota_mock_config: Mapping[str, Any]) -> Iterator[MockServer]:
+    """The session's mock server, started once on a free loopback port."""
+    settings = dict(quota_mock_config)
+    host = settings.pop("host", "127.0.0.1")
+    settings.pop("port", None)
+    with MockServer(create_app(settings), host=host, port=0) as server:
+        yield server
+
+
+@pytest.fixture
+def quota_mock(quota_mock_server: MockServer) -> QuotaMock:
+    """The running mock, reset to its starting state for this test."""
+    handle = QuotaMock(quota_mock_server)
+    handle.reset()
+    return handle

@@ -1,0 +1,40 @@
+"""Shared fixtures: a mock app that checks its own responses against openapi.yaml."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+
+import pytest
+from flask import Flask
+from flask.testing import FlaskClient
+
+from mockserver import create_app, mock_state
+from mockserver.web.app import MockState
+
+DEMO_KEY = "sk-quota-your-api-key"
+AUTH = {"Authorization": f"Bearer {DEMO_KEY}"}
+
+
+@pytest.fixture
+def app() -> Iterator[Flask]:
+    app = create_app({"validate_responses": True})
+    yield app
+    # Every response the mock sent in the test must have matched the contract.
+    assert app.extensions["quota_mock_response_violations"] == []
+
+
+@pytest.fixture
+def client(app: Flask) -> FlaskClient:
+    return app.test_client()
+
+
+@pytest.fixture
+def state(app: Flask) -> MockState:
+    return mock_state(app)
+
+
+def grant(client: FlaskClient, user: str = "user_123", amount: object = 0.5, key: str | None = None, **extra: object):
+    headers = dict(AUTH)
+    if key is not None:
+        headers["Idempotency-Key"] = key
+    return client.post("/v1/funding/grant", json={"external_user_id": user, "amount": amount, **extra}, headers=headers)
