@@ -38,7 +38,8 @@ class ValidatedRequest:
 
 @dataclass(frozen=True)
 class _Parameter:
-    name: str
+    name: str  # as the request carries it: header names lower-cased
+    label: str  # as the contract spells it, for messages
     location: str
     required: bool
     schema_type: str | None
@@ -70,10 +71,10 @@ class RequestValidator:
             raw = sources[parameter.location].get(parameter.name)
             if raw is None:
                 if parameter.required:
-                    raise QuotaError(BAD_REQUEST, f"Missing required {parameter.location} parameter '{parameter.name}'")
+                    raise QuotaError(BAD_REQUEST, f"Missing required {parameter.location} parameter '{parameter.label}'")
                 continue
             value = _coerce(raw, parameter)
-            _check(parameter.validator, value, f"{parameter.location} parameter '{parameter.name}'")
+            _check(parameter.validator, value, f"{parameter.location} parameter '{parameter.label}'")
             getattr(result, "headers" if parameter.location == "header" else parameter.location)[parameter.name] = value
         if self._body_validator is not None:
             if not raw_body.strip():
@@ -128,11 +129,10 @@ def _pointer(path: list[Any]) -> str:
 def _compile_parameter(parameter: dict[str, Any]) -> _Parameter:
     schema = _strip(parameter.get("schema", {}))
     location = parameter["in"]
-    name = parameter["name"]
-    if location == "header":
-        name = name.lower()  # headers are matched case-insensitively
+    label = parameter["name"]
     return _Parameter(
-        name=name,
+        name=label.lower() if location == "header" else label,  # header names are case-insensitive
+        label=label,
         location=location,
         required=bool(parameter.get("required")),
         schema_type=schema.get("type") if isinstance(schema.get("type"), str) else None,

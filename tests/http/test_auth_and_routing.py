@@ -1,0 +1,79 @@
+"""Authentication, routing and the error envelope, through the Flask test client."""
+
+import pytest
+
+from mockserver.contract import default_contract
+from mockserver.web.handlers import HANDLERS
+
+from ..conftest import AUTH, DEMO_KEY
+
+AUTHENTICATED = [
+    ("GET", "/v1/balance"),
+    ("GET", "/v1/users/user_123/balance"),
+    ("GET", "/v1/me"),
+    ("POST", "/v1/funding/grant"),
+    ("POST", "/v1/users/user_123/chat/completions"),
+    ("POST", "/v1/chat/completions"),
+]
+BAD_AUTHORIZATION = [
+    None,
+    "",
+    "Bearer",
+    "Bearer ",
+    f"Basic {DEMO_KEY}",
+    f"Token {DEMO_KEY}",
+    f"Bearer {DEMO_KEY[:-1]}x",
+    f"Bearer {DEMO_KEY}x",
+    "Bearer sk-quota-" + "a" * 32,
+]
+
+
+def test_every_contract_operation_has_exactly_one_handler():
+    assert set(HANDLERS) == {op.operation_id for op in default_contract().operations}
+
+
+@pytest.mark.parametrize(("method", "path"), AUTHENTICATED)
+@pytest.mark.parametrize("authorization", BAD_AUTHORIZATION)
+def test_missing_malformed_or_unknown_keys_get_401_in_the_envelope(client, method, path, authorization):
+    headers = {} if authorization is None else {"Authorization": authorization}
+    response = client.open(path, method=method, headers=headers, json={})
+    assert response.status_code == 401
+    assert response.json["error"]["code"] == "invalid_api_key"
+    assert response.json["error"]["message"]
+
+
+def test_the_bearer_scheme_is_case_insensitive(client):
+    assert client.get("/v1/balance", headers={"Authorization": f"bearer {DEMO_KEY}"}).status_code == 200
+
+
+def test_packages_needs_no_key_and_lists_the_four_documented_tiers(client):
+    response = client.get("/v1/packages")
+    assert response.status_code == 200
+    packages = response.json["packages"]
+    assert [(p["id"], p["price_cents"], p["balance_display"]) for p in packages] == [
+        ("starter", 500, "$4.05"), ("basic", 1000, "$8.50"), ("plus", 2500, "$22.50"), ("pro", 5000, "$46.50"),
+    ]
+    assert packages[0]["balance_microdollars"] == 4_050_000
+
+
+def test_packages_ignores_a_wrong_key(client):
+    assert client.get("/v1/packages", headers={"Authorization": "Bearer nope"}).status_code == 200
+
+
+def test_unknown_route_is_404_not_found_in_the_envelope(client):
+    response = client.get("/v1/nothing-here", headers=AUTH)
+    assert response.status_code == 404
+    assert response.json["error"]["code"] == "not_found"
+
+
+def test_wrong_method_is_405_with_allow_header(client):
+    response = client.delete("/v1/balance", headers=AUTH)
+    assert response.status_code == 405
+    assert response.json["error"]["code"] == "method_not_allowed"
+    assert "GET" in response.headers["Allow"]
+
+
+def test_a_slash_encoded_in_a_user_id_does_not_route_anywhere(client):
+    response = client.get("/v1/users/a%2Fb/balance", headers=AUTH)
+    assert response.status_code == 404
+    assert response.json["error"]["code"] in ("not_found", "user_not_found")
