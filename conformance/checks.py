@@ -1,0 +1,193 @@
+"""Custom response checks, in Schemathesis' style: small functions ``(ctx, response, case)``,
+registered with ``@schemathesis.check``, each named for what broke and raising a
+:class:`ContractViolation` (a Schemathesis ``Failure``) with a title and a message.
+
+They run on every response the suite sees, from Schemathesis-generated cases and from the
+behavioural scenarios alike. What they expect (codes per status, which fields are money, and
+whether a rule is documented or the contract's choice) is read from openapi.yaml.
+"""
+
+from __future__ import annotations
+
+import functools
+import json
+import re
+from decimal import Decimal
+from typing import Any
+
+import schemathesis
+from schemathesis.core.failures import Failure
+
+from mockserver.contract import DOCUMENTED, Contract, Operation, default_contract
+
+from .profiles import MARK, Provenance
+
+
+class ContractViolation(Failure):
+    """A failure that knows which openapi.yaml element it breaks: documented or contract."""
+
+    code = "QCK001"
+    kind_title = "Contract violation"
+    __slots__ = ("provenance",)
+
+    def __init__(self, *, operation: str | None, title: str, message: str, provenance: str = DOCUMENTED) -> None:
+        super().__init__(operation=operation, title=title, message=message)
+        self.provenance = provenance
+
+
+@functools.cache
+def _index() -> tuple[Contract, Provenance, dict[tuple[str, str], Operation], re.Pattern[str]]:
+    contract = default_contract()
+    by_route = {(op.method, op.path): op for op in contract.operations}
+    money = re.compile(contract.document["components"]["schemas"]["Money"]["pattern"])
+    return contract, Provenance(contract), by_route, money
+
+
+def provenance() -> Provenance:
+    return _index()[1]
+
+
+def operation_of(case: Any) -> Operation:
+    return _index()[2][(case.operation.method.upper(), case.operation.path)]
+
+
+def money_pattern() -> re.Pattern[str]:
+    return _index()[3]
+
+
+def parse_money(text: Any) -> int | None:
+    """Cents of a well-formed Money string, else None."""
+    if not isinstance(text, str) or not money_pattern().fullmatch(text):
+        return None
+    return int(Decimal(text[1:]) * 100)
+
+
+def json_body(response: Any) -> Any:
+    try:
+        return json.loads(response.content)
+    except (ValueError, UnicodeDecodeError):
+        return None
+
+
+@schemathesis.check
+def errors_use_json_envelope(ctx: Any, response: Any, case: Any) -> bool | None:
+    """Every 4xx/5xx is JSON: ``{"error": {"code": "...", "message": "..."}}`` (seed: "All errors")."""
+    if response.status_code < 400:
+        return None
+    body = json_body(response)
+    error = body.get("error") if isinstance(body, dict) else None
+    if not (isinstance(error, dict) and _text(error.get("code")) and _text(error.get("message"))):
+        excerpt = response.content[:200].decode("utf-8", "replace")
+        raise ContractViolation(
+            operation=case.operation.label,
+            title="Error response without the documented envelope",
+            message=f"{response.status_code} answered {excerpt!r}; expected "
+            '{"error": {"code": "...", "message": "..."}}',
+        )
+    return None
+
+
+@schemathesis.check
+def error_code_matches_status(ctx: Any, response: Any, case: Any) -> bool | None:
+    """The envelope's ``code`` is the one openapi.yaml gives that status on that operation."""
+    if response.status_code < 400:
+        return None
+    body = json_body(response)
+    error = body.get("error") if isinstance(body, dict) else None
+    if not isinstance(error, dict):
+        return True  # errors_use_json_envelope reports it
+    operation = operation_of(case)
+    expected = provenance().expected_codes(operation, response.status_code)
+    if not expected:
+        return True  # an unlisted status: status_code_conformance's business
+    if error.get("code") not in expected:
+        raise ContractViolation(
+            operation=case.operation.label,
+            title=f"Wrong error code for {response.status_code}",
+            message=f"code {error.get('code')!r}; openapi.yaml gives {response.status_code} "
+            f"on {case.operation.label} the code {' or '.join(map(repr, expected))}",
+            provenance=provenance().of_response(operation, response.status_code),
+        )
+    return None
+
+
+@schemathesis.check
+def money_strings_well_formed(ctx: Any, response: Any, case: Any) -> bool | None:
+    """Every Money field is ``$`` + whole dollars + a dot + exactly two decimals, never negative."""
+    operation = operation_of(case)
+    spec = operation.responses.get(str(response.status_code), {})
+    schema = spec.get("content", {}).get("application/json", {}).get("schema")
+    body = json_body(response)
+    if schema is None or body is None:
+        return True
+    bad = _bad_money(schema, body, "", spec.get(MARK, operation.provenance))
+    if bad:
+        path, value, mark = bad[0]
+        documented = [b for b in bad if b[2] == DOCUMENTED]
+        if documented:
+            path, value, mark = documented[0]
+        raise ContractViolation(
+            operation=case.operation.label,
+            title="Malformed money string",
+            message=f"{path or '/'} is {value!r}; money is '$' + whole dollars + '.' + two decimals "
+            f"(pattern {money_pattern().pattern})",
+            provenance=mark,
+        )
+    return None
+
+
+@schemathesis.check
+def grant_arithmetic_is_exact(ctx: Any, response: Any, case: Any) -> bool | None:
+    """On a grant, ``balance_after`` = ``balance_before`` + ``amount_granted``, to the cent."""
+    if operation_of(case).operation_id != "grantUserBalance" or response.status_code != 200:
+        return True
+    body = json_body(response)
+    if not isinstance(body, dict):
+        return True
+    before, amount, after = (parse_money(body.get(k)) for k in ("balance_before", "amount_granted", "balance_after"))
+    if None in (before, amount, after):
+        return True  # money_strings_well_formed reports it
+    assert before is not None and amount is not None and after is not None
+    if before + amount != after:
+        raise ContractViolation(
+            operation=case.operation.label,
+            title="Grant arithmetic is off",
+            message=f"balance_before {body['balance_before']} + amount_granted {body['amount_granted']} "
+            f"should be {_dollars(before + amount)}, but balance_after is {body['balance_after']}",
+        )
+    return None
+
+
+RESPONSE_CHECKS = (errors_use_json_envelope, error_code_matches_status, money_strings_well_formed,
+                   grant_arithmetic_is_exact)
+
+
+def _text(value: Any) -> bool:
+    return isinstance(value, str) and bool(value)
+
+
+def _dollars(cents: int) -> str:
+    sign = "-" if cents < 0 else ""
+    return f"{sign}${abs(cents) // 100}.{abs(cents) % 100:02d}"
+
+
+def _bad_money(schema: Any, value: Any, path: str, mark: str) -> list[tuple[str, Any, str]]:
+    if not isinstance(schema, dict):
+        return []
+    mark = schema.get(MARK, mark)
+    found: list[tuple[str, Any, str]] = []
+    if schema.get("pattern") == money_pattern().pattern and isinstance(value, str | int | float):
+        if parse_money(value) is None:
+            found.append((path, value, mark))
+        return found
+    for key in ("allOf", "anyOf", "oneOf"):
+        for branch in schema.get(key, []):
+            found.extend(b for b in _bad_money(branch, value, path, mark) if b not in found)
+    if isinstance(value, dict):
+        for name, child in schema.get("properties", {}).items():
+            if name in value:
+                found.extend(_bad_money(child, value[name], f"{path}/{name}", mark))
+    elif isinstance(value, list) and "items" in schema:
+        for i, item in enumerate(value):
+            found.extend(_bad_money(schema["items"], item, f"{path}/{i}", mark))
+    return found

@@ -1,0 +1,86 @@
+"""The suite's settings, parsed and checked in this one place (the CLI only maps flags here)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from decimal import Decimal, InvalidOperation
+from enum import StrEnum
+
+MICROS_PER_DOLLAR = 1_000_000
+DEFAULT_PREFIX = "conformance-"
+DEFAULT_BUDGET = "0.10"
+IN_PROCESS_URL = "http://quota.in-process"
+
+
+class Profile(StrEnum):
+    # Fails only on what the vendor documents; the contract's own choices are warnings.
+    DOCUMENTED = "documented"
+    # Fails on every violation of openapi.yaml.
+    STRICT = "strict"
+
+
+class OptionsError(ValueError):
+    """A setting that cannot work; the CLI turns it into exit code 2."""
+
+
+def dollars_to_micros(text: str | Decimal) -> int:
+    try:
+        value = Decimal(str(text).strip().removeprefix("$"))
+    except InvalidOperation as exc:
+        raise OptionsError(f"not a dollar amount: {text!r}") from exc
+    if not value.is_finite() or value < 0:
+        raise OptionsError(f"not a non-negative dollar amount: {text!r}")
+    return int(value * MICROS_PER_DOLLAR)
+
+
+@dataclass(frozen=True)
+class Options:
+    api_key: str
+    base_url: str | None = None
+    profile: Profile = Profile.DOCUMENTED
+    read_only: bool = False
+    # The most the run may grant in total, in micro-dollars (default $0.10).
+    budget_micros: int = 100_000
+    user_prefix: str = DEFAULT_PREFIX
+    # Schemathesis examples per operation and generation mode.
+    max_examples: int = 8
+    seed: int = 0
+    # Hard bounds on the whole run.
+    max_requests: int = 1500
+    time_limit_seconds: float = 300.0
+    request_timeout_seconds: float = 30.0
+    # 429 handling: retries, and the longest Retry-After the suite is willing to wait.
+    max_retries_on_429: int = 3
+    max_retry_after_seconds: float = 60.0
+    # The 402 check drains a tiny grant with chats; these bound it.
+    chat: bool = True
+    chat_model: str = "gpt-4o"
+    max_drain_chats: int = 5
+    concurrent_requests: int = 3
+    # Run the schema-driven (Schemathesis) phase; the behavioural scenarios always run.
+    fuzz: bool = True
+
+    def checked(self) -> Options:
+        if not self.api_key or not self.api_key.strip():
+            raise OptionsError("an API key is required: --api-key or the QUOTA_API_KEY environment variable")
+        if any(ch.isspace() for ch in self.api_key):
+            raise OptionsError("the API key must not contain whitespace")
+        if not self.user_prefix or len(self.user_prefix) > 64 or any(ch.isspace() or ord(ch) < 32 for ch in self.user_prefix):
+            raise OptionsError("--user-prefix must be 1 to 64 printable characters without spaces")
+        if self.base_url is not None and not self.base_url.startswith(("http://", "https://")):
+            raise OptionsError(f"--base-url must start with http:// or https://, not {self.base_url!r}")
+        if self.max_examples < 1 or self.max_examples > 1000:
+            raise OptionsError("--max-examples must be 1 to 1000")
+        if self.max_requests < 10:
+            raise OptionsError("--max-requests must be at least 10")
+        if self.time_limit_seconds <= 0:
+            raise OptionsError("--time-limit must be positive")
+        if self.concurrent_requests < 2:
+            raise OptionsError("--concurrent-requests must be at least 2")
+        if self.max_drain_chats < 1:
+            raise OptionsError("--max-drain-chats must be at least 1")
+        return self
+
+    @property
+    def target_url(self) -> str:
+        return (self.base_url or IN_PROCESS_URL).rstrip("/")

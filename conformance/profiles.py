@@ -1,0 +1,121 @@
+"""Profiles and provenance: whether a violation fails the run or only warns.
+
+openapi.yaml marks every element ``x-quota-provenance: documented | contract`` (unmarked
+elements inherit their container's mark). A violation of a documented element is a failure
+under every profile; a violation of one of the contract's own choices is a warning under
+``documented`` and a failure under ``strict``. No list of rules is restated here: every
+decision walks openapi.yaml through :mod:`mockserver.contract`.
+"""
+
+from __future__ import annotations
+
+from enum import StrEnum
+from typing import Any
+
+import jsonschema_rs
+
+from mockserver.contract import CONTRACT, DOCUMENTED, Contract, Operation
+
+from .options import Profile
+
+MARK = "x-quota-provenance"
+
+
+class Severity(StrEnum):
+    FAILURE = "failure"
+    WARNING = "warning"
+
+
+def severity(provenance: str, profile: Profile) -> Severity:
+    if provenance == DOCUMENTED or profile is Profile.STRICT:
+        return Severity.FAILURE
+    return Severity.WARNING
+
+
+class Provenance:
+    """Answers "is this element documented by the vendor or the contract's own choice?"."""
+
+    def __init__(self, contract: Contract) -> None:
+        self.contract = contract
+        self._validators: dict[tuple[str, str], Any] = {}
+
+    def at(self, pointer: str) -> str:
+        """The mark of the element at a JSON pointer such as ``#/components/headers/X``."""
+        node: Any = self.contract.document
+        mark = node.get(MARK, DOCUMENTED)
+        for raw in pointer.removeprefix("#").strip("/").split("/"):
+            part = raw.replace("~1", "/").replace("~0", "~")
+            node = node[int(part)] if isinstance(node, list) else node[part]
+            if isinstance(node, dict) and "$ref" in node:
+                node = self.contract.resolve(node)
+            if isinstance(node, dict):
+                mark = node.get(MARK, mark)
+        return mark
+
+    def of_operation(self, operation_id: str) -> str:
+        return self.contract.by_id[operation_id].provenance
+
+    def of_response(self, operation: Operation, status: int) -> str:
+        if str(status) in operation.responses:
+            return operation.response_provenance(status)
+        glob = self.contract.global_responses.get(str(status))
+        if glob is not None:
+            return glob.get(MARK, self.contract.document.get("x-quota-global-responses", {}).get(MARK, CONTRACT))
+        # The vendor never promised a closed list of statuses: an unlisted one is the contract's call.
+        return CONTRACT
+
+    def expected_codes(self, operation: Operation, status: int) -> tuple[str, ...]:
+        codes = operation.error_codes(status)
+        if not codes and str(status) not in operation.responses:
+            glob = self.contract.global_responses.get(str(status))
+            if glob is not None:
+                from mockserver.contract import _codes_of_response  # the contract's own reader
+
+                codes = _codes_of_response(glob)
+        return codes
+
+    def schema_violations(self, operation: Operation, status: int, body: Any) -> list[tuple[str, str]]:
+        """Each way ``body`` breaks the documented response schema, with the mark that governs it.
+
+        The body is validated against openapi.yaml's own (resolved) schema, and every error's
+        schema path is walked to the deepest marked element on the way: an ``allOf`` branch
+        pinning a contract-chosen code is told apart from the documented envelope around it.
+        """
+        response = operation.responses.get(str(status))
+        if response is None:
+            return []
+        media = response.get("content", {}).get("application/json")
+        if media is None or "schema" not in media:
+            return []
+        schema = media["schema"]
+        key = (operation.operation_id, str(status))
+        validator = self._validators.get(key)
+        if validator is None:
+            validator = self._validators[key] = jsonschema_rs.validator_for(schema)
+        mark = response.get(MARK, operation.provenance)
+        found = []
+        for error in validator.iter_errors(body):
+            found.append((_walk_schema_path(schema, list(error.schema_path), mark), error.message))
+        return found
+
+    def of_header(self, operation: Operation, status: int, name: str) -> str:
+        response = operation.responses.get(str(status), {})
+        for header, spec in response.get("headers", {}).items():
+            if header.lower() == name.lower():
+                return spec.get(MARK, response.get(MARK, operation.provenance))
+        return self.of_response(operation, status)
+
+
+def _walk_schema_path(schema: Any, path: list[str | int], mark: str) -> str:
+    node = schema
+    for part in path:
+        if isinstance(node, dict):
+            mark = node.get(MARK, mark)
+            node = node.get(part) if isinstance(part, str) else None
+        elif isinstance(node, list) and isinstance(part, int) and part < len(node):
+            node = node[part]
+        else:
+            break
+    if isinstance(node, dict):
+        mark = node.get(MARK, mark)
+    return mark

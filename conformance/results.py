@@ -1,0 +1,106 @@
+"""What a run found: one record per check, each passed, failed, warned or skipped."""
+
+from __future__ import annotations
+
+import threading
+from dataclasses import dataclass, field
+from enum import StrEnum
+
+from .profiles import Severity
+
+
+class Status(StrEnum):
+    PASSED = "passed"
+    FAILED = "failed"
+    WARNED = "warned"
+    SKIPPED = "skipped"
+
+
+@dataclass(frozen=True)
+class Finding:
+    check: str
+    operation: str
+    title: str
+    message: str
+    severity: Severity
+    provenance: str
+    # Shell commands reproducing it, in order (a replay needs its first request too).
+    curl: tuple[str, ...] = ()
+
+
+@dataclass
+class CheckRecord:
+    name: str
+    description: str
+    runs: int = 0
+    skip_reason: str | None = None
+    findings: list[Finding] = field(default_factory=list)
+    notes: list[str] = field(default_factory=list)
+
+    @property
+    def status(self) -> Status:
+        if any(f.severity is Severity.FAILURE for f in self.findings):
+            return Status.FAILED
+        if self.findings:
+            return Status.WARNED
+        if self.runs == 0:
+            return Status.SKIPPED
+        return Status.PASSED
+
+    @property
+    def reason(self) -> str:
+        """The one-line explanation shown next to the status."""
+        status = self.status
+        if status is Status.SKIPPED:
+            return self.skip_reason or "not exercised by this run"
+        if status is Status.PASSED:
+            detail = f"{self.runs} response{'s' if self.runs != 1 else ''} checked"
+            return "; ".join([detail, *self.notes])
+        first = self.findings[0]
+        more = f" (+{len(self.findings) - 1} more)" if len(self.findings) > 1 else ""
+        return f"{first.operation}: {first.title}{more}"
+
+
+class Results:
+    """Thread-safe collector; findings are de-duplicated per check, operation and title."""
+
+    def __init__(self, catalogue: dict[str, str]) -> None:
+        self.records = {name: CheckRecord(name, description) for name, description in catalogue.items()}
+        self._seen: set[tuple[str, str, str, str]] = set()
+        self._lock = threading.Lock()
+
+    def record(self, name: str) -> CheckRecord:
+        if name not in self.records:
+            self.records[name] = CheckRecord(name, "")
+        return self.records[name]
+
+    def ran(self, name: str, count: int = 1) -> None:
+        with self._lock:
+            self.record(name).runs += count
+
+    def skip(self, name: str, reason: str) -> None:
+        with self._lock:
+            record = self.record(name)
+            if record.skip_reason is None:
+                record.skip_reason = reason
+
+    def note(self, name: str, note: str) -> None:
+        with self._lock:
+            self.record(name).notes.append(note)
+
+    def add(self, finding: Finding) -> None:
+        key = (finding.check, finding.operation, finding.title, finding.message.split("\n", 1)[0])
+        with self._lock:
+            record = self.record(finding.check)
+            record.runs += 1
+            if key in self._seen:
+                return
+            self._seen.add(key)
+            record.findings.append(finding)
+
+    def statuses(self) -> dict[str, Status]:
+        return {name: record.status for name, record in self.records.items()}
+
+    @property
+    def failed(self) -> bool:
+        return any(record.status is Status.FAILED for record in self.records.values())

@@ -1,0 +1,241 @@
+"""Production safety: every request the suite sends passes :meth:`SafetyGuard.admit`.
+
+The guard sits in :class:`GuardedSession.send`, below Schemathesis and the scenarios alike,
+so nothing reaches the target without it. It enforces:
+
+- ``--read-only``: only GET and HEAD leave the machine (no grants, chats or malformed grants);
+- otherwise only the contract's methods (GET, HEAD, POST), and POST only to the grant and
+  chat operations: no unusual HTTP methods, no requests to paths outside the contract;
+- a grant names a user ``PREFIX`` + random suffix, and its amount (read as generously as a
+  lax server might: absolute value, numeric strings, ``true`` as 1) is reserved from the
+  budget *before* it is sent, whatever the answer turns out to be; a grant the budget cannot
+  cover is refused;
+- a chat bills a prefixed user (never the developer);
+- a bounded number of requests and of seconds; 429 answers are retried after ``Retry-After``.
+"""
+
+from __future__ import annotations
+
+import email.utils
+import json
+import math
+import secrets
+import threading
+import time
+from collections import Counter
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from decimal import Decimal, InvalidOperation
+from typing import Any
+from urllib.parse import unquote, urlsplit
+
+import requests
+
+from .options import MICROS_PER_DOLLAR, Options
+
+GRANT_PATH = "/v1/funding/grant"
+CHAT_PATH = "/v1/chat/completions"
+USER_CHAT_PREFIX, USER_CHAT_SUFFIX = "/v1/users/", "/chat/completions"
+READ_METHODS = frozenset({"GET", "HEAD"})
+CONTRACT_METHODS = frozenset({"GET", "HEAD", "POST"})
+
+
+class RequestRefused(Exception):
+    """The guard would not send a request; the message says why."""
+
+
+class LimitReached(RequestRefused):
+    """The run's request or time bound is used up; the run stops here."""
+
+
+def potential_credit(amount: Any) -> int:
+    """What a grant with this ``amount`` could credit on the laxest server, in micro-dollars."""
+    if isinstance(amount, bool):
+        return MICROS_PER_DOLLAR if amount else 0
+    if isinstance(amount, int | float | Decimal):
+        value = Decimal(str(amount)) if isinstance(amount, float) else Decimal(amount)
+    elif isinstance(amount, str):
+        try:
+            value = Decimal(amount.strip().removeprefix("$").replace(",", ""))
+        except InvalidOperation:
+            return 0
+    else:
+        return 0
+    if not value.is_finite():
+        return 10**18
+    return math.ceil(abs(value) * MICROS_PER_DOLLAR)
+
+
+@dataclass
+class Budget:
+    total: int
+    reserved: int = 0
+    grants: int = 0
+    _lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
+
+    @property
+    def remaining(self) -> int:
+        return self.total - self.reserved
+
+    def reserve(self, micros: int) -> bool:
+        with self._lock:
+            if self.reserved + micros > self.total:
+                return False
+            self.reserved += micros
+            self.grants += 1
+            return True
+
+
+@dataclass
+class SafetyStats:
+    requests: int = 0
+    by_method: Counter[str] = field(default_factory=Counter)
+    refused: Counter[str] = field(default_factory=Counter)
+    retries_after_429: int = 0
+    seconds_waited: float = 0.0
+    chats: int = 0
+
+
+class SafetyGuard:
+    def __init__(self, options: Options, clock: Callable[[], float] = time.monotonic) -> None:
+        self.options = options
+        self.budget = Budget(options.budget_micros)
+        self.stats = SafetyStats()
+        self._clock = clock
+        self.deadline = clock() + options.time_limit_seconds
+        self._lock = threading.Lock()
+        self._base_path = urlsplit(options.target_url).path.rstrip("/")
+
+    # -- users ---------------------------------------------------------------------
+
+    def new_user(self) -> str:
+        """A user this run owns: the prefix and a random suffix nobody else will pick."""
+        return f"{self.options.user_prefix}{secrets.token_hex(8)}"
+
+    def owns(self, user_id: Any) -> bool:
+        return isinstance(user_id, str) and user_id.startswith(self.options.user_prefix) and len(user_id) > len(
+            self.options.user_prefix
+        )
+
+    @staticmethod
+    def new_idempotency_key() -> str:
+        return f"conformance-{secrets.token_hex(16)}"
+
+    # -- bounds --------------------------------------------------------------------
+
+    @property
+    def seconds_left(self) -> float:
+        return self.deadline - self._clock()
+
+    def affordable(self, micros: int) -> bool:
+        return micros <= self.budget.remaining
+
+    # -- the gate ------------------------------------------------------------------
+
+    def admit(self, request: requests.PreparedRequest) -> None:
+        method = (request.method or "GET").upper()
+        path = unquote(urlsplit(request.url or "").path)
+        if self._base_path and path.startswith(self._base_path):
+            path = path[len(self._base_path):]
+        with self._lock:
+            if self.stats.requests >= self.options.max_requests:
+                raise LimitReached(f"request bound reached ({self.options.max_requests}; raise --max-requests)")
+            if self.seconds_left <= 0:
+                raise LimitReached(f"time bound reached ({self.options.time_limit_seconds:g} s; raise --time-limit)")
+            try:
+                self._check(method, path, request)
+            except RequestRefused as refused:
+                self.stats.refused[str(refused).split(":")[0]] += 1
+                raise
+            self.stats.requests += 1
+            self.stats.by_method[method] += 1
+
+    def _check(self, method: str, path: str, request: requests.PreparedRequest) -> None:
+        if self.options.read_only and method not in READ_METHODS:
+            raise RequestRefused(f"read-only: {method} {path} not sent")
+        if method not in CONTRACT_METHODS:
+            raise RequestRefused(f"unusual method: {method} {path} not sent")
+        if method != "POST":
+            return
+        if path == GRANT_PATH:
+            self._check_grant(_json_body(request))
+        elif path == CHAT_PATH:
+            user = request.headers.get("X-External-User-ID")
+            if not self.owns(user):
+                raise RequestRefused("developer billing: a chat without a prefixed X-External-User-ID not sent")
+            self.stats.chats += 1
+        elif path.startswith(USER_CHAT_PREFIX) and path.endswith(USER_CHAT_SUFFIX):
+            user = path[len(USER_CHAT_PREFIX):-len(USER_CHAT_SUFFIX)]
+            if not self.owns(user):
+                raise RequestRefused(f"foreign user: a chat for {user!r} not sent")
+            self.stats.chats += 1
+        else:
+            raise RequestRefused(f"unknown operation: POST {path} not sent")
+
+    def _check_grant(self, body: Any) -> None:
+        if not isinstance(body, dict):
+            return  # nothing names a user or an amount: nobody can be credited
+        user = body.get("external_user_id")
+        if isinstance(user, str | int | float | bool) and not self.owns(user):
+            raise RequestRefused(f"foreign user: a grant to {user!r} not sent")
+        credit = potential_credit(body.get("amount"))
+        if credit and not self.budget.reserve(credit):
+            raise RequestRefused(
+                f"budget: a grant of up to ${Decimal(credit) / MICROS_PER_DOLLAR} not sent "
+                f"(${Decimal(self.budget.remaining) / MICROS_PER_DOLLAR} of the budget left; raise --budget)"
+            )
+
+
+class GuardedSession(requests.Session):
+    """A session whose every request passes the guard; 429 answers wait for ``Retry-After``."""
+
+    def __init__(self, guard: SafetyGuard, sleep: Callable[[float], None] = time.sleep) -> None:
+        super().__init__()
+        self.guard = guard
+        self._sleep = sleep
+        self.trust_env = False  # no proxies or netrc credentials picked up from the machine
+        self.observers: list[Callable[[requests.PreparedRequest, requests.Response], None]] = []
+
+    def send(self, request: requests.PreparedRequest, **kwargs: Any) -> requests.Response:  # type: ignore[override]
+        options = self.guard.options
+        kwargs.setdefault("timeout", options.request_timeout_seconds)
+        kwargs["allow_redirects"] = False  # a redirect could lead a grant elsewhere
+        for attempt in range(options.max_retries_on_429 + 1):
+            self.guard.admit(request)
+            response = super().send(request, **kwargs)
+            for observe in self.observers:
+                observe(request, response)
+            if response.status_code != 429 or attempt == options.max_retries_on_429:
+                return response
+            wait = retry_after_seconds(response.headers.get("Retry-After"))
+            if wait > options.max_retry_after_seconds or wait >= self.guard.seconds_left:
+                return response
+            _ = response.content
+            self.guard.stats.retries_after_429 += 1
+            self.guard.stats.seconds_waited += wait
+            self._sleep(wait)
+        return response
+
+
+def retry_after_seconds(value: str | None, default: float = 1.0) -> float:
+    """``Retry-After`` as seconds: delta-seconds or an HTTP date (RFC 9110 10.2.3)."""
+    if value is None or not value.strip():
+        return default
+    text = value.strip()
+    if text.isdigit():
+        return float(text)
+    try:
+        when = email.utils.parsedate_to_datetime(text)
+    except (TypeError, ValueError):
+        return default
+    return max(0.0, when.timestamp() - time.time())
+
+
+def _json_body(request: requests.PreparedRequest) -> Any:
+    body = request.body
+    if body is None:
+        return None
+    try:
+        return json.loads(body)
+    except (ValueError, UnicodeDecodeError):
+        return None

@@ -1,0 +1,86 @@
+"""The /_mock control API: reset, seed, inspect, set balances, move the clock."""
+
+from mockserver import create_app
+
+from ..conftest import AUTH, grant
+
+
+def test_state_shows_pool_users_and_conservation(client):
+    grant(client, "user_123", 1, key="k")
+    state = client.get("/_mock/state").json
+    assert state["pool"]["balance"] == "$999.00"
+    assert state["users"]["user_123"] == 6_000_000
+    assert state["conservation"]["holds"] is True
+    assert state["idempotency_key_count"] == 1
+
+
+def test_reset_returns_to_the_seed(client):
+    grant(client, "someone", 3)
+    client.post("/_mock/reset")
+    assert client.get("/v1/users/someone/balance", headers=AUTH).status_code == 404
+    assert client.get("/_mock/state").json["users"] == {"user_123": 5_000_000, "user_456": 0}
+
+
+def test_seed_accepts_json_and_yaml(client):
+    client.post("/_mock/seed", json={"users": {"alice": "12.34"}, "pool": "50"})
+    assert client.get("/v1/users/alice/balance", headers=AUTH).json["balance"] == "$12.34"
+    client.post("/_mock/seed", data="users:\n  bob: '0.01'\n", headers={"Content-Type": "application/yaml"})
+    assert client.get("/v1/users/bob/balance", headers=AUTH).json["balance"] == "$0.01"
+    assert client.get("/v1/balance", headers=AUTH).json["balance"] == "$1000.00"
+
+
+def test_a_bad_seed_is_400_and_keeps_the_state(client):
+    grant(client, "keeper", 1)
+    for body in ({"users": {"x": "-1"}}, {"nonsense": 1}, {"prices": {"markup_percent": "lots"}}):
+        response = client.post("/_mock/seed", json=body)
+        assert response.status_code == 400
+        assert response.json["error"]["code"] == "bad_request"
+    assert client.get("/v1/users/keeper/balance", headers=AUTH).status_code == 200
+
+
+def test_set_balance_goes_through_the_ledger(client):
+    response = client.put("/_mock/users/user_123/balance", json={"balance": "0.25"})
+    assert response.json["balance"] == "$0.25"
+    assert client.put("/_mock/pool", json={"balance": 7}).json["balance"] == "$7.00"
+    entries = client.get("/_mock/ledger").json["entries"]
+    assert entries[0]["kind"] == "adjustment" and entries[0]["account"] == "(pool)"
+    assert client.get("/_mock/state").json["conservation"]["holds"] is True
+    assert client.put("/_mock/users/user_123/balance", json={"balance": "-1"}).status_code == 400
+    assert client.put("/_mock/users/user_123/balance", json={"balance": 0.1}).status_code == 200
+
+
+def test_ledger_is_newest_first_and_paged(client):
+    grant(client, "a", 1)
+    grant(client, "b", 2)
+    ledger = client.get("/_mock/ledger?limit=2").json
+    assert [e["account"] for e in ledger["entries"]] == ["b", "a"]
+    assert ledger["total"] == 5
+    assert client.get("/_mock/ledger?limit=0").status_code == 400
+
+
+def test_idempotency_keys_are_listed(client):
+    grant(client, key="visible")
+    keys = client.get("/_mock/idempotency-keys").json
+    assert [k["key"] for k in keys["keys"]] == ["visible"]
+    assert keys["keys"][0]["state"] == "completed"
+    assert keys["max_keys"] == 100_000
+
+
+def test_clock_moves_and_resets(client):
+    before = client.get("/_mock/clock").json["epoch_seconds"]
+    moved = client.post("/_mock/clock", json={"advance_seconds": 86400}).json
+    assert moved["epoch_seconds"] - before >= 86400
+    assert client.post("/_mock/clock", json={"reset": True}).json["offset_seconds"] == 0
+    assert client.post("/_mock/clock", json={"advance_seconds": "soon"}).status_code == 400
+
+
+def test_admin_token_is_enforced_when_configured():
+    client = create_app({"admin_token": "s3cret"}).test_client()
+    denied = client.get("/_mock/state")
+    assert denied.status_code == 401 and denied.json["error"]["code"] == "invalid_api_key"
+    assert client.get("/_mock/state", headers={"X-Mock-Admin-Token": "s3cret"}).status_code == 200
+
+
+def test_control_api_can_be_switched_off():
+    client = create_app({"admin_enabled": False}).test_client()
+    assert client.get("/_mock/state").status_code == 404
