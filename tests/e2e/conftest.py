@@ -49,14 +49,17 @@ def start_quota_mock(*args: str, timeout: float = 15) -> LiveMock:
     lines: list[str] = []
     deadline = time.monotonic() + timeout
     assert process.stdout is not None
+    base_url = None
+    # Read the whole banner: lines left in this reader's buffer would be lost to communicate().
     while time.monotonic() < deadline:
         line = process.stdout.readline()
         if not line:
             break
         lines.append(line.rstrip("\n"))
         match = URL_LINE.search(line)
-        if match:
-            live = LiveMock(process, match.group(1), lines)
+        base_url = match.group(1) if match else base_url
+        if line.startswith("Press Ctrl-C") and base_url:
+            live = LiveMock(process, base_url, lines)
             requests.get(live.base_url + "/v1/packages", timeout=5).raise_for_status()
             return live
     process.kill()
