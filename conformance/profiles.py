@@ -98,6 +98,17 @@ class Provenance:
             found.append((_walk_schema_path(schema, list(error.schema_path), mark), error.message))
         return found
 
+    def of_body_field(self, operation: Operation, path: list[str]) -> str:
+        """The mark of a request body field (``["amount"]``), inherited down the way."""
+        node: Any = operation.body_schema or {}
+        mark = node.get(MARK, operation.provenance) if isinstance(node, dict) else operation.provenance
+        for name in path:
+            node = node.get("properties", {}).get(name) if isinstance(node, dict) else None
+            if not isinstance(node, dict):
+                break
+            mark = node.get(MARK, mark)
+        return mark
+
     def of_header(self, operation: Operation, status: int, name: str) -> str:
         response = operation.responses.get(str(status), {})
         for header, spec in response.get("headers", {}).items():

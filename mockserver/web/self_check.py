@@ -23,18 +23,17 @@ def install_response_self_check(app: Flask, contract: Contract) -> None:
 
     # Requests reach the mock on whatever host it runs on; let any server URL match.
     openapi = OpenAPI.from_dict({**contract.document, "servers": [{"url": "/"}]})
-    public_paths = {op.path for op in contract.operations}
+    operations = {(op.method, op.path.replace("{", "<path:").replace("}", ">")) for op in contract.operations}
     violations: list[str] = []
     app.extensions["quota_mock_response_violations"] = violations
 
     @app.after_request
     def _check(response: Response) -> Response:
-        # Only the public contract's routes; a route Flask did not match (404/405) has no
-        # operation to check against, and streamed bodies cannot be read twice.
+        # Only the contract's operations: an unmatched route (404/405), an automatic OPTIONS
+        # answer or the control API has no operation to check against, and streamed bodies
+        # cannot be read twice.
         rule = request.url_rule
-        if rule is None or request.blueprint == "mock_admin" or response.is_streamed:
-            return response
-        if not any(_matches(rule.rule, path) for path in public_paths):
+        if rule is None or response.is_streamed or (request.method, rule.rule) not in operations:
             return response
         errors = list(openapi.iter_response_errors(_openapi_request(), WerkzeugOpenAPIResponse(response)))
         if errors:
@@ -60,10 +59,6 @@ def _openapi_request() -> Any:
         bodiless = EnvironBuilder(method=request.method, path=request.path, headers=list(request.headers.items()))
         return WerkzeugOpenAPIRequest(bodiless.get_request())
     return FlaskOpenAPIRequest(request)
-
-
-def _matches(flask_rule: str, contract_path: str) -> bool:
-    return flask_rule == contract_path.replace("{", "<").replace("}", ">")
 
 
 def _describe(error: Exception) -> str:

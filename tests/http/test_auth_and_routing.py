@@ -73,7 +73,10 @@ def test_wrong_method_is_405_with_allow_header(client):
     assert "GET" in response.headers["Allow"]
 
 
-def test_a_slash_encoded_in_a_user_id_does_not_route_anywhere(client):
+def test_a_slash_encoded_in_a_user_id_is_part_of_the_id(client):
     response = client.get("/v1/users/a%2Fb/balance", headers=AUTH)
     assert response.status_code == 404
-    assert response.json["error"]["code"] in ("not_found", "user_not_found")
+    assert response.json["error"]["code"] == "user_not_found"
+    client.post("/v1/funding/grant", json={"external_user_id": "a/b", "amount": 1}, headers=AUTH)
+    assert client.get("/v1/users/a%2Fb/balance", headers=AUTH).json["external_user_id"] == "a/b"
+    assert client.get("/v1/users/../balance", headers=AUTH).status_code == 404

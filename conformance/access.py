@@ -1,0 +1,141 @@
+"""Behavioural probes of access and lookups: the auth matrix, the public endpoint, unknown
+users, malformed grants. Every expected status and code is read from openapi.yaml."""
+
+from __future__ import annotations
+
+import secrets
+from typing import Any
+
+from mockserver.contract import Operation
+
+from .engine import Exchange, Target
+from .safety import RequestRefused
+
+INVALID_API_KEY = "invalid_api_key"
+USER_NOT_FOUND = "user_not_found"
+BAD_REQUEST = "bad_request"
+SMALL_CHAT = {"model": "gpt-4o-mini", "messages": [{"role": "user", "content": "Say hello."}], "max_tokens": 1}
+
+CATALOGUE = {
+    "public_endpoint_answers_without_key": "Operations with `security: []` (GET /v1/packages) answer without a key.",
+    "auth_rejected_with_401_invalid_api_key": "Missing header, wrong scheme or unknown key: 401 invalid_api_key, "
+    "on every authenticated operation.",
+    "unknown_user_is_404_user_not_found": "A user never seen answers 404 user_not_found.",
+    "missing_grant_fields_rejected_with_400": "A grant missing required fields answers 400 bad_request.",
+    "non_json_body_rejected_with_400": "A grant whose body is not JSON answers 400 bad_request.",
+}
+
+
+def run_access(t: Target) -> None:
+    public_endpoint_answers_without_key(t)
+    auth_rejected_with_401_invalid_api_key(t)
+    unknown_user_is_404_user_not_found(t)
+    missing_grant_fields_rejected_with_400(t)
+    non_json_body_rejected_with_400(t)
+
+
+def expect_error(t: Target, check: str, exchange: Exchange, code: str, op: Operation, what: str) -> bool:
+    """Record whether ``exchange`` is the error ``code`` at the status openapi.yaml gives it."""
+    status = t.contract.status_for_code(code)
+    if exchange.status == status and exchange.error_code == code:
+        t.results.ran(check)
+        return True
+    t.violation(
+        check, [exchange], f"{what}: expected {status} {code}",
+        f"{what} answered {exchange.status} with code {exchange.error_code!r}; openapi.yaml gives "
+        f"{status} {code!r}",
+        provenance=t.provenance.of_response(op, status),
+    )
+    return False
+
+
+def public_endpoint_answers_without_key(t: Target) -> None:
+    check = "public_endpoint_answers_without_key"
+    for op in t.contract.operations:
+        if not op.public:
+            continue
+        exchange = t.send(op.operation_id, auth=False)
+        if 200 <= exchange.status < 300:
+            t.results.ran(check)
+        else:
+            t.violation(check, [exchange], "Public endpoint refused a request without a key",
+                        f"{op.method} {op.path} is public (security: []) but answered {exchange.status} "
+                        f"{exchange.error_code or ''}".strip(), provenance=op.provenance)
+
+
+def request_for(t: Target, op: Operation) -> dict[str, Any] | None:
+    """Arguments for a request to ``op`` that is harmless, and would succeed with the key."""
+    if op.operation_id == "grantUserBalance":
+        return {"headers": {"Idempotency-Key": t.guard.new_idempotency_key()},
+                "body": {"external_user_id": t.guard.new_user(), "amount": 0.01,
+                         "description": "quota-conformance auth probe"}}
+    path = {p["name"]: t.guard.new_user() for p in op.parameters if p.get("in") == "path"}
+    if op.operation_id == "createChatCompletion":
+        return {"headers": {"X-External-User-ID": t.guard.new_user()}, "body": dict(SMALL_CHAT)}
+    if op.method == "POST":
+        return {"path": path, "body": dict(SMALL_CHAT)}
+    return {"path": path}
+
+
+def auth_rejected_with_401_invalid_api_key(t: Target) -> None:
+    check = "auth_rejected_with_401_invalid_api_key"
+    key = t.options.api_key
+    variants = {
+        "no Authorization header": None,
+        "the key with another scheme": f"Token {key}",
+        "an unknown key": "Bearer sk-quota-" + secrets.token_hex(16),
+    }
+    skipped: list[str] = []
+    for op in t.contract.operations:
+        if op.public:
+            continue
+        if op.method != "GET" and t.options.read_only:
+            skipped.append(f"{op.method} {op.path}")
+            continue
+        for label, value in variants.items():
+            kwargs = request_for(t, op) or {}
+            headers = {**kwargs.pop("headers", {}), **({"Authorization": value} if value else {})}
+            try:
+                exchange = t.send(op.operation_id, auth=False, headers=headers, **kwargs)
+            except RequestRefused as refused:
+                skipped.append(f"{op.method} {op.path} with {label} ({refused})")
+                continue
+            if not expect_error(t, check, exchange, INVALID_API_KEY, op, f"{op.method} {op.path} with {label}"):
+                if op.method != "GET":
+                    break  # it was accepted: do not send more requests that could credit or charge
+    if skipped:
+        reason = "read-only mode" if t.options.read_only else "refused by the safety guard"
+        t.results.note(check, f"not probed ({reason}): {', '.join(dict.fromkeys(s.split(' with ')[0] for s in skipped))}")
+
+
+def unknown_user_is_404_user_not_found(t: Target) -> None:
+    check = "unknown_user_is_404_user_not_found"
+    nobody = t.guard.new_user()
+    op = t.operation("getUserBalance")
+    expect_error(t, check, t.send(op.operation_id, path={"external_user_id": nobody}), USER_NOT_FOUND, op,
+                 "GET /v1/users/{never granted}/balance")
+    op = t.operation("getBalance")
+    expect_error(t, check, t.send(op.operation_id, query={"external_user_id": nobody}), USER_NOT_FOUND, op,
+                 "GET /v1/balance?external_user_id={never granted}")
+
+
+def missing_grant_fields_rejected_with_400(t: Target) -> None:
+    check = "missing_grant_fields_rejected_with_400"
+    if t.options.read_only:
+        t.results.skip(check, "read-only mode sends no grants, malformed ones included; run without --read-only")
+        return
+    op = t.operation("grantUserBalance")
+    # None of these names an amount, so none can credit anyone, whatever the server does.
+    for body in ({}, {"external_user_id": t.guard.new_user()}, {"description": "quota-conformance probe"}):
+        exchange = t.send(op.operation_id, body=body, headers={"Idempotency-Key": t.guard.new_idempotency_key()})
+        expect_error(t, check, exchange, BAD_REQUEST, op, f"a grant of {body}")
+
+
+def non_json_body_rejected_with_400(t: Target) -> None:
+    check = "non_json_body_rejected_with_400"
+    if t.options.read_only:
+        t.results.skip(check, "read-only mode sends no grants, malformed ones included; run without --read-only")
+        return
+    op = t.operation("grantUserBalance")
+    exchange = t.send(op.operation_id, raw_body=b"this is not JSON")
+    expect_error(t, check, exchange, BAD_REQUEST, op, "a grant whose body is not JSON")

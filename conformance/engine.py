@@ -1,0 +1,221 @@
+"""The run's shared machinery: building Schemathesis cases, sending them through the guarded
+session, running the response checks, and turning failures into classified findings."""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import schemathesis
+from schemathesis.checks import (
+    content_type_conformance,
+    not_a_server_error,
+    response_headers_conformance,
+    response_schema_conformance,
+    status_code_conformance,
+)
+from schemathesis.core.failures import Failure
+from schemathesis.core.transport import Response
+from schemathesis.generation.case import Case
+
+from mockserver.contract import CONTRACT, DOCUMENTED, Contract, Operation, contract_path, default_contract
+
+from .checks import RESPONSE_CHECKS, ContractViolation, json_body, operation_of
+from .options import Options
+from .profiles import Provenance, severity
+from .report import curl_command
+from .results import Finding, Results
+from .safety import GuardedSession, SafetyGuard
+
+CheckFunction = Callable[..., Any]
+# Schemathesis' own response checks, run on every response the suite receives.
+BUILTIN_RESPONSE_CHECKS: tuple[CheckFunction, ...] = (
+    not_a_server_error,
+    status_code_conformance,
+    content_type_conformance,
+    response_headers_conformance,
+    response_schema_conformance,
+)
+ALL_RESPONSE_CHECKS = (*BUILTIN_RESPONSE_CHECKS, *RESPONSE_CHECKS)
+_NO_BODY = object()
+
+
+@dataclass
+class Exchange:
+    """One request and its answer."""
+
+    case: Case
+    response: Response
+
+    @property
+    def status(self) -> int:
+        return self.response.status_code
+
+    @property
+    def json(self) -> Any:
+        return json_body(self.response)
+
+    def field(self, *names: str) -> Any:
+        node = self.json
+        for name in names:
+            node = node.get(name) if isinstance(node, dict) else None
+        return node
+
+    @property
+    def error_code(self) -> Any:
+        return self.field("error", "code")
+
+
+def load_schema(base_url: str) -> schemathesis.schemas.BaseSchema:
+    schema = schemathesis.openapi.from_path(str(contract_path()))
+    schema.config.update(base_url=base_url)
+    # The suite reports every response itself; Schemathesis must not skip or alter any.
+    schema.config.phases.coverage.enabled = False
+    return schema
+
+
+class Target:
+    """The deployment under test, as the checks see it."""
+
+    def __init__(self, options: Options, session: GuardedSession, results: Results,
+                 contract: Contract | None = None) -> None:
+        self.options = options
+        self.session = session
+        self.guard: SafetyGuard = session.guard
+        self.results = results
+        self.contract = contract or default_contract()
+        self.provenance = Provenance(self.contract)
+        self.base_url = options.target_url
+        self.schema = load_schema(self.base_url)
+        self._local = threading.local()
+
+        @self.schema.hook
+        def after_validate(context: Any, case: Case, response: Response, results: Any) -> None:
+            self._local.results = list(results)
+
+    # -- building and sending --------------------------------------------------------
+
+    @property
+    def auth_header(self) -> dict[str, str]:
+        return {"Authorization": f"Bearer {self.options.api_key}"}
+
+    def operation(self, operation_id: str) -> Operation:
+        return self.contract.by_id[operation_id]
+
+    def case(self, operation_id: str, *, path: dict[str, Any] | None = None, query: dict[str, Any] | None = None,
+             headers: dict[str, str] | None = None, body: Any = _NO_BODY, auth: bool = True,
+             raw_body: bytes | None = None) -> Case:
+        op = self.operation(operation_id)
+        api_operation = self.schema[op.path][op.method]
+        all_headers = {**(self.auth_header if auth else {}), **(headers or {})}
+        kwargs: dict[str, Any] = {"path_parameters": path or {}, "query": query or {}, "headers": all_headers}
+        if raw_body is not None:
+            kwargs["body"] = raw_body
+            kwargs["media_type"] = "application/json"
+        elif body is not _NO_BODY:
+            kwargs["body"] = body
+            kwargs["media_type"] = "application/json"
+        return api_operation.Case(**kwargs)
+
+    def call(self, case: Case) -> Response:
+        """Send one case through the guarded session (raises RequestRefused if the guard says no)."""
+        return case.call(base_url=self.base_url, session=self.session)
+
+    def send(self, operation_id: str, **kwargs: Any) -> Exchange:
+        """Build, send and check one request of a scenario."""
+        case = self.case(operation_id, **kwargs)
+        exchange = Exchange(case, self.call(case))
+        self.check_response(exchange, ALL_RESPONSE_CHECKS)
+        return exchange
+
+    # -- checking ----------------------------------------------------------------------
+
+    def check_response(self, exchange: Exchange, checks: Sequence[CheckFunction],
+                       explicit_auth: bool = True) -> None:
+        case, response = exchange.case, exchange.response
+        self._local.results = []
+        headers = dict(case.headers or {})
+        explicit = {k: v for k, v in headers.items() if k.lower() == "authorization"} if explicit_auth else {}
+        try:
+            case.validate_response(
+                response,
+                checks=list(checks),
+                headers=explicit or None,
+                transport_kwargs={"session": self.session, "base_url": self.base_url},
+            )
+        except schemathesis.errors.FailureGroup:
+            pass  # each failure arrives through the after_validate hook below
+        for result in self._local.results:
+            if result.failure is None:
+                self.results.ran(result.name)
+            else:
+                self.report(result.name, result.failure, [exchange])
+
+    def report(self, check: str, failure: Failure, exchanges: Iterable[Exchange], provenance: str | None = None) -> None:
+        exchanges = list(exchanges)
+        if provenance is None:
+            provenance = self.classify(check, failure, exchanges[-1]) if exchanges else DOCUMENTED
+        self.results.add(
+            Finding(
+                check=check,
+                operation=failure.operation or "",
+                title=failure.title,
+                message=failure.message,
+                severity=severity(provenance, self.options.profile),
+                provenance=provenance,
+                curl=tuple(curl_command(e.response.request, self.options.api_key) for e in exchanges),
+            )
+        )
+
+    def violation(self, check: str, exchanges: Sequence[Exchange], title: str, message: str,
+                  provenance: str = DOCUMENTED, operation: str | None = None) -> None:
+        """Record a scenario's finding."""
+        label = operation or (exchanges[-1].case.operation.label if exchanges else "")
+        self.report(check, ContractViolation(operation=label, title=title, message=message, provenance=provenance),
+                    exchanges, provenance)
+
+    def classify(self, check: str, failure: Failure, exchange: Exchange) -> str:
+        """documented or contract: which kind of openapi.yaml element this failure breaks."""
+        if isinstance(failure, ContractViolation):
+            return failure.provenance
+        op = operation_of(exchange.case)
+        status = exchange.status
+        if check == "response_schema_conformance":
+            marks = [mark for mark, _ in self.provenance.schema_violations(op, status, exchange.json)]
+            if marks:
+                return DOCUMENTED if DOCUMENTED in marks else marks[0]
+            return self.provenance.of_response(op, status)
+        if check == "response_headers_conformance":
+            for name in op.responses.get(str(status), {}).get("headers", {}):
+                if name.lower() in str(failure).lower():
+                    return self.provenance.of_header(op, status, name)
+            return self.provenance.of_response(op, status)
+        if check in ("status_code_conformance", "content_type_conformance"):
+            return self.provenance.of_response(op, status)
+        if check == "not_a_server_error" and exchange.error_code in self.provenance.expected_codes(op, status):
+            # A 5xx the contract lists, with its code (an upstream outage): reported, but it breaks no promise.
+            return CONTRACT
+        if check == "negative_data_rejection":
+            return self.request_provenance(op, exchange.case)
+        return DOCUMENTED
+
+    def request_provenance(self, op: Operation, case: Case) -> str:
+        """The mark of what a negative case broke (a parameter or a body field)."""
+        meta = case.meta
+        mutations = getattr(getattr(meta, "phase", None), "data", None)
+        marks = []
+        for mutation in getattr(mutations, "mutations", ()) or ():
+            name = mutation.parameter
+            location = getattr(mutation.parameter_location, "value", "")
+            if location == "body":
+                marks.append(self.provenance.of_body_field(op, [p for p in mutation.path if isinstance(p, str)]))
+            else:
+                for parameter in op.parameters:
+                    if parameter.get("name", "").lower() == (name or "").lower():
+                        schema_mark = parameter.get("schema", {}).get("x-quota-provenance")
+                        marks.append(schema_mark or parameter.get("x-quota-provenance", op.provenance))
+        if not marks or DOCUMENTED in marks:
+            return DOCUMENTED
+        return marks[0]

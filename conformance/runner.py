@@ -1,0 +1,113 @@
+"""One conformance run: preflight, behavioural scenarios, then the schema-driven phase."""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+from typing import Any
+
+import requests
+
+from . import access, fuzz, scenarios
+from .checks import RESPONSE_CHECKS
+from .engine import Target
+from .options import Options
+from .report import Summary
+from .results import Results
+from .safety import GuardedSession, LimitReached, RequestRefused, SafetyGuard
+from .transport import WSGIAdapter
+
+EXIT_CONFORMANT, EXIT_VIOLATIONS, EXIT_USAGE = 0, 1, 2
+
+
+class TargetUnreachable(Exception):
+    """The target cannot be tested (no answer, or the key refused); exit code 2."""
+
+
+def catalogue() -> dict[str, str]:
+    """Every check of the suite, in report order, with what it verifies."""
+    own = {check.__name__: (check.__doc__ or "").strip().splitlines()[0] for check in RESPONSE_CHECKS}
+    return {**fuzz.CATALOGUE, **own, **access.CATALOGUE, **scenarios.CATALOGUE}
+
+
+@dataclass
+class RunReport:
+    summary: Summary
+    results: Results
+    api_key: str
+
+    @property
+    def exit_code(self) -> int:
+        return EXIT_CONFORMANT if self.summary.conformant else EXIT_VIOLATIONS
+
+
+def make_session(options: Options, app: Any = None) -> GuardedSession:
+    session = GuardedSession(SafetyGuard(options))
+    if app is not None:
+        session.mount(options.target_url + "/", WSGIAdapter(app))
+    return session
+
+
+def run(options: Options, app: Any = None, session: GuardedSession | None = None) -> RunReport:
+    """Run the suite against ``options.base_url``, or in-process against the WSGI ``app``."""
+    started = time.monotonic()
+    options = options.checked()
+    session = session or make_session(options, app)
+    results = Results(catalogue())
+    target = Target(options, session, results)
+    notes: list[str] = []
+    _preflight(target)
+    stages = [access.run_access, scenarios.run_grants, scenarios.run_chat]
+    fuzzer = fuzz.Fuzzer(target)
+    if options.fuzz:
+        stages.append(lambda _t: fuzzer.run())
+    for stage in stages:
+        try:
+            stage(target)
+        except LimitReached as limit:
+            notes.append(f"stopped early: {limit}")
+            break
+        except RequestRefused as refused:  # a probe the guard stopped; its checks say skipped
+            notes.append(f"a probe was not sent: {refused}")
+    if options.fuzz:
+        notes.append(f"schema-driven phase: {fuzzer.sent} generated requests sent"
+                     + (f", {sum(fuzzer.not_sent.values())} not sent ({_fmt(fuzzer.not_sent)})"
+                        if fuzzer.not_sent else ""))
+        if fuzzer.stopped:
+            notes.append(f"schema-driven phase stopped early: {fuzzer.stopped}")
+    else:
+        for name in fuzz.CATALOGUE:
+            results.skip(name, "schema-driven phase disabled")
+    for name in fuzz.CATALOGUE:
+        results.skip(name, "read-only mode: not exercised" if options.read_only else "not exercised")
+    guard = session.guard
+    summary = Summary(
+        target=options.base_url or "in-process mock",
+        profile=options.profile.value,
+        read_only=options.read_only,
+        records=list(results.records.values()),
+        elapsed_seconds=time.monotonic() - started,
+        requests_sent=guard.stats.requests,
+        budget_total_micros=guard.budget.total,
+        budget_reserved_micros=guard.budget.reserved,
+        refused=dict(guard.stats.refused),
+        notes=notes,
+    )
+    return RunReport(summary, results, options.api_key)
+
+
+def _preflight(target: Target) -> None:
+    try:
+        public = [op for op in target.contract.operations if op.public and op.method == "GET"]
+        probe = target.contract.by_id["getBalance"]
+        if public:
+            target.call(target.case(public[0].operation_id, auth=False))
+        answer = target.call(target.case(probe.operation_id))
+    except requests.RequestException as exc:
+        raise TargetUnreachable(f"{target.options.target_url} is unreachable: {type(exc).__name__}") from exc
+    if answer.status_code == target.contract.status_for_code(access.INVALID_API_KEY):
+        raise TargetUnreachable("the target refused the API key (401 on GET /v1/balance): check --api-key")
+
+
+def _fmt(counter: Any) -> str:
+    return ", ".join(f"{n} {why}" for why, n in sorted(counter.items()))
