@@ -24,20 +24,40 @@ def build_parser() -> argparse.ArgumentParser:
         description="A stateful, contract-driven mock of the Quota Funding API.",
     )
     parser.add_argument("--host", default=DEFAULT_HOST, help=f"address to bind (default {DEFAULT_HOST}, loopback only)")
-    parser.add_argument("--port", type=int, default=DEFAULT_PORT, help=f"port to listen on (default {DEFAULT_PORT}; 0 picks one)")
-    parser.add_argument("--api-key", action="append", dest="api_keys", metavar="KEY",
-                        help="accept this API key (repeatable); default: the docs' demo key sk-quota-your-api-key")
+    parser.add_argument(
+        "--port", type=int, default=DEFAULT_PORT, help=f"port to listen on (default {DEFAULT_PORT}; 0 picks one)"
+    )
+    parser.add_argument(
+        "--api-key",
+        action="append",
+        dest="api_keys",
+        metavar="KEY",
+        help="accept this API key (repeatable); default: the docs' demo key sk-quota-your-api-key",
+    )
     parser.add_argument("--seed", metavar="FILE", help="JSON or YAML seed file: developer, keys, pool, users, prices")
     parser.add_argument("--pool", metavar="DOLLARS", help="grant pool to start with, in dollars (default 1000.00)")
     parser.add_argument("--threads", type=int, default=DEFAULT_THREADS, help="worker threads (default 8)")
-    parser.add_argument("--idempotency-ttl", type=float, default=None, metavar="SECONDS",
-                        help="how long an Idempotency-Key is remembered (default 86400)")
-    parser.add_argument("--max-idempotency-keys", type=int, default=None, metavar="N",
-                        help="bound on stored Idempotency-Keys (default 100000)")
+    parser.add_argument(
+        "--idempotency-ttl",
+        type=float,
+        default=None,
+        metavar="SECONDS",
+        help="how long an Idempotency-Key is remembered (default 86400)",
+    )
+    parser.add_argument(
+        "--max-idempotency-keys",
+        type=int,
+        default=None,
+        metavar="N",
+        help="bound on stored Idempotency-Keys (default 100000)",
+    )
     parser.add_argument("--admin-token", help="require this token (X-Mock-Admin-Token) on the /_mock control API")
     parser.add_argument("--no-admin", action="store_true", help="switch the /_mock control API off")
-    parser.add_argument("--validate-responses", action="store_true",
-                        help="check every response against openapi.yaml (slow; for debugging the mock)")
+    parser.add_argument(
+        "--validate-responses",
+        action="store_true",
+        help="check every response against openapi.yaml (slow; for debugging the mock)",
+    )
     parser.add_argument("--quiet", action="store_true", help="do not log one line per request")
     return parser
 

@@ -52,6 +52,4 @@ class Seed:
     api_keys: tuple[str, ...]
     pool: int
     users: dict[str, int] = field(default_factory=dict)
-    prices: PriceTable = field(
-        default_factory=lambda: PriceTable(models={}, default=ModelPrice(500_000, 1_500_000))
-    )
+    prices: PriceTable = field(default_factory=lambda: PriceTable(models={}, default=ModelPrice(500_000, 1_500_000)))

@@ -51,7 +51,11 @@ def complete(model: str, messages: Sequence[Message], max_tokens: int | None) ->
     digest = hashlib.sha256(repr((model, [(m.role, m.content) for m in messages])).encode()).digest()
     opener = _OPENERS[digest[0] % len(_OPENERS)]
     echo = " ".join(last_user.split()[:24])
-    text = f"{opener} This is a mock reply from {model} to: {echo}" if echo else f"{opener} This is a mock reply from {model}."
+    text = (
+        f"{opener} This is a mock reply from {model} to: {echo}"
+        if echo
+        else f"{opener} This is a mock reply from {model}."
+    )
     limit = max_tokens or _DEFAULT_MAX_TOKENS
     finish_reason = "stop"
     if count_tokens(text) > limit:

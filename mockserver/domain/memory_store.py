@@ -25,7 +25,9 @@ from .records import (
 class MemoryStore:
     """Every public method holds the lock for its whole step, which makes each atomic."""
 
-    def __init__(self, idempotency_ttl: float = DEFAULT_TTL_SECONDS, max_idempotency_keys: int = DEFAULT_MAX_KEYS) -> None:
+    def __init__(
+        self, idempotency_ttl: float = DEFAULT_TTL_SECONDS, max_idempotency_keys: int = DEFAULT_MAX_KEYS
+    ) -> None:
         self._lock = threading.RLock()
         self._pool = 0
         self._users: dict[str, int] = {}
@@ -108,8 +110,16 @@ class MemoryStore:
                 raise QuotaError(INSUFFICIENT_BALANCE, f"{who} balance too low")
             after = before - amount
             entry = LedgerEntry(
-                new_ledger_id(), CHARGE, amount, user_id, now, before, after,
-                model=model, prompt_tokens=prompt_tokens, completion_tokens=completion_tokens,
+                new_ledger_id(),
+                CHARGE,
+                amount,
+                user_id,
+                now,
+                before,
+                after,
+                model=model,
+                prompt_tokens=prompt_tokens,
+                completion_tokens=completion_tokens,
             )
             if user_id is None:
                 self._pool = after

@@ -22,7 +22,7 @@ def dollars_to_micros(amount: Decimal | int | str) -> int:
     ``"0.50"``, ``Decimal("0.5")`` and ``1`` are fine; ``0.1`` as a float, ``"0.0000001"``,
     NaN and infinities are refused, because each would silently round.
     """
-    if isinstance(amount, bool) or isinstance(amount, float):
+    if isinstance(amount, (bool, float)):
         raise MoneyError(f"amount must be an exact decimal, not {type(amount).__name__}")
     try:
         value = Decimal(amount) if not isinstance(amount, Decimal) else amount
@@ -41,7 +41,7 @@ def parse_dollar_string(text: str) -> int:
     cleaned = text.strip()
     if cleaned.startswith("$"):
         cleaned = cleaned[1:]
-    if not cleaned or cleaned[0] in "+-" and cleaned[1:2] == "$":
+    if not cleaned or (cleaned[0] in "+-" and cleaned[1:2] == "$"):
         raise MoneyError(f"not a dollar amount: {text!r}")
     return dollars_to_micros(cleaned)
 

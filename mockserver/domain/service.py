@@ -95,9 +95,7 @@ class FundingService:
             return replace(replay, duplicate=True)
         try:
             self._hold(processing_delay)
-            return self.store.apply_grant(
-                user_id, amount, description, self.clock.now(), (scope, idempotency_key)
-            )
+            return self.store.apply_grant(user_id, amount, description, self.clock.now(), (scope, idempotency_key))
         except BaseException:
             # Only successes are stored (the contract's choice): free the key for a retry.
             self.store.release_idempotency_key(scope, idempotency_key)

@@ -18,7 +18,7 @@ from ..domain.seed import SeedError, build_seed, parse_seed_text
 from .app import MockState
 from .validation import parse_json_body
 
-ADMIN_TOKEN_HEADER = "X-Mock-Admin-Token"
+ADMIN_TOKEN_HEADER = "X-Mock-Admin-Token"  # noqa: S105 - a header name, not a secret
 _MAX_LEDGER_PAGE = 1000
 
 
@@ -81,7 +81,7 @@ def admin_blueprint(state: MockState) -> Blueprint:
         if not limit.isdigit() or not 1 <= int(limit) <= _MAX_LEDGER_PAGE:
             raise QuotaError(BAD_REQUEST, f"limit must be an integer from 1 to {_MAX_LEDGER_PAGE}")
         entries = service.store.ledger()
-        newest_first = [_entry(e) for e in reversed(entries[-int(limit):])]
+        newest_first = [_entry(e) for e in reversed(entries[-int(limit) :])]
         return jsonify({"total": len(entries), "entries": newest_first})
 
     @admin.get("/idempotency-keys")
@@ -93,8 +93,13 @@ def admin_blueprint(state: MockState) -> Blueprint:
                 "ttl_seconds": state.config.idempotency_ttl_seconds,
                 "max_keys": state.config.max_idempotency_keys,
                 "keys": [
-                    {"scope": v.scope, "key": v.key, "state": v.state,
-                     "expires_at": iso8601(v.expires_at), "ledger_id": v.ledger_id}
+                    {
+                        "scope": v.scope,
+                        "key": v.key,
+                        "state": v.state,
+                        "expires_at": iso8601(v.expires_at),
+                        "ledger_id": v.ledger_id,
+                    }
                     for v in views
                 ],
             }
@@ -110,10 +115,12 @@ def admin_blueprint(state: MockState) -> Blueprint:
         body = _json_object()
         if body.get("reset") is True:
             state.clock.reset()
-        elif isinstance(body.get("advance_seconds"), (int, Decimal)) and not isinstance(body.get("advance_seconds"), bool):
+        elif isinstance(body.get("advance_seconds"), (int, Decimal)) and not isinstance(
+            body.get("advance_seconds"), bool
+        ):
             state.clock.advance(float(body["advance_seconds"]))
         else:
-            raise QuotaError(BAD_REQUEST, "send {\"advance_seconds\": <number>} or {\"reset\": true}")
+            raise QuotaError(BAD_REQUEST, 'send {"advance_seconds": <number>} or {"reset": true}')
         return jsonify(_clock(state))
 
     return admin
@@ -142,7 +149,7 @@ def _balance_from_body() -> int:
         elif isinstance(raw, (int, Decimal)) and not isinstance(raw, bool):
             micros = parse_dollar_string(str(raw))
         else:
-            raise QuotaError(BAD_REQUEST, "send {\"balance\": \"5.00\"} (dollars)")
+            raise QuotaError(BAD_REQUEST, 'send {"balance": "5.00"} (dollars)')
     except MoneyError as exc:
         raise QuotaError(BAD_REQUEST, f"Invalid field 'balance': {exc}") from exc
     if micros < 0:

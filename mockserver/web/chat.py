@@ -33,8 +33,9 @@ def _chat(state: MockState, req: ValidatedRequest, user_id: str | None) -> Respo
     outcome = state.service.chat(user_id, model, messages, body.get("max_tokens"))
     billing_mode = "developer" if user_id is None else "user"
     if body.get("stream"):
-        return Response(_events(outcome, model, billing_mode), mimetype="text/event-stream",
-                        headers={"Cache-Control": "no-cache"})
+        return Response(
+            _events(outcome, model, billing_mode), mimetype="text/event-stream", headers={"Cache-Control": "no-cache"}
+        )
     return jsonify(_completion_body(outcome, model, billing_mode))
 
 
@@ -82,7 +83,12 @@ def _completion_body(outcome: ChatOutcome, model: str, billing_mode: str) -> dic
 def _events(outcome: ChatOutcome, model: str, billing_mode: str) -> Iterator[str]:
     """``chat.completion.chunk`` events: the role, the text a few words at a time, the finish
     (with usage and the quota block, already charged), then ``[DONE]``."""
-    base = {"id": _completion_id(outcome), "object": "chat.completion.chunk", "created": int(outcome.created), "model": model}
+    base = {
+        "id": _completion_id(outcome),
+        "object": "chat.completion.chunk",
+        "created": int(outcome.created),
+        "model": model,
+    }
 
     def event(delta: dict[str, Any], finish_reason: str | None = None, **extra: Any) -> str:
         chunk = {**base, "choices": [{"index": 0, "delta": delta, "finish_reason": finish_reason}], **extra}

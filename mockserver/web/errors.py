@@ -57,9 +57,7 @@ def _translate(error: HTTPException, method: str, path: str, max_body_bytes: int
         return QuotaError(NOT_FOUND, f"No route for {method} {path}")
     if isinstance(error, MethodNotAllowed):
         allowed = ", ".join(sorted(error.valid_methods or ()))
-        return QuotaError(
-            METHOD_NOT_ALLOWED, f"{method} is not allowed on {path}", headers={"Allow": allowed}
-        )
+        return QuotaError(METHOD_NOT_ALLOWED, f"{method} is not allowed on {path}", headers={"Allow": allowed})
     if isinstance(error, RequestEntityTooLarge):
         return QuotaError(PAYLOAD_TOO_LARGE, f"Request body exceeds {max_body_bytes} bytes")
     return QuotaError(BAD_REQUEST, error.description or error.name)

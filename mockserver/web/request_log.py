@@ -29,6 +29,11 @@ def install_request_log(app: Flask) -> None:
         key = authorization.split(None, 1)[1] if " " in authorization.strip() else None
         log.info(
             '%s "%s %s" %s %.1fms key=%s',
-            request.remote_addr, request.method, request.path, response.status_code, elapsed_ms, redact_key(key),
+            request.remote_addr,
+            request.method,
+            request.path,
+            response.status_code,
+            elapsed_ms,
+            redact_key(key),
         )
         return response

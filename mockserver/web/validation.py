@@ -71,7 +71,9 @@ class RequestValidator:
             raw = sources[parameter.location].get(parameter.name)
             if raw is None:
                 if parameter.required:
-                    raise QuotaError(BAD_REQUEST, f"Missing required {parameter.location} parameter '{parameter.label}'")
+                    raise QuotaError(
+                        BAD_REQUEST, f"Missing required {parameter.location} parameter '{parameter.label}'"
+                    )
                 continue
             value = _coerce(raw, parameter)
             _check(parameter.validator, value, f"{parameter.location} parameter '{parameter.label}'")
@@ -109,7 +111,11 @@ def _check_body(validator: Any, body: Any) -> None:
         return
     if not isinstance(body, dict):
         raise QuotaError(BAD_REQUEST, "Request body must be a JSON object")
-    missing = [e.kind.property for e in errors if not e.instance_path and isinstance(e.kind, jsonschema_rs.ValidationErrorKind.Required)]
+    missing = [
+        e.kind.property
+        for e in errors
+        if not e.instance_path and isinstance(e.kind, jsonschema_rs.ValidationErrorKind.Required)
+    ]
     if missing:
         raise QuotaError(BAD_REQUEST, f"Missing required fields: {', '.join(missing)}")
     first = min(errors, key=lambda e: len(e.instance_path))

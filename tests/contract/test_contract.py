@@ -162,7 +162,12 @@ def test_grant_request_and_response_follow_the_seed_exactly():
     assert amount["exclusiveMinimum"] == 0 and amount["maximum"] == 10000 and amount["multipleOf"] == 0.01
     response = grant.responses["200"]["content"]["application/json"]["schema"]
     assert response["required"] == [
-        "external_user_id", "amount_granted", "balance_before", "balance_after", "ledger_id", "duplicate"
+        "external_user_id",
+        "amount_granted",
+        "balance_before",
+        "balance_after",
+        "ledger_id",
+        "duplicate",
     ]
     assert grant.responses["200"]["headers"]["Idempotent-Replayed"]["schema"]["enum"] == ["true"]
     key = next(p for p in grant.parameters if p["name"] == "Idempotency-Key")

@@ -30,7 +30,8 @@ def _spectral() -> Path:
     NODE_PREFIX.mkdir(parents=True, exist_ok=True)
     subprocess.run(
         [npm, "install", "--prefix", str(NODE_PREFIX), "--no-audit", "--no-fund", "--loglevel=error", SPECTRAL_PACKAGE],
-        check=True, timeout=600,
+        check=True,
+        timeout=600,
     )
     return SPECTRAL
 
@@ -39,7 +40,10 @@ def test_spectral_oas_ruleset_reports_nothing():
     spectral = _spectral()
     result = subprocess.run(
         [str(spectral), "lint", "openapi.yaml", "--ruleset", ".spectral.yaml", "--format", "json", "--quiet"],
-        cwd=ROOT, capture_output=True, text=True, timeout=300,
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=300,
     )
     findings = json.loads(result.stdout or "[]")
     described = [f"{f['code']} ({f['severity']}) at {'.'.join(map(str, f['path']))}: {f['message']}" for f in findings]

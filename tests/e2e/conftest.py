@@ -44,7 +44,9 @@ def quota_mock_command() -> list[str]:
 def start_quota_mock(*args: str, timeout: float = 15) -> LiveMock:
     process = subprocess.Popen(
         [*quota_mock_command(), "--port", "0", *args],
-        stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
     )
     lines: list[str] = []
     deadline = time.monotonic() + timeout

@@ -15,11 +15,20 @@ def test_banner_request_log_redaction_and_clean_ctrl_c():
     live = start_quota_mock()
     custom_key_mock = start_quota_mock("--api-key", "sk-quota-" + "z" * 32)
     try:
-        response = requests.get(live.base_url + "/v1/balance", headers={"Authorization": f"Bearer {DEMO_KEY}"}, timeout=5)
+        response = requests.get(
+            live.base_url + "/v1/balance", headers={"Authorization": f"Bearer {DEMO_KEY}"}, timeout=5
+        )
         assert response.status_code == 200
         secret = "sk-quota-" + "z" * 32
-        assert requests.get(custom_key_mock.base_url + "/v1/me", headers={"Authorization": f"Bearer {secret}"}, timeout=5).ok
-        assert requests.get(custom_key_mock.base_url + "/v1/me", headers={"Authorization": f"Bearer {DEMO_KEY}"}, timeout=5).status_code == 401
+        assert requests.get(
+            custom_key_mock.base_url + "/v1/me", headers={"Authorization": f"Bearer {secret}"}, timeout=5
+        ).ok
+        assert (
+            requests.get(
+                custom_key_mock.base_url + "/v1/me", headers={"Authorization": f"Bearer {DEMO_KEY}"}, timeout=5
+            ).status_code
+            == 401
+        )
     finally:
         assert live.stop() == 0
         assert custom_key_mock.stop() == 0
@@ -38,7 +47,10 @@ def test_seed_file_and_pool_options(tmp_path):
     live = start_quota_mock("--seed", str(seed), "--pool", "12.50")
     try:
         headers = {"Authorization": f"Bearer {DEMO_KEY}"}
-        assert requests.get(live.base_url + "/v1/users/carol/balance", headers=headers, timeout=5).json()["balance"] == "$3.21"
+        assert (
+            requests.get(live.base_url + "/v1/users/carol/balance", headers=headers, timeout=5).json()["balance"]
+            == "$3.21"
+        )
         assert requests.get(live.base_url + "/v1/balance", headers=headers, timeout=5).json()["balance"] == "$12.50"
     finally:
         live.stop()
@@ -60,7 +72,7 @@ def test_bad_options_exit_2_with_a_clear_message(tmp_path):
 
 
 def test_exposing_the_control_api_beyond_loopback_needs_a_token():
-    refused = run_quota_mock("--host", "0.0.0.0", "--port", "0")  # noqa: S104 - refused before binding
+    refused = run_quota_mock("--host", "0.0.0.0", "--port", "0")
     assert refused.returncode == 2
     assert "--admin-token" in refused.stderr
 

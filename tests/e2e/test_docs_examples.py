@@ -50,8 +50,11 @@ def test_the_docs_curl_examples_answer_as_documented(live_mock):
     granted = run_curl(grant_cmd, live_mock.base_url)
     ledger_id = granted.pop("ledger_id")
     assert granted == {
-        "external_user_id": "user_123", "amount_granted": "$0.50", "balance_before": "$5.00",
-        "balance_after": "$5.50", "duplicate": False,
+        "external_user_id": "user_123",
+        "amount_granted": "$0.50",
+        "balance_before": "$5.00",
+        "balance_after": "$5.50",
+        "duplicate": False,
     }
     # The example carries an Idempotency-Key: pasting it again is a replay, not a second grant.
     replayed = run_curl(grant_cmd, live_mock.base_url)

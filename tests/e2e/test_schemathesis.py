@@ -69,7 +69,11 @@ def test_every_operation_passes_every_check(case):
 def test_stateful_links_pass_every_check(api_schema):
     api_schema.as_state_machine().run(
         settings=settings(
-            max_examples=25, stateful_step_count=8, deadline=None, database=None,
-            phases=[Phase.generate], suppress_health_check=list(HealthCheck),
+            max_examples=25,
+            stateful_step_count=8,
+            deadline=None,
+            database=None,
+            phases=[Phase.generate],
+            suppress_health_check=list(HealthCheck),
         )
     )

@@ -51,7 +51,10 @@ def test_packages_needs_no_key_and_lists_the_four_documented_tiers(client):
     assert response.status_code == 200
     packages = response.json["packages"]
     assert [(p["id"], p["price_cents"], p["balance_display"]) for p in packages] == [
-        ("starter", 500, "$4.05"), ("basic", 1000, "$8.50"), ("plus", 2500, "$22.50"), ("pro", 5000, "$46.50"),
+        ("starter", 500, "$4.05"),
+        ("basic", 1000, "$8.50"),
+        ("plus", 2500, "$22.50"),
+        ("pro", 5000, "$46.50"),
     ]
     assert packages[0]["balance_microdollars"] == 4_050_000
 

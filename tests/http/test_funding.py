@@ -7,12 +7,24 @@ def test_the_seed_example_answers_exactly_as_documented(client):
     response = grant(client, "user_123", 0.50, key="funding-user123-jan2026", description="Welcome bonus")
     assert response.status_code == 200
     body = response.json
-    assert {k: body[k] for k in ("external_user_id", "amount_granted", "balance_before", "balance_after", "duplicate")} == {
-        "external_user_id": "user_123", "amount_granted": "$0.50", "balance_before": "$5.00",
-        "balance_after": "$5.50", "duplicate": False,
+    assert {
+        k: body[k] for k in ("external_user_id", "amount_granted", "balance_before", "balance_after", "duplicate")
+    } == {
+        "external_user_id": "user_123",
+        "amount_granted": "$0.50",
+        "balance_before": "$5.00",
+        "balance_after": "$5.50",
+        "duplicate": False,
     }
     assert body["ledger_id"].startswith("ledg_")
-    assert list(body) == ["external_user_id", "amount_granted", "balance_before", "balance_after", "ledger_id", "duplicate"]
+    assert list(body) == [
+        "external_user_id",
+        "amount_granted",
+        "balance_before",
+        "balance_after",
+        "ledger_id",
+        "duplicate",
+    ]
     assert "Idempotent-Replayed" not in response.headers
 
 
@@ -48,8 +60,11 @@ def test_replay_returns_the_original_with_the_replayed_header(client, state):
 
 def test_the_same_amount_spelled_differently_is_the_same_request(client):
     grant(client, amount=0.5, key="k-2")
-    replay = client.post("/v1/funding/grant", data='{"amount": 0.50, "external_user_id": "user_123"}',
-                         headers={**AUTH, "Idempotency-Key": "k-2", "Content-Type": "application/json"})
+    replay = client.post(
+        "/v1/funding/grant",
+        data='{"amount": 0.50, "external_user_id": "user_123"}',
+        headers={**AUTH, "Idempotency-Key": "k-2", "Content-Type": "application/json"},
+    )
     assert replay.json["duplicate"] is True
 
 
@@ -68,8 +83,11 @@ def test_keys_are_scoped_to_the_api_key():
     client = app.test_client()
 
     def grant_as(letter: str):
-        return client.post("/v1/funding/grant", json={"external_user_id": "u", "amount": 1},
-                           headers={"Authorization": f"Bearer sk-quota-{letter * 32}", "Idempotency-Key": "shared"})
+        return client.post(
+            "/v1/funding/grant",
+            json={"external_user_id": "u", "amount": 1},
+            headers={"Authorization": f"Bearer sk-quota-{letter * 32}", "Idempotency-Key": "shared"},
+        )
 
     assert not grant_as("a").json["duplicate"]
     assert not grant_as("b").json["duplicate"]
@@ -103,15 +121,23 @@ def test_pool_too_low_is_402_and_changes_nothing(client, state):
 
 def test_the_largest_grant_is_exact(client, state):
     state.service.set_balance(None, 20_000_000_000)
-    response = client.post("/v1/funding/grant", data='{"external_user_id": "whale", "amount": 9999.99}',
-                           headers={**AUTH, "Content-Type": "application/json"})
+    response = client.post(
+        "/v1/funding/grant",
+        data='{"external_user_id": "whale", "amount": 9999.99}',
+        headers={**AUTH, "Content-Type": "application/json"},
+    )
     assert response.json["amount_granted"] == "$9999.99"
     assert state.service.user_balance("whale") == 9_999_990_000
 
 
 def test_user_and_developer_balances(client):
     user = client.get("/v1/users/user_123/balance", headers=AUTH).json
-    assert user == {"external_user_id": "user_123", "balance": "$5.00", "billing_mode": "user", "balance_microdollars": 5_000_000}
+    assert user == {
+        "external_user_id": "user_123",
+        "balance": "$5.00",
+        "billing_mode": "user",
+        "balance_microdollars": 5_000_000,
+    }
     developer = client.get("/v1/balance", headers=AUTH).json
     assert developer["balance"] == "$1000.00" and developer["balance_microdollars"] == 1_000_000_000
     assert "external_user_id" not in developer

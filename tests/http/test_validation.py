@@ -48,8 +48,17 @@ def test_invalid_grant_fields_are_named(client, state, body, field):
 
 @pytest.mark.parametrize(
     "body",
-    [b"not json", b"{", b"[1, 2]", b'"text"', b"null", b'{"amount": NaN, "external_user_id": "u"}',
-     b'{"amount": Infinity, "external_user_id": "u"}', b"\xff\xfe", b"[" * 100_000 + b"]" * 100_000],
+    [
+        b"not json",
+        b"{",
+        b"[1, 2]",
+        b'"text"',
+        b"null",
+        b'{"amount": NaN, "external_user_id": "u"}',
+        b'{"amount": Infinity, "external_user_id": "u"}',
+        b"\xff\xfe",
+        b"[" * 100_000 + b"]" * 100_000,
+    ],
     ids=lambda body: repr(body[:24]),
 )
 def test_bodies_that_are_not_a_json_object_are_400(client, body):
@@ -87,13 +96,20 @@ def test_chat_request_is_validated(client):
     path = "/v1/users/user_123/chat/completions"
     assert_bad_request(post_raw(client, '{"model": "m"}', path), "messages")
     assert_bad_request(post_raw(client, '{"model": "m", "messages": []}', path), "messages")
-    assert_bad_request(post_raw(client, '{"model": "m", "messages": [{"role": "robot", "content": "x"}]}', path), "role")
-    assert_bad_request(post_raw(client, '{"model": "m", "messages": [{"role": "user", "content": "x"}], "max_tokens": 0}', path), "max_tokens")
+    assert_bad_request(
+        post_raw(client, '{"model": "m", "messages": [{"role": "robot", "content": "x"}]}', path), "role"
+    )
+    assert_bad_request(
+        post_raw(client, '{"model": "m", "messages": [{"role": "user", "content": "x"}], "max_tokens": 0}', path),
+        "max_tokens",
+    )
 
 
 def test_x_external_user_id_header_is_validated(client):
     body = '{"model": "m", "messages": [{"role": "user", "content": "x"}]}'
-    assert_bad_request(post_raw(client, body, "/v1/chat/completions", **{"X-External-User-ID": "u" * 300}), "X-External-User-ID")
+    assert_bad_request(
+        post_raw(client, body, "/v1/chat/completions", **{"X-External-User-ID": "u" * 300}), "X-External-User-ID"
+    )
 
 
 def test_balance_query_parameter_is_validated(client):

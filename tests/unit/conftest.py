@@ -15,7 +15,6 @@ from mockserver.domain.store import StateStore
 from .seeds import SEED
 
 
-
 @pytest.fixture(params=["memory"])
 def store_factory(request: pytest.FixtureRequest) -> Callable[..., StateStore]:
     def make(**options: float) -> StateStore:

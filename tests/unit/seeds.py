@@ -7,5 +7,7 @@ SEED = Seed(
     api_keys=("sk-quota-test",),
     pool=100_000_000,
     users={"alice": 5_000_000, "broke": 0},
-    prices=PriceTable(models={"m": ModelPrice(1_000_000, 2_000_000)}, default=ModelPrice(500_000, 1_500_000), markup_percent=10),
+    prices=PriceTable(
+        models={"m": ModelPrice(1_000_000, 2_000_000)}, default=ModelPrice(500_000, 1_500_000), markup_percent=10
+    ),
 )

@@ -18,7 +18,13 @@ def test_ten_grants_of_ten_cents_make_exactly_one_dollar():
 
 @pytest.mark.parametrize(
     ("amount", "expected"),
-    [(Decimal("0.50"), 500_000), (Decimal("0.5"), 500_000), (1, 1_000_000), ("0.000001", 1), (Decimal("1E+2"), 100_000_000)],
+    [
+        (Decimal("0.50"), 500_000),
+        (Decimal("0.5"), 500_000),
+        (1, 1_000_000),
+        ("0.000001", 1),
+        (Decimal("1E+2"), 100_000_000),
+    ],
 )
 def test_exact_amounts_convert(amount, expected):
     assert dollars_to_micros(amount) == expected

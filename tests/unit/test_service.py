@@ -10,7 +10,9 @@ from .seeds import SEED
 
 
 def grant(service, user="alice", amount=500_000, key=None, fingerprint=b"fp", scope="s"):
-    return service.grant(scope=scope, idempotency_key=key, fingerprint=fingerprint, user_id=user, amount=amount, description=None)
+    return service.grant(
+        scope=scope, idempotency_key=key, fingerprint=fingerprint, user_id=user, amount=amount, description=None
+    )
 
 
 def test_grant_moves_money_from_pool_to_user_exactly(service):
