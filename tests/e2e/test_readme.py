@@ -1,0 +1,39 @@
+"""The README's commands are executed, so that they cannot rot."""
+
+from __future__ import annotations
+
+import json
+import re
+import shutil
+import subprocess
+from pathlib import Path
+
+import pytest
+
+README = (Path(__file__).resolve().parents[2] / "README.md").read_text(encoding="utf-8")
+CI_RUN = (Path(__file__).resolve().parents[2] / ".ci" / "run").read_text(encoding="utf-8")
+
+
+def sh_blocks() -> list[str]:
+    return re.findall(r"```sh\n(.*?)```", README, flags=re.S)
+
+
+def test_the_two_setup_commands_are_there_and_ci_runs_the_test_command():
+    start, test = sh_blocks()[:2]
+    assert start.strip().endswith("pip install . && quota-mock")
+    assert test.strip().endswith("pip install -e '.[test]' && python -m pytest -q")
+    assert test.strip() in CI_RUN
+
+
+@pytest.mark.skipif(shutil.which("curl") is None, reason="curl is not installed")
+def test_the_frontend_curl_example_answers_as_the_readme_says(live_mock):
+    block = next(b for b in sh_blocks() if b.lstrip().startswith("curl"))
+    command = "\n".join(line for line in block.splitlines() if not line.startswith("#"))
+    command = command.replace("http://127.0.0.1:8080", live_mock.base_url)
+    output = subprocess.run(["bash", "-c", command], capture_output=True, text=True, check=True, timeout=30).stdout
+    shown = json.loads(
+        "".join(line.lstrip("# ") for line in block.splitlines() if line.startswith("#")).replace("ledg_…", "ledg_x")
+    )
+    answer = json.loads(output)
+    assert answer["ledger_id"].startswith("ledg_")
+    assert {**answer, "ledger_id": "ledg_x"} == shown
