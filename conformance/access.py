@@ -26,12 +26,15 @@ CATALOGUE = {
 }
 
 
-def run_access(t: Target) -> None:
+def run_lookups(t: Target) -> None:
     public_endpoint_answers_without_key(t)
-    auth_rejected_with_401_invalid_api_key(t)
     unknown_user_is_404_user_not_found(t)
     missing_grant_fields_rejected_with_400(t)
     non_json_body_rejected_with_400(t)
+
+
+def run_auth(t: Target) -> None:
+    auth_rejected_with_401_invalid_api_key(t)
 
 
 def expect_error(t: Target, check: str, exchange: Exchange, code: str, op: Operation, what: str) -> bool:
@@ -93,6 +96,8 @@ def auth_rejected_with_401_invalid_api_key(t: Target) -> None:
             skipped.append(f"{op.method} {op.path}")
             continue
         for label, value in variants.items():
+            if op.operation_id == "grantUserBalance" and label == "the key with another scheme":
+                continue  # each grant probe costs a cent of the budget: the two plainest cases suffice
             kwargs = request_for(t, op) or {}
             headers = {**kwargs.pop("headers", {}), **({"Authorization": value} if value else {})}
             try:
@@ -100,12 +105,13 @@ def auth_rejected_with_401_invalid_api_key(t: Target) -> None:
             except RequestRefused as refused:
                 skipped.append(f"{op.method} {op.path} with {label} ({refused})")
                 continue
-            if not expect_error(t, check, exchange, INVALID_API_KEY, op, f"{op.method} {op.path} with {label}"):
-                if op.method != "GET":
-                    break  # it was accepted: do not send more requests that could credit or charge
+            refused_ok = expect_error(t, check, exchange, INVALID_API_KEY, op, f"{op.method} {op.path} with {label}")
+            if not refused_ok and op.method != "GET":
+                break  # it was accepted: do not send more requests that could credit or charge
     if skipped:
         reason = "read-only mode" if t.options.read_only else "refused by the safety guard"
-        t.results.note(check, f"not probed ({reason}): {', '.join(dict.fromkeys(s.split(' with ')[0] for s in skipped))}")
+        operations = ", ".join(dict.fromkeys(s.split(" with ")[0] for s in skipped))
+        t.results.note(check, f"not probed ({reason}): {operations}")
 
 
 def unknown_user_is_404_user_not_found(t: Target) -> None:

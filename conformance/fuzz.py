@@ -12,10 +12,13 @@ Generated cases are made safe before they are sent (the guard then checks again)
 
 from __future__ import annotations
 
+import contextlib
+import math
 from collections import Counter
 from typing import Any
 
 from hypothesis import HealthCheck, Phase, given, seed, settings
+from hypothesis.errors import Unsatisfiable
 from schemathesis import GenerationMode
 from schemathesis.checks import ignored_auth, missing_required_header, negative_data_rejection, positive_data_acceptance
 from schemathesis.generation.case import Case
@@ -48,6 +51,10 @@ class Fuzzer:
         config = target.schema.config.checks
         # A grant may meet an empty pool (402) and a chat a user unknown or broke (404/402).
         config.positive_data_acceptance.expected_statuses = ["2xx", "401", "402", "403", "404", "409", "429", "5xx"]
+        # Invalid input may also be refused with any 4xx the contract defines (413 for an oversized body).
+        listed = {str(status) for status in target.contract.error_codes().values() if 400 <= status < 500}
+        defaults = config.negative_data_rejection.expected_statuses or []
+        config.negative_data_rejection.expected_statuses = sorted({*defaults, *listed})
 
     def run(self) -> None:
         t = self.t
@@ -72,7 +79,8 @@ class Fuzzer:
             if not self.stopped:
                 self._one(case, is_get)
 
-        test()
+        with contextlib.suppress(Unsatisfiable):  # nothing to generate in this mode (nothing to break, say)
+            test()
 
     def _one(self, case: Case, is_get: bool) -> None:
         reason = self.make_safe(case)
@@ -129,7 +137,7 @@ class Fuzzer:
 
 
 def _valid_amount(amount: Any) -> bool:
-    if isinstance(amount, bool) or not isinstance(amount, int | float):
+    if isinstance(amount, bool) or not isinstance(amount, int | float) or not math.isfinite(amount):
         return False
     cents = round(amount * 100)
     return 0 < amount <= 10_000 and abs(amount * 100 - cents) < 1e-6

@@ -60,12 +60,19 @@ class Options:
     # Run the schema-driven (Schemathesis) phase; the behavioural scenarios always run.
     fuzz: bool = True
 
+    def __post_init__(self) -> None:
+        try:
+            object.__setattr__(self, "profile", Profile(self.profile))
+        except ValueError as exc:
+            raise OptionsError(f"unknown profile {self.profile!r}: documented or strict") from exc
+
     def checked(self) -> Options:
         if not self.api_key or not self.api_key.strip():
             raise OptionsError("an API key is required: --api-key or the QUOTA_API_KEY environment variable")
         if any(ch.isspace() for ch in self.api_key):
             raise OptionsError("the API key must not contain whitespace")
-        if not self.user_prefix or len(self.user_prefix) > 64 or any(ch.isspace() or ord(ch) < 32 for ch in self.user_prefix):
+        prefix = self.user_prefix
+        if not prefix or len(prefix) > 64 or any(ch.isspace() or ord(ch) < 32 for ch in prefix):
             raise OptionsError("--user-prefix must be 1 to 64 printable characters without spaces")
         if self.base_url is not None and not self.base_url.startswith(("http://", "https://")):
             raise OptionsError(f"--base-url must start with http:// or https://, not {self.base_url!r}")

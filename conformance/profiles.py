@@ -14,7 +14,7 @@ from typing import Any
 
 import jsonschema_rs
 
-from mockserver.contract import CONTRACT, DOCUMENTED, Contract, Operation
+from mockserver.contract import CONTRACT, DOCUMENTED, Contract, Operation, error_codes_of
 
 from .options import Profile
 
@@ -69,9 +69,7 @@ class Provenance:
         if not codes and str(status) not in operation.responses:
             glob = self.contract.global_responses.get(str(status))
             if glob is not None:
-                from mockserver.contract import _codes_of_response  # the contract's own reader
-
-                codes = _codes_of_response(glob)
+                codes = error_codes_of(glob)
         return codes
 
     def schema_violations(self, operation: Operation, status: int, body: Any) -> list[tuple[str, str]]:

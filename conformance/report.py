@@ -20,7 +20,7 @@ from .results import CheckRecord, Status
 REDACTED = "[REDACTED]"
 KEY_VARIABLE = "$QUOTA_API_KEY"
 # Headers requests adds by itself; a reproduction does not need them.
-_NOISE = {"user-agent", "accept-encoding", "accept", "connection", "content-length"}
+_NOISE = {"user-agent", "accept-encoding", "accept", "connection", "content-length", "x-schemathesis-testcaseid"}
 
 
 def redact(text: str, secret: str) -> str:

@@ -52,12 +52,21 @@ def run(options: Options, app: Any = None, session: GuardedSession | None = None
     """Run the suite against ``options.base_url``, or in-process against the WSGI ``app``."""
     started = time.monotonic()
     options = options.checked()
+    own_session = session is None
     session = session or make_session(options, app)
+    try:
+        return _run(options, session, started)
+    finally:
+        if own_session:
+            session.close()  # no keep-alive connection left for the server to wait on
+
+
+def _run(options: Options, session: GuardedSession, started: float) -> RunReport:
     results = Results(catalogue())
     target = Target(options, session, results)
     notes: list[str] = []
     _preflight(target)
-    stages = [access.run_access, scenarios.run_grants, scenarios.run_chat]
+    stages = [access.run_lookups, scenarios.run_grants, scenarios.run_chat, access.run_auth]
     fuzzer = fuzz.Fuzzer(target)
     if options.fuzz:
         stages.append(lambda _t: fuzzer.run())

@@ -19,8 +19,10 @@ from .safety import RequestRefused
 GRANT = "grantUserBalance"
 CENT = 0.01
 INSUFFICIENT_BALANCE = "insufficient_balance"
-# A prompt of about 9,000 tokens: one chat costs more than the cent granted at any usual price.
-BIG_PROMPT = ("Count the words in this sentence please. " * 900).strip()
+# About 9,000 tokens of prompt (four messages, each within the contract's 32,768 characters):
+# one chat costs more than the cent granted at any usual price.
+BIG_PROMPT = ("Count the words in this sentence please. " * 220).strip()
+BIG_MESSAGES = 4
 
 CATALOGUE = {
     "valid_grant_accepted": "A valid grant to a new user answers 200.",
@@ -39,7 +41,8 @@ CATALOGUE = {
     "insufficient_balance_on_chat": "A chat the user's balance cannot cover answers 402 insufficient_balance.",
     "chat_balance_never_negative": "A chat never takes a balance below $0.00.",
 }
-GRANT_CHECKS = [name for name in CATALOGUE if name not in ("insufficient_balance_on_chat", "chat_balance_never_negative")]
+CHAT_CHECKS = ("insufficient_balance_on_chat", "chat_balance_never_negative")
+GRANT_CHECKS = [name for name in CATALOGUE if name not in CHAT_CHECKS]
 
 
 class Skip(Exception):
@@ -66,7 +69,8 @@ def run_grants(t: Target) -> None:
             t.results.skip(name, str(skip))
 
 
-def grant(t: Target, user: str, key: str | None, amount: float = CENT, description: str = "quota-conformance") -> Exchange:
+def grant(t: Target, user: str, key: str | None, amount: float = CENT,
+          description: str = "quota-conformance") -> Exchange:
     headers = {"Idempotency-Key": key} if key else {}
     try:
         return t.send(GRANT, headers=headers, body={"external_user_id": user, "amount": amount,
@@ -138,8 +142,7 @@ def _replay(t: Target, user: str, key: str, first: Exchange, after: int) -> None
              "The replay answered another ledger_id",
              f"first ledger_id {first.field('ledger_id')!r}, replay {replay.field('ledger_id')!r}",
              t.provenance.at(ptr(*GRANT_RESPONSE, "ledger_id")))
-    header = replay.response.headers.get("Idempotent-Replayed")
-    value = header[0] if isinstance(header, list) and header else header
+    value = replay.header("Idempotent-Replayed")
     _require(t, "replay_sends_idempotent_replayed_header", value == "true", [first, replay],
              "The replay lacks Idempotent-Replayed: true", f"Idempotent-Replayed is {value!r}",
              t.provenance.at(ptr("components", "headers", "IdempotentReplayed")))
@@ -230,9 +233,9 @@ def run_chat(t: Target) -> None:
             t.results.skip(name, str(skip))
 
 
-def chat(t: Target, user: str, prompt: str = "Say hello.") -> Exchange:
-    body: dict[str, Any] = {"model": t.options.chat_model, "messages": [{"role": "user", "content": prompt}],
-                            "max_tokens": 1}
+def chat(t: Target, user: str, prompt: str = "Say hello.", copies: int = 1) -> Exchange:
+    messages = [{"role": "user", "content": prompt}] * copies
+    body: dict[str, Any] = {"model": t.options.chat_model, "messages": messages, "max_tokens": 1}
     try:
         return t.send("createUserChatCompletion", path={"external_user_id": user}, body=body)
     except RequestRefused as refused:
@@ -257,6 +260,8 @@ def _chat_flow(t: Target) -> None:
     if fresh.status == 200:
         t.violation(check, [fresh], "A user with no balance got a completion",
                     "a user this run never granted anything was served (expected 402 insufficient_balance)", prov)
+        t.results.skip("chat_balance_never_negative",
+                       "not drained: a user with no balance at all was served (see insufficient_balance_on_chat)")
         return
     # 2. Unknown users are 404 here: grant one cent and drain it with large prompts.
     user = t.guard.new_user()
@@ -265,7 +270,7 @@ def _chat_flow(t: Target) -> None:
         raise Skip(f"could not fund a user to drain (grant answered {funded.status})")
     steps = [funded]
     for _ in range(t.options.max_drain_chats):
-        exchange = chat(t, user, BIG_PROMPT)
+        exchange = chat(t, user, BIG_PROMPT, BIG_MESSAGES)
         steps.append(exchange)
         if _is_402(t, exchange):
             _require(t, check, exchange.error_code == INSUFFICIENT_BALANCE, steps, "402 without insufficient_balance",

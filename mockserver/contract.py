@@ -61,7 +61,7 @@ class Operation:
     def error_codes(self, status: int | str) -> tuple[str, ...]:
         """The error codes this operation documents for ``status`` (empty: not an error)."""
         response = self.responses.get(str(status))
-        return () if response is None else _codes_of_response(response)
+        return () if response is None else error_codes_of(response)
 
 
 class Contract:
@@ -135,7 +135,7 @@ class Contract:
         responses = [(s, r) for op in self.operations for s, r in op.responses.items()]
         responses += list(self.global_responses.items())
         for status, response in responses:
-            for code in _codes_of_response(response):
+            for code in error_codes_of(response):
                 known = status_by_code.setdefault(code, int(status))
                 if known != int(status):
                     raise ValueError(f"error code {code!r} is given two statuses: {known} and {status}")
@@ -148,7 +148,8 @@ def default_contract() -> Contract:
     return Contract.load()
 
 
-def _codes_of_response(response: dict[str, Any]) -> tuple[str, ...]:
+def error_codes_of(response: dict[str, Any]) -> tuple[str, ...]:
+    """The error codes a resolved response object pins in its schema (empty: not an error)."""
     schema = response.get("content", {}).get("application/json", {}).get("schema", {})
     codes: list[str] = []
     for part in schema.get("allOf", []):

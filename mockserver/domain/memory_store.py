@@ -3,12 +3,12 @@
 from __future__ import annotations
 
 import threading
-from bisect import bisect_left
 
 from .accounts import Seed
 from .errors import INSUFFICIENT_BALANCE, USER_NOT_FOUND, QuotaError
 from .idempotency import DEFAULT_MAX_KEYS, DEFAULT_TTL_SECONDS, IdempotencyTable
-from .ledger import check_conservation, new_ledger_id
+from .ledger import check_conservation
+from .ledger_columns import LedgerColumns
 from .records import (
     ADJUSTMENT,
     CHARGE,
@@ -31,18 +31,14 @@ class MemoryStore:
         self._lock = threading.RLock()
         self._pool = 0
         self._users: dict[str, int] = {}
-        self._ledger: list[LedgerEntry] = []
-        # False once the clock was moved back between two entries: then the ledger is no
-        # longer sorted by time and windows must be found by a full scan.
-        self._in_time_order = True
+        self._ledger = LedgerColumns()
         self._idempotency = IdempotencyTable(idempotency_ttl, max_idempotency_keys)
 
     def load(self, seed: Seed, now: float) -> None:
         with self._lock:
             self._pool = 0
             self._users = {}
-            self._ledger = []
-            self._in_time_order = True
+            self._ledger = LedgerColumns()
             self._idempotency.clear()
             self._deposit(None, seed.pool, now, "seed: grant pool")
             for user_id, balance in seed.users.items():
@@ -80,10 +76,9 @@ class MemoryStore:
                 raise QuotaError(INSUFFICIENT_BALANCE, "Grant pool balance too low for this grant")
             before = self._users.get(user_id, 0)
             after = before + amount
-            entry = LedgerEntry(new_ledger_id(), GRANT, amount, user_id, now, before, after, description)
+            entry = self._ledger.append(GRANT, amount, user_id, now, after, description)
             self._pool -= amount
             self._users[user_id] = after
-            self._append(entry)
             result = GrantResult(user_id, amount, before, after, entry.id)
             if completes is not None:
                 self._idempotency.complete(completes[0], completes[1], result)
@@ -109,13 +104,11 @@ class MemoryStore:
                 who = "Developer" if user_id is None else "User"
                 raise QuotaError(INSUFFICIENT_BALANCE, f"{who} balance too low")
             after = before - amount
-            entry = LedgerEntry(
-                new_ledger_id(),
+            entry = self._ledger.append(
                 CHARGE,
                 amount,
                 user_id,
                 now,
-                before,
                 after,
                 model=model,
                 prompt_tokens=prompt_tokens,
@@ -125,7 +118,6 @@ class MemoryStore:
                 self._pool = after
             else:
                 self._users[user_id] = after
-            self._append(entry)
             return ChargeResult(entry.id, amount, before, after)
 
     def set_balance(self, user_id: str | None, amount: int, now: float, description: str) -> LedgerEntry:
@@ -135,12 +127,7 @@ class MemoryStore:
 
     def ledger(self, since: float | None = None) -> list[LedgerEntry]:
         with self._lock:
-            if since is None:
-                return list(self._ledger)
-            if self._in_time_order:
-                start = bisect_left(self._ledger, since, key=lambda entry: entry.at)
-                return self._ledger[start:]
-            return [entry for entry in self._ledger if entry.at >= since]
+            return self._ledger.entries(since)
 
     def ledger_size(self) -> int:
         return len(self._ledger)
@@ -154,22 +141,16 @@ class MemoryStore:
 
     def conservation(self) -> Conservation:
         with self._lock:
-            return check_conservation(self._ledger, self._pool, self._users)
-
-    def _append(self, entry: LedgerEntry) -> None:
-        if self._ledger and entry.at < self._ledger[-1].at:
-            self._in_time_order = False
-        self._ledger.append(entry)
+            return check_conservation(self._ledger.entries(), self._pool, self._users)
 
     def _deposit(self, user_id: str | None, amount: int, now: float, description: str) -> None:
         self._record_external(DEPOSIT, user_id, amount, now, description)
 
     def _record_external(self, kind: str, user_id: str | None, delta: int, now: float, description: str) -> LedgerEntry:
         before = self._pool if user_id is None else self._users.get(user_id, 0)
-        entry = LedgerEntry(new_ledger_id(), kind, delta, user_id, now, before, before + delta, description)
+        entry = self._ledger.append(kind, delta, user_id, now, before + delta, description)
         if user_id is None:
             self._pool += delta
         else:
             self._users[user_id] = before + delta
-        self._append(entry)
         return entry

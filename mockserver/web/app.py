@@ -9,6 +9,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from flask import Flask, Response, request
+from werkzeug.routing import PathConverter
 
 from ..config import MockConfig
 from ..contract import Contract, Operation, default_contract
@@ -58,6 +59,7 @@ def create_app(config: MockConfig | Mapping[str, Any] | None = None) -> Flask:
     state = MockState(config=config, contract=contract, service=service, clock=clock)
 
     app = Flask("mockserver")
+    app.url_map.converters["anytext"] = AnyTextConverter
     app.config["MAX_CONTENT_LENGTH"] = config.max_body_bytes
     app.json.sort_keys = False  # keep the contract's field order, as the docs show it
     app.extensions[EXTENSION_KEY] = state
@@ -68,7 +70,7 @@ def create_app(config: MockConfig | Mapping[str, Any] | None = None) -> Flask:
     for operation in contract.operations:
         handler = HANDLERS[operation.operation_id]
         app.add_url_rule(
-            _flask_rule(operation.path),
+            flask_rule(operation.path),
             endpoint=operation.operation_id,
             view_func=_make_view(state, operation, handler),
             methods=[operation.method],
@@ -92,10 +94,20 @@ def mock_state(app: Flask) -> MockState:
     return app.extensions[EXTENSION_KEY]
 
 
-def _flask_rule(path: str) -> str:
-    # ``path`` converters: a user id may hold an encoded slash (``a%2Fb``), which the server
-    # decodes before routing; it must still reach its operation and be validated there.
-    return re.sub(r"\{([^}]+)\}", r"<path:\1>", path)
+class AnyTextConverter(PathConverter):
+    """A path parameter that may hold any character, even an encoded slash or newline.
+
+    The server decodes ``a%2Fb`` and ``a%0Ab`` before routing; such a value must still reach
+    its operation and be judged by the contract there (400 or 404 ``user_not_found``), not
+    fall through to the unknown-route 404.
+    """
+
+    regex = r"[^/](?:.|\n)*?"
+
+
+def flask_rule(path: str) -> str:
+    """The contract's ``/v1/users/{id}/balance`` as a Flask rule."""
+    return re.sub(r"\{([^}]+)\}", r"<anytext:\1>", path)
 
 
 def _make_view(state: MockState, operation: Operation, handler: Handler) -> Callable[..., Response]:

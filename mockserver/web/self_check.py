@@ -15,6 +15,7 @@ from werkzeug.exceptions import RequestEntityTooLarge
 from werkzeug.test import EnvironBuilder
 
 from ..contract import Contract
+from .app import flask_rule
 
 
 def install_response_self_check(app: Flask, contract: Contract) -> None:
@@ -23,7 +24,7 @@ def install_response_self_check(app: Flask, contract: Contract) -> None:
 
     # Requests reach the mock on whatever host it runs on; let any server URL match.
     openapi = OpenAPI.from_dict({**contract.document, "servers": [{"url": "/"}]})
-    operations = {(op.method, op.path.replace("{", "<path:").replace("}", ">")) for op in contract.operations}
+    operations = {(op.method, flask_rule(op.path)) for op in contract.operations}
     violations: list[str] = []
     app.extensions["quota_mock_response_violations"] = violations
 

@@ -159,7 +159,10 @@ def test_grant_request_and_response_follow_the_seed_exactly():
     grant = CONTRACT_OBJ.by_id["grantUserBalance"]
     assert grant.body_schema["required"] == ["external_user_id", "amount"]
     amount = grant.body_schema["properties"]["amount"]
-    assert amount["exclusiveMinimum"] == 0 and amount["maximum"] == 10000 and amount["multipleOf"] == 0.01
+    assert (amount["type"], amount["x-quota-provenance"]) == ("number", DOCUMENTED)
+    (limits,) = amount["allOf"]  # the limits are the contract's own choice, marked so
+    assert limits["x-quota-provenance"] == CONTRACT
+    assert limits["exclusiveMinimum"] == 0 and limits["maximum"] == 10000 and limits["multipleOf"] == 0.01
     response = grant.responses["200"]["content"]["application/json"]["schema"]
     assert response["required"] == [
         "external_user_id",

@@ -1,0 +1,129 @@
+"""``quota-conformance``: run the suite against a deployment, or against an embedded mock.
+
+Exit codes: 0 conformant, 1 violations found, 2 usage error or target unreachable.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import os
+import sys
+from collections.abc import Iterator, Sequence
+from pathlib import Path
+
+from .options import DEFAULT_BUDGET, DEFAULT_PREFIX, Options, OptionsError, Profile, dollars_to_micros
+from .report import as_json, as_junit, human, redact
+from .runner import EXIT_USAGE, TargetUnreachable, run
+
+KEY_ENV = "QUOTA_API_KEY"
+DEMO_KEY = "sk-quota-your-api-key"
+
+
+class _Parser(argparse.ArgumentParser):
+    def error(self, message: str) -> None:  # type: ignore[override]
+        # argparse echoes bad values; never let it echo a key.
+        self.print_usage(sys.stderr)
+        key = os.environ.get(KEY_ENV, "")
+        for i, arg in enumerate(sys.argv):
+            if arg == "--api-key" and i + 1 < len(sys.argv):
+                key = sys.argv[i + 1]
+        sys.stderr.write(redact(f"{self.prog}: error: {message}\n", key))
+        raise SystemExit(EXIT_USAGE)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = _Parser(
+        prog="quota-conformance",
+        description="Check a Quota Funding API deployment against openapi.yaml. Without --base-url, "
+        "an embedded mock is started and tested (a demo).",
+        epilog="Exit codes: 0 conformant, 1 violations found, 2 usage error or target unreachable.",
+    )
+    p.add_argument("--base-url", help="the deployment to test, e.g. https://api.usequota.ai")
+    p.add_argument("--api-key", help=f"the API key (default: ${KEY_ENV}); never printed")
+    p.add_argument("--profile", choices=[x.value for x in Profile], default=Profile.DOCUMENTED.value,
+                   help="documented: fail only on what the vendor documents (default); strict: on every "
+                   "violation of openapi.yaml")
+    p.add_argument("--read-only", action="store_true", help="send only GET requests: no grants, no chats")
+    p.add_argument("--budget", default=DEFAULT_BUDGET, metavar="DOLLARS",
+                   help=f"the most the run may grant in total (default ${DEFAULT_BUDGET})")
+    p.add_argument("--user-prefix", default=DEFAULT_PREFIX, metavar="PREFIX",
+                   help=f"users the run creates are PREFIX + random suffix (default {DEFAULT_PREFIX})")
+    p.add_argument("--junit-xml", type=Path, metavar="PATH", help="write a JUnit XML report")
+    p.add_argument("--json", type=Path, metavar="PATH", help="write a JSON report")
+    p.add_argument("--max-examples", type=int, default=8, metavar="N",
+                   help="Schemathesis examples per operation and mode (default 8)")
+    p.add_argument("--seed", type=int, default=0, metavar="N", help="Hypothesis seed (default 0)")
+    p.add_argument("--max-requests", type=int, default=1500, metavar="N", help="request bound (default 1500)")
+    p.add_argument("--time-limit", type=float, default=300.0, metavar="SECONDS", help="time bound (default 300)")
+    p.add_argument("--no-chat", action="store_true", help="send no chat completions (skips the 402 check)")
+    p.add_argument("--chat-model", default="gpt-4o", help="model for the 402 drain chats (default gpt-4o)")
+    p.add_argument("--max-drain-chats", type=int, default=5, metavar="N",
+                   help="chats spent draining a one-cent user to reach 402 (default 5)")
+    p.add_argument("--no-fuzz", action="store_true", help="skip the Schemathesis-generated phase")
+    p.add_argument("--quiet", action="store_true", help="print the one-line-per-check summary without details")
+    return p
+
+
+def options_from(args: argparse.Namespace) -> Options:
+    key = args.api_key or os.environ.get(KEY_ENV) or (DEMO_KEY if args.base_url is None else "")
+    return Options(
+        api_key=key,
+        base_url=args.base_url,
+        profile=Profile(args.profile),
+        read_only=args.read_only,
+        budget_micros=dollars_to_micros(args.budget),
+        user_prefix=args.user_prefix,
+        max_examples=args.max_examples,
+        seed=args.seed,
+        max_requests=args.max_requests,
+        time_limit_seconds=args.time_limit,
+        chat=not args.no_chat,
+        chat_model=args.chat_model,
+        max_drain_chats=args.max_drain_chats,
+        fuzz=not args.no_fuzz,
+    ).checked()
+
+
+@contextlib.contextmanager
+def embedded_mock(api_key: str) -> Iterator[str]:
+    """A quota-mock on a free local port, accepting ``api_key``."""
+    from mockserver import create_app
+    from mockserver.server import MockServer
+
+    with MockServer(create_app({"api_keys": [api_key]}), port=0) as server:
+        yield server.base_url
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    key_hint = args.api_key or os.environ.get(KEY_ENV, "")
+    try:
+        options = options_from(args)
+    except OptionsError as exc:
+        sys.stderr.write(redact(f"quota-conformance: error: {exc}\n", key_hint))
+        return EXIT_USAGE
+    try:
+        if options.base_url is None:
+            with embedded_mock(options.api_key) as url:
+                print(f"No --base-url: testing an embedded quota-mock at {url} (a demo).", flush=True)
+                report = run(Options(**{**options.__dict__, "base_url": url}))
+        else:
+            report = run(options)
+    except TargetUnreachable as exc:
+        sys.stderr.write(redact(f"quota-conformance: {exc}\n", options.api_key))
+        return EXIT_USAGE
+    print(human(report.summary, options.api_key, verbose=not args.quiet))
+    try:
+        if args.junit_xml:
+            args.junit_xml.write_text(as_junit(report.summary, options.api_key), encoding="utf-8")
+        if args.json:
+            args.json.write_text(as_json(report.summary, options.api_key), encoding="utf-8")
+    except OSError as exc:
+        sys.stderr.write(f"quota-conformance: cannot write a report: {exc}\n")
+        return EXIT_USAGE
+    return report.exit_code
+
+
+if __name__ == "__main__":  # pragma: no cover
+    raise SystemExit(main())

@@ -1,0 +1,90 @@
+"""The suite passes against the mock, in-process and over HTTP, and stays within its bounds."""
+
+from __future__ import annotations
+
+from decimal import Decimal
+
+import pytest
+
+from conformance import Options, run
+from conformance.results import Status
+from mockserver import mock_state
+
+from .conftest import FAST, grants_in_ledger, recording
+from .mutants import KEY, base_app
+
+
+def test_passes_in_process(run_app):
+    report = run_app()
+    statuses = report.results.statuses()
+    assert report.exit_code == 0
+    assert set(statuses.values()) == {Status.PASSED}, {n: s for n, s in statuses.items() if s != Status.PASSED}
+
+
+def test_passes_over_http(served):
+    url = served(base_app())
+    report = run(Options(api_key=KEY, base_url=url, **FAST))
+    assert report.exit_code == 0
+    assert set(report.results.statuses().values()) == {Status.PASSED}
+    assert report.summary.target == url
+
+
+@pytest.mark.parametrize("budget", ["0.00", "0.04", "0.10", "1.00"])
+def test_budget_is_never_exceeded(run_app, budget):
+    app = base_app()
+    report = run_app(app, budget_micros=int(Decimal(budget) * 1_000_000), max_examples=6)
+    granted = sum(entry.amount for entry in grants_in_ledger(app))
+    assert granted <= report.summary.budget_reserved_micros <= int(Decimal(budget) * 1_000_000)
+    # Every grant went to a user this run created.
+    assert all(entry.user_id.startswith("conformance-") for entry in grants_in_ledger(app))
+    assert mock_state(app).service.conservation().holds
+
+
+def test_no_budget_skips_with_the_option_that_enables_it(run_app):
+    report = run_app(budget_micros=0)
+    record = report.results.records["valid_grant_accepted"]
+    assert record.status is Status.SKIPPED and "--budget" in record.reason
+    assert report.exit_code == 0
+
+
+def test_read_only_sends_no_mutating_request():
+    log: list[tuple[str, str]] = []
+    app = recording(base_app(), log)
+    ledger_before = mock_state(app).service.store.ledger_size()
+    report = run(Options(api_key=KEY, read_only=True, **FAST), app=app)
+    assert log, "the run sent nothing"
+    assert {method for method, _ in log} <= {"GET", "HEAD"}
+    assert mock_state(app).service.store.ledger_size() == ledger_before
+    assert report.exit_code == 0
+    records = report.results.records
+    for name in ("valid_grant_accepted", "duplicate_grant_credited_once", "missing_grant_fields_rejected_with_400"):
+        assert records[name].status is Status.SKIPPED and "read-only" in records[name].reason
+    chat = records["insufficient_balance_on_chat"]
+    assert chat.status is Status.SKIPPED and "--read-only" in chat.reason  # says how to enable it
+    assert records["auth_rejected_with_401_invalid_api_key"].status is Status.PASSED
+
+
+def test_user_prefix_is_honoured(run_app):
+    app = base_app()
+    run_app(app, user_prefix="acme-ci-")
+    users = set(mock_state(app).service.store.users())
+    created = users - {"user_123", "user_456"}
+    assert created and all(user.startswith("acme-ci-") and len(user) > len("acme-ci-") for user in created)
+
+
+def test_chat_disabled_reports_skipped_never_passed(run_app):
+    report = run_app(chat=False)
+    record = report.results.records["insufficient_balance_on_chat"]
+    assert record.status is Status.SKIPPED and "--no-chat" in record.reason
+
+
+def test_request_bound_stops_the_run(run_app):
+    report = run_app(max_requests=30)
+    assert report.summary.requests_sent <= 30
+    assert any("request bound" in note for note in report.summary.notes)
+
+
+def test_default_run_is_fast_and_prints_time(run_app):
+    report = run_app(max_examples=Options(api_key="x").max_examples, seed=0)
+    assert report.exit_code == 0
+    assert report.summary.elapsed_seconds < 30
