@@ -46,10 +46,19 @@ class MockServer:
         return self
 
     def stop(self) -> None:
-        self._server.close()
-        if self._thread is not None:
-            self._thread.join(timeout=5)
-            self._thread = None
+        if self._thread is None:
+            self._server.close()
+            return
+        # Closing from this thread would race the loop (and leave keep-alive connections
+        # holding it open); instead the loop closes every socket itself, then ends.
+        self._server.trigger.pull_trigger(self._close_everything)
+        self._thread.join(timeout=5)
+        self._thread = None
+        self._server.task_dispatcher.shutdown()
+
+    def _close_everything(self) -> None:
+        for dispatcher in list(self._server._map.values()):
+            dispatcher.close()
 
     def __enter__(self) -> MockServer:
         return self.start()
