@@ -5,15 +5,21 @@ from __future__ import annotations
 import argparse
 import ipaddress
 import logging
+import os
+import re
 import signal
 import sys
 from collections.abc import Sequence
 from types import FrameType
 
+from flask import Flask
+
 from .config import DEFAULT_HOST, DEFAULT_PORT, ConfigError, MockConfig
+from .domain.errors import SERVICE_UNAVAILABLE, QuotaError
 from .server import DEFAULT_THREADS, MockServer
 from .web.app import create_app, mock_state
 from .web.request_log import redact_key
+from .workers import bind_socket, supervise
 
 EXIT_USAGE = 2
 
@@ -36,7 +42,33 @@ def build_parser() -> argparse.ArgumentParser:
     )
     parser.add_argument("--seed", metavar="FILE", help="JSON or YAML seed file: developer, keys, pool, users, prices")
     parser.add_argument("--pool", metavar="DOLLARS", help="grant pool to start with, in dollars (default 1000.00)")
-    parser.add_argument("--threads", type=int, default=DEFAULT_THREADS, help="worker threads (default 8)")
+    parser.add_argument("--threads", type=int, default=DEFAULT_THREADS, help="threads per worker (default 8)")
+    parser.add_argument(
+        "--store",
+        default="memory",
+        metavar="URL",
+        help="where state lives: memory (default) or redis://HOST:PORT/DB, shared by workers and kept across restarts",
+    )
+    parser.add_argument(
+        "--store-prefix",
+        default=None,
+        metavar="PREFIX",
+        help="namespace of this mock's Redis keys (default quota-mock:)",
+    )
+    parser.add_argument(
+        "--workers",
+        type=int,
+        default=1,
+        metavar="N",
+        help="worker processes sharing the port (default 1; more than 1 needs --store redis://...)",
+    )
+    parser.add_argument(
+        "--grant-delay",
+        type=float,
+        default=None,
+        metavar="SECONDS",
+        help="hold every grant in flight this long (for testing client retries)",
+    )
     parser.add_argument(
         "--idempotency-ttl",
         type=float,
@@ -72,7 +104,12 @@ def config_from_args(args: argparse.Namespace) -> MockConfig:
         "admin_token": args.admin_token,
         "validate_responses": args.validate_responses,
         "log_requests": not args.quiet,
+        "store": args.store,
     }
+    if args.store_prefix is not None:
+        values["store_prefix"] = args.store_prefix
+    if args.grant_delay is not None:
+        values["grant_delay_seconds"] = args.grant_delay
     if args.api_keys:
         values["api_keys"] = tuple(args.api_keys)
     if args.idempotency_ttl is not None:
@@ -87,6 +124,16 @@ def config_from_args(args: argparse.Namespace) -> MockConfig:
         )
     if args.threads < 1:
         raise ConfigError("--threads must be at least 1")
+    if args.workers < 1:
+        raise ConfigError("--workers must be at least 1")
+    if args.workers > 1 and not config.uses_redis:
+        raise ConfigError(
+            f"--workers {args.workers} needs a shared store: with the memory store every worker process "
+            "would keep its own balances, ledger and idempotency keys. Pass --store redis://HOST:PORT/DB, "
+            "or use one worker (--threads sets its concurrency)"
+        )
+    if args.workers > 1 and not hasattr(os, "fork"):
+        raise ConfigError("--workers above 1 needs a system with fork(); run several instances on one Redis instead")
     return config
 
 
@@ -95,9 +142,21 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         config = config_from_args(args)
         app = create_app(config)
-        server = MockServer(app, config.host, config.port, threads=args.threads)
+        if args.workers > 1:
+            sock = bind_socket(config.host, config.port)
+            base_url = _base_url(*sock.getsockname()[:2])
+        else:
+            server = MockServer(app, config.host, config.port, threads=args.threads)
+            base_url = server.base_url
     except ConfigError as exc:
         print(f"quota-mock: {exc}", file=sys.stderr)
+        return EXIT_USAGE
+    except QuotaError as exc:  # from the store while loading the seed: Redis away, or a seed it cannot hold
+        if exc.code == SERVICE_UNAVAILABLE:
+            reason = exc.__cause__ or exc.message
+            print(f"quota-mock: cannot reach the store {_redact_url(config.store)}: {reason}", file=sys.stderr)
+        else:
+            print(f"quota-mock: {exc.message}", file=sys.stderr)
         return EXIT_USAGE
     except OSError as exc:
         print(f"quota-mock: cannot listen on {args.host}:{args.port}: {exc.strerror}", file=sys.stderr)
@@ -107,12 +166,22 @@ def main(argv: Sequence[str] | None = None) -> int:
     logging.getLogger("waitress").setLevel(logging.WARNING)
     keys = mock_state(app).service.seed.api_keys
     demo = keys == ("sk-quota-your-api-key",)
-    print(f"quota-mock serving the Quota Funding API at {server.base_url}")
+    print(f"quota-mock serving the Quota Funding API at {base_url}")
     print(f"  API key:     {keys[0] if demo else redact_key(keys[0])}" + ("  (the docs' demo key)" if demo else ""))
+    if config.uses_redis:
+        print(f"  store:       {_store_line(config, mock_state(app).service.store)}")
+        print(f"  workers:     {args.workers} x {args.threads} threads")
     if config.admin_enabled:
-        print(f"  control API: {server.base_url}/_mock/state")
-    print(f"  try:         curl {server.base_url}/v1/packages")
+        print(f"  control API: {base_url}/_mock/state")
+    print(f"  try:         curl {base_url}/v1/packages")
     print("Press Ctrl-C to stop.", flush=True)
+
+    if args.workers > 1:
+        # The workers build their own apps (their own Redis connections), after the fork.
+        _close_store(app)
+        code = supervise(sock, args.workers, args.threads, lambda: create_app(config))
+        print("quota-mock stopped.", flush=True)
+        return code
 
     def _terminate(signum: int, frame: FrameType | None) -> None:
         raise KeyboardInterrupt
@@ -126,6 +195,27 @@ def main(argv: Sequence[str] | None = None) -> int:
         server.stop()
     print("quota-mock stopped.", flush=True)
     return 0
+
+
+def _base_url(host: str, port: int) -> str:
+    return f"http://[{host}]:{port}" if ":" in host else f"http://{host}:{port}"
+
+
+def _redact_url(url: str) -> str:
+    """A store URL with its password, if any, replaced: banners and errors may be logged."""
+    return re.sub(r"(//[^:/@]*:)[^@/]*@", r"\1***@", url)
+
+
+def _store_line(config: MockConfig, store: object) -> str:
+    kept = getattr(store, "loaded_seed", True) is False
+    state = "state kept from an earlier run (POST /_mock/reset reloads the seed)" if kept else "seeded"
+    return f"{_redact_url(config.store)} (prefix {config.store_prefix}), {state}"
+
+
+def _close_store(app: Flask) -> None:
+    close = getattr(mock_state(app).service.store, "close", None)
+    if close is not None:
+        close()
 
 
 def _is_loopback(host: str) -> bool:

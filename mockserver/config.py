@@ -12,6 +12,7 @@ from dataclasses import dataclass
 from importlib import resources
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
 from .domain.accounts import Seed
 from .domain.idempotency import DEFAULT_MAX_KEYS, DEFAULT_TTL_SECONDS
@@ -54,6 +55,11 @@ class MockConfig:
     admin_enabled: bool = True
     admin_token: str | None = None
     log_requests: bool = False
+    # Where state lives: "memory" (this process only) or "redis://host:port/db" (shared by
+    # every worker and instance on that Redis database, and kept across restarts).
+    store: str = "memory"
+    # Namespace of this mock's keys in Redis: mocks with different prefixes share nothing.
+    store_prefix: str = "quota-mock:"
 
     @classmethod
     def from_mapping(cls, values: Mapping[str, Any] | None) -> MockConfig:
@@ -79,7 +85,14 @@ class MockConfig:
             raise ConfigError("grant_delay_seconds must not be negative")
         if any(not key.strip() for key in self.api_keys):
             raise ConfigError("an API key must not be empty")
+        check_store_url(self.store)
+        if not self.store_prefix or any(c.isspace() for c in self.store_prefix):
+            raise ConfigError("store_prefix must be a non-empty string without spaces")
         return self
+
+    @property
+    def uses_redis(self) -> bool:
+        return self.store != "memory"
 
     def build_seed(self) -> Seed:
         """The starting state: the default seed, then the seed file or document, then options."""
@@ -106,3 +119,30 @@ class MockConfig:
                 raise ConfigError("pool must not be negative")
             seed = dataclasses.replace(seed, pool=pool)
         return seed
+
+
+def check_store_url(store: str) -> None:
+    """``memory``, or a Redis URL redis-py can open: ``redis://[user:password@]host:port/db``."""
+    if store == "memory":
+        return
+    if not isinstance(store, str):
+        raise ConfigError(f"store must be a string, not {type(store).__name__}")
+    hint = "use 'memory' or a Redis URL such as redis://127.0.0.1:6379/0"
+    try:
+        url = urlsplit(store)
+        port = url.port
+    except ValueError as exc:
+        raise ConfigError(f"store: cannot parse {store!r} ({exc}); {hint}") from None
+    if url.scheme not in ("redis", "rediss", "unix"):
+        raise ConfigError(f"store: unknown kind {store!r}; {hint}")
+    if url.scheme == "unix":
+        if not url.path:
+            raise ConfigError("store: a unix:// URL needs the socket's path, e.g. unix:///run/redis.sock?db=0")
+        return
+    if not url.hostname:
+        raise ConfigError(f"store: {store!r} names no host; {hint}")
+    if port == 0:
+        raise ConfigError(f"store: {store!r}: port must be 1-65535")
+    database = url.path.lstrip("/")
+    if database and not database.isdigit():
+        raise ConfigError(f"store: {store!r}: the database must be a number (/0 to /15), not {database!r}")

@@ -9,7 +9,9 @@ free port, in-process, and every test that uses ``quota_mock`` gets it reset to 
         assert quota_mock.balance("user_123") == "$5.50"
 
 Override the ``quota_mock_config`` fixture (a mapping of :class:`MockConfig` settings,
-``seed`` included) to change the starting state for a whole session.
+``seed`` included) to change the starting state for a whole session. ``--quota-mock-store
+redis://HOST:PORT/DB`` (or ``"store"`` in that mapping) keeps the state in Redis instead of
+in memory; each test still starts from the seed, since ``quota_mock`` resets it.
 """
 
 from __future__ import annotations
@@ -79,6 +81,15 @@ class QuotaMock:
         return self.state.service.conservation()
 
 
+def pytest_addoption(parser: pytest.Parser) -> None:
+    parser.addoption(
+        "--quota-mock-store",
+        default=None,
+        metavar="URL",
+        help="state store of the quota_mock fixture: memory (default) or redis://HOST:PORT/DB",
+    )
+
+
 @pytest.fixture(scope="session")
 def quota_mock_config() -> Mapping[str, Any]:
     """Settings for the session's mock; override this fixture to change them."""
@@ -86,9 +97,12 @@ def quota_mock_config() -> Mapping[str, Any]:
 
 
 @pytest.fixture(scope="session")
-def quota_mock_server(quota_mock_config: Mapping[str, Any]) -> Iterator[MockServer]:
+def quota_mock_server(quota_mock_config: Mapping[str, Any], pytestconfig: pytest.Config) -> Iterator[MockServer]:
     """The session's mock server, started once on a free loopback port."""
     settings = dict(quota_mock_config)
+    store = pytestconfig.getoption("quota_mock_store", default=None)
+    if store is not None:
+        settings.setdefault("store", store)
     host = settings.pop("host", "127.0.0.1")
     settings.pop("port", None)
     with MockServer(create_app(settings), host=host, port=0) as server:

@@ -17,6 +17,7 @@ from ..domain.clock import Clock
 from ..domain.errors import INVALID_API_KEY, QuotaError
 from ..domain.memory_store import MemoryStore
 from ..domain.service import FundingService
+from ..domain.store import StateStore
 from .errors import register_error_handlers
 from .validation import RequestValidator, ValidatedRequest
 
@@ -53,8 +54,7 @@ def create_app(config: MockConfig | Mapping[str, Any] | None = None) -> Flask:
     if not isinstance(config, MockConfig):
         config = MockConfig.from_mapping(config)
     contract = default_contract()
-    clock = Clock()
-    store = MemoryStore(config.idempotency_ttl_seconds, config.max_idempotency_keys)
+    clock, store = _build_store(config)
     service = FundingService(store, clock, config.build_seed())
     state = MockState(config=config, contract=contract, service=service, clock=clock)
 
@@ -88,6 +88,27 @@ def create_app(config: MockConfig | Mapping[str, Any] | None = None) -> Flask:
 
         install_request_log(app)
     return app
+
+
+def _build_store(config: MockConfig) -> tuple[Clock, StateStore]:
+    """The configured state store, and the clock that goes with it."""
+    if not config.uses_redis:
+        return Clock(), MemoryStore(config.idempotency_ttl_seconds, config.max_idempotency_keys)
+    from ..domain.redis_clock import RedisClock
+    from ..domain.redis_store import DEFAULT_IN_FLIGHT_LEASE_SECONDS, RedisStore
+
+    store = RedisStore(
+        config.store,
+        prefix=config.store_prefix,
+        idempotency_ttl=config.idempotency_ttl_seconds,
+        max_idempotency_keys=config.max_idempotency_keys,
+        # A held grant must finish well inside its claim's lease, or a retry could credit twice.
+        in_flight_lease=DEFAULT_IN_FLIGHT_LEASE_SECONDS + 2 * config.grant_delay_seconds,
+        # A restarted mock or another worker keeps the shared state; /_mock/reset replaces it.
+        keep_existing_state=True,
+    )
+    # The clock's offset lives in Redis too, so that moving it moves every worker's clock.
+    return RedisClock(store), store
 
 
 def mock_state(app: Flask) -> MockState:

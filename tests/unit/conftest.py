@@ -3,7 +3,7 @@ store and service tests run unchanged against each of them."""
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 
 import pytest
 
@@ -12,15 +12,30 @@ from mockserver.domain.memory_store import MemoryStore
 from mockserver.domain.service import FundingService
 from mockserver.domain.store import StateStore
 
+from ..private_redis import shared_redis
 from .seeds import SEED
 
 
-@pytest.fixture(params=["memory"])
-def store_factory(request: pytest.FixtureRequest) -> Callable[..., StateStore]:
-    def make(**options: float) -> StateStore:
-        return MemoryStore(**options)
+@pytest.fixture(params=["memory", "redis"])
+def store_factory(request: pytest.FixtureRequest) -> Iterator[Callable[..., StateStore]]:
+    if request.param == "memory":
+        yield lambda **options: MemoryStore(**options)
+        return
 
-    return make
+    from mockserver.domain.redis_store import RedisStore
+
+    server = shared_redis()  # skips (fails in CI) when redis-server is not installed
+    server.flush()
+    stores: list[RedisStore] = []
+
+    def make(**options: float) -> StateStore:
+        store = RedisStore(server.url, **options)  # type: ignore[arg-type]
+        stores.append(store)
+        return store
+
+    yield make
+    for store in stores:
+        store.close()
 
 
 @pytest.fixture

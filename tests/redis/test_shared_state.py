@@ -1,0 +1,66 @@
+"""Several mocks on one Redis are one mock: users, pool, ledger, idempotency keys and the clock
+are shared, and the state outlives the mock process."""
+
+from __future__ import annotations
+
+import requests
+
+from mockserver import mock_state
+
+from .conftest import AUTH
+
+
+def grant(client, user="u1", amount=1.5, key=None):
+    headers = {**AUTH, **({"Idempotency-Key": key} if key else {})}
+    return client.post("/v1/funding/grant", json={"external_user_id": user, "amount": amount}, headers=headers)
+
+
+def test_two_apps_on_one_redis_share_every_piece_of_state(redis_app):
+    one, two = redis_app().test_client(), redis_app().test_client()
+    first = grant(one, key="shared-key")
+    assert first.status_code == 200
+    replay = grant(two, key="shared-key")
+    assert replay.json == {**first.json, "duplicate": True}
+    assert two.get("/v1/users/u1/balance", headers=AUTH).json["balance"] == "$1.50"
+    assert two.get("/v1/balance", headers=AUTH).json == one.get("/v1/balance", headers=AUTH).json
+    assert grant(two, amount=2.0, key="shared-key").status_code == 422  # same key, other body
+    assert two.get("/_mock/ledger").json == one.get("/_mock/ledger").json
+    assert one.get("/_mock/idempotency-keys").json["count"] == 1
+    # A clock move answered by one instance expires the key for the other as well.
+    one.post("/_mock/clock", json={"advance_seconds": 86_401})
+    assert two.get("/_mock/idempotency-keys").json["count"] == 0
+    assert grant(two, key="shared-key").json["duplicate"] is False
+    assert two.get("/_mock/state").json["conservation"]["holds"] is True
+
+
+def test_state_survives_a_restart_of_the_app_and_reset_is_explicit(redis_app):
+    app = redis_app()
+    grant(app.test_client(), key="before-restart")
+    mock_state(app).service.store.close()
+
+    restarted = redis_app().test_client()
+    assert restarted.get("/v1/users/u1/balance", headers=AUTH).json["balance"] == "$1.50"
+    assert grant(restarted, key="before-restart").json["duplicate"] is True
+    state = restarted.get("/_mock/state").json
+    assert state["ledger_size"] == 4 and state["conservation"]["holds"]
+
+    restarted.post("/_mock/reset")
+    assert restarted.get("/v1/users/u1/balance", headers=AUTH).status_code == 404
+    assert restarted.get("/_mock/state").json["ledger_size"] == 3
+
+
+def test_a_restarted_quota_mock_process_keeps_its_balances(redis_server, prefix, quota_mock_on):
+    args = ("--store", redis_server.url, "--store-prefix", prefix)
+    first = quota_mock_on(*args)
+    assert any("seeded" in line for line in first.output)
+    body = {"external_user_id": "survivor", "amount": 2.25}
+    headers = {**AUTH, "Idempotency-Key": "k"}
+    credited = requests.post(first.base_url + "/v1/funding/grant", json=body, headers=headers, timeout=10).json()
+    assert first.stop() == 0
+
+    second = quota_mock_on(*args)
+    assert any("state kept from an earlier run" in line for line in second.output)
+    balance = requests.get(second.base_url + "/v1/users/survivor/balance", headers=AUTH, timeout=10).json()
+    assert balance["balance"] == "$2.25"
+    again = requests.post(second.base_url + "/v1/funding/grant", json=body, headers=headers, timeout=10).json()
+    assert again == {**credited, "duplicate": True}

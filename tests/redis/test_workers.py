@@ -1,0 +1,110 @@
+"""``quota-mock --store redis://… --workers 2`` over real sockets: the money and idempotency
+guarantees hold across worker processes exactly as they do across threads."""
+
+from __future__ import annotations
+
+import threading
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+import pytest
+import requests
+
+from .conftest import AUTH
+
+
+def worker_pids(parent_pid: int) -> list[int]:
+    children = Path(f"/proc/{parent_pid}/task/{parent_pid}/children")
+    return [int(pid) for pid in children.read_text().split()] if children.exists() else []
+
+
+def cpu_ticks(pid: int) -> int:
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return int(fields[11]) + int(fields[12])  # utime + stime
+
+
+@pytest.fixture
+def two_workers(redis_server, prefix, quota_mock_on):
+    def start(*extra: str):
+        live = quota_mock_on("--store", redis_server.url, "--store-prefix", prefix, "--workers", "2", *extra)
+        if Path("/proc").exists():
+            assert len(worker_pids(live.process.pid)) == 2
+        return live
+
+    return start
+
+
+def state(live) -> dict:
+    return requests.get(live.base_url + "/_mock/state", timeout=10).json()
+
+
+def test_64_concurrent_grants_with_one_key_credit_exactly_once(two_workers):
+    live = two_workers("--grant-delay", "0.3")
+    url = live.base_url + "/v1/funding/grant"
+    body = {"external_user_id": "racer", "amount": 1.25}
+
+    def send(_: int) -> requests.Response:
+        with requests.Session() as session:
+            return session.post(url, json=body, headers={**AUTH, "Idempotency-Key": "race-1"}, timeout=30)
+
+    with ThreadPoolExecutor(max_workers=64) as pool:
+        responses = list(pool.map(send, range(64)))
+    oks = [r for r in responses if r.status_code == 200]
+    in_flight = [r for r in responses if r.status_code == 409]
+    assert len(oks) + len(in_flight) == 64
+    assert all(r.json()["error"]["code"] == "idempotency_key_in_flight" for r in in_flight)
+    assert len({r.json()["ledger_id"] for r in oks}) == 1
+    assert sum(not r.json()["duplicate"] for r in oks) == 1
+    after = state(live)
+    assert after["users"]["racer"] == 1_250_000
+    assert after["conservation"]["holds"]
+
+
+def test_1000_concurrent_grants_with_distinct_keys_conserve_money(two_workers):
+    live = two_workers("--threads", "16")
+    url = live.base_url + "/v1/funding/grant"
+    local = threading.local()
+
+    def send(i: int) -> int:
+        session = getattr(local, "session", None) or requests.Session()
+        local.session = session
+        body = {"external_user_id": f"user-{i % 37}", "amount": 0.01 * (1 + i % 5)}
+        return session.post(url, json=body, headers={**AUTH, "Idempotency-Key": f"k-{i}"}, timeout=30).status_code
+
+    workers = worker_pids(live.process.pid) if Path("/proc").exists() else []
+    ticks_before = [cpu_ticks(pid) for pid in workers]
+    with ThreadPoolExecutor(max_workers=32) as pool:
+        statuses = list(pool.map(send, range(1000)))
+    assert statuses == [200] * 1000
+    # Both workers served: each spent CPU time on the run.
+    assert all(cpu_ticks(pid) > before for pid, before in zip(workers, ticks_before, strict=True))
+    after = state(live)
+    assert after["conservation"]["holds"]
+    assert after["ledger_size"] == 3 + 1000 and after["idempotency_key_count"] == 1000
+    expected_total = sum(10_000 * (1 + i % 5) for i in range(1000))
+    assert sum(b for u, b in after["users"].items() if u.startswith("user-")) == expected_total
+
+
+def test_concurrent_chat_completions_drain_a_user_but_never_below_zero(two_workers):
+    live = two_workers()
+    start = 2_000
+    requests.put(live.base_url + "/_mock/users/spender/balance", json={"balance": "0.002"}, timeout=10)
+    url = live.base_url + "/v1/users/spender/chat/completions"
+    body = {"model": "gpt-4o-mini", "messages": [{"role": "user", "content": "drain " * 200}], "max_tokens": 16}
+
+    def send(_: int) -> requests.Response:
+        with requests.Session() as session:
+            return session.post(url, json=body, headers=AUTH, timeout=30)
+
+    with ThreadPoolExecutor(max_workers=32) as pool:
+        responses = list(pool.map(send, range(80)))
+    statuses = {r.status_code for r in responses}
+    assert statuses <= {200, 402} and 402 in statuses and 200 in statuses
+    after = state(live)
+    balance = after["users"]["spender"]
+    assert balance >= 0
+    ledger = requests.get(live.base_url + "/_mock/ledger?limit=1000", timeout=10).json()["entries"]
+    charges = [e for e in ledger if e["kind"] == "charge" and e["account"] == "spender"]
+    assert len(charges) == sum(r.status_code == 200 for r in responses)
+    assert sum(e["amount_microdollars"] for e in charges) == start - balance
+    assert after["conservation"]["holds"]
