@@ -3,25 +3,26 @@
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import ipaddress
 import logging
 import os
 import re
-import signal
 import sys
 from collections.abc import Sequence
-from types import FrameType
 
 from flask import Flask
 
-from .config import DEFAULT_HOST, DEFAULT_PORT, ConfigError, MockConfig
+from .config import CONFIG_ENVIRONMENT_VARIABLE, DEFAULT_HOST, DEFAULT_PORT, ConfigError, MockConfig
 from .domain.errors import SERVICE_UNAVAILABLE, QuotaError
-from .server import DEFAULT_THREADS, MockServer
+from .server import free_port, serve
 from .web.app import create_app, mock_state
 from .web.request_log import redact_key
-from .workers import bind_socket, supervise
 
 EXIT_USAGE = 2
+# Threads when grants are held in flight (--grant-delay): one held request must not stall the
+# rest. Otherwise one thread is fastest: Python threads contend for the GIL (benchmarks/).
+HOLDING_THREADS = 8
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -42,7 +43,13 @@ def build_parser() -> argparse.ArgumentParser:
     )
     parser.add_argument("--seed", metavar="FILE", help="JSON or YAML seed file: developer, keys, pool, users, prices")
     parser.add_argument("--pool", metavar="DOLLARS", help="grant pool to start with, in dollars (default 1000.00)")
-    parser.add_argument("--threads", type=int, default=DEFAULT_THREADS, help="threads per worker (default 8)")
+    parser.add_argument(
+        "--threads",
+        type=int,
+        default=None,
+        help="Python threads per worker (default 1, the fastest: threads contend for the GIL; "
+        f"{HOLDING_THREADS} with --grant-delay, so that a held request does not stall the others)",
+    )
     parser.add_argument(
         "--store",
         default="memory",
@@ -122,6 +129,8 @@ def config_from_args(args: argparse.Namespace) -> MockConfig:
             f"refusing to expose the /_mock control API on {config.host} without a token: "
             "pass --admin-token TOKEN or --no-admin"
         )
+    if args.threads is None:
+        args.threads = HOLDING_THREADS if args.grant_delay else 1
     if args.threads < 1:
         raise ConfigError("--threads must be at least 1")
     if args.workers < 1:
@@ -132,8 +141,6 @@ def config_from_args(args: argparse.Namespace) -> MockConfig:
             "would keep its own balances, ledger and idempotency keys. Pass --store redis://HOST:PORT/DB, "
             "or use one worker (--threads sets its concurrency)"
         )
-    if args.workers > 1 and not hasattr(os, "fork"):
-        raise ConfigError("--workers above 1 needs a system with fork(); run several instances on one Redis instead")
     return config
 
 
@@ -141,13 +148,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
         config = config_from_args(args)
+        # Built here once to check everything (seed, keys, the store) before serving, and so
+        # that the forked workers start with every module already imported.
         app = create_app(config)
-        if args.workers > 1:
-            sock = bind_socket(config.host, config.port)
-            base_url = _base_url(*sock.getsockname()[:2])
-        else:
-            server = MockServer(app, config.host, config.port, threads=args.threads)
-            base_url = server.base_url
+        port = config.port or free_port(config.host)
     except ConfigError as exc:
         print(f"quota-mock: {exc}", file=sys.stderr)
         return EXIT_USAGE
@@ -162,37 +166,28 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"quota-mock: cannot listen on {args.host}:{args.port}: {exc.strerror}", file=sys.stderr)
         return EXIT_USAGE
 
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s", stream=sys.stdout)
-    logging.getLogger("waitress").setLevel(logging.WARNING)
+    base_url = _base_url(config.host, port)
     keys = mock_state(app).service.seed.api_keys
     demo = keys == ("sk-quota-your-api-key",)
     print(f"quota-mock serving the Quota Funding API at {base_url}")
     print(f"  API key:     {keys[0] if demo else redact_key(keys[0])}" + ("  (the docs' demo key)" if demo else ""))
     if config.uses_redis:
         print(f"  store:       {_store_line(config, mock_state(app).service.store)}")
-        print(f"  workers:     {args.workers} x {args.threads} threads")
+    print(f"  workers:     {args.workers} x {args.threads} threads")
     if config.admin_enabled:
         print(f"  control API: {base_url}/_mock/state")
     print(f"  try:         curl {base_url}/v1/packages")
     print("Press Ctrl-C to stop.", flush=True)
-
-    if args.workers > 1:
-        # The workers build their own apps (their own Redis connections), after the fork.
-        _close_store(app)
-        code = supervise(sock, args.workers, args.threads, lambda: create_app(config))
-        print("quota-mock stopped.", flush=True)
-        return code
-
-    def _terminate(signum: int, frame: FrameType | None) -> None:
-        raise KeyboardInterrupt
-
-    signal.signal(signal.SIGTERM, _terminate)
+    # The workers build their own apps (their own connections) from this configuration.
+    _close_store(app)
+    os.environ[CONFIG_ENVIRONMENT_VARIABLE] = dataclasses.replace(config, port=port).to_json()
+    if config.log_requests:
+        logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s", stream=sys.stdout)
     try:
-        server.serve_forever()
-    except KeyboardInterrupt:
-        pass
-    finally:
-        server.stop()
+        serve("mockserver.wsgi:app_from_environment", config.host, port, threads=args.threads, workers=args.workers)
+    except OSError as exc:
+        print(f"quota-mock: cannot listen on {config.host}:{port}: {exc.strerror}", file=sys.stderr)
+        return EXIT_USAGE
     print("quota-mock stopped.", flush=True)
     return 0
 

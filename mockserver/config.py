@@ -1,12 +1,15 @@
 """The mock's configuration, parsed and checked in this one place.
 
 The CLI, the pytest plugin and ``create_app`` all build a :class:`MockConfig`; nothing else
-reads the environment or command-line options.
+reads the environment or command-line options. The CLI hands its configuration to the
+server's worker processes through one environment variable, read back here.
 """
 
 from __future__ import annotations
 
 import dataclasses
+import json
+import os
 from collections.abc import Mapping
 from dataclasses import dataclass
 from importlib import resources
@@ -22,6 +25,10 @@ from .domain.seed import SeedError, build_seed, parse_seed_text, read_seed_file
 DEFAULT_HOST = "127.0.0.1"
 DEFAULT_PORT = 8080
 DEFAULT_MAX_BODY_BYTES = 64 * 1024
+
+
+# How quota-mock passes its configuration to the worker processes of its server.
+CONFIG_ENVIRONMENT_VARIABLE = "QUOTA_MOCK_CONFIG"
 
 
 class ConfigError(ValueError):
@@ -71,6 +78,18 @@ class MockConfig:
         if "api_keys" in values:
             values["api_keys"] = tuple(values["api_keys"])
         return cls(**values).checked()
+
+    def to_json(self) -> str:
+        values = dataclasses.asdict(self)
+        return json.dumps(values, default=str)
+
+    @classmethod
+    def from_environment(cls) -> MockConfig:
+        """The configuration the CLI put in :data:`CONFIG_ENVIRONMENT_VARIABLE` for its workers."""
+        raw = os.environ.get(CONFIG_ENVIRONMENT_VARIABLE)
+        if raw is None:
+            raise ConfigError(f"{CONFIG_ENVIRONMENT_VARIABLE} is not set: start the mock with quota-mock")
+        return cls.from_mapping(json.loads(raw))
 
     def checked(self) -> MockConfig:
         if not 0 <= self.port <= 65535:

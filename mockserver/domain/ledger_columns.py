@@ -53,7 +53,8 @@ class LedgerColumns:
         model: str | None = None,
         prompt_tokens: int = 0,
         completion_tokens: int = 0,
-    ) -> LedgerEntry:
+    ) -> int:
+        """Append an entry; returns its position (see :meth:`entry_id`)."""
         if self._at and at < self._at[-1]:
             self.in_time_order = False
         self._kinds.append(_KIND_CODES[kind])
@@ -65,14 +66,17 @@ class LedgerColumns:
         self._users.append(_interned(user_id))
         self._descriptions.append(_interned(description))
         self._models.append(_interned(model))
-        return self[len(self._kinds) - 1]
+        return len(self._kinds) - 1
+
+    def entry_id(self, index: int) -> str:
+        return f"{self._prefix}{index:08x}"
 
     def __getitem__(self, index: int) -> LedgerEntry:
         kind = _KINDS[self._kinds[index]]
         amount = self._amounts[index]
         after = self._balances_after[index]
         return LedgerEntry(
-            id=f"{self._prefix}{index:08x}",
+            id=self.entry_id(index),
             kind=kind,
             amount=amount,
             user_id=self._users[index],

@@ -76,10 +76,10 @@ class MemoryStore:
                 raise QuotaError(INSUFFICIENT_BALANCE, "Grant pool balance too low for this grant")
             before = self._users.get(user_id, 0)
             after = before + amount
-            entry = self._ledger.append(GRANT, amount, user_id, now, after, description)
+            index = self._ledger.append(GRANT, amount, user_id, now, after, description)
             self._pool -= amount
             self._users[user_id] = after
-            result = GrantResult(user_id, amount, before, after, entry.id)
+            result = GrantResult(user_id, amount, before, after, self._ledger.entry_id(index))
             if completes is not None:
                 self._idempotency.complete(completes[0], completes[1], result)
             return result
@@ -104,7 +104,7 @@ class MemoryStore:
                 who = "Developer" if user_id is None else "User"
                 raise QuotaError(INSUFFICIENT_BALANCE, f"{who} balance too low")
             after = before - amount
-            entry = self._ledger.append(
+            index = self._ledger.append(
                 CHARGE,
                 amount,
                 user_id,
@@ -118,7 +118,7 @@ class MemoryStore:
                 self._pool = after
             else:
                 self._users[user_id] = after
-            return ChargeResult(entry.id, amount, before, after)
+            return ChargeResult(self._ledger.entry_id(index), amount, before, after)
 
     def set_balance(self, user_id: str | None, amount: int, now: float, description: str) -> LedgerEntry:
         with self._lock:
@@ -148,9 +148,9 @@ class MemoryStore:
 
     def _record_external(self, kind: str, user_id: str | None, delta: int, now: float, description: str) -> LedgerEntry:
         before = self._pool if user_id is None else self._users.get(user_id, 0)
-        entry = self._ledger.append(kind, delta, user_id, now, before + delta, description)
+        index = self._ledger.append(kind, delta, user_id, now, before + delta, description)
         if user_id is None:
             self._pool += delta
         else:
             self._users[user_id] = before + delta
-        return entry
+        return self._ledger[index]

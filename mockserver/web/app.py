@@ -139,7 +139,7 @@ def _make_view(state: MockState, operation: Operation, handler: Handler) -> Call
         validated = validator.validate(
             path_args,
             request.args,
-            {name.lower(): value for name, value in request.headers.items()},
+            request.headers,  # case-insensitive: looked up by the contract's header names
             request.get_data(cache=True),
         )
         return handler(state, validated, caller)

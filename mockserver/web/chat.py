@@ -6,12 +6,13 @@ import json
 from collections.abc import Iterator
 from typing import Any
 
-from flask import Response, jsonify
+from flask import Response
 
 from ..domain.completions import Message
 from ..domain.money import format_money
 from ..domain.service import ChatOutcome
 from .app import Caller, MockState
+from .presenters import json_response
 from .validation import ValidatedRequest
 
 _WORDS_PER_CHUNK = 3
@@ -36,7 +37,7 @@ def _chat(state: MockState, req: ValidatedRequest, user_id: str | None) -> Respo
         return Response(
             _events(outcome, model, billing_mode), mimetype="text/event-stream", headers={"Cache-Control": "no-cache"}
         )
-    return jsonify(_completion_body(outcome, model, billing_mode))
+    return json_response(_completion_body(outcome, model, billing_mode))
 
 
 def _completion_id(outcome: ChatOutcome) -> str:

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import logging
 
-from flask import Flask, Response, jsonify
+from flask import Flask, Response
 from werkzeug.exceptions import HTTPException, MethodNotAllowed, NotFound, RequestEntityTooLarge
 
 from ..contract import Contract
@@ -20,13 +20,14 @@ from ..domain.errors import (
     PAYLOAD_TOO_LARGE,
     QuotaError,
 )
+from .presenters import json_response
 
 log = logging.getLogger("quota_mock")
 
 
 def envelope(contract: Contract, error: QuotaError) -> Response:
-    response = jsonify({"error": {"code": error.code, "message": error.message}})
-    response.status_code = contract.status_for_code(error.code)
+    body = {"error": {"code": error.code, "message": error.message}}
+    response = json_response(body, contract.status_for_code(error.code))
     for name, value in error.headers.items():
         response.headers[name] = value
     return response
@@ -47,9 +48,7 @@ def register_error_handlers(app: Flask, contract: Contract, max_body_bytes: int)
     def _unexpected(error: Exception) -> Response:
         # A bug in the mock: still an enveloped answer, and the traceback goes to the log.
         log.exception("unexpected error on %s %s", request.method, request.path)
-        response = jsonify({"error": {"code": "internal_error", "message": "The mock hit an unexpected error"}})
-        response.status_code = 500
-        return response
+        return json_response({"error": {"code": "internal_error", "message": "The mock hit an unexpected error"}}, 500)
 
 
 def _translate(error: HTTPException, method: str, path: str, max_body_bytes: int) -> QuotaError:

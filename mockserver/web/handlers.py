@@ -7,12 +7,11 @@ serves each operation, and a test checks that it covers the contract exactly.
 from __future__ import annotations
 
 import hashlib
-import json
 from decimal import Decimal
 from types import MappingProxyType
 from typing import Any
 
-from flask import Response, jsonify
+from flask import Response
 
 from ..domain.money import dollars_to_micros, parse_dollar_string
 from . import presenters
@@ -32,7 +31,7 @@ def grant_user_balance(state: MockState, req: ValidatedRequest, caller: Caller) 
         description=body.get("description"),
         processing_delay=state.config.grant_delay_seconds,
     )
-    response = jsonify(presenters.grant_body(result))
+    response = presenters.json_response(presenters.grant_body(result))
     if result.duplicate:
         response.headers["Idempotent-Replayed"] = "true"
     return response
@@ -40,20 +39,24 @@ def grant_user_balance(state: MockState, req: ValidatedRequest, caller: Caller) 
 
 def get_user_balance(state: MockState, req: ValidatedRequest, caller: Caller) -> Response:
     user_id = req.path["external_user_id"]
-    return jsonify(presenters.user_balance_body(user_id, state.service.user_balance(user_id)))
+    return presenters.json_response(presenters.user_balance_body(user_id, state.service.user_balance(user_id)))
 
 
 def get_balance(state: MockState, req: ValidatedRequest, caller: Caller) -> Response:
     user_id = req.query.get("external_user_id")
     if user_id is not None:
-        return jsonify(presenters.user_balance_body(user_id, state.service.user_balance(user_id)))
+        return presenters.json_response(presenters.user_balance_body(user_id, state.service.user_balance(user_id)))
     service = state.service
-    return jsonify(presenters.developer_balance_body(service.seed.developer, service.developer_balance()))
+    return presenters.json_response(
+        presenters.developer_balance_body(service.seed.developer, service.developer_balance())
+    )
 
 
 def get_me(state: MockState, req: ValidatedRequest, caller: Caller) -> Response:
     service = state.service
-    return jsonify(presenters.me_body(service.seed.developer, service.developer_balance(), service.usage()))
+    return presenters.json_response(
+        presenters.me_body(service.seed.developer, service.developer_balance(), service.usage())
+    )
 
 
 def list_packages(state: MockState, req: ValidatedRequest, caller: Caller) -> Response:
@@ -61,21 +64,26 @@ def list_packages(state: MockState, req: ValidatedRequest, caller: Caller) -> Re
     body = state.contract.example("listPackages")
     for package in body["packages"]:
         package["balance_microdollars"] = parse_dollar_string(package["balance_display"])
-    return jsonify(body)
+    return presenters.json_response(body)
 
 
 def request_fingerprint(route: str, body: Any) -> bytes:
     """A digest of what makes two requests "the same" for idempotency: route and body.
 
-    Numbers are compared by value (``0.5`` and ``0.50`` are one amount), keys by name.
+    Numbers are compared by value (``1``, ``1.0`` and ``1.00`` are one amount), keys by name.
     """
-    canonical = json.dumps(body, sort_keys=True, separators=(",", ":"), default=_canonical_number)
-    return hashlib.sha256(f"{route}\n{canonical}".encode()).digest()
+    return hashlib.sha256(f"{route}\n{_canonical(body)!r}".encode()).digest()
 
 
-def _canonical_number(value: Any) -> str:
-    if isinstance(value, Decimal):
-        return format(value.normalize(), "f")
+def _canonical(value: Any) -> Any:
+    if isinstance(value, dict):
+        return ("object", tuple(sorted((key, _canonical(item)) for key, item in value.items())))
+    if isinstance(value, list):
+        return ("array", tuple(_canonical(item) for item in value))
+    if value is None or isinstance(value, str | bool):
+        return value
+    if isinstance(value, int | Decimal):
+        return ("number", format(Decimal(value).normalize(), "f"))
     raise TypeError(f"cannot fingerprint {type(value).__name__}")
 
 

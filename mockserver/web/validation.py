@@ -65,6 +65,7 @@ class RequestValidator:
         headers: Mapping[str, str],
         raw_body: bytes,
     ) -> ValidatedRequest:
+        """Check one request; ``headers`` must answer ``get`` for lower-case names."""
         result = ValidatedRequest(raw_body=raw_body)
         sources = {"path": path_args, "query": query, "header": headers}
         for parameter in self._parameters:
@@ -76,7 +77,8 @@ class RequestValidator:
                     )
                 continue
             value = _coerce(raw, parameter)
-            _check(parameter.validator, value, f"{parameter.location} parameter '{parameter.label}'")
+            if not parameter.validator.is_valid(value):  # the fast yes/no first; details only on failure
+                _check(parameter.validator, value, f"{parameter.location} parameter '{parameter.label}'")
             getattr(result, "headers" if parameter.location == "header" else parameter.location)[parameter.name] = value
         if self._body_validator is not None:
             if not raw_body.strip():
@@ -84,7 +86,8 @@ class RequestValidator:
                     raise QuotaError(BAD_REQUEST, "Missing required fields: the request body must be a JSON object")
             else:
                 result.body = parse_json_body(raw_body)
-                _check_body(self._body_validator, result.body)
+                if not self._body_validator.is_valid(result.body):
+                    _check_body(self._body_validator, result.body)
         return result
 
 

@@ -62,10 +62,24 @@ def start_quota_mock(*args: str, timeout: float = 15) -> LiveMock:
         base_url = match.group(1) if match else base_url
         if line.startswith("Press Ctrl-C") and base_url:
             live = LiveMock(process, base_url, lines)
-            requests.get(live.base_url + "/v1/packages", timeout=5).raise_for_status()
+            wait_until_serving(live, deadline)
             return live
     process.kill()
     raise AssertionError("quota-mock did not start:\n" + "\n".join(lines))
+
+
+def wait_until_serving(live: LiveMock, deadline: float) -> None:
+    """The banner comes as the server starts; its workers answer a moment later."""
+    while True:
+        try:
+            requests.get(live.base_url + "/v1/packages", timeout=5).raise_for_status()
+            return
+        except requests.ConnectionError as exc:
+            if time.monotonic() > deadline or live.process.poll() is not None:
+                live.stop()
+                message = "quota-mock printed its banner but never answered:\n" + "\n".join(live.output)
+                raise AssertionError(message) from exc
+            time.sleep(0.02)
 
 
 @pytest.fixture

@@ -6,7 +6,7 @@ def test_entries_read_back_exactly_what_was_appended():
     ledger = LedgerColumns()
     ledger.append(DEPOSIT, 1_000, None, 1.0, 1_000, "seed")
     ledger.append(GRANT, 250, "alice", 2.0, 250, "welcome")
-    charge = ledger.append(CHARGE, 40, "alice", 3.0, 210, model="m", prompt_tokens=7, completion_tokens=9)
+    charge = ledger[ledger.append(CHARGE, 40, "alice", 3.0, 210, model="m", prompt_tokens=7, completion_tokens=9)]
     assert charge.balance_before == 250
     entries = ledger.entries()
     assert [e.kind for e in entries] == [DEPOSIT, GRANT, CHARGE]
@@ -17,8 +17,8 @@ def test_entries_read_back_exactly_what_was_appended():
 
 def test_ids_are_unique_within_and_across_ledgers():
     first, second = LedgerColumns(), LedgerColumns()
-    ids = [first.append(GRANT, 1, "u", float(i), i + 1).id for i in range(1000)]
-    ids.append(second.append(GRANT, 1, "u", 0.0, 1).id)
+    ids = [first.entry_id(first.append(GRANT, 1, "u", float(i), i + 1)) for i in range(1000)]
+    ids.append(second.entry_id(second.append(GRANT, 1, "u", 0.0, 1)))
     assert len(set(ids)) == len(ids)
     assert all(i.startswith("ledg_") and len(i) == 25 for i in ids)
 

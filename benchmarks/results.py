@@ -1,0 +1,170 @@
+"""Rendering one benchmark run as benchmarks/RESULTS.md: figures, ratios, targets."""
+
+from __future__ import annotations
+
+import os
+import platform
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from importlib import metadata
+from pathlib import Path
+
+from .load import SCENARIOS, LoadResult
+
+RESULTS_PATH = Path(__file__).resolve().parent / "RESULTS.md"
+MOCK, BARE, PRISM = "quota-mock", "bare Flask", "Prism"
+GRANT = "grant (fresh keys)"
+
+
+@dataclass
+class Results:
+    prism_version: str | None = None
+    load: dict[str, dict[str, LoadResult]] = field(default_factory=dict)
+    startup: dict[str, float] = field(default_factory=dict)
+    memory: dict = field(default_factory=dict)
+    conformance_seconds: float = 0.0
+    grant_profile: str = ""
+
+
+def _cpu_model() -> str:
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or "unknown"
+
+
+def _version(package: str) -> str:
+    try:
+        return metadata.version(package)
+    except metadata.PackageNotFoundError:
+        return "not installed"
+
+
+def _ratio(results: Results, scenario: str, other: str) -> float | None:
+    if other not in results.load or MOCK not in results.load:
+        return None
+    theirs = results.load[other][scenario].rps
+    return results.load[MOCK][scenario].rps / theirs if theirs else None
+
+
+def _targets(results: Results) -> list[tuple[str, str, str, bool | None]]:
+    mock_grant = results.load[MOCK][GRANT]
+    vs_prism = _ratio(results, GRANT, PRISM)
+    vs_bare = _ratio(results, GRANT, BARE)
+    ledger = results.memory["ledger"]
+    keys = results.memory["idempotency"]
+    plateau = keys["bytes_at_end"] <= keys["bytes_at_1m"] * 1.05 + 1_000_000
+    rows = [
+        (
+            "grant throughput vs Prism",
+            "≥ 2.5 ×",
+            "n/a (no Prism)" if vs_prism is None else f"{vs_prism:.2f} ×",
+            None if vs_prism is None else vs_prism >= 2.5,
+        ),
+        ("grant throughput vs bare Flask, same server", "≥ 0.7 ×", f"{vs_bare:.2f} ×", vs_bare >= 0.7),
+        ("p99 latency, grants, 8 connections", "≤ 20 ms", f"{mock_grant.p99_ms:.1f} ms", mock_grant.p99_ms <= 20),
+        ("start to first response", "≤ 0.5 s", f"{results.startup[MOCK]:.2f} s", results.startup[MOCK] <= 0.5),
+        (
+            "memory per ledger entry (1,000,000 grants)",
+            "≤ 300 B",
+            f"{ledger['bytes_per_entry']:.0f} B",
+            ledger["bytes_per_entry"] <= 300,
+        ),
+        (
+            "idempotency store under 2,000,000 distinct keys",
+            f"≤ {keys['max_keys']:,} keys, flat memory",
+            f"{keys['largest_count']:,} keys; {keys['bytes_at_1m'] / 1e6:.0f} MB at 1M, "
+            f"{keys['bytes_at_end'] / 1e6:.0f} MB at 2M",
+            keys["largest_count"] <= keys["max_keys"] and plateau,
+        ),
+        (
+            "conformance default run against the mock",
+            "≤ 30 s",
+            f"{results.conformance_seconds:.1f} s",
+            results.conformance_seconds <= 30,
+        ),
+    ]
+    return rows
+
+
+def render(results: Results) -> str:
+    now = datetime.now(UTC).strftime("%Y-%m-%d %H:%M UTC")
+    lines = [
+        "# Benchmark results",
+        "",
+        f"Measured {now} on {os.cpu_count()} cores ({_cpu_model()}), {platform.system()} {platform.release()},",
+        f"Python {platform.python_version()}, Flask {_version('flask')}, granian {_version('granian')},"
+        f" Prism {results.prism_version or 'not run'}. Produced by `python -m benchmarks.run`;"
+        " every figure below comes from that one run.",
+        "",
+        "Load: wrk, one thread, 8 connections, per scenario. quota-mock runs as the `quota-mock` command"
+        " serves it (one process, full validation and state); bare Flask answers the same JSON with"
+        " nothing else, under the same server; Prism mocks openapi.yaml from its examples (no state).",
+        "",
+        "## Targets",
+        "",
+        "| target | goal | measured | met |",
+        "| --- | --- | --- | --- |",
+    ]
+    for name, goal, measured, met in _targets(results):
+        lines.append(f"| {name} | {goal} | {measured} | {'n/a' if met is None else ('yes' if met else '**no**')} |")
+    lines += [
+        "",
+        "## Throughput and latency",
+        "",
+        "| scenario | server | req/s | p50 ms | p99 ms | non-2xx |",
+        "| --- | --- | --- | --- | --- | --- |",
+    ]
+    for scenario in SCENARIOS:
+        for server, by_scenario in results.load.items():
+            r = by_scenario[scenario]
+            lines.append(f"| {scenario} | {server} | {r.rps:,.0f} | {r.p50_ms:.1f} | {r.p99_ms:.1f} | {r.non_2xx} |")
+    lines += [
+        "",
+        "## Ratios (same run)",
+        "",
+        "| scenario | quota-mock / Prism | quota-mock / bare Flask |",
+        "| --- | --- | --- |",
+    ]
+    for scenario in SCENARIOS:
+        vs_prism, vs_bare = _ratio(results, scenario, PRISM), _ratio(results, scenario, BARE)
+        lines.append(
+            f"| {scenario} | {'n/a' if vs_prism is None else f'{vs_prism:.2f}'} | "
+            f"{'n/a' if vs_bare is None else f'{vs_bare:.2f}'} |"
+        )
+    lines += ["", "## Start to first response (median of 5 cold starts)", "", "| server | seconds |", "| --- | --- |"]
+    lines += [f"| {server} | {seconds:.2f} |" for server, seconds in results.startup.items()]
+    ledger, keys = results.memory["ledger"], results.memory["idempotency"]
+    lines += [
+        "",
+        "## Memory at scale",
+        "",
+        f"- 1,000,000 grants: {ledger['bytes_per_entry']:.0f} bytes of resident memory per ledger entry"
+        f" ({ledger['grants_per_second_in_process']:,.0f} grants/s through the domain service in-process).",
+        f"- {keys['keys_sent']:,} distinct idempotency keys into a store bounded at {keys['max_keys']:,}: it held"
+        f" at most {keys['largest_count']:,}; memory {keys['bytes_at_bound'] / 1e6:.0f} MB when first full,"
+        f" {keys['bytes_at_1m'] / 1e6:.0f} MB after 1,000,000 keys, {keys['bytes_at_end'] / 1e6:.0f} MB after"
+        f" {keys['keys_sent']:,}.",
+        "",
+        f"## Conformance\n\nA full default `quota-conformance` run against a running quota-mock took"
+        f" {results.conformance_seconds:.1f} s.",
+        "",
+        "## Where a grant's time goes",
+        "",
+        "cProfile of 3,000 grant requests through the Flask test client (no network), cumulative order:",
+        "",
+        "```",
+        results.grant_profile.strip(),
+        "```",
+        "",
+    ]
+    return "\n".join(lines)
+
+
+def write_results(results: Results) -> str:
+    text = render(results)
+    RESULTS_PATH.write_text(text, encoding="utf-8")
+    return text

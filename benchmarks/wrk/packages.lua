@@ -1,0 +1,3 @@
+-- GET /v1/packages (public)
+wrk.method = "GET"
+wrk.path = "/v1/packages"
