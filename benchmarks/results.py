@@ -19,6 +19,8 @@ GRANT = "grant (fresh keys)"
 @dataclass
 class Results:
     prism_version: str | None = None
+    rounds: int = 1
+    seconds: int = 0
     load: dict[str, dict[str, LoadResult]] = field(default_factory=dict)
     startup: dict[str, float] = field(default_factory=dict)
     memory: dict = field(default_factory=dict)
@@ -100,8 +102,10 @@ def render(results: Results) -> str:
         f" Prism {results.prism_version or 'not run'}. Produced by `python -m benchmarks.run`;"
         " every figure below comes from that one run.",
         "",
-        "Load: wrk, one thread, 8 connections, per scenario. quota-mock runs as the `quota-mock` command"
-        " serves it (one process, full validation and state); bare Flask answers the same JSON with"
+        f"Load: wrk, one thread, 8 connections, {results.seconds} s per scenario and server, in {results.rounds}"
+        " rounds that alternate the servers; each figure is the median round. quota-mock runs as"
+        " the `quota-mock` command serves it (one process, full validation and state); bare Flask"
+        " answers the same JSON with"
         " nothing else, under the same server; Prism mocks openapi.yaml from its examples (no state).",
         "",
         "## Targets",
@@ -154,7 +158,7 @@ def render(results: Results) -> str:
         "",
         "## Where a grant's time goes",
         "",
-        "cProfile of 3,000 grant requests through the Flask test client (no network), cumulative order:",
+        "cProfile of 5,000 grant requests into the Flask app (no server, no network), by own time:",
         "",
         "```",
         results.grant_profile.strip(),

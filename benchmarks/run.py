@@ -36,14 +36,35 @@ def measure_startup(name: str, argv_for_port) -> float:
     return median(timings)
 
 
-def load_all(wrk: str, name: str, argv_for_port, seconds: int) -> dict[str, LoadResult]:
-    port = servers.free_port()
-    server = servers.start(name, argv_for_port(port), port)
+def load_interleaved(wrk: str, commands: dict, seconds: int, rounds: int) -> dict[str, dict[str, LoadResult]]:
+    """Run every scenario against every server, alternating servers within each round.
+
+    The machine is shared and noisy: interleaving puts each pair of figures that a ratio
+    compares a few seconds apart, and the median over rounds drops a round that a neighbour
+    disturbed.
+    """
+    running = {}
     try:
-        run_wrk(wrk, server.base_url, "packages", 1)  # warm-up: imports, caches, connections
-        return {scenario: run_wrk(wrk, server.base_url, scenario, seconds) for scenario in SCENARIOS}
+        for name, argv_for_port in commands.items():
+            port = servers.free_port()
+            running[name] = servers.start(name, argv_for_port(port), port)
+            run_wrk(wrk, running[name].base_url, "packages", 1)  # warm-up: imports, caches
+        samples: dict[str, dict[str, list[LoadResult]]] = {n: {s: [] for s in SCENARIOS} for n in running}
+        for _ in range(rounds):
+            for scenario in SCENARIOS:
+                for name, server in running.items():
+                    samples[name][scenario].append(run_wrk(wrk, server.base_url, scenario, seconds))
+        return {
+            name: {scenario: _median_run(runs) for scenario, runs in by_scenario.items()}
+            for name, by_scenario in samples.items()
+        }
     finally:
-        server.stop()
+        for server in running.values():
+            server.stop()
+
+
+def _median_run(runs: list[LoadResult]) -> LoadResult:
+    return sorted(runs, key=lambda run: run.rps)[len(runs) // 2]
 
 
 def conformance_seconds() -> float:
@@ -82,25 +103,23 @@ def memory_figures() -> dict:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--seconds", type=int, default=8, help="wrk duration per scenario (default 8)")
+    parser.add_argument("--seconds", type=int, default=5, help="wrk duration per scenario and round (default 5)")
+    parser.add_argument("--rounds", type=int, default=3, help="rounds; each figure is their median (default 3)")
     parser.add_argument("--no-prism", action="store_true", help="skip the peer (no npm on this machine)")
     args = parser.parse_args()
 
     wrk = find_wrk()
     prism = None if args.no_prism else find_prism()
-    results = Results(prism_version=prism_version(prism) if prism else None)
-
-    print("load: quota-mock", flush=True)
-    results.load["quota-mock"] = load_all(wrk, "quota-mock", servers.mock_argv, args.seconds)
-    print("load: bare Flask", flush=True)
-    results.load["bare Flask"] = load_all(wrk, "bare Flask", servers.bare_argv, args.seconds)
-    print("start-up", flush=True)
-    results.startup["quota-mock"] = measure_startup("quota-mock", servers.mock_argv)
-    results.startup["bare Flask"] = measure_startup("bare Flask", servers.bare_argv)
+    results = Results(prism_version=prism_version(prism) if prism else None, rounds=args.rounds, seconds=args.seconds)
+    commands = {"quota-mock": servers.mock_argv, "bare Flask": servers.bare_argv}
     if prism:
-        print("load: Prism", flush=True)
-        results.load["Prism"] = load_all(wrk, "Prism", lambda port: servers.prism_argv(prism, port), args.seconds)
-        results.startup["Prism"] = measure_startup("Prism", lambda port: servers.prism_argv(prism, port))
+        commands["Prism"] = lambda port: servers.prism_argv(prism, port)
+
+    print(f"load: {', '.join(commands)} interleaved, {args.rounds} rounds of {args.seconds} s", flush=True)
+    results.load = load_interleaved(wrk, commands, args.seconds, args.rounds)
+    print("start-up", flush=True)
+    for name, argv_for_port in commands.items():
+        results.startup[name] = measure_startup(name, argv_for_port)
     print("memory at scale", flush=True)
     results.memory = memory_figures()
     print("conformance run", flush=True)
