@@ -11,7 +11,7 @@ import requests
 from mockserver import create_app, mock_state
 from mockserver.server import MockServer
 
-AUTH = {"Authorization": "Bearer sk-quota-your-api-key"}
+from ..races import AUTH, RACE_BODY, RACE_CREDIT, assert_credited_once, race_one_key
 
 
 @pytest.fixture
@@ -23,25 +23,17 @@ def slow_grant_mock() -> Iterator[MockServer]:
 
 
 def test_64_concurrent_grants_with_one_key_credit_exactly_once(slow_grant_mock):
-    url = slow_grant_mock.base_url + "/v1/funding/grant"
-    body = {"external_user_id": "racer", "amount": 1.25}
-
-    def send(_: int) -> requests.Response:
-        with requests.Session() as session:
-            return session.post(url, json=body, headers={**AUTH, "Idempotency-Key": "race-1"}, timeout=30)
-
-    with ThreadPoolExecutor(max_workers=64) as pool:
-        responses = list(pool.map(send, range(64)))
-    oks = [r for r in responses if r.status_code == 200]
-    in_flight = [r for r in responses if r.status_code == 409]
-    assert len(oks) + len(in_flight) == 64
-    assert in_flight and all(r.json()["error"]["code"] == "idempotency_key_in_flight" for r in in_flight)
-    assert len({r.json()["ledger_id"] for r in oks}) == 1
-    assert sum(not r.json()["duplicate"] for r in oks) == 1
+    in_flight = assert_credited_once(race_one_key(slow_grant_mock.base_url))
+    assert in_flight  # the requests really overlapped the held grant
     service = mock_state(slow_grant_mock.app).service
-    assert service.user_balance("racer") == 1_250_000
+    assert service.user_balance("racer") == RACE_CREDIT
     # Once the first request is done, a retry is a plain replay.
-    replay = requests.post(url, json=body, headers={**AUTH, "Idempotency-Key": "race-1"}, timeout=10)
+    replay = requests.post(
+        slow_grant_mock.base_url + "/v1/funding/grant",
+        json=RACE_BODY,
+        headers={**AUTH, "Idempotency-Key": "race-1"},
+        timeout=10,
+    )
     assert replay.json()["duplicate"] is True and replay.headers["Idempotent-Replayed"] == "true"
     assert service.conservation().holds
 

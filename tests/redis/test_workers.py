@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 import requests
 
-from .conftest import AUTH
+from ..races import AUTH, RACE_CREDIT, assert_credited_once, race_one_key
 
 
 def worker_pids(parent_pid: int) -> list[int]:
@@ -40,23 +40,9 @@ def state(live) -> dict:
 
 def test_64_concurrent_grants_with_one_key_credit_exactly_once(two_workers):
     live = two_workers("--grant-delay", "0.3")
-    url = live.base_url + "/v1/funding/grant"
-    body = {"external_user_id": "racer", "amount": 1.25}
-
-    def send(_: int) -> requests.Response:
-        with requests.Session() as session:
-            return session.post(url, json=body, headers={**AUTH, "Idempotency-Key": "race-1"}, timeout=30)
-
-    with ThreadPoolExecutor(max_workers=64) as pool:
-        responses = list(pool.map(send, range(64)))
-    oks = [r for r in responses if r.status_code == 200]
-    in_flight = [r for r in responses if r.status_code == 409]
-    assert len(oks) + len(in_flight) == 64
-    assert all(r.json()["error"]["code"] == "idempotency_key_in_flight" for r in in_flight)
-    assert len({r.json()["ledger_id"] for r in oks}) == 1
-    assert sum(not r.json()["duplicate"] for r in oks) == 1
+    assert_credited_once(race_one_key(live.base_url))
     after = state(live)
-    assert after["users"]["racer"] == 1_250_000
+    assert after["users"]["racer"] == RACE_CREDIT
     assert after["conservation"]["holds"]
 
 
