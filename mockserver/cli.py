@@ -90,6 +90,21 @@ def build_parser() -> argparse.ArgumentParser:
         metavar="N",
         help="bound on stored Idempotency-Keys (default 100000)",
     )
+    parser.add_argument(
+        "--cors-origin",
+        action="append",
+        dest="cors_origins",
+        metavar="ORIGIN",
+        help="let a browser app on ORIGIN call the mock (repeatable; default '*': any origin)",
+    )
+    parser.add_argument(
+        "--no-cors", action="store_true", help="send no CORS headers: browsers on other origins are refused"
+    )
+    parser.add_argument(
+        "--rate-limit",
+        metavar="N/PERIOD",
+        help="answer 429 rate_limit_exceeded past N requests per API key and period, e.g. 100/min (default: no limit)",
+    )
     parser.add_argument("--admin-token", help="require this token (X-Mock-Admin-Token) on the /_mock control API")
     parser.add_argument("--no-admin", action="store_true", help="switch the /_mock control API off")
     parser.add_argument(
@@ -115,6 +130,14 @@ def config_from_args(args: argparse.Namespace) -> MockConfig:
     }
     if args.store_prefix is not None:
         values["store_prefix"] = args.store_prefix
+    if args.no_cors and args.cors_origins:
+        raise ConfigError("--no-cors and --cors-origin contradict each other: pass one of them")
+    if args.no_cors:
+        values["cors_origins"] = ()
+    elif args.cors_origins:
+        values["cors_origins"] = tuple(args.cors_origins)
+    if args.rate_limit is not None:
+        values["rate_limit"] = args.rate_limit
     if args.grant_delay is not None:
         values["grant_delay_seconds"] = args.grant_delay
     if args.api_keys:
@@ -175,7 +198,12 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"  store:       {_store_line(config, mock_state(app).service.store)}")
     print(f"  workers:     {args.workers} x {args.threads} threads")
     if config.admin_enabled:
+        print(f"  dashboard:   {base_url}/_mock/")
         print(f"  control API: {base_url}/_mock/state")
+    if config.cors_origins:
+        print(f"  CORS:        {', '.join(config.cors_origins)}")
+    if config.parsed_rate_limit is not None:
+        print(f"  rate limit:  {config.parsed_rate_limit.describe()} per API key")
     print(f"  try:         curl {base_url}/v1/packages")
     print("Press Ctrl-C to stop.", flush=True)
     # The workers build their own apps (their own connections) from this configuration.

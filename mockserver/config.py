@@ -20,6 +20,7 @@ from urllib.parse import urlsplit
 from .domain.accounts import Seed
 from .domain.idempotency import DEFAULT_MAX_KEYS, DEFAULT_TTL_SECONDS
 from .domain.money import MoneyError, parse_dollar_string
+from .domain.rate_limit import RateLimit, RateLimitError
 from .domain.seed import SeedError, build_seed, parse_seed_text, read_seed_file
 
 DEFAULT_HOST = "127.0.0.1"
@@ -67,6 +68,11 @@ class MockConfig:
     store: str = "memory"
     # Namespace of this mock's keys in Redis: mocks with different prefixes share nothing.
     store_prefix: str = "quota-mock:"
+    # Origins a browser app may call the mock from (CORS); "*" is any, () switches CORS off.
+    cors_origins: tuple[str, ...] = ("*",)
+    # Requests per caller and period, e.g. "100/min" (the vendor's documented default);
+    # None: no limit, the mock's default, so that test suites never meet a 429 by surprise.
+    rate_limit: str | None = None
 
     @classmethod
     def from_mapping(cls, values: Mapping[str, Any] | None) -> MockConfig:
@@ -75,8 +81,11 @@ class MockConfig:
         unknown = set(values) - names
         if unknown:
             raise ConfigError(f"unknown setting(s): {', '.join(sorted(unknown))}")
-        if "api_keys" in values:
-            values["api_keys"] = tuple(values["api_keys"])
+        for name in ("api_keys", "cors_origins"):
+            if name in values:
+                if isinstance(values[name], str):
+                    raise ConfigError(f"{name} must be a list of strings, not one string")
+                values[name] = tuple(values[name])
         return cls(**values).checked()
 
     def to_json(self) -> str:
@@ -105,9 +114,23 @@ class MockConfig:
         if any(not key.strip() for key in self.api_keys):
             raise ConfigError("an API key must not be empty")
         check_store_url(self.store)
+        for origin in self.cors_origins:
+            check_cors_origin(origin)
+        self.parsed_rate_limit  # noqa: B018 - parsed here so that a bad value fails at start-up
         if not self.store_prefix or any(c.isspace() for c in self.store_prefix):
             raise ConfigError("store_prefix must be a non-empty string without spaces")
         return self
+
+    @property
+    def parsed_rate_limit(self) -> RateLimit | None:
+        if self.rate_limit is None:
+            return None
+        if not isinstance(self.rate_limit, str):
+            raise ConfigError(f"rate_limit must be a string such as '100/min', not {self.rate_limit!r}")
+        try:
+            return RateLimit.parse(self.rate_limit)
+        except RateLimitError as exc:
+            raise ConfigError(str(exc)) from None
 
     @property
     def uses_redis(self) -> bool:
@@ -138,6 +161,22 @@ class MockConfig:
                 raise ConfigError("pool must not be negative")
             seed = dataclasses.replace(seed, pool=pool)
         return seed
+
+
+def check_cors_origin(origin: str) -> None:
+    """``*`` or an origin as browsers send it: ``scheme://host[:port]``, nothing after."""
+    if origin == "*":
+        return
+    if not isinstance(origin, str):
+        raise ConfigError(f"CORS origin must be a string, not {type(origin).__name__}")
+    hint = "write it as a browser sends it, e.g. http://localhost:3000 (no path, no trailing slash), or '*'"
+    try:
+        url = urlsplit(origin)
+        url.port  # noqa: B018 - raises on a bad port
+    except ValueError:
+        raise ConfigError(f"CORS origin {origin!r}: {hint}") from None
+    if url.scheme not in ("http", "https") or not url.hostname or url.path or url.query or url.fragment:
+        raise ConfigError(f"CORS origin {origin!r}: {hint}")
 
 
 def check_store_url(store: str) -> None:

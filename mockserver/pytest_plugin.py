@@ -8,6 +8,7 @@ free port, in-process, and every test that uses ``quota_mock`` gets it reset to 
         client.grant("user_123", "0.50")
         assert quota_mock.balance("user_123") == "$5.50"
 
+``add_fault`` scripts failures, latency and dropped connections (see ``POST /_mock/faults``).
 Override the ``quota_mock_config`` fixture (a mapping of :class:`MockConfig` settings,
 ``seed`` included) to change the starting state for a whole session. ``--quota-mock-store
 redis://HOST:PORT/DB`` (or ``"store"`` in that mapping) keeps the state in Redis instead of
@@ -52,11 +53,11 @@ class QuotaMock:
         return {"Authorization": f"Bearer {self.api_key}"}
 
     def reset(self) -> None:
-        self.state.service.reset()
+        self.state.reset()
 
     def seed(self, document: Mapping[str, Any]) -> None:
         """Replace parts of the starting state (same format as ``quota-mock --seed``)."""
-        self.state.service.reset(build_seed(document, base=self.state.config.build_seed()))
+        self.state.reset(build_seed(document, base=self.state.config.build_seed()))
 
     def set_balance(self, user_id: str, dollars: str | int | Decimal) -> None:
         self.state.service.set_balance(user_id, parse_dollar_string(str(dollars)))
@@ -73,6 +74,16 @@ class QuotaMock:
 
     def advance_clock(self, seconds: float) -> None:
         self.state.clock.advance(seconds)
+
+    def add_fault(self, operation_id: str, action: str, **rule: Any) -> dict[str, Any]:
+        """Add a fault rule, as ``POST /_mock/faults`` does; e.g. to test an SDK's retries::
+
+            quota_mock.add_fault("grantUserBalance", "drop")  # apply the next grant, then hang up
+            quota_mock.add_fault("getMe", "fail", status=503, count=2)
+        """
+        from .web.faults_api import add_rule, fault_view
+
+        return fault_view(add_rule(self.state, {"operation_id": operation_id, "action": action, **rule}))
 
     def ledger(self) -> list[LedgerEntry]:
         return self.state.service.store.ledger()

@@ -19,6 +19,9 @@ from .app import MockState
 from .validation import parse_json_body
 
 ADMIN_TOKEN_HEADER = "X-Mock-Admin-Token"  # noqa: S105 - a header name, not a secret
+# The dashboard's browser session: ``/_mock/?token=...`` once, then this cookie.
+ADMIN_TOKEN_COOKIE = "quota_mock_admin_token"  # noqa: S105 - a cookie name, not a secret
+DASHBOARD_ENDPOINT = "mock_admin.dashboard"
 _MAX_LEDGER_PAGE = 1000
 
 
@@ -29,8 +32,12 @@ def admin_blueprint(state: MockState) -> Blueprint:
     @admin.before_request
     def _require_token() -> None:
         token = state.config.admin_token
-        if token and not hmac.compare_digest(request.headers.get(ADMIN_TOKEN_HEADER, "").encode(), token.encode()):
-            raise QuotaError(INVALID_API_KEY, f"The control API needs the {ADMIN_TOKEN_HEADER} header")
+        if token and not hmac.compare_digest(_presented_token().encode(), token.encode()):
+            raise QuotaError(
+                INVALID_API_KEY,
+                f"The control API needs the {ADMIN_TOKEN_HEADER} header "
+                "(in a browser: open /_mock/?token=TOKEN once; a cookie keeps it)",
+            )
 
     @admin.get("/health")
     def health() -> Response:
@@ -39,14 +46,14 @@ def admin_blueprint(state: MockState) -> Blueprint:
     @admin.post("/reset")
     def reset() -> Response:
         """Back to the starting state; a seed document in the body replaces parts of it."""
-        service.reset(_seed_from_body(state) if request.get_data() else None)
+        state.reset(_seed_from_body(state) if request.get_data() else None)
         return jsonify(_snapshot(state))
 
     @admin.post("/seed")
     def seed() -> Response:
         if not request.get_data().strip():
             raise QuotaError(BAD_REQUEST, "send a seed document (JSON or YAML) in the body")
-        service.reset(_seed_from_body(state))
+        state.reset(_seed_from_body(state))
         return jsonify(_snapshot(state))
 
     @admin.get("/state")
@@ -124,6 +131,14 @@ def admin_blueprint(state: MockState) -> Blueprint:
         return jsonify(_clock(state))
 
     return admin
+
+
+def _presented_token() -> str:
+    """The admin token from the header, the dashboard's cookie, or ``?token=`` on the dashboard."""
+    presented = request.headers.get(ADMIN_TOKEN_HEADER) or request.cookies.get(ADMIN_TOKEN_COOKIE)
+    if presented is None and request.endpoint == DASHBOARD_ENDPOINT:
+        presented = request.args.get("token")
+    return presented or ""
 
 
 def _seed_from_body(state: MockState) -> Any:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import hashlib
 import re
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 from flask import Flask, Response, request
@@ -13,12 +13,18 @@ from werkzeug.routing import PathConverter
 
 from ..config import MockConfig
 from ..contract import Contract, Operation, default_contract
+from ..domain.accounts import Seed
 from ..domain.clock import Clock
 from ..domain.errors import INVALID_API_KEY, QuotaError
+from ..domain.faults import FaultBook
 from ..domain.memory_store import MemoryStore
+from ..domain.rate_limit import RateLimiter
 from ..domain.service import FundingService
 from ..domain.store import StateStore
+from .cors import install_cors
+from .drop import DropConnectionMiddleware
 from .errors import register_error_handlers
+from .scenarios import before_operation, check_rate_limit, install_extra_headers
 from .validation import RequestValidator, ValidatedRequest
 
 EXTENSION_KEY = "quota_mock"
@@ -47,6 +53,15 @@ class MockState:
     contract: Contract
     service: FundingService
     clock: Clock
+    faults: FaultBook = field(default_factory=FaultBook)
+    rate_limiter: RateLimiter | None = None
+
+    def reset(self, seed: Seed | None = None) -> None:
+        """Back to the starting state: balances, ledger, keys and clock, fault rules, rate windows."""
+        self.service.reset(seed)
+        self.faults.clear()
+        if self.rate_limiter is not None:
+            self.rate_limiter.reset()
 
 
 def create_app(config: MockConfig | Mapping[str, Any] | None = None) -> Flask:
@@ -56,7 +71,14 @@ def create_app(config: MockConfig | Mapping[str, Any] | None = None) -> Flask:
     contract = default_contract()
     clock, store = _build_store(config)
     service = FundingService(store, clock, config.build_seed())
-    state = MockState(config=config, contract=contract, service=service, clock=clock)
+    rate = config.parsed_rate_limit
+    state = MockState(
+        config=config,
+        contract=contract,
+        service=service,
+        clock=clock,
+        rate_limiter=None if rate is None else RateLimiter(rate),
+    )
 
     app = Flask("mockserver")
     app.url_map.converters["anytext"] = AnyTextConverter
@@ -64,6 +86,11 @@ def create_app(config: MockConfig | Mapping[str, Any] | None = None) -> Flask:
     app.json.sort_keys = False  # keep the contract's field order, as the docs show it
     app.extensions[EXTENSION_KEY] = state
     register_error_handlers(app, contract, config.max_body_bytes)
+    if config.cors_origins:
+        install_cors(app, config.cors_origins)
+    install_extra_headers(app)
+    # "Commit then drop" fault rules hang up below Flask, once the response is built.
+    app.wsgi_app = DropConnectionMiddleware(app.wsgi_app)  # type: ignore[method-assign]
 
     from .handlers import HANDLERS  # the handlers import this module's types
 
@@ -77,8 +104,13 @@ def create_app(config: MockConfig | Mapping[str, Any] | None = None) -> Flask:
         )
     if config.admin_enabled:
         from .admin import admin_blueprint
+        from .dashboard import dashboard_routes
+        from .faults_api import fault_routes
 
-        app.register_blueprint(admin_blueprint(state))
+        admin = admin_blueprint(state)
+        fault_routes(admin, state)
+        dashboard_routes(admin, state)
+        app.register_blueprint(admin)
     if config.validate_responses:
         from .self_check import install_response_self_check
 
@@ -135,7 +167,10 @@ def _make_view(state: MockState, operation: Operation, handler: Handler) -> Call
     validator = RequestValidator(operation)
 
     def view(**path_args: str) -> Response:
+        if state.rate_limiter is not None:  # before authentication: floods of bad keys count too
+            check_rate_limit(state.rate_limiter, state.clock.now())
         caller = Caller(None if operation.public else authenticate(state.service, request.headers.get("Authorization")))
+        before_operation(state.contract, operation, state.faults, state.clock)
         validated = validator.validate(
             path_args,
             request.args,

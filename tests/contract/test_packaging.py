@@ -1,5 +1,5 @@
-"""A built wheel carries the contract, the default seed and the control API's spec, and a
-non-editable install finds the contract inside the package."""
+"""A built wheel carries the contract, the default seed, the control API's spec and the
+dashboard's templates, and a non-editable install finds the contract inside the package."""
 
 from __future__ import annotations
 
@@ -26,7 +26,13 @@ def wheel(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 def test_the_wheel_ships_the_contract_and_data(wheel):
     names = set(zipfile.ZipFile(wheel).namelist())
-    for required in ("mockserver/openapi.yaml", "mockserver/default_seed.yaml", "mockserver/admin-openapi.yaml"):
+    for required in (
+        "mockserver/openapi.yaml",
+        "mockserver/default_seed.yaml",
+        "mockserver/admin-openapi.yaml",
+        "mockserver/templates/dashboard.html",  # the dashboard renders from the installed package
+        "mockserver/templates/_live.html",
+    ):
         assert required in names
     packaged = zipfile.ZipFile(wheel).read("mockserver/openapi.yaml")
     assert packaged == (ROOT / "openapi.yaml").read_bytes()
