@@ -40,13 +40,18 @@ def _call(app: Any, environ: dict[str, Any]) -> None:
         pass
 
 
-def app_seconds_per_grant(requests: int = REQUESTS) -> float:
-    app = create_app({"pool": "100000000"})
-    environs = [_environ(f"t-{i}") for i in range(requests)]
-    started = time.perf_counter()
-    for environ in environs:
-        _call(app, environ)
-    return (time.perf_counter() - started) / requests
+def app_seconds_per_grant(app: Any = None, requests: int = 2000, repeats: int = 5) -> float:
+    """Seconds one grant costs inside a WSGI app (the mock by default): the best of a few
+    runs, since the machine is shared and noise only ever adds time."""
+    app = app or create_app({"pool": "100000000"})
+    best = float("inf")
+    for repeat in range(repeats):
+        environs = [_environ(f"t-{repeat}-{i}") for i in range(requests)]
+        started = time.perf_counter()
+        for environ in environs:
+            _call(app, environ)
+        best = min(best, (time.perf_counter() - started) / requests)
+    return best
 
 
 def profile_grants(requests: int = REQUESTS, top: int = 20) -> str:

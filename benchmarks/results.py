@@ -26,6 +26,8 @@ class Results:
     memory: dict = field(default_factory=dict)
     conformance_seconds: float = 0.0
     grant_profile: str = ""
+    # Seconds one grant costs inside each app, called directly (no server).
+    app_seconds: dict[str, float] = field(default_factory=dict)
 
 
 def _cpu_model() -> str:
@@ -156,6 +158,7 @@ def render(results: Results) -> str:
         f"## Conformance\n\nA full default `quota-conformance` run against a running quota-mock took"
         f" {results.conformance_seconds:.1f} s.",
         "",
+        *_bounds(results),
         "## Where a grant's time goes",
         "",
         "cProfile of 5,000 grant requests into the Flask app (no server, no network), by own time:",
@@ -166,6 +169,43 @@ def render(results: Results) -> str:
         "",
     ]
     return "\n".join(lines)
+
+
+def _bounds(results: Results) -> list[str]:
+    """What bounds grant throughput, computed from this run's own measurements.
+
+    One granian worker runs Python on one thread, so a request costs the server's own share
+    plus the app's. The bare app's figures give the server's share; the mock's app cost then
+    predicts its ceiling on this server, which the measured throughput can be held against.
+    """
+    mock_app, bare_app = results.app_seconds.get(MOCK), results.app_seconds.get(BARE)
+    if not mock_app or not bare_app or BARE not in results.load:
+        return []
+    bare_rps = results.load[BARE][GRANT].rps
+    server_share = max(1 / bare_rps - bare_app, 0.0)
+    ceiling = 1 / (server_share + mock_app)
+    lines = [
+        "## What bounds grant throughput",
+        "",
+        "Measured in this run: one grant costs the mock's Flask app"
+        f" {mock_app * 1e6:.0f} µs called directly (no server; best of 5 runs of 2,000), against"
+        f" {bare_app * 1e6:.0f} µs for bare Flask. Bare Flask's {bare_rps:,.0f} req/s under the same server"
+        f" leaves the server's own share at {server_share * 1e6:.0f} µs a request, so this server can give"
+        f" the mock at most about {ceiling:,.0f} grants/s on its one Python thread"
+        f" (measured: {results.load[MOCK][GRANT].rps:,.0f}). The gap to bare Flask is the mock's own work:"
+        " auth, contract validation, exact JSON parsing, the idempotency claim, the ledger, the response",
+        "and the envelope hooks, in the order the profile below shows; threads do not help (they contend"
+        " for the GIL: see the README), more worker processes do, with the Redis store.",
+        "",
+    ]
+    if PRISM in results.load:
+        prism_rps = results.load[PRISM][GRANT].rps
+        lines += [
+            f"Against Prism ({prism_rps:,.0f} req/s here) that ceiling is {ceiling / prism_rps:.2f} ×;"
+            f" against bare Flask it is {ceiling / bare_rps:.2f} ×.",
+            "",
+        ]
+    return lines
 
 
 def write_results(results: Results) -> str:

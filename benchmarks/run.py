@@ -17,8 +17,9 @@ import time
 from statistics import median
 
 from . import servers
+from .bare_app import create_bare_app
 from .load import SCENARIOS, LoadResult, run_wrk
-from .profile_grant import profile_grants
+from .profile_grant import app_seconds_per_grant, profile_grants
 from .results import Results, write_results
 from .tools import ROOT, find_prism, find_wrk, prism_version
 
@@ -126,6 +127,10 @@ def main() -> None:
     results.conformance_seconds = conformance_seconds()
     print("profile of the grant path", flush=True)
     results.grant_profile = profile_grants()
+    results.app_seconds = {
+        "quota-mock": app_seconds_per_grant(),
+        "bare Flask": app_seconds_per_grant(create_bare_app()),
+    }
 
     report = write_results(results)
     print(report)

@@ -12,7 +12,6 @@ Not thread-safe on its own: the store that owns it serialises access.
 from __future__ import annotations
 
 from collections import OrderedDict
-from dataclasses import astuple
 from typing import Any, NamedTuple
 
 from .errors import IDEMPOTENCY_KEY_IN_FLIGHT, IDEMPOTENCY_KEY_REUSED, QuotaError
@@ -71,7 +70,9 @@ class IdempotencyTable:
     def complete(self, scope: str, key: str, result: GrantResult) -> None:
         record = self._records.get((scope, key))
         if record is not None:
-            self._records[(scope, key)] = record._replace(result=astuple(result))
+            fields = (result.external_user_id, result.amount, result.balance_before, result.balance_after,
+                      result.ledger_id, result.duplicate)  # GrantResult's order, rebuilt on replay
+            self._records[(scope, key)] = record._replace(result=fields)
 
     def release(self, scope: str, key: str) -> None:
         """Forget an in-flight claim whose request failed, so the key can be used again."""

@@ -76,6 +76,8 @@ def request_fingerprint(route: str, body: Any) -> bytes:
 
 
 def _canonical(value: Any) -> Any:
+    if isinstance(value, str):  # the common case first: most fields are strings
+        return value
     if isinstance(value, dict):
         return ("object", tuple(sorted((key, _canonical(item)) for key, item in value.items())))
     if isinstance(value, list):
