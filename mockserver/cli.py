@@ -116,6 +116,16 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+# Options that leave the configuration's own default in place unless given.
+_OPTIONAL_SETTINGS = {
+    "store_prefix": "store_prefix",
+    "rate_limit": "rate_limit",
+    "grant_delay": "grant_delay_seconds",
+    "idempotency_ttl": "idempotency_ttl_seconds",
+    "max_idempotency_keys": "max_idempotency_keys",
+}
+
+
 def config_from_args(args: argparse.Namespace) -> MockConfig:
     values: dict[str, object] = {
         "host": args.host,
@@ -128,24 +138,17 @@ def config_from_args(args: argparse.Namespace) -> MockConfig:
         "log_requests": not args.quiet,
         "store": args.store,
     }
-    if args.store_prefix is not None:
-        values["store_prefix"] = args.store_prefix
+    for option, setting in _OPTIONAL_SETTINGS.items():
+        if getattr(args, option) is not None:
+            values[setting] = getattr(args, option)
     if args.no_cors and args.cors_origins:
         raise ConfigError("--no-cors and --cors-origin contradict each other: pass one of them")
     if args.no_cors:
         values["cors_origins"] = ()
     elif args.cors_origins:
         values["cors_origins"] = tuple(args.cors_origins)
-    if args.rate_limit is not None:
-        values["rate_limit"] = args.rate_limit
-    if args.grant_delay is not None:
-        values["grant_delay_seconds"] = args.grant_delay
     if args.api_keys:
         values["api_keys"] = tuple(args.api_keys)
-    if args.idempotency_ttl is not None:
-        values["idempotency_ttl_seconds"] = args.idempotency_ttl
-    if args.max_idempotency_keys is not None:
-        values["max_idempotency_keys"] = args.max_idempotency_keys
     config = MockConfig.from_mapping(values)
     if config.admin_enabled and not config.admin_token and not _is_loopback(config.host):
         raise ConfigError(
