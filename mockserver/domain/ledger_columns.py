@@ -89,6 +89,10 @@ class LedgerColumns:
             completion_tokens=self._completion_tokens[index],
         )
 
+    def tail(self, limit: int) -> list[LedgerEntry]:
+        """The newest ``limit`` entries, oldest first."""
+        return [self[i] for i in range(max(0, len(self) - limit), len(self))]
+
     def entries(self, since: float | None = None) -> list[LedgerEntry]:
         """Entries in order; with ``since``, only those at or after it."""
         if since is None:

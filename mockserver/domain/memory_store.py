@@ -129,6 +129,10 @@ class MemoryStore:
         with self._lock:
             return self._ledger.entries(since)
 
+    def ledger_tail(self, limit: int) -> list[LedgerEntry]:
+        with self._lock:
+            return self._ledger.tail(limit)
+
     def ledger_size(self) -> int:
         return len(self._ledger)
 

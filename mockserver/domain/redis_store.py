@@ -268,6 +268,11 @@ class RedisStore:
         # When the clock was moved back the script returns everything: filter here.
         return [entry for entry in map(_decode, raw) if entry.at >= since]
 
+    def ledger_tail(self, limit: int) -> list[LedgerEntry]:
+        if limit <= 0:
+            return []
+        return [_decode(item) for item in self._call(lambda: self._redis.lrange(self._ledger_key, -limit, -1))]
+
     def ledger_size(self) -> int:
         return int(self._call(lambda: self._redis.llen(self._ledger_key)))
 

@@ -63,6 +63,10 @@ class StateStore(Protocol):
     def ledger(self, since: float | None = None) -> list[LedgerEntry]:
         """Ledger entries in order, optionally only those at or after ``since``."""
 
+    def ledger_tail(self, limit: int) -> list[LedgerEntry]:
+        """The newest ``limit`` entries, oldest first: what a live view needs, without
+        reading a ledger of millions."""
+
     def ledger_size(self) -> int: ...
 
     def idempotency_keys(self, now: float) -> list[IdempotencyView]: ...

@@ -87,9 +87,8 @@ def admin_blueprint(state: MockState) -> Blueprint:
         limit = request.args.get("limit", "100")
         if not limit.isdigit() or not 1 <= int(limit) <= _MAX_LEDGER_PAGE:
             raise QuotaError(BAD_REQUEST, f"limit must be an integer from 1 to {_MAX_LEDGER_PAGE}")
-        entries = service.store.ledger()
-        newest_first = [_entry(e) for e in reversed(entries[-int(limit) :])]
-        return jsonify({"total": len(entries), "entries": newest_first})
+        newest_first = [_entry(e) for e in reversed(service.store.ledger_tail(int(limit)))]
+        return jsonify({"total": service.store.ledger_size(), "entries": newest_first})
 
     @admin.get("/idempotency-keys")
     def idempotency_keys() -> Response:

@@ -158,3 +158,13 @@ def test_api_keys_are_checked_exactly(service):
     assert service.is_api_key("sk-quota-test")
     assert not service.is_api_key("sk-quota-tesT")
     assert not service.is_api_key("")
+
+
+def test_ledger_tail_is_the_newest_entries_oldest_first(service):
+    for amount in (1, 2, 3):
+        grant(service, amount=amount)
+    tail = service.store.ledger_tail(2)
+    assert [e.amount for e in tail] == [2, 3]
+    assert tail == service.store.ledger()[-2:]
+    assert service.store.ledger_tail(0) == []
+    assert len(service.store.ledger_tail(1000)) == service.store.ledger_size()
