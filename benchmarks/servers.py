@@ -67,6 +67,15 @@ def mock_argv(port: int) -> list[str]:
     return [sys.executable, "-m", "mockserver.cli", "--port", str(port), "--quiet", "--pool", "100000000"]
 
 
+def mock_threads_argv(threads: int):
+    """quota-mock with more Python threads than its default one: shows what the GIL costs."""
+
+    def argv(port: int) -> list[str]:
+        return [*mock_argv(port), "--threads", str(threads)]
+
+    return argv
+
+
 def bare_argv(port: int) -> list[str]:
     return [sys.executable, "-m", "benchmarks.bare_app", "--port", str(port)]
 
