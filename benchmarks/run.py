@@ -37,7 +37,7 @@ def measure_startup(name: str, argv_for_port) -> float:
     return median(timings)
 
 
-def load_interleaved(wrk: str, commands: dict, seconds: int, rounds: int) -> dict[str, dict[str, LoadResult]]:
+def load_interleaved(wrk: str, commands: dict, seconds: int, rounds: int) -> dict[str, dict[str, list[LoadResult]]]:
     """Run every scenario against every server, alternating servers within each round.
 
     The machine is shared and noisy: interleaving puts each pair of figures that a ratio
@@ -55,17 +55,10 @@ def load_interleaved(wrk: str, commands: dict, seconds: int, rounds: int) -> dic
             for scenario in SCENARIOS:
                 for name, server in running.items():
                     samples[name][scenario].append(run_wrk(wrk, server.base_url, scenario, seconds))
-        return {
-            name: {scenario: _median_run(runs) for scenario, runs in by_scenario.items()}
-            for name, by_scenario in samples.items()
-        }
+        return samples
     finally:
         for server in running.values():
             server.stop()
-
-
-def _median_run(runs: list[LoadResult]) -> LoadResult:
-    return sorted(runs, key=lambda run: run.rps)[len(runs) // 2]
 
 
 def conformance_seconds() -> float:
@@ -121,7 +114,7 @@ def main() -> None:
         commands["Prism"] = lambda port: servers.prism_argv(prism, port)
 
     print(f"load: {', '.join(commands)} interleaved, {args.rounds} rounds of {args.seconds} s", flush=True)
-    results.load = load_interleaved(wrk, commands, args.seconds, args.rounds)
+    results.rounds_load = load_interleaved(wrk, commands, args.seconds, args.rounds)
     print("start-up", flush=True)
     for name, argv_for_port in commands.items():
         if name != "quota-mock, 8 threads":  # the same start-up as quota-mock's
