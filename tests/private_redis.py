@@ -11,7 +11,6 @@ from __future__ import annotations
 import atexit
 import os
 import shutil
-import socket
 import subprocess
 import tempfile
 import time
@@ -19,6 +18,8 @@ from pathlib import Path
 
 import pytest
 import redis
+
+from mockserver.server import free_port
 
 
 def require_redis_server() -> str:
@@ -30,12 +31,6 @@ def require_redis_server() -> str:
             pytest.fail(message + "; CI must run the Redis tests", pytrace=False)
         pytest.skip(message)
     return executable
-
-
-def free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return int(probe.getsockname()[1])
 
 
 class PrivateRedis:
