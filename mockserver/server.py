@@ -51,10 +51,10 @@ def serve(target: str, host: str, port: int, threads: int = 1, workers: int = 1)
 
 
 class MockServer:
-    """A waitress server for one app; ``port=0`` picks a free port.
+    """A waitress server for one app in a background thread; ``port=0`` picks a free port.
 
-    Usable in the foreground (:meth:`serve_forever`, the CLI) or in a background thread
-    (:meth:`start`, the pytest plugin and tests), and as a context manager.
+    For the pytest plugin and tests (:meth:`start`/:meth:`stop`, or as a context manager),
+    which reach the app's state directly; the ``quota-mock`` command uses :func:`serve`.
     """
 
     def __init__(self, app: Flask, host: str = "127.0.0.1", port: int = 0, threads: int = IN_PROCESS_THREADS) -> None:
@@ -75,9 +75,6 @@ class MockServer:
     def base_url(self) -> str:
         host = f"[{self.host}]" if ":" in self.host else self.host
         return f"http://{host}:{self.port}"
-
-    def serve_forever(self) -> None:
-        self._server.run()
 
     def start(self) -> MockServer:
         self._thread = threading.Thread(target=self._server.run, name=f"quota-mock:{self.port}", daemon=True)
