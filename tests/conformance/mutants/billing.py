@@ -10,7 +10,8 @@ from flask import Flask
 
 from mockserver.domain.records import ChargeResult
 
-from .kit import Exchange, chat_path, correct_app, middleware, mutant, on_answer, service_of
+from ...raw_balances import write_raw_balance
+from .kit import Exchange, add_to_balance, chat_path, correct_app, middleware, mutant, on_answer, service_of
 
 POOL = "pool accounting"
 ACCOUNT = "wrong account"
@@ -18,20 +19,22 @@ CHAT = "chat"
 
 
 def _store_patch(name: str, wrap: Any) -> Flask:
+    """A correct app whose store method ``name`` is ``wrap(store, original)``; the wrapper can
+    receives the service (for stray writes) and the original method."""
     app = correct_app()
-    store = service_of(app).store
-    setattr(store, name, wrap(store, getattr(store, name)))
+    service = service_of(app)
+    store = service.store
+    setattr(store, name, wrap(service, getattr(store, name)))
     return app
 
 
 @mutant(POOL, "grant.pool_debit",
         "grants credit the user but never debit the grant pool (the developer balance never moves)")
 def pool_never_debited() -> Flask:
-    def wrap(store: Any, original: Any) -> Any:
+    def wrap(service: Any, original: Any) -> Any:
         def apply_grant(user_id: str, amount: int, *args: Any) -> Any:
             result = original(user_id, amount, *args)
-            with store._lock:
-                store._pool += amount
+            add_to_balance(service, None, amount)
             return result
         return apply_grant
 
@@ -41,12 +44,11 @@ def pool_never_debited() -> Flask:
 @mutant(POOL, "grant.pool_debit",
         "a replay debits the grant pool again (the user is not credited again)")
 def pool_debited_on_replay() -> Flask:
-    def wrap(store: Any, original: Any) -> Any:
+    def wrap(service: Any, original: Any) -> Any:
         def claim(scope: str, key: str, fingerprint: bytes, now: float) -> Any:
             replay = original(scope, key, fingerprint, now)
             if replay is not None:
-                with store._lock:
-                    store._pool -= replay.amount
+                add_to_balance(service, None, -replay.amount)
             return replay
         return claim
 
@@ -57,11 +59,10 @@ def pool_debited_on_replay() -> Flask:
         "the pool is debited in cents while it is kept in micro-dollars: a $0.50 grant takes "
         "50 micro-dollars off the developer balance")
 def pool_debited_in_cents() -> Flask:
-    def wrap(store: Any, original: Any) -> Any:
+    def wrap(service: Any, original: Any) -> Any:
         def apply_grant(user_id: str, amount: int, *args: Any) -> Any:
             result = original(user_id, amount, *args)
-            with store._lock:
-                store._pool += amount - amount // 10_000
+            add_to_balance(service, None, amount - amount // 10_000)
             return result
         return apply_grant
 
@@ -71,11 +72,10 @@ def pool_debited_in_cents() -> Flask:
 @mutant(POOL, "grant.pool_debit",
         "the pool is debited the amount plus a 10% platform fee that the docs never mention")
 def pool_debited_with_fee() -> Flask:
-    def wrap(store: Any, original: Any) -> Any:
+    def wrap(service: Any, original: Any) -> Any:
         def apply_grant(user_id: str, amount: int, *args: Any) -> Any:
             result = original(user_id, amount, *args)
-            with store._lock:
-                store._pool -= amount // 10
+            add_to_balance(service, None, -(amount // 10))
             return result
         return apply_grant
 
@@ -86,7 +86,8 @@ def pool_debited_with_fee() -> Flask:
         "a chat on /v1/users/{id}/chat/completions is charged to the developer's balance, not "
         "the user's (the quota block still names the user's balance)")
 def user_chat_bills_developer() -> Flask:
-    def wrap(store: Any, original: Any) -> Any:
+    def wrap(service: Any, original: Any) -> Any:
+        store = service.store
         def apply_charge(user_id: Any, amount: int, *args: Any) -> Any:
             if user_id is None:
                 return original(user_id, amount, *args)
@@ -103,7 +104,7 @@ def user_chat_bills_developer() -> Flask:
 @mutant(ACCOUNT, "chat.user_debit",
         "a user's chat is charged to the user and to the developer's balance as well")
 def user_chat_also_bills_developer() -> Flask:
-    def wrap(store: Any, original: Any) -> Any:
+    def wrap(service: Any, original: Any) -> Any:
         def apply_charge(user_id: Any, amount: int, *args: Any) -> Any:
             result = original(user_id, amount, *args)
             if user_id is not None:
@@ -147,7 +148,8 @@ def billed_user_leaks_between_requests() -> Flask:
 @mutant(ACCOUNT, "chat.user_debit",
         "a completion is served and its quota block filled in, but nothing is ever debited")
 def chat_never_charged() -> Flask:
-    def wrap(store: Any, original: Any) -> Any:
+    def wrap(service: Any, original: Any) -> Any:
+        store = service.store
         def apply_charge(user_id: Any, amount: int, *args: Any) -> Any:
             before = store.pool_balance() if user_id is None else store.user_balance(user_id)
             if before is not None and amount > before:
@@ -183,18 +185,18 @@ def chat_hold_never_settled() -> Flask:
         "a chat the balance cannot cover is served and the balance goes below zero (the check "
         "runs after the charge)")
 def chat_lets_balance_go_negative() -> Flask:
-    def wrap(store: Any, original: Any) -> Any:
+    def wrap(service: Any, original: Any) -> Any:
+        store = service.store
         lock = threading.Lock()
 
         def apply_charge(user_id: Any, amount: int, *args: Any) -> Any:
             with lock:
-                if user_id is not None and user_id in store._users:
-                    balance = store._users[user_id]
-                    if amount > balance:
-                        store._users[user_id] = amount  # lend it, so the charge goes through...
-                        result = original(user_id, amount, *args)
-                        store._users[user_id] = balance - amount  # ...and below zero
-                        return dataclasses.replace(result, balance_before=balance, balance_after=balance - amount)
+                balance = None if user_id is None else store.user_balance(user_id)
+                if balance is not None and amount > balance:
+                    write_raw_balance(store, user_id, amount)  # lend it, so the charge goes through...
+                    result = original(user_id, amount, *args)
+                    write_raw_balance(store, user_id, balance - amount)  # ...and below zero
+                    return dataclasses.replace(result, balance_before=balance, balance_after=balance - amount)
                 return original(user_id, amount, *args)
         return apply_charge
 
@@ -204,7 +206,8 @@ def chat_lets_balance_go_negative() -> Flask:
 @mutant(CHAT, "chat.insufficient",
         "a chat the balance cannot cover is served and charged what is left, never 402")
 def chat_served_at_zero_balance() -> Flask:
-    def wrap(store: Any, original: Any) -> Any:
+    def wrap(service: Any, original: Any) -> Any:
+        store = service.store
         def apply_charge(user_id: Any, amount: int, *args: Any) -> Any:
             balance = store.user_balance(user_id) if user_id is not None else None
             if balance is not None:

@@ -13,7 +13,7 @@ from flask import Flask
 
 from mockserver.domain.errors import IDEMPOTENCY_KEY_REUSED, QuotaError
 
-from .kit import GRANT, Exchange, correct_app, middleware, mutant, service_of
+from .kit import GRANT, Exchange, add_to_balance, correct_app, middleware, mutant, service_of
 
 REPLAY = "replay"
 SCOPE = "ttl and scoping"
@@ -141,8 +141,7 @@ def reused_key_debits_pool() -> Flask:
                 return original(**kw)
             except QuotaError as error:
                 if error.code == IDEMPOTENCY_KEY_REUSED:
-                    with service.store._lock:
-                        service.store._pool -= kw["amount"]
+                    add_to_balance(service, None, -kw["amount"])
                 raise
         return grant
 
@@ -182,19 +181,25 @@ def keys_scoped_by_key_prefix() -> Flask:
 
 
 def _forgetting(forget: Any) -> Flask:
-    """Keys pass through ``forget(scope, key, now)`` first; True drops the stored record."""
+    """Keys pass through ``forget(scope, key, now)`` first: True makes the deployment treat the
+    key as never seen (the grant goes through as new)."""
     app = correct_app()
     service = service_of(app)
-    store = service.store
-    original = store.claim_idempotency_key
+    original = service.grant
+    generation: dict[tuple[str, str], int] = {}
 
-    def claim(scope: str, key: str, fingerprint: bytes, now: float) -> Any:
-        if forget(scope, key, now):
-            store.release_idempotency_key(scope, key)
-            store._idempotency._records.pop((scope, key), None)
-        return original(scope, key, fingerprint, now)
+    def grant(**kw: Any) -> Any:
+        key = kw["idempotency_key"]
+        if key is None:
+            return original(**kw)
+        pair = (kw["scope"], key)
+        if forget(kw["scope"], key, service.clock.now()):
+            generation[pair] = generation.get(pair, 0) + 1
+        if generation.get(pair):
+            kw["idempotency_key"] = f"{key}#forgotten-{generation[pair]}"
+        return original(**kw)
 
-    store.claim_idempotency_key = claim  # type: ignore[method-assign]
+    service.grant = grant  # type: ignore[method-assign]
     return app
 
 

@@ -164,6 +164,18 @@ def service_of(app: Flask) -> FundingService:
     return mock_state(app).service
 
 
+def write_balance(service: FundingService, user_id: str | None, micros: int) -> None:
+    """A buggy deployment's stray write to a stored balance (``None``: the grant pool), made
+    through the store's own adjustment so that it works whatever the store keeps inside."""
+    service.store.set_balance(user_id, micros, service.clock.now(), "mutant: a stray write")
+
+
+def add_to_balance(service: FundingService, user_id: str | None, delta: int) -> None:
+    store = service.store
+    current = store.pool_balance() if user_id is None else store.user_balance(user_id) or 0
+    write_balance(service, user_id, current + delta)
+
+
 def on_answer(predicate: Callable[[Exchange], bool], change: Callable[[Exchange], None]) -> Flask:
     """A correct app whose answers matching ``predicate`` are rewritten by ``change``."""
 
@@ -207,13 +219,21 @@ class Rendezvous:
     def __init__(self, timeout: float = 0.3) -> None:
         self._timeout = timeout
         self._cond = threading.Condition()
-        self._arrived = 0
+        self._waiting = 0
+        self._round = 0
 
     def meet(self) -> None:
         with self._cond:
-            self._arrived += 1
-            self._cond.notify_all()
-            self._cond.wait_for(lambda: self._arrived % 2 == 0, timeout=self._timeout)
+            if self._waiting:  # a partner is waiting: release it, and go on together
+                self._waiting = 0
+                self._round += 1
+                self._cond.notify_all()
+                return
+            self._waiting = 1
+            current = self._round
+            if not self._cond.wait_for(lambda: self._round != current, timeout=self._timeout):
+                self._waiting = 0  # alone: the next request starts a new pair
+                self._round += 1
 
 
 @dataclass(frozen=True)

@@ -10,13 +10,14 @@ from flask import Flask
 
 from .kit import (
     Exchange,
-    cents_text,
+    add_to_balance,
     correct_app,
     grant_ok,
     middleware,
     mutant,
     on_answer,
     service_of,
+    write_balance,
 )
 
 FLOAT = "float money"
@@ -123,7 +124,8 @@ def developer_micros_from_display() -> Flask:
         "reports the exact credits_used and balance_after: a chat under a cent is free")
 def chat_cost_truncated_to_cents() -> Flask:
     app = correct_app()
-    store = service_of(app).store
+    service = service_of(app)
+    store = service.store
     original = store.apply_charge
 
     def apply_charge(user_id: Any, amount: int, *args: Any) -> Any:
@@ -139,14 +141,14 @@ def chat_cost_truncated_to_cents() -> Flask:
         "is right, every later one loses the earlier balance")
 def upsert_overwrites_balance() -> Flask:
     app = correct_app()
-    store = service_of(app).store
+    service = service_of(app)
+    store = service.store
     original = store.apply_grant
 
     def apply_grant(user_id: str, amount: int, description: Any, now: float, completes: Any) -> Any:
         before = store.user_balance(user_id) or 0
         result = original(user_id, amount, description, now, completes)
-        with store._lock:
-            store._users[user_id] = amount
+        write_balance(service, user_id, amount)
         return dataclasses.replace(result, balance_before=before, balance_after=amount)
 
     store.apply_grant = apply_grant  # type: ignore[method-assign]
@@ -158,15 +160,15 @@ def upsert_overwrites_balance() -> Flask:
         "amount is added); the grant's answer is right, the balance read is not")
 def first_grant_credited_twice() -> Flask:
     app = correct_app()
-    store = service_of(app).store
+    service = service_of(app)
+    store = service.store
     original = store.apply_grant
 
     def apply_grant(user_id: str, amount: int, description: Any, now: float, completes: Any) -> Any:
         new = store.user_balance(user_id) is None
         result = original(user_id, amount, description, now, completes)
         if new:
-            with store._lock:
-                store._users[user_id] += amount
+            add_to_balance(service, user_id, amount)
         return result
 
     store.apply_grant = apply_grant  # type: ignore[method-assign]
@@ -209,5 +211,3 @@ def grant_balance_before_cached() -> Flask:
 
     return on_answer(grant_ok, change)
 
-
-__all__ = ["cents_text"]

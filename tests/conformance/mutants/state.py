@@ -8,7 +8,7 @@ from typing import Any
 
 from flask import Flask
 
-from .kit import Exchange, Rendezvous, correct_app, middleware, mutant, service_of
+from .kit import Exchange, Rendezvous, correct_app, middleware, mutant, service_of, write_balance
 
 LOST = "lost update"
 STALE = "stale read"
@@ -19,7 +19,8 @@ STALE = "stale read"
         "keys in flight at once both read the old balance, and one credit is lost")
 def concurrent_grants_lose_update() -> Flask:
     app = correct_app()
-    store = service_of(app).store
+    service = service_of(app)
+    store = service.store
     original = store.apply_grant
     race = Rendezvous()
 
@@ -27,8 +28,7 @@ def concurrent_grants_lose_update() -> Flask:
         before = store.user_balance(user_id) or 0
         race.meet()
         result = original(user_id, amount, description, now, completes)
-        with store._lock:
-            store._users[user_id] = before + amount
+        write_balance(service, user_id, before + amount)
         return dataclasses.replace(result, balance_before=before, balance_after=before + amount)
 
     store.apply_grant = apply_grant  # type: ignore[method-assign]
@@ -40,7 +40,8 @@ def concurrent_grants_lose_update() -> Flask:
         "user (different keys) leave only the last one; later grants add correctly")
 def concurrent_first_grants_overwrite() -> Flask:
     app = correct_app()
-    store = service_of(app).store
+    service = service_of(app)
+    store = service.store
     original = store.apply_grant
     race = Rendezvous()
 
@@ -49,8 +50,7 @@ def concurrent_first_grants_overwrite() -> Flask:
             return original(user_id, amount, description, now, completes)
         race.meet()
         result = original(user_id, amount, description, now, completes)
-        with store._lock:
-            store._users[user_id] = amount
+        write_balance(service, user_id, amount)
         return dataclasses.replace(result, balance_before=0, balance_after=amount)
 
     store.apply_grant = apply_grant  # type: ignore[method-assign]
@@ -62,7 +62,8 @@ def concurrent_first_grants_overwrite() -> Flask:
         "debit it once between them, so users receive more than the pool lost")
 def concurrent_pool_debit_lost() -> Flask:
     app = correct_app()
-    store = service_of(app).store
+    service = service_of(app)
+    store = service.store
     original = store.apply_grant
     race = Rendezvous()
 
@@ -70,8 +71,7 @@ def concurrent_pool_debit_lost() -> Flask:
         pool = store.pool_balance()
         race.meet()
         result = original(user_id, amount, description, now, completes)
-        with store._lock:
-            store._pool = pool - amount
+        write_balance(service, None, pool - amount)
         return result
 
     store.apply_grant = apply_grant  # type: ignore[method-assign]

@@ -39,19 +39,26 @@ def chat_402_with_another_code() -> Flask:
 
 
 @mutant(STATUS, "chat.insufficient",
-        "an account whose balance drops under one cent is purged as empty: its next chat answers "
-        "404 user_not_found instead of 402")
+        "an account whose balance drops under one cent is purged as empty: its next chat (and balance "
+        "read) answers 404 user_not_found instead of 402")
 def drained_user_purged() -> Flask:
     app = correct_app()
     store = service_of(app).store
-    original = store.apply_charge
+    user_balance, apply_charge = store.user_balance, store.apply_charge
 
-    def apply_charge(user_id: Any, amount: int, *args: Any) -> Any:
-        if user_id is not None and (store.user_balance(user_id) or 0) < 10_000 and store.user_balance(user_id) != 0:
+    def purged(user_id: str) -> bool:
+        return 0 < (user_balance(user_id) or 0) < 10_000
+
+    def read(user_id: str) -> int | None:
+        return None if purged(user_id) else user_balance(user_id)
+
+    def charge(user_id: Any, amount: int, *args: Any) -> Any:
+        if user_id is not None and purged(user_id):
             raise QuotaError(USER_NOT_FOUND, "User not found")
-        return original(user_id, amount, *args)
+        return apply_charge(user_id, amount, *args)
 
-    store.apply_charge = apply_charge  # type: ignore[method-assign]
+    store.user_balance = read  # type: ignore[method-assign]
+    store.apply_charge = charge  # type: ignore[method-assign]
     return app
 
 
