@@ -16,8 +16,9 @@ from flask import Flask
 from .config import CONFIG_ENVIRONMENT_VARIABLE, DEFAULT_HOST, DEFAULT_PORT, ConfigError, MockConfig
 from .domain.errors import SERVICE_UNAVAILABLE, QuotaError
 from .server import free_port, serve
-from .web.app import create_app, mock_state
+from .web.app import create_app
 from .web.request_log import redact_key
+from .web.state import mock_state
 
 EXIT_USAGE = 2
 # Threads when grants are held in flight (--grant-delay): one held request must not stall the

@@ -27,7 +27,9 @@ from .domain.money import format_money, parse_dollar_string
 from .domain.records import Conservation, LedgerEntry
 from .domain.seed import build_seed
 from .server import MockServer
-from .web.app import MockState, create_app, mock_state
+from .web.app import create_app
+from .web.faults_api import add_rule, fault_view
+from .web.state import MockState, mock_state
 
 __all__ = ["QuotaMock", "quota_mock", "quota_mock_config", "quota_mock_server"]
 
@@ -81,8 +83,6 @@ class QuotaMock:
             quota_mock.add_fault("grantUserBalance", "drop")  # apply the next grant, then hang up
             quota_mock.add_fault("getMe", "fail", status=503, count=2)
         """
-        from .web.faults_api import add_rule, fault_view
-
         return fault_view(add_rule(self.state, {"operation_id": operation_id, "action": action, **rule}))
 
     def ledger(self) -> list[LedgerEntry]:

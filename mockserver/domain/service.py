@@ -14,7 +14,7 @@ from dataclasses import dataclass, replace
 from .accounts import Seed
 from .clock import Clock
 from .completions import FakeCompletion, Message, complete
-from .errors import BAD_REQUEST, USER_NOT_FOUND, QuotaError
+from .errors import BAD_REQUEST, QuotaError, UserNotFound
 from .records import ChargeResult, Conservation, GrantResult, LedgerEntry
 from .store import StateStore
 from .usage import USAGE_WINDOW_SECONDS, UsageSummary, summarize
@@ -104,7 +104,7 @@ class FundingService:
     def user_balance(self, user_id: str) -> int:
         balance = self.store.user_balance(user_id)
         if balance is None:
-            raise QuotaError(USER_NOT_FOUND, "User not found")
+            raise UserNotFound()
         return balance
 
     def developer_balance(self) -> int:

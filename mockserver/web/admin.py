@@ -15,7 +15,7 @@ from ..domain.errors import BAD_REQUEST, INVALID_API_KEY, USER_NOT_FOUND, QuotaE
 from ..domain.money import MoneyError, format_money, parse_dollar_string
 from ..domain.records import LedgerEntry
 from ..domain.seed import SeedError, build_seed, parse_seed_text
-from .app import MockState
+from .state import MockState
 from .validation import parse_json_body
 
 ADMIN_TOKEN_HEADER = "X-Mock-Admin-Token"  # noqa: S105 - a header name, not a secret

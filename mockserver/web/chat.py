@@ -11,8 +11,8 @@ from flask import Response
 from ..domain.completions import Message
 from ..domain.money import format_money
 from ..domain.service import ChatOutcome
-from .app import Caller, MockState
 from .presenters import json_response
+from .state import Caller, MockState
 from .validation import ValidatedRequest
 
 _WORDS_PER_CHUNK = 3

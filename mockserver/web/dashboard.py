@@ -22,9 +22,9 @@ from ..domain.errors import BAD_REQUEST, QuotaError
 from ..domain.money import MoneyError, dollars_to_micros, format_money, parse_dollar_string
 from ..domain.usage import USAGE_WINDOW_DAYS
 from .admin import ADMIN_TOKEN_COOKIE, _entry, _snapshot
-from .app import Caller, MockState
 from .faults_api import add_rule, fault_view
 from .handlers import request_fingerprint
+from .state import Caller, MockState
 from .validation import RequestValidator
 
 _SHOWN_ROWS = 50  # per table: the page stays readable, the JSON API has the rest

@@ -16,7 +16,7 @@ from flask import Blueprint, Response, jsonify, request
 from ..domain.clock import iso8601
 from ..domain.errors import BAD_REQUEST, NOT_FOUND, QuotaError
 from ..domain.faults import FAIL, FaultError, FaultRule
-from .app import MockState
+from .state import MockState
 from .validation import parse_json_body
 
 _FIELDS = ("operation_id", "action", "status", "latency_ms", "count", "ttl_seconds")

@@ -15,8 +15,8 @@ from flask import Response
 
 from ..domain.money import dollars_to_micros, parse_dollar_string
 from . import presenters
-from .app import Caller, Handler, MockState
 from .chat import create_chat_completion, create_user_chat_completion
+from .state import Caller, Handler, MockState
 from .validation import ValidatedRequest
 
 
