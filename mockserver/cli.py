@@ -15,6 +15,7 @@ from flask import Flask
 
 from .config import CONFIG_ENVIRONMENT_VARIABLE, DEFAULT_HOST, DEFAULT_PORT, ConfigError, MockConfig
 from .domain.errors import SERVICE_UNAVAILABLE, QuotaError
+from .domain.idempotency import DEFAULT_MAX_KEYS
 from .server import free_port, serve
 from .web.app import create_app
 from .web.request_log import redact_key
@@ -89,7 +90,7 @@ def build_parser() -> argparse.ArgumentParser:
         type=int,
         default=None,
         metavar="N",
-        help="bound on stored Idempotency-Keys (default 100000)",
+        help=f"bound on stored unexpired Idempotency-Keys; when full, new keys get 503 (default {DEFAULT_MAX_KEYS})",
     )
     parser.add_argument(
         "--cors-origin",
