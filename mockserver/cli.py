@@ -106,6 +106,20 @@ def build_parser() -> argparse.ArgumentParser:
         metavar="N/PERIOD",
         help="answer 429 rate_limit_exceeded past N requests per API key and period, e.g. 100/min (default: no limit)",
     )
+    parser.add_argument(
+        "--journal-size",
+        type=int,
+        default=None,
+        metavar="N",
+        help="answered requests kept for GET /_mock/requests (default 5000; 0 switches the journal off)",
+    )
+    parser.add_argument(
+        "--journal-body-limit",
+        type=int,
+        default=None,
+        metavar="BYTES",
+        help="bytes kept of each request and response body in the journal (default 4096)",
+    )
     parser.add_argument("--admin-token", help="require this token (X-Mock-Admin-Token) on the /_mock control API")
     parser.add_argument("--no-admin", action="store_true", help="switch the /_mock control API off")
     parser.add_argument(
@@ -124,6 +138,8 @@ _OPTIONAL_SETTINGS = {
     "grant_delay": "grant_delay_seconds",
     "idempotency_ttl": "idempotency_ttl_seconds",
     "max_idempotency_keys": "max_idempotency_keys",
+    "journal_size": "journal_size",
+    "journal_body_limit": "journal_body_limit",
 }
 
 

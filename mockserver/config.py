@@ -19,6 +19,7 @@ from urllib.parse import urlsplit
 
 from .domain.accounts import Seed
 from .domain.idempotency import DEFAULT_MAX_KEYS, DEFAULT_TTL_SECONDS
+from .domain.journal import DEFAULT_BODY_LIMIT, DEFAULT_CAPACITY, MAX_CAPACITY
 from .domain.money import MoneyError, parse_dollar_string
 from .domain.rate_limit import RateLimit, RateLimitError
 from .domain.seed import SeedError, build_seed, parse_seed_text, read_seed_file
@@ -73,6 +74,10 @@ class MockConfig:
     # Requests per caller and period, e.g. "100/min" (the vendor's documented default);
     # None: no limit, the mock's default, so that test suites never meet a 429 by surprise.
     rate_limit: str | None = None
+    # The request journal (GET /_mock/requests): how many answered requests it keeps (0: off;
+    # with Redis, shared by the workers) and how many bytes of each body.
+    journal_size: int = DEFAULT_CAPACITY
+    journal_body_limit: int = DEFAULT_BODY_LIMIT
 
     @classmethod
     def from_mapping(cls, values: Mapping[str, Any] | None) -> MockConfig:
@@ -113,6 +118,10 @@ class MockConfig:
             raise ConfigError("grant_delay_seconds must not be negative")
         if any(not key.strip() for key in self.api_keys):
             raise ConfigError("an API key must not be empty")
+        if type(self.journal_size) is not int or not 0 <= self.journal_size <= MAX_CAPACITY:
+            raise ConfigError(f"journal_size must be a whole number, 0 (off) to {MAX_CAPACITY}: {self.journal_size!r}")
+        if type(self.journal_body_limit) is not int or self.journal_body_limit < 0:
+            raise ConfigError(f"journal_body_limit must be a whole number of bytes, not {self.journal_body_limit!r}")
         check_store_url(self.store)
         for origin in self.cors_origins:
             check_cors_origin(origin)

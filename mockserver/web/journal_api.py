@@ -1,0 +1,152 @@
+"""``/_mock/requests``: the request journal through the control API, the dashboard and the
+pytest fixture, all through :func:`query_journal` and :func:`record_view`.
+
+A record is presented here, when it is read, never when it is recorded: bodies become text
+(undecodable bytes replaced), times ISO 8601 with milliseconds.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Mapping
+from datetime import UTC, datetime
+from typing import Any
+
+from flask import Blueprint, Response, jsonify, request
+
+from ..domain.errors import BAD_REQUEST, NOT_FOUND, QuotaError
+from ..domain.journal import MAX_PAGE, JournalPage, JournalQuery, JournalRecord, RequestJournal, find
+from .state import MockState
+
+DEFAULT_PAGE = 100
+_STATUS = re.compile(r"^[1-5](?:[0-9]{2}|xx)$")
+_QUERY_FIELDS = ("operation_id", "status", "since", "limit", "cursor")
+
+
+def journal_routes(admin: Blueprint, state: MockState) -> None:
+    @admin.get("/requests")
+    def list_requests() -> Response:
+        journal = journal_of(state)
+        page = query_journal(journal, parse_query(request.args))
+        return jsonify(page_view(journal, page))
+
+    @admin.delete("/requests")
+    def clear_requests() -> Response:
+        journal_of(state).clear()
+        return jsonify({"requests": [], "next_cursor": None})
+
+
+def journal_of(state: MockState) -> RequestJournal:
+    if state.journal is None:
+        raise QuotaError(NOT_FOUND, "The request journal is off: start quota-mock without --journal-size 0")
+    return state.journal
+
+
+def query_journal(journal: RequestJournal, query: JournalQuery) -> JournalPage:
+    return find(journal.newest_first(), query)
+
+
+def parse_query(args: Mapping[str, str]) -> JournalQuery:
+    """``?operation_id=&status=&since=&limit=&cursor=`` as a query, or a 400 naming the parameter."""
+    unknown = sorted(set(args) - set(_QUERY_FIELDS))
+    if unknown:
+        raise QuotaError(BAD_REQUEST, f"Unknown parameter(s) {', '.join(unknown)}; use {', '.join(_QUERY_FIELDS)}")
+    status: int | str | None = None
+    if args.get("status"):
+        raw = args["status"].strip().lower()
+        if not _STATUS.match(raw):
+            raise QuotaError(
+                BAD_REQUEST, f"Invalid parameter 'status': {raw!r} is neither a status (402) nor a class (4xx)"
+            )
+        status = raw if raw.endswith("xx") else int(raw)
+    limit = _whole(args, "limit", DEFAULT_PAGE)
+    if not 1 <= limit <= MAX_PAGE:
+        raise QuotaError(BAD_REQUEST, f"Invalid parameter 'limit': from 1 to {MAX_PAGE}")
+    cursor = _whole(args, "cursor", None)
+    return JournalQuery(
+        operation_id=args.get("operation_id") or None,
+        status=status,
+        since=parse_since(args["since"]) if args.get("since") else None,
+        before_id=cursor,
+        limit=limit,
+    )
+
+
+def parse_since(raw: str) -> float:
+    """Epoch seconds, or an ISO 8601 time (UTC when it names no zone)."""
+    text = raw.strip()
+    try:
+        return float(text)
+    except ValueError:
+        pass
+    try:
+        moment = datetime.fromisoformat(text.replace("Z", "+00:00").replace("z", "+00:00"))
+    except ValueError:
+        raise QuotaError(
+            BAD_REQUEST, f"Invalid parameter 'since': {raw!r} is neither epoch seconds nor an ISO 8601 time"
+        ) from None
+    if moment.tzinfo is None:
+        moment = moment.replace(tzinfo=UTC)
+    return moment.timestamp()
+
+
+def _whole(args: Mapping[str, str], name: str, default: int | None) -> Any:
+    raw = args.get(name)
+    if raw is None or raw == "":
+        return default
+    if not raw.isdigit() or len(raw) > 18:
+        raise QuotaError(BAD_REQUEST, f"Invalid parameter '{name}': a whole number, not {raw!r}")
+    return int(raw)
+
+
+def page_view(journal: RequestJournal, page: JournalPage) -> dict[str, Any]:
+    return {
+        "requests": [record_view(record) for record in page.records],
+        "next_cursor": None if page.next_cursor is None else str(page.next_cursor),
+        "capacity": journal.capacity,
+    }
+
+
+def record_view(record: JournalRecord) -> dict[str, Any]:
+    """One record as the control API shows it (see ``JournalRecord`` in admin-openapi.yaml)."""
+    entry = record.entry
+    headers = {header_name(name): value for name, value in sorted(entry.headers)}
+    return {
+        "id": record.id,
+        "at": iso8601_ms(entry.at),
+        "method": entry.method,
+        "path": entry.path,
+        "query": entry.query,
+        "operation_id": entry.operation_id,
+        "status": entry.status,
+        "duration_ms": round(entry.duration_ms, 3),
+        "idempotency": entry.idempotency,
+        "idempotency_key": headers.get("Idempotency-Key"),
+        "problem": entry.problem,
+        "dropped": entry.dropped,
+        "request": {
+            "headers": headers,
+            "body": _text(entry.request_body),
+            "size": entry.request_size,
+            "truncated": len(entry.request_body) < entry.request_size,
+        },
+        "response": {
+            "body": _text(entry.response_body),
+            "size": entry.response_size,
+            "truncated": len(entry.response_body) < entry.response_size,
+        },
+    }
+
+
+def header_name(cgi_name: str) -> str:
+    """``HTTP_IDEMPOTENCY_KEY`` (as WSGI spells it) as ``Idempotency-Key``."""
+    return cgi_name.removeprefix("HTTP_").replace("_", "-").title()
+
+
+def iso8601_ms(epoch_seconds: float) -> str:
+    moment = datetime.fromtimestamp(epoch_seconds, tz=UTC)
+    return moment.strftime("%Y-%m-%dT%H:%M:%S.") + f"{moment.microsecond // 1000:03d}Z"
+
+
+def _text(body: bytes) -> str:
+    return body.decode("utf-8", "replace")
