@@ -7,33 +7,29 @@ A record is presented here, when it is read, never when it is recorded: bodies b
 
 from __future__ import annotations
 
-import re
 from collections.abc import Mapping
 from datetime import UTC, datetime
+from types import MappingProxyType
 from typing import Any
 
-from flask import Blueprint, Response, jsonify, request
+from flask import Response, jsonify
 
 from ..domain.errors import BAD_REQUEST, NOT_FOUND, QuotaError
-from ..domain.journal import MAX_PAGE, JournalPage, JournalQuery, JournalRecord, RequestJournal, find
-from .state import MockState
+from ..domain.journal import JournalPage, JournalQuery, JournalRecord, RequestJournal, find
+from .state import ControlHandler, MockState
+from .validation import ValidatedRequest
 
 DEFAULT_PAGE = 100
-_STATUS = re.compile(r"^[1-5](?:[0-9]{2}|xx)$")
-_QUERY_FIELDS = ("operation_id", "status", "since", "limit", "cursor")
 
 
-def journal_routes(admin: Blueprint, state: MockState) -> None:
-    @admin.get("/requests")
-    def list_requests() -> Response:
-        journal = journal_of(state)
-        page = query_journal(journal, parse_query(request.args))
-        return jsonify(page_view(journal, page))
+def list_requests(state: MockState, req: ValidatedRequest) -> Response:
+    journal = journal_of(state)
+    return jsonify(page_view(journal, query_journal(journal, parse_query(req.query))))
 
-    @admin.delete("/requests")
-    def clear_requests() -> Response:
-        journal_of(state).clear()
-        return jsonify({"requests": [], "next_cursor": None})
+
+def clear_requests(state: MockState, req: ValidatedRequest) -> Response:
+    journal_of(state).clear()
+    return jsonify({"requests": [], "next_cursor": None, "capacity": journal_of(state).capacity})
 
 
 def journal_of(state: MockState) -> RequestJournal:
@@ -46,29 +42,18 @@ def query_journal(journal: RequestJournal, query: JournalQuery) -> JournalPage:
     return find(journal.newest_first(), query)
 
 
-def parse_query(args: Mapping[str, str]) -> JournalQuery:
-    """``?operation_id=&status=&since=&limit=&cursor=`` as a query, or a 400 naming the parameter."""
-    unknown = sorted(set(args) - set(_QUERY_FIELDS))
-    if unknown:
-        raise QuotaError(BAD_REQUEST, f"Unknown parameter(s) {', '.join(unknown)}; use {', '.join(_QUERY_FIELDS)}")
-    status: int | str | None = None
-    if args.get("status"):
-        raw = args["status"].strip().lower()
-        if not _STATUS.match(raw):
-            raise QuotaError(
-                BAD_REQUEST, f"Invalid parameter 'status': {raw!r} is neither a status (402) nor a class (4xx)"
-            )
-        status = raw if raw.endswith("xx") else int(raw)
-    limit = _whole(args, "limit", DEFAULT_PAGE)
-    if not 1 <= limit <= MAX_PAGE:
-        raise QuotaError(BAD_REQUEST, f"Invalid parameter 'limit': from 1 to {MAX_PAGE}")
-    cursor = _whole(args, "cursor", None)
+def parse_query(args: Mapping[str, Any]) -> JournalQuery:
+    """The query parameters, already checked against admin-openapi.yaml, as a journal query."""
+    status = args.get("status")
+    if isinstance(status, str):
+        status = status.lower() if status.lower().endswith("xx") else int(status)
+    cursor = args.get("cursor")
     return JournalQuery(
         operation_id=args.get("operation_id") or None,
         status=status,
         since=parse_since(args["since"]) if args.get("since") else None,
-        before_id=cursor,
-        limit=limit,
+        before_id=int(cursor) if cursor else None,
+        limit=int(args.get("limit", DEFAULT_PAGE)),
     )
 
 
@@ -88,15 +73,6 @@ def parse_since(raw: str) -> float:
     if moment.tzinfo is None:
         moment = moment.replace(tzinfo=UTC)
     return moment.timestamp()
-
-
-def _whole(args: Mapping[str, str], name: str, default: int | None) -> Any:
-    raw = args.get(name)
-    if raw is None or raw == "":
-        return default
-    if not raw.isdigit() or len(raw) > 18:
-        raise QuotaError(BAD_REQUEST, f"Invalid parameter '{name}': a whole number, not {raw!r}")
-    return int(raw)
 
 
 def page_view(journal: RequestJournal, page: JournalPage) -> dict[str, Any]:
@@ -150,3 +126,11 @@ def iso8601_ms(epoch_seconds: float) -> str:
 
 def _text(body: bytes) -> str:
     return body.decode("utf-8", "replace")
+
+
+JOURNAL_HANDLERS: MappingProxyType[str, ControlHandler] = MappingProxyType(
+    {
+        "mockRequests": list_requests,
+        "mockClearRequests": clear_requests,
+    }
+)
