@@ -38,6 +38,13 @@ def journal_of(state: MockState) -> RequestJournal:
     return state.journal
 
 
+def recent_requests(state: MockState, limit: int) -> list[dict[str, Any]] | None:
+    """The newest ``limit`` records as views (the dashboard's panel); None when the journal is off."""
+    if state.journal is None:
+        return None
+    return [record_view(record) for record in query_journal(state.journal, JournalQuery(limit=limit)).records]
+
+
 def query_journal(journal: RequestJournal, query: JournalQuery) -> JournalPage:
     return find(journal.newest_first(), query)
 
