@@ -101,7 +101,9 @@ class _GuardedTransport:
 
 
 def load_schema(base_url: str, session: GuardedSession) -> Any:
-    schema = schemathesis.openapi.from_path(str(contract_path()))
+    # An explicit default config: a schemathesis.toml in the working directory (the kit ships
+    # one for stock `st run`) must not change what the suite sends or expects.
+    schema = schemathesis.openapi.from_path(str(contract_path()), config=schemathesis.Config())
     schema.config.update(base_url=base_url)
     guarded = _GuardedTransport(schema.transport, session)
     schema.__class__ = type("GuardedSchema", (type(schema),), {"transport": property(lambda _self: guarded)})
