@@ -9,7 +9,7 @@ from flask import Flask
 from flask.testing import FlaskClient
 
 from mockserver import create_app, mock_state
-from mockserver.web.app import MockState
+from mockserver.web.state import MockState
 
 DEMO_KEY = "sk-quota-your-api-key"
 AUTH = {"Authorization": f"Bearer {DEMO_KEY}"}

@@ -1,10 +1,17 @@
-"""The one error type of the domain.
+"""The domain's errors: one base type, and the named failures every state store raises.
 
 A domain error carries the contract's error ``code`` and a human message, never an HTTP
 status: the web layer looks the status up in openapi.yaml, in one place.
+
+The store failures below are defined once, as moto's ``core/exceptions.py`` defines its
+errors: each type carries its code and message, and both stores raise the same types. A
+Redis script names a failure by the type's ``reply`` tag; :func:`store_error` turns that tag
+back into the type, so no code or message is written a second time.
 """
 
 from __future__ import annotations
+
+from typing import ClassVar
 
 # The codes the domain raises. Their HTTP statuses live in openapi.yaml, not here.
 BAD_REQUEST = "bad_request"
@@ -19,6 +26,10 @@ SERVICE_UNAVAILABLE = "service_unavailable"
 NOT_FOUND = "not_found"
 METHOD_NOT_ALLOWED = "method_not_allowed"
 
+# Lua numbers are doubles: in the Redis store every balance and amount must stay an exact
+# integer in one. Part of an error's message, so it lives here.
+MAX_SAFE_MICRODOLLARS = 2**53 - 1
+
 
 class QuotaError(Exception):
     """A failure the API reports to its caller in the documented error envelope."""
@@ -29,3 +40,98 @@ class QuotaError(Exception):
         self.message = message
         # Extra response headers the failure implies (``Allow``, ``Retry-After``).
         self.headers = dict(headers or {})
+
+
+class StoreError(QuotaError):
+    """A failure a state store reports. Each subclass fixes its ``code`` and ``message``
+    (class attributes, like moto's exceptions) and the ``reply`` tag a Redis script returns
+    to name it."""
+
+    code: str
+    message: str
+    reply: ClassVar[str]
+
+    def __init__(self, *, headers: dict[str, str] | None = None) -> None:
+        super().__init__(type(self).code, type(self).message, headers=headers)
+
+
+class IdempotencyKeyReused(StoreError):
+    code = IDEMPOTENCY_KEY_REUSED
+    message = "This Idempotency-Key was already used with a different request body"
+    reply = "key_reused"
+
+
+class IdempotencyKeyInFlight(StoreError):
+    code = IDEMPOTENCY_KEY_IN_FLIGHT
+    message = "A request with this Idempotency-Key is still being processed"
+    reply = "key_in_flight"
+
+
+class IdempotencyKeysAllInFlight(StoreError):
+    """The key table is full and every key in it is in flight: none may be dropped."""
+
+    code = IDEMPOTENCY_KEY_IN_FLIGHT
+    message = "Too many requests in flight; retry shortly"
+    reply = "keys_all_in_flight"
+
+
+class GrantPoolTooLow(StoreError):
+    code = INSUFFICIENT_BALANCE
+    message = "Grant pool balance too low for this grant"
+    reply = "pool_too_low"
+
+
+class DeveloperBalanceTooLow(StoreError):
+    code = INSUFFICIENT_BALANCE
+    message = "Developer balance too low"
+    reply = "developer_too_low"
+
+
+class UserBalanceTooLow(StoreError):
+    code = INSUFFICIENT_BALANCE
+    message = "User balance too low"
+    reply = "user_too_low"
+
+
+class UserNotFound(StoreError):
+    code = USER_NOT_FOUND
+    message = "User not found"
+    reply = "user_not_found"
+
+
+class AmountOutOfRange(StoreError):
+    code = BAD_REQUEST
+    message = f"Amount or balance exceeds the Redis store's exact range ({MAX_SAFE_MICRODOLLARS} micro-dollars)"
+    reply = "amount_too_large"
+
+
+class StoreUnavailable(StoreError):
+    code = SERVICE_UNAVAILABLE
+    message = "State store (Redis) unavailable: retry later with the same Idempotency-Key"
+    reply = "store_unavailable"
+
+    def __init__(self) -> None:
+        super().__init__(headers={"Retry-After": "1"})
+
+
+# The failures a Redis script can name by reply tag.
+SCRIPT_ERRORS: tuple[type[StoreError], ...] = (
+    IdempotencyKeyReused,
+    IdempotencyKeyInFlight,
+    IdempotencyKeysAllInFlight,
+    GrantPoolTooLow,
+    DeveloperBalanceTooLow,
+    UserBalanceTooLow,
+    UserNotFound,
+    AmountOutOfRange,
+)
+_BY_REPLY: dict[str, type[StoreError]] = {error.reply: error for error in SCRIPT_ERRORS}
+
+
+def store_error(reply: str) -> StoreError:
+    """The error a Redis script named by its reply tag (those that need no argument)."""
+    return _BY_REPLY[reply]()
+
+
+def is_store_error_reply(reply: object) -> bool:
+    return isinstance(reply, str) and reply in _BY_REPLY

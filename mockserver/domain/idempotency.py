@@ -14,7 +14,7 @@ from __future__ import annotations
 from collections import OrderedDict
 from typing import Any, NamedTuple
 
-from .errors import IDEMPOTENCY_KEY_IN_FLIGHT, IDEMPOTENCY_KEY_REUSED, QuotaError
+from .errors import IdempotencyKeyInFlight, IdempotencyKeyReused, IdempotencyKeysAllInFlight
 from .records import GrantResult, IdempotencyView
 
 DEFAULT_TTL_SECONDS = 24 * 60 * 60
@@ -47,21 +47,15 @@ class IdempotencyTable:
     def claim(self, scope: str, key: str, fingerprint: bytes, now: float) -> GrantResult | None:
         """Claim ``key`` for a new request, or return the stored result to replay.
 
-        Raises :class:`QuotaError` when the key belongs to a different request or is in flight.
+        Raises a :class:`~.errors.StoreError` when the key belongs to a different request or is in flight.
         """
         self._expire(now)
         record = self._records.get((scope, key))
         if record is not None:
             if record.fingerprint != fingerprint:
-                raise QuotaError(
-                    IDEMPOTENCY_KEY_REUSED,
-                    "This Idempotency-Key was already used with a different request body",
-                )
+                raise IdempotencyKeyReused()
             if record.result is None:
-                raise QuotaError(
-                    IDEMPOTENCY_KEY_IN_FLIGHT,
-                    "A request with this Idempotency-Key is still being processed",
-                )
+                raise IdempotencyKeyInFlight()
             return GrantResult(*record.result)
         self._make_room()
         self._records[(scope, key)] = _Record(fingerprint, now + self.ttl_seconds, None)
@@ -114,4 +108,4 @@ class IdempotencyTable:
             if record.result is not None:
                 del records[scope_key]
                 return
-        raise QuotaError(IDEMPOTENCY_KEY_IN_FLIGHT, "Too many requests in flight; retry shortly")
+        raise IdempotencyKeysAllInFlight()

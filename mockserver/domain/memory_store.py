@@ -5,7 +5,7 @@ from __future__ import annotations
 import threading
 
 from .accounts import Seed
-from .errors import INSUFFICIENT_BALANCE, USER_NOT_FOUND, QuotaError
+from .errors import DeveloperBalanceTooLow, GrantPoolTooLow, UserBalanceTooLow, UserNotFound
 from .idempotency import DEFAULT_MAX_KEYS, DEFAULT_TTL_SECONDS, IdempotencyTable
 from .ledger import check_conservation
 from .ledger_columns import LedgerColumns
@@ -30,30 +30,30 @@ class MemoryStore:
     ) -> None:
         self._lock = threading.RLock()
         self._pool = 0
-        self._users: dict[str, int] = {}
+        self._balances: dict[str, int] = {}
         self._ledger = LedgerColumns()
         self._idempotency = IdempotencyTable(idempotency_ttl, max_idempotency_keys)
 
     def load(self, seed: Seed, now: float) -> None:
         with self._lock:
             self._pool = 0
-            self._users = {}
+            self._balances = {}
             self._ledger = LedgerColumns()
             self._idempotency.clear()
             self._deposit(None, seed.pool, now, "seed: grant pool")
             for user_id, balance in seed.users.items():
-                self._users[user_id] = 0
+                self._balances[user_id] = 0
                 self._deposit(user_id, balance, now, "seed: user balance")
 
     def pool_balance(self) -> int:
         return self._pool
 
     def user_balance(self, user_id: str) -> int | None:
-        return self._users.get(user_id)
+        return self._balances.get(user_id)
 
     def users(self) -> dict[str, int]:
         with self._lock:
-            return dict(self._users)
+            return dict(self._balances)
 
     def claim_idempotency_key(self, scope: str, key: str, fingerprint: bytes, now: float) -> GrantResult | None:
         with self._lock:
@@ -73,12 +73,12 @@ class MemoryStore:
     ) -> GrantResult:
         with self._lock:
             if amount > self._pool:
-                raise QuotaError(INSUFFICIENT_BALANCE, "Grant pool balance too low for this grant")
-            before = self._users.get(user_id, 0)
+                raise GrantPoolTooLow()
+            before = self._balances.get(user_id, 0)
             after = before + amount
             index = self._ledger.append(GRANT, amount, user_id, now, after, description)
             self._pool -= amount
-            self._users[user_id] = after
+            self._balances[user_id] = after
             result = GrantResult(user_id, amount, before, after, self._ledger.entry_id(index))
             if completes is not None:
                 self._idempotency.complete(completes[0], completes[1], result)
@@ -96,13 +96,12 @@ class MemoryStore:
         with self._lock:
             if user_id is None:
                 before = self._pool
-            elif user_id in self._users:
-                before = self._users[user_id]
+            elif user_id in self._balances:
+                before = self._balances[user_id]
             else:
-                raise QuotaError(USER_NOT_FOUND, "User not found")
+                raise UserNotFound()
             if amount > before:
-                who = "Developer" if user_id is None else "User"
-                raise QuotaError(INSUFFICIENT_BALANCE, f"{who} balance too low")
+                raise DeveloperBalanceTooLow() if user_id is None else UserBalanceTooLow()
             after = before - amount
             index = self._ledger.append(
                 CHARGE,
@@ -117,12 +116,12 @@ class MemoryStore:
             if user_id is None:
                 self._pool = after
             else:
-                self._users[user_id] = after
+                self._balances[user_id] = after
             return ChargeResult(self._ledger.entry_id(index), amount, before, after)
 
     def set_balance(self, user_id: str | None, amount: int, now: float, description: str) -> LedgerEntry:
         with self._lock:
-            current = self._pool if user_id is None else self._users.get(user_id, 0)
+            current = self._pool if user_id is None else self._balances.get(user_id, 0)
             return self._record_external(ADJUSTMENT, user_id, amount - current, now, description)
 
     def ledger(self, since: float | None = None) -> list[LedgerEntry]:
@@ -145,16 +144,16 @@ class MemoryStore:
 
     def conservation(self) -> Conservation:
         with self._lock:
-            return check_conservation(self._ledger.entries(), self._pool, self._users)
+            return check_conservation(self._ledger.entries(), self._pool, self._balances)
 
     def _deposit(self, user_id: str | None, amount: int, now: float, description: str) -> None:
         self._record_external(DEPOSIT, user_id, amount, now, description)
 
     def _record_external(self, kind: str, user_id: str | None, delta: int, now: float, description: str) -> LedgerEntry:
-        before = self._pool if user_id is None else self._users.get(user_id, 0)
+        before = self._pool if user_id is None else self._balances.get(user_id, 0)
         index = self._ledger.append(kind, delta, user_id, now, before + delta, description)
         if user_id is None:
             self._pool += delta
         else:
-            self._users[user_id] = before + delta
+            self._balances[user_id] = before + delta
         return self._ledger[index]

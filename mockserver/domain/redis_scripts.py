@@ -23,9 +23,17 @@ unordered, idem_seq), ``idem`` (sorted set of members by creation sequence), ``i
 
 from __future__ import annotations
 
+from .errors import MAX_SAFE_MICRODOLLARS, SCRIPT_ERRORS
+
+# A script names a failure by its error type's reply tag (``return {ERR.pool_too_low}``);
+# the store raises that same type (errors.store_error), so codes and messages live only there.
+_ERR_TABLE = "local ERR = {" + ", ".join(f"{e.reply} = '{e.reply}'" for e in SCRIPT_ERRORS) + "}"
+
 # Shared helpers, prepended to every script that needs them.
-_PRELUDE = r"""
-local MAX_SAFE = 9007199254740991
+_PRELUDE = (
+    _ERR_TABLE
+    + f"\nlocal MAX_SAFE = {MAX_SAFE_MICRODOLLARS}"
+    + r"""
 local function fmt(n) return string.format('%.0f', n) end
 local function num(text) if text then return tonumber(text) end return 0 end
 
@@ -50,20 +58,21 @@ local function purge(idem, rec_prefix, now)
   end
 end
 """
+)
 
 # KEYS: pool, users, ledger, meta, idem. ARGV: mode ('init' | 'load'), record prefix, then
 # per deposit 5 values: target ('pool' | 'user'), user id, amount, at, tail.
 # 'init' loads only an uninitialised namespace: a restarted mock or a second worker keeps
-# the state it finds. Returns 1 when it loaded, 0 when it kept.
+# the state it finds. Returns {'ok', 1} when it loaded, {'ok', 0} when it kept.
 LOAD = (
     _PRELUDE
     + r"""
 local pool, users, ledger, meta, idem = KEYS[1], KEYS[2], KEYS[3], KEYS[4], KEYS[5]
-if ARGV[1] == 'init' and redis.call('HEXISTS', meta, 'initialised') == 1 then return 0 end
+if ARGV[1] == 'init' and redis.call('HEXISTS', meta, 'initialised') == 1 then return {'ok', 0} end
 -- Check before the first write: Redis does not roll a failed script back.
 for i = 3, #ARGV, 5 do
   local amount = tonumber(ARGV[i + 2])
-  if not amount or amount < 0 or amount > MAX_SAFE then return redis.error_reply('amount_too_large') end
+  if not amount or amount < 0 or amount > MAX_SAFE then return {ERR.amount_too_large} end
 end
 local members = redis.call('ZRANGE', idem, 0, -1)
 for i = 1, #members, 500 do
@@ -88,13 +97,13 @@ for i = 3, #ARGV, 5 do
   append(ledger, meta, ARGV[i + 3], amount, before, after, ARGV[i + 4])
 end
 redis.call('HSET', meta, 'initialised', '1')
-return 1
+return {'ok', 1}
 """
 )
 
 # KEYS: idem, meta, record. ARGV: record prefix, member, scope, key, fingerprint, now,
 # expires_at, max_keys, lease_ms, owner (a token naming this claim, for RELEASE).
-# Returns {'claimed'}, {'replay', user, amount, before, after, ledger_id} or {error code}.
+# Returns {'claimed'}, {'replay', user, amount, before, after, ledger_id} or {ERR tag}.
 CLAIM = (
     _PRELUDE
     + r"""
@@ -103,8 +112,8 @@ local prefix, member = ARGV[1], ARGV[2]
 purge(idem, prefix, tonumber(ARGV[6]))
 local found = redis.call('HMGET', rec, 'fp', 'state', 'user', 'amount', 'before', 'after', 'ledger_id')
 if found[1] then
-  if found[1] ~= ARGV[5] then return {'idempotency_key_reused'} end
-  if found[2] ~= 'done' then return {'idempotency_key_in_flight'} end
+  if found[1] ~= ARGV[5] then return {ERR.key_reused} end
+  if found[2] ~= 'done' then return {ERR.key_in_flight} end
   return {'replay', found[3], found[4], found[5], found[6], found[7]}
 end
 -- Bounded: evict the oldest completed record. In-flight claims are never evicted, since a
@@ -113,7 +122,7 @@ if redis.call('ZCARD', idem) >= tonumber(ARGV[8]) then
   local evicted, start = false, 0
   while not evicted do
     local page = redis.call('ZRANGE', idem, start, start + 99)
-    if #page == 0 then return {'full'} end
+    if #page == 0 then return {ERR.keys_all_in_flight} end
     for _, m in ipairs(page) do
       if redis.call('HGET', prefix .. m, 'state') ~= 'flight' then
         redis.call('DEL', prefix .. m)
@@ -156,9 +165,9 @@ GRANT = (
     + r"""
 local pool, users, ledger, meta = KEYS[1], KEYS[2], KEYS[3], KEYS[4]
 local user, amount = ARGV[1], tonumber(ARGV[2])
-if amount > num(redis.call('GET', pool)) then return {'insufficient_balance'} end
+if amount > num(redis.call('GET', pool)) then return {ERR.pool_too_low} end
 local before = num(redis.call('HGET', users, user))
-if before + amount > MAX_SAFE then return {'amount_too_large'} end
+if before + amount > MAX_SAFE then return {ERR.amount_too_large} end
 redis.call('DECRBY', pool, ARGV[2])
 local after = redis.call('HINCRBY', users, user, ARGV[2])
 append(ledger, meta, ARGV[3], amount, before, after, ARGV[4])
@@ -183,13 +192,13 @@ local amount = tonumber(ARGV[3])
 local before, after
 if ARGV[1] == 'pool' then
   before = num(redis.call('GET', pool))
-  if amount > before then return {'insufficient_balance'} end
+  if amount > before then return {ERR.developer_too_low} end
   after = redis.call('DECRBY', pool, ARGV[3])
 else
   local balance = redis.call('HGET', users, ARGV[2])
-  if not balance then return {'user_not_found'} end
+  if not balance then return {ERR.user_not_found} end
   before = tonumber(balance)
-  if amount > before then return {'insufficient_balance'} end
+  if amount > before then return {ERR.user_too_low} end
   after = redis.call('HINCRBY', users, ARGV[2], fmt(-amount))
 end
 append(ledger, meta, ARGV[4], amount, before, after, ARGV[5])
@@ -204,7 +213,7 @@ SET_BALANCE = (
     + r"""
 local pool, users, ledger, meta = KEYS[1], KEYS[2], KEYS[3], KEYS[4]
 local target = tonumber(ARGV[3])
-if not target or target < 0 or target > MAX_SAFE then return {'amount_too_large'} end
+if not target or target < 0 or target > MAX_SAFE then return {ERR.amount_too_large} end
 local before
 if ARGV[1] == 'pool' then
   before = num(redis.call('GET', pool))

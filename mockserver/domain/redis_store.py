@@ -16,23 +16,22 @@ from __future__ import annotations
 import json
 import secrets
 import threading
-from collections.abc import Callable, Iterator, MutableMapping
+from collections.abc import Callable
 from typing import Any, TypeVar
 
 import redis
 from redis.backoff import NoBackoff
 from redis.retry import Retry
 
+from ..config import DEFAULT_STORE_PREFIX as DEFAULT_PREFIX  # the configuration holds every default
 from . import redis_scripts as scripts
 from .accounts import Seed
 from .errors import (
-    BAD_REQUEST,
-    IDEMPOTENCY_KEY_IN_FLIGHT,
-    IDEMPOTENCY_KEY_REUSED,
-    INSUFFICIENT_BALANCE,
-    SERVICE_UNAVAILABLE,
-    USER_NOT_FOUND,
-    QuotaError,
+    MAX_SAFE_MICRODOLLARS,
+    AmountOutOfRange,
+    StoreUnavailable,
+    is_store_error_reply,
+    store_error,
 )
 from .idempotency import DEFAULT_MAX_KEYS, DEFAULT_TTL_SECONDS
 from .ledger import check_conservation, new_ledger_id
@@ -48,9 +47,7 @@ from .records import (
     LedgerEntry,
 )
 
-DEFAULT_PREFIX = "quota-mock:"
-# Lua numbers are doubles: every balance and amount must stay an exact integer in one.
-MAX_SAFE_MICRODOLLARS = 2**53 - 1
+__all__ = ["DEFAULT_PREFIX", "MAX_SAFE_MICRODOLLARS", "RedisStore"]
 # How long an in-flight claim survives its worker's death before the key frees itself.
 DEFAULT_IN_FLIGHT_LEASE_SECONDS = 60.0
 
@@ -131,8 +128,7 @@ class RedisStore:
         args: list[Any] = [mode, self._record_prefix]
         deposits: list[tuple[str | None, int]] = [(None, seed.pool), *seed.users.items()]
         for user_id, amount in deposits:
-            if not 0 <= amount <= MAX_SAFE_MICRODOLLARS:
-                raise QuotaError(BAD_REQUEST, _too_large_message())
+            _check_amount(amount)
             description = "seed: grant pool" if user_id is None else "seed: user balance"
             tail = _tail(new_ledger_id(), DEPOSIT, user_id, description)
             args += ["pool" if user_id is None else "user", user_id or "", amount, at, tail]
@@ -140,7 +136,7 @@ class RedisStore:
             self._pending_releases.clear()
             self._owners.clear()
         loaded = self._run("LOAD", self._keys, args)
-        self.loaded_seed = bool(loaded)
+        self.loaded_seed = loaded[1] == 1
 
     def pool_balance(self) -> int:
         return int(self._call(lambda: self._redis.get(self._pool_key)) or 0)
@@ -170,26 +166,18 @@ class RedisStore:
         ]
         try:
             reply = self._run("CLAIM", [self._idem_key, self._meta_key, self._record_prefix + member], args)
-        except QuotaError as error:
-            if error.code == SERVICE_UNAVAILABLE:
-                # The claim may have been applied with its reply lost: undo it once Redis
-                # answers, or the key would stay "in flight" for its lease with nobody on it.
-                with self._pending_lock:
-                    self._pending_releases.add((scope, key, owner))
+        except StoreUnavailable:
+            # The claim may have been applied with its reply lost: undo it once Redis
+            # answers, or the key would stay "in flight" for its lease with nobody on it.
+            with self._pending_lock:
+                self._pending_releases.add((scope, key, owner))
             raise
-        status = reply[0]
-        if status == "claimed":
+        if reply[0] == "claimed":
             with self._pending_lock:
                 self._owners[(scope, key)] = owner
             return None
-        if status == "replay":
-            user_id, amount, before, after, ledger_id = reply[1:6]
-            return GrantResult(user_id, int(amount), int(before), int(after), ledger_id)
-        if status == IDEMPOTENCY_KEY_REUSED:
-            raise QuotaError(status, "This Idempotency-Key was already used with a different request body")
-        if status == IDEMPOTENCY_KEY_IN_FLIGHT:
-            raise QuotaError(status, "A request with this Idempotency-Key is still being processed")
-        raise QuotaError(IDEMPOTENCY_KEY_IN_FLIGHT, "Too many requests in flight; retry shortly")
+        user_id, amount, before, after, ledger_id = reply[1:6]  # "replay"
+        return GrantResult(user_id, int(amount), int(before), int(after), ledger_id)
 
     def release_idempotency_key(self, scope: str, key: str) -> None:
         with self._pending_lock:
@@ -198,7 +186,7 @@ class RedisStore:
             return  # not claimed by this process: nothing of ours to release
         try:
             self._release(scope, key, owner)
-        except QuotaError:
+        except StoreUnavailable:
             with self._pending_lock:
                 self._pending_releases.add((scope, key, owner))
             raise
@@ -218,13 +206,9 @@ class RedisStore:
             keys.append(self._record_prefix + _member(*completes))
         tail = _tail(ledger_id, GRANT, user_id, description)
         reply = self._run("GRANT", keys, [user_id, amount, _time_text(now), tail, ledger_id])
-        if completes is not None and reply[0] == "ok":
+        if completes is not None:
             with self._pending_lock:
                 self._owners.pop(completes, None)
-        if reply[0] == INSUFFICIENT_BALANCE:
-            raise QuotaError(INSUFFICIENT_BALANCE, "Grant pool balance too low for this grant")
-        if reply[0] != "ok":
-            raise QuotaError(BAD_REQUEST, _too_large_message())
         return GrantResult(user_id, amount, int(reply[1]), int(reply[2]), ledger_id)
 
     def apply_charge(
@@ -241,11 +225,6 @@ class RedisStore:
         tail = _tail(ledger_id, CHARGE, user_id, None, model, prompt_tokens, completion_tokens)
         target = "pool" if user_id is None else "user"
         reply = self._run("CHARGE", self._keys[:4], [target, user_id or "", amount, _time_text(now), tail])
-        if reply[0] == USER_NOT_FOUND:
-            raise QuotaError(USER_NOT_FOUND, "User not found")
-        if reply[0] == INSUFFICIENT_BALANCE:
-            who = "Developer" if user_id is None else "User"
-            raise QuotaError(INSUFFICIENT_BALANCE, f"{who} balance too low")
         return ChargeResult(ledger_id, amount, int(reply[1]), int(reply[2]))
 
     def set_balance(self, user_id: str | None, amount: int, now: float, description: str) -> LedgerEntry:
@@ -255,8 +234,6 @@ class RedisStore:
         tail = _tail(ledger_id, ADJUSTMENT, user_id, description)
         target = "pool" if user_id is None else "user"
         reply = self._run("SET_BALANCE", self._keys[:4], [target, user_id or "", amount, at, tail])
-        if reply[0] != "ok":
-            raise QuotaError(BAD_REQUEST, _too_large_message())
         before, after = int(reply[1]), int(reply[2])
         return LedgerEntry(ledger_id, ADJUSTMENT, after - before, user_id, float(at), before, after, description)
 
@@ -316,13 +293,6 @@ class RedisStore:
     def set_clock_offset(self, offset: float) -> None:
         self._call(lambda: self._redis.set(self.clock_key, repr(offset)))
 
-    # -- for tests that simulate corruption -------------------------------------------
-
-    @property
-    def _users(self) -> MutableMapping[str, int]:
-        """Raw balances, written behind the ledger's back (as ``MemoryStore._users`` is)."""
-        return _RawBalances(self)
-
     # -- plumbing -----------------------------------------------------------------------
 
     def _release(self, scope: str, key: str, owner: str) -> None:
@@ -330,8 +300,12 @@ class RedisStore:
         self._run("RELEASE", [self._idem_key, self._record_prefix + member], [member, owner], flush_pending=False)
 
     def _run(self, name: str, keys: list[str], args: list[Any], *, flush_pending: bool = True) -> Any:
+        """Run a script; a failure it names by reply tag is raised as that error type."""
         script = self._scripts[name]
-        return self._call(lambda: script(keys=keys, args=args), flush_pending=flush_pending)
+        reply = self._call(lambda: script(keys=keys, args=args), flush_pending=flush_pending)
+        if isinstance(reply, list) and reply and is_store_error_reply(reply[0]):
+            raise store_error(reply[0])
+        return reply
 
     def _call(self, operation: Callable[[], T], *, flush_pending: bool = True) -> T:
         if flush_pending and self._pending_releases:
@@ -341,15 +315,7 @@ class RedisStore:
         except (redis.ConnectionError, redis.TimeoutError) as exc:
             # Drop the idle pooled connections too: after a Redis restart each would fail once.
             self._redis.connection_pool.disconnect(inuse_connections=False)
-            raise QuotaError(
-                SERVICE_UNAVAILABLE,
-                "State store (Redis) unavailable: retry later with the same Idempotency-Key",
-                headers={"Retry-After": "1"},
-            ) from exc
-        except redis.ResponseError as exc:
-            if "amount_too_large" in str(exc):
-                raise QuotaError(BAD_REQUEST, _too_large_message()) from exc
-            raise
+            raise StoreUnavailable() from exc
 
     def _flush_pending_releases(self) -> None:
         with self._pending_lock:
@@ -357,33 +323,10 @@ class RedisStore:
         for scope, key, owner in pending:
             try:
                 self._release(scope, key, owner)
-            except QuotaError:
+            except StoreUnavailable:
                 return  # still away: the operation that follows reports it
             with self._pending_lock:
                 self._pending_releases.discard((scope, key, owner))
-
-
-class _RawBalances(MutableMapping[str, int]):
-    def __init__(self, store: RedisStore) -> None:
-        self._store = store
-
-    def __getitem__(self, user_id: str) -> int:
-        balance = self._store.user_balance(user_id)
-        if balance is None:
-            raise KeyError(user_id)
-        return balance
-
-    def __setitem__(self, user_id: str, balance: int) -> None:
-        self._store._call(lambda: self._store._redis.hset(self._store._users_key, user_id, str(balance)))
-
-    def __delitem__(self, user_id: str) -> None:
-        self._store._call(lambda: self._store._redis.hdel(self._store._users_key, user_id))
-
-    def __iter__(self) -> Iterator[str]:
-        return iter(self._store.users())
-
-    def __len__(self) -> int:
-        return len(self._store.users())
 
 
 def _member(scope: str, key: str) -> str:
@@ -418,8 +361,4 @@ def _decode(raw: str) -> LedgerEntry:
 
 def _check_amount(amount: int) -> None:
     if not 0 <= amount <= MAX_SAFE_MICRODOLLARS:
-        raise QuotaError(BAD_REQUEST, _too_large_message())
-
-
-def _too_large_message() -> str:
-    return f"Amount or balance exceeds the Redis store's exact range ({MAX_SAFE_MICRODOLLARS} micro-dollars)"
+        raise AmountOutOfRange()

@@ -14,7 +14,7 @@ from dataclasses import dataclass, replace
 from .accounts import Seed
 from .clock import Clock
 from .completions import ChatOptions, FakeCompletion, Message, complete
-from .errors import BAD_REQUEST, USER_NOT_FOUND, QuotaError
+from .errors import BAD_REQUEST, QuotaError, UserNotFound
 from .records import ChargeResult, Conservation, GrantResult, LedgerEntry
 from .store import StateStore
 from .usage import USAGE_WINDOW_SECONDS, UsageSummary, summarize
@@ -39,7 +39,8 @@ class FundingService:
         self.clock = clock
         self._initial_seed = seed
         self.seed = seed
-        self._sleep = sleep
+        # How a grant is held in flight (``processing_delay``); tests may replace it.
+        self.sleep = sleep
         store.load(seed, clock.now())
 
     # -- authentication ---------------------------------------------------------------
@@ -104,7 +105,7 @@ class FundingService:
     def user_balance(self, user_id: str) -> int:
         balance = self.store.user_balance(user_id)
         if balance is None:
-            raise QuotaError(USER_NOT_FOUND, "User not found")
+            raise UserNotFound()
         return balance
 
     def developer_balance(self) -> int:
@@ -136,4 +137,4 @@ class FundingService:
 
     def _hold(self, seconds: float) -> None:
         if seconds > 0:
-            self._sleep(seconds)
+            self.sleep(seconds)

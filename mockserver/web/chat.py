@@ -5,9 +5,9 @@ from __future__ import annotations
 from flask import Response
 
 from ..domain.chat_request import parse_chat_request
-from .app import Caller, MockState
 from .chat_render import completion_body, completion_events
 from .presenters import json_response
+from .state import Caller, MockState
 from .validation import ValidatedRequest
 
 

@@ -15,7 +15,7 @@ from werkzeug.exceptions import RequestEntityTooLarge
 from werkzeug.test import EnvironBuilder
 
 from ..contract import Contract
-from .app import flask_rule
+from .state import flask_rule
 
 
 def install_response_self_check(app: Flask, contract: Contract) -> None:

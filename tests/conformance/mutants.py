@@ -22,6 +22,8 @@ from werkzeug.test import run_wsgi_app
 
 from mockserver import create_app, mock_state
 
+from ..raw_balances import write_raw_balance
+
 KEY = "sk-quota-conformance-test-key-000000000"
 GRANT = "/v1/funding/grant"
 
@@ -229,13 +231,12 @@ def chat_lets_balance_go_negative() -> Flask:
 
     def apply_charge(user_id: Any, amount: int, *args: Any) -> Any:
         with lock:
-            if user_id is not None and user_id in store._users:
-                balance = store._users[user_id]
-                if amount > balance:
-                    store._users[user_id] = amount  # lend it, so the charge goes through...
-                    result = original(user_id, amount, *args)
-                    store._users[user_id] = balance - amount  # ...and below zero
-                    return dataclasses.replace(result, balance_before=balance, balance_after=balance - amount)
+            balance = None if user_id is None else store.user_balance(user_id)
+            if balance is not None and amount > balance:
+                write_raw_balance(store, user_id, amount)  # lend it, so the charge goes through...
+                result = original(user_id, amount, *args)
+                write_raw_balance(store, user_id, balance - amount)  # ...and below zero
+                return dataclasses.replace(result, balance_before=balance, balance_after=balance - amount)
             return original(user_id, amount, *args)
 
     store.apply_charge = apply_charge  # type: ignore[method-assign]

@@ -49,3 +49,20 @@ def test_the_frontend_curl_example_answers_as_the_readme_says(live_mock):
     answer = json.loads(output)
     assert answer["ledger_id"].startswith("ledg_")
     assert {**answer, "ledger_id": "ledg_x"} == shown
+
+
+def test_the_fixture_helpers_are_listed_with_their_return_types():
+    from mockserver.pytest_plugin import QuotaMock
+
+    table = README.split("The fixture's value is a `mockserver.pytest_plugin.QuotaMock`:", 1)[1].split("\n\n", 2)[1]
+    listed: dict[str, str] = {}
+    for row in table.splitlines()[2:]:
+        names, returns = (cell.strip() for cell in row.strip("|").split("|")[:2])
+        for name in re.findall(r"`(\w+)[(`]", names):
+            listed[name] = re.match(r"`([^`]+)`", returns).group(1)
+    public = {name: member for name, member in vars(QuotaMock).items() if not name.startswith("_")}
+    assert set(listed) == set(public)
+    for name, member in public.items():
+        function = member.fget if isinstance(member, property) else member
+        assert listed[name] == function.__annotations__["return"], name
+

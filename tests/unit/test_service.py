@@ -6,6 +6,7 @@ from mockserver.domain.completions import Message
 from mockserver.domain.errors import INSUFFICIENT_BALANCE, USER_NOT_FOUND, QuotaError
 from mockserver.domain.records import CHARGE, GRANT
 
+from ..raw_balances import add_to_raw_balance
 from .seeds import SEED
 
 
@@ -150,7 +151,7 @@ def test_usage_window_survives_a_clock_moved_back(service, clock):
 
 
 def test_conservation_detects_a_balance_changed_behind_the_ledgers_back(service):
-    service.store._users["alice"] += 1  # simulate a bug: money from nowhere
+    add_to_raw_balance(service.store, "alice", 1)  # simulate a bug: money from nowhere
     assert not service.conservation().holds
 
 

@@ -1,4 +1,4 @@
-"""Scenario control on the public API: rate limiting, the ``Prefer`` header and fault rules.
+"""Simulated conditions on the public API: rate limiting, the ``Prefer`` header and fault rules.
 
 Each request of a contract operation passes :func:`check_rate_limit` (when a limit is set,
 before authentication) and :func:`before_operation` (after it, before validation). A refusal

@@ -1,0 +1,53 @@
+"""The public API's routes, generated from openapi.yaml: one route per operation.
+
+Each request of an operation goes through the same steps, in this order: the rate limit
+(before authentication, so that floods of bad keys count too), authentication, the
+``Prefer`` header and fault rules, validation against the contract, then the operation's
+handler (``handlers.HANDLERS``, by operationId).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+from flask import Flask, Response, request
+
+from ..contract import Operation
+from .handlers import HANDLERS
+from .simulation import before_operation, check_rate_limit
+from .state import Caller, Handler, MockState, authenticate, flask_rule
+
+
+def register_operations(app: Flask, state: MockState) -> None:
+    """Serve every operation of the contract, each by its handler."""
+    for operation in state.contract.operations:
+        app.add_url_rule(
+            flask_rule(operation.path),
+            endpoint=operation.operation_id,
+            view_func=_make_view(state, operation, HANDLERS[operation.operation_id]),
+            methods=[operation.method],
+        )
+
+
+def _make_view(state: MockState, operation: Operation, handler: Handler) -> Callable[..., Response]:
+    validator = state.validators[operation.operation_id]
+    # The operation's own limit from openapi.yaml (x-quota-body-limit); werkzeug answers 413
+    # past it without reading the body.
+    body_limit = operation.max_body_bytes or state.config.max_body_bytes
+
+    def view(**path_args: str) -> Response:
+        request.max_content_length = body_limit
+        if state.rate_limiter is not None:  # before authentication: floods of bad keys count too
+            check_rate_limit(state.rate_limiter, state.clock.now())
+        caller = Caller(None if operation.public else authenticate(state.service, request.headers.get("Authorization")))
+        before_operation(state.contract, operation, state.faults, state.clock)
+        validated = validator.validate(
+            path_args,
+            request.args,
+            request.headers,  # case-insensitive: looked up by the contract's header names
+            request.get_data(cache=True),
+        )
+        return handler(state, validated, caller)
+
+    view.__name__ = operation.operation_id
+    return view

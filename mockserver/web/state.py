@@ -1,0 +1,148 @@
+"""What the web modules share: one mock's state, the caller, and how routes are spelled.
+
+Every module of ``web/`` may import this one; it imports none of them but the validator, so
+the app factory (``app.py``) can import them all without a cycle.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import re
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+
+from flask import Flask, Response
+from flask.typing import ResponseReturnValue
+from werkzeug.routing import PathConverter
+
+from ..config import MockConfig
+from ..contract import Contract, control_contract, default_contract
+from ..domain.accounts import Seed
+from ..domain.clock import Clock
+from ..domain.errors import INVALID_API_KEY, QuotaError
+from ..domain.faults import FaultBook
+from ..domain.memory_store import MemoryStore
+from ..domain.rate_limit import RateLimiter
+from ..domain.service import FundingService
+from ..domain.store import StateStore
+from .validation import RequestValidator, ValidatedRequest
+
+EXTENSION_KEY = "quota_mock"
+_BEARER = re.compile(r"^Bearer[ ]+(\S+)[ ]*$", re.IGNORECASE)
+
+# A public operation's handler (``handlers.HANDLERS``), and a control API operation's.
+Handler = Callable[["MockState", ValidatedRequest, "Caller"], Response]
+ControlHandler = Callable[["MockState", ValidatedRequest], ResponseReturnValue]
+
+
+@dataclass(frozen=True)
+class Caller:
+    """Who is calling: the API key (never logged) and the idempotency scope derived from it."""
+
+    api_key: str | None
+
+    @property
+    def scope(self) -> str:
+        # Idempotency keys are scoped per API key; a digest keeps raw keys out of the store.
+        return hashlib.sha256((self.api_key or "").encode("utf-8", "surrogateescape")).hexdigest()[:24]
+
+
+@dataclass
+class MockState:
+    """Everything one mock instance owns; created by :func:`build_state`, never global."""
+
+    config: MockConfig
+    contract: Contract
+    service: FundingService
+    clock: Clock
+    # Every operation's validator, public and control API alike, by operationId: compiled once.
+    validators: Mapping[str, RequestValidator] = field(default_factory=dict)
+    faults: FaultBook = field(default_factory=FaultBook)
+    rate_limiter: RateLimiter | None = None
+
+    def reset(self, seed: Seed | None = None) -> None:
+        """Back to the starting state: balances, ledger, keys and clock, fault rules, rate windows."""
+        self.service.reset(seed)
+        self.faults.clear()
+        if self.rate_limiter is not None:
+            self.rate_limiter.reset()
+
+
+def build_state(config: MockConfig) -> MockState:
+    """A fresh mock's state: the store and clock the configuration names, loaded with its seed."""
+    clock, store = _build_store(config)
+    rate = config.parsed_rate_limit
+    contract = default_contract()
+    operations = (*contract.operations, *control_contract().operations)
+    return MockState(
+        config=config,
+        contract=contract,
+        service=FundingService(store, clock, config.build_seed()),
+        clock=clock,
+        validators={op.operation_id: RequestValidator(op) for op in operations},
+        rate_limiter=None if rate is None else RateLimiter(rate),
+    )
+
+
+def _build_store(config: MockConfig) -> tuple[Clock, StateStore]:
+    """The configured state store, and the clock that goes with it."""
+    if not config.uses_redis:
+        return Clock(), MemoryStore(config.idempotency_ttl_seconds, config.max_idempotency_keys)
+    # Imported only when asked for: the memory store needs no Redis client.
+    from ..domain.redis_clock import RedisClock
+    from ..domain.redis_store import DEFAULT_IN_FLIGHT_LEASE_SECONDS, RedisStore
+
+    store = RedisStore(
+        config.store,
+        prefix=config.store_prefix,
+        idempotency_ttl=config.idempotency_ttl_seconds,
+        max_idempotency_keys=config.max_idempotency_keys,
+        # A held grant must finish well inside its claim's lease, or a retry could credit twice.
+        in_flight_lease=DEFAULT_IN_FLIGHT_LEASE_SECONDS + 2 * config.grant_delay_seconds,
+        # A restarted mock or another worker keeps the shared state; /_mock/reset replaces it.
+        keep_existing_state=True,
+    )
+    # The clock's offset lives in Redis too, so that moving it moves every worker's clock.
+    return RedisClock(store), store
+
+
+def mock_state(app: Flask) -> MockState:
+    """The state of the mock ``app`` serves (tests and the pytest plugin reach it this way)."""
+    return app.extensions[EXTENSION_KEY]
+
+
+class AnyTextConverter(PathConverter):
+    """A path parameter that may hold any character, even an encoded slash or newline.
+
+    The server decodes ``a%2Fb`` and ``a%0Ab`` before routing; such a value must still reach
+    its operation and be judged by the contract there (400 or 404 ``user_not_found``), not
+    fall through to the unknown-route 404.
+    """
+
+    regex = r"[^/](?:.|\n)*?"
+
+
+ANY_TEXT_CONVERTER = "anytext"
+
+
+def flask_rule(path: str) -> str:
+    """The contract's ``/v1/users/{id}/balance`` as a Flask rule."""
+    return re.sub(r"\{([^}]+)\}", rf"<{ANY_TEXT_CONVERTER}:\1>", path)
+
+
+def control_rule(path: str) -> str:
+    """admin-openapi.yaml's ``/_mock/users/{user_id}`` as a Flask rule (ids without a slash)."""
+    return re.sub(r"\{([^}]+)\}", r"<\1>", path)
+
+
+def authenticate(service: FundingService, authorization: str | None) -> str:
+    """The caller's API key from ``Authorization: Bearer <key>``, or a 401."""
+    if not authorization or not authorization.strip():
+        raise QuotaError(INVALID_API_KEY, "Missing API key: send Authorization: Bearer <key>")
+    match = _BEARER.match(authorization.strip())
+    if match is None:
+        raise QuotaError(INVALID_API_KEY, "Invalid Authorization header: use the Bearer scheme with your API key")
+    key = match.group(1)
+    if not service.is_api_key(key):
+        raise QuotaError(INVALID_API_KEY, "Invalid API key")
+    return key
