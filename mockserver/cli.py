@@ -88,7 +88,8 @@ def build_parser() -> argparse.ArgumentParser:
         "--max-idempotency-keys",
         type=int,
         metavar="N",
-        help=f"bound on stored Idempotency-Keys (default {defaults.max_idempotency_keys})",
+        help="bound on unexpired Idempotency-Keys; new ones get 503 when full"
+        f" (default {defaults.max_idempotency_keys})",
     )
     parser.add_argument(
         "--cors-origin",

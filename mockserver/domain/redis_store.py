@@ -304,7 +304,7 @@ class RedisStore:
         script = self._scripts[name]
         reply = self._call(lambda: script(keys=keys, args=args), flush_pending=flush_pending)
         if isinstance(reply, list) and reply and is_store_error_reply(reply[0]):
-            raise store_error(reply[0])
+            raise store_error(reply)
         return reply
 
     def _call(self, operation: Callable[[], T], *, flush_pending: bool = True) -> T:
