@@ -8,6 +8,7 @@ sends some 2,700 requests); ``pytest -m slow`` runs the README's command verbati
 
 from __future__ import annotations
 
+import ast
 import os
 import re
 import shlex
@@ -100,3 +101,24 @@ def test_stock_st_run_finds_nothing_against_the_mock(mock):
 @pytest.mark.slow
 def test_the_readme_command_verbatim_finds_nothing(mock):
     run_st(mock, [])
+
+
+def test_the_kits_own_code_never_picks_up_the_project_toml():
+    """Loading a schema with Schemathesis' Python API reads a schemathesis.toml found in the
+    working directory, ours included, which needs QUOTA_API_KEY: the kit's code always
+    passes its own ``config=`` instead."""
+    loaders = {"from_path", "from_dict", "from_url", "from_file", "from_asgi", "from_wsgi"}
+    unconfigured = []
+    for folder in ("mockserver", "conformance", "tests", "benchmarks"):
+        for path in (ROOT / folder).rglob("*.py"):
+            for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+                if (
+                    isinstance(node, ast.Call)
+                    and isinstance(node.func, ast.Attribute)
+                    and node.func.attr in loaders
+                    and ast.unparse(node.func.value).endswith("openapi")
+                    and not any(keyword.arg == "config" for keyword in node.keywords)
+                ):
+                    unconfigured.append(f"{path.relative_to(ROOT)}:{node.lineno}")
+    assert not unconfigured, unconfigured
+
