@@ -25,6 +25,8 @@ import math
 from decimal import Decimal
 from typing import Any
 
+import yaml
+
 from ..domain.errors import BAD_REQUEST, QuotaError
 
 # Far beyond any request of the contract (a chat message with tool schemas nests ~10 deep),
@@ -71,43 +73,86 @@ def parse_json(raw: bytes, what: str = "Request body") -> Any:
 
 
 def canonical(document: Any, what: str = "Request body") -> Any:
-    """Check a parsed document's bounds and text, and make its integral numbers integers.
+    """A checked, canonical copy of a parsed document: bounds and text checked, integral
+    numbers made integers; the document itself is left as it was.
 
-    Works without recursion (the point is to refuse what would make something else recurse
-    too deeply) and in place for objects and arrays; returns the document (a bare number at
-    the top is returned converted).
+    Works without recursion: the point is to refuse what would make something else recurse
+    too deeply. Shared parts (YAML aliases) are copied each time they appear, and counted.
     """
     values = 0
-    top = [document]
-    # Each entry: a container, the key or index of a value in it, the value's path and depth.
-    stack: list[tuple[Any, Any, tuple[Any, ...], int]] = [(top, 0, (), 0)]
+    top: list[Any] = [None]
+    # Each entry: a value to copy, where its copy goes (a container and a key or index in
+    # it), the value's path and its depth.
+    stack: list[tuple[Any, Any, Any, tuple[Any, ...], int]] = [(document, top, 0, (), 0)]
     while stack:
-        container, slot, path, depth = stack.pop()
+        value, target, slot, path, depth = stack.pop()
         values += 1
         if values > MAX_VALUES:
             raise QuotaError(BAD_REQUEST, f"{what} holds too many values (at most {MAX_VALUES})")
-        value = container[slot]
         if isinstance(value, str):
             _check_text(value, path, what)
+            target[slot] = value
         elif isinstance(value, bool) or value is None:
-            pass
+            target[slot] = value
         elif isinstance(value, int | Decimal | float):
-            container[slot] = _canonical_number(value, path, what)
+            target[slot] = _canonical_number(value, path, what)
         elif isinstance(value, dict | list):
             if depth >= MAX_DEPTH:
                 where = f" in {_field(path[:1])}" if path else ""
                 raise QuotaError(BAD_REQUEST, f"{what} is nested too deeply{where} (at most {MAX_DEPTH} levels)")
             if isinstance(value, dict):
-                for name in value:
+                copy: Any = dict.fromkeys(value)  # the fields in their order, filled in below
+                for name, item in value.items():
                     if not isinstance(name, str):
-                        raise QuotaError(BAD_REQUEST, f"{what} has a field name that is not text at {_field(path)}")
+                        raise QuotaError(BAD_REQUEST, f"{what} has a field name that is not text in {_field(path)}")
                     _check_text(name, (*path, name), what)
-                    stack.append((value, name, (*path, name), depth + 1))
+                    stack.append((item, copy, name, (*path, name), depth + 1))
             else:
-                stack.extend((value, index, (*path, index), depth + 1) for index in range(len(value)))
+                copy = [None] * len(value)
+                stack.extend((item, copy, index, (*path, index), depth + 1) for index, item in enumerate(value))
+            target[slot] = copy
         else:  # a YAML date, set or binary: nothing JSON can say
             raise QuotaError(BAD_REQUEST, f"Invalid field {_field(path)}: {type(value).__name__} is not a JSON value")
     return top[0]
+
+
+def parse_yaml(raw: bytes, what: str = "Request body") -> Any:
+    """Parse a YAML document (JSON-looking text strictly as JSON), checked as :func:`canonical`.
+
+    YAML reads ``0.1`` as a binary float and keeps the last of duplicate keys: JSON text is
+    parsed as JSON instead, and YAML that repeats a key is refused like JSON that does.
+    """
+    if raw.lstrip().startswith(b"{"):
+        return parse_json(raw, what)
+    try:
+        text = raw.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        raise QuotaError(BAD_REQUEST, f"{what} is not valid UTF-8") from exc
+    try:
+        document = yaml.load(text, Loader=_UniqueKeyLoader)  # noqa: S506 - a safe loader
+    except _DuplicateField as exc:
+        raise QuotaError(
+            BAD_REQUEST, f"{what} repeats the field {_shown(exc.name)}: each field may appear only once"
+        ) from exc
+    except (yaml.YAMLError, RecursionError) as exc:
+        raise QuotaError(BAD_REQUEST, f"{what} is neither JSON nor YAML: {_printable(str(exc)[:300])}") from exc
+    return canonical(document, what)
+
+
+class _UniqueKeyLoader(yaml.SafeLoader):
+    """YAML's safe loader, refusing a mapping that repeats a key."""
+
+    def construct_mapping(self, node: yaml.MappingNode, deep: bool = False) -> dict[Any, Any]:
+        seen: set[Any] = set()
+        for key_node, _ in node.value:
+            if key_node.tag == "tag:yaml.org,2002:merge":
+                continue  # "<<: *defaults": keys merged in may be overridden, as YAML says
+            key = self.construct_object(key_node, deep=deep)  # type: ignore[no-untyped-call]
+            if isinstance(key, str | int | float | bool) and key in seen:
+                raise _DuplicateField(str(key))
+            if isinstance(key, str | int | float | bool):
+                seen.add(key)
+        return super().construct_mapping(node, deep=deep)
 
 
 def _parse_int(digits: str) -> int | Decimal:
