@@ -28,6 +28,7 @@ from typing import Any
 import yaml
 
 from ..domain.errors import BAD_REQUEST, QuotaError
+from .escaping import printable
 
 # Far beyond any request of the contract (a chat message with tool schemas nests ~10 deep),
 # far below where recursion in the validator or fingerprint could fail.
@@ -35,10 +36,11 @@ MAX_DEPTH = 64
 # Values (objects, arrays, strings, numbers...) in one document: a 64 KiB JSON body holds at
 # most ~32,000; a YAML seed with aliases could otherwise expand to billions.
 MAX_VALUES = 100_000
-# A number's significant digits and decimal exponent: the contract's numbers are amounts up to
-# 10,000.00 and token counts; these bounds keep every conversion cheap and exact.
-MAX_NUMBER_DIGITS = 100
-MAX_NUMBER_EXPONENT = 100
+# A number's significant digits and decimal exponent. Every number a binary-float JSON encoder
+# writes (up to 1.8e308, down to 5e-324) is inside, so clients never meet them; past them a
+# number would cost megabytes to write out exactly (the idempotency fingerprint does).
+MAX_NUMBER_DIGITS = 400
+MAX_NUMBER_EXPONENT = 400
 
 
 class _DuplicateField(ValueError):
@@ -68,7 +70,7 @@ def parse_json(raw: bytes, what: str = "Request body") -> Any:
     except RecursionError as exc:
         raise QuotaError(BAD_REQUEST, f"{what} is nested too deeply (at most {MAX_DEPTH} levels)") from exc
     except ValueError as exc:
-        raise QuotaError(BAD_REQUEST, f"{what} is not valid JSON: {_printable(str(exc))}") from exc
+        raise QuotaError(BAD_REQUEST, f"{what} is not valid JSON: {printable(str(exc))}") from exc
     return canonical(document, what)
 
 
@@ -135,7 +137,7 @@ def parse_yaml(raw: bytes, what: str = "Request body") -> Any:
             BAD_REQUEST, f"{what} repeats the field {_shown(exc.name)}: each field may appear only once"
         ) from exc
     except (yaml.YAMLError, RecursionError) as exc:
-        raise QuotaError(BAD_REQUEST, f"{what} is neither JSON nor YAML: {_printable(str(exc)[:300])}") from exc
+        raise QuotaError(BAD_REQUEST, f"{what} is neither JSON nor YAML: {printable(str(exc)[:300])}") from exc
     return canonical(document, what)
 
 
@@ -215,7 +217,7 @@ def _check_text(text: str, path: tuple[Any, ...], what: str) -> None:
         where = _field(path) if path else what
         raise QuotaError(
             BAD_REQUEST,
-            f"Invalid field {where}: it holds a lone surrogate ({_printable(exc.object[exc.start : exc.end])}), "
+            f"Invalid field {where}: it holds a lone surrogate ({printable(exc.object[exc.start : exc.end])}), "
             "which is not Unicode text; send characters as UTF-8 or as a \\uXXXX surrogate pair",
         ) from None
 
@@ -231,10 +233,6 @@ def _field(path: tuple[Any, ...]) -> str:
 
 
 def _shown(text: str) -> str:
-    return "'" + _printable(text) + "'"
+    return "'" + printable(text) + "'"
 
 
-def _printable(text: str) -> str:
-    """Text safe to put in a message: lone surrogates and control characters escaped."""
-    escaped = text.encode("utf-8", "backslashreplace").decode("utf-8")
-    return "".join(c if c.isprintable() else c.encode("unicode_escape").decode("ascii") for c in escaped)

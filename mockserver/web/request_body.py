@@ -25,6 +25,8 @@ from flask import Flask, request
 from werkzeug.http import parse_options_header
 
 from ..domain.errors import BAD_REQUEST, PAYLOAD_TOO_LARGE, QuotaError
+from .escaping import printable
+from .state import MockState
 
 UNSUPPORTED_MEDIA_TYPE = "unsupported_media_type"
 # Content codings the mock decodes (RFC 9110 section 8.4.1): "deflate" is the zlib format.
@@ -34,6 +36,17 @@ _READ_CHUNK = 64 * 1024
 # What a route accepts: the media types of its documented body (empty: it takes no body),
 # and its size limit in bytes.
 BodyRules = Callable[[str], tuple[tuple[str, ...], int]]
+
+
+def body_rules(state: MockState) -> BodyRules:
+    """A route's body rules from its operation (public or control API) in ``state.validators``."""
+    limit = state.config.max_body_bytes
+
+    def rules_for(endpoint: str) -> tuple[tuple[str, ...], int]:
+        validator = state.validators.get(endpoint.rpartition(".")[2])  # "mock_admin.mockSeed" -> mockSeed
+        return (validator.operation.body_media_types if validator is not None else ()), limit
+
+    return rules_for
 
 
 def install_body_reader(app: Flask, rules_for: BodyRules) -> None:
@@ -135,5 +148,4 @@ def _content_length(environ: dict[str, Any]) -> int | None:
 
 
 def _shown(text: str) -> str:
-    shown = text.encode("ascii", "backslashreplace").decode("ascii")
-    return "".join(c if c.isprintable() else repr(c)[1:-1] for c in shown[:80])
+    return repr(printable(text, 80))

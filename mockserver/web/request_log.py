@@ -1,4 +1,5 @@
-"""One log line per request, with API keys redacted."""
+"""One log line per request: API keys redacted, and every logged value escaped, so that no
+request can write a line of its own into the log (a path holding ``%0A``, say)."""
 
 from __future__ import annotations
 
@@ -7,14 +8,24 @@ import time
 
 from flask import Flask, Response, g, request
 
+from .escaping import printable
+from .state import bearer_token
+
 log = logging.getLogger("quota_mock.requests")
+KEY_PREFIX = "sk-quota-"
+# The last 4 characters are shown only when at least this many others stay hidden.
+_HIDDEN_AT_LEAST = 12
 
 
 def redact_key(key: str | None) -> str:
-    """Enough of a key to tell two apart, never enough to use: ``sk-quota-…1234``."""
+    """Enough of a key to tell two apart, never enough to use: at most the ``sk-quota-``
+    prefix and the last 4 characters (``sk-quota-…1234``), escaped for printing."""
     if not key:
         return "-"
-    return f"{key[:9]}…{key[-4:]}" if len(key) > 16 else "…"
+    prefix = KEY_PREFIX if key.startswith(KEY_PREFIX) else ""
+    secret = key[len(prefix) :]
+    tail = secret[-4:] if len(secret) - 4 >= _HIDDEN_AT_LEAST else ""
+    return printable(f"{prefix}…{tail}")
 
 
 def install_request_log(app: Flask) -> None:
@@ -25,15 +36,13 @@ def install_request_log(app: Flask) -> None:
     @app.after_request
     def _log(response: Response) -> Response:
         elapsed_ms = (time.perf_counter() - g.get("quota_started", time.perf_counter())) * 1000
-        authorization = request.headers.get("Authorization", "")
-        key = authorization.split(None, 1)[1] if " " in authorization.strip() else None
         log.info(
             '%s "%s %s" %s %.1fms key=%s',
-            request.remote_addr,
-            request.method,
-            request.path,
+            printable(request.remote_addr or "-"),
+            printable(request.method, 20),
+            printable(request.path, 500),
             response.status_code,
             elapsed_ms,
-            redact_key(key),
+            redact_key(bearer_token(request.headers.get("Authorization"))),
         )
         return response
