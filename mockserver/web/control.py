@@ -13,9 +13,9 @@ from collections.abc import Mapping
 from typing import Any
 
 from ..domain.clock import ClockError
-from ..domain.errors import BAD_REQUEST, QuotaError
+from ..domain.errors import BAD_REQUEST, MAX_SAFE_MICRODOLLARS, QuotaError
 from ..domain.faults import FAIL, FaultError, FaultRule
-from ..domain.money import MoneyError, dollars_to_micros
+from ..domain.money import MoneyError, dollars_to_micros, format_money
 from ..domain.seed import SeedError, build_seed
 from .state import MockState
 
@@ -41,6 +41,10 @@ def set_balance(state: MockState, user_id: str | None, document: Any) -> int:
     micros = dollars_field(document["balance"], "balance")
     if micros < 0:
         raise QuotaError(BAD_REQUEST, "Invalid field 'balance': must not be negative")
+    if micros > MAX_SAFE_MICRODOLLARS:  # the same bound on every store, so none half-applies it
+        raise QuotaError(
+            BAD_REQUEST, f"Invalid field 'balance': at most {format_money(MAX_SAFE_MICRODOLLARS)}, what a store holds"
+        )
     state.service.set_balance(user_id, micros)
     return micros
 

@@ -60,14 +60,20 @@ def install_body_reader(app: Flask, rules_for: BodyRules) -> None:
         if not media_types:
             return
         environ = request.environ
-        body = decode_content(read_body(environ, limit), environ.get("HTTP_CONTENT_ENCODING"), limit)
-        if body.strip():
-            check_media_type(environ.get("CONTENT_TYPE"), media_types)
-        # From here on the body is plain bytes of a known length, whatever came over the wire.
-        environ["wsgi.input"] = io.BytesIO(body)
-        environ["CONTENT_LENGTH"] = str(len(body))
-        environ.pop("HTTP_CONTENT_ENCODING", None)
-        environ.pop("HTTP_TRANSFER_ENCODING", None)
+        body = b""
+        try:
+            body = read_body(environ, limit)
+            body = decode_content(body, environ.get("HTTP_CONTENT_ENCODING"), limit)
+            environ.pop("HTTP_CONTENT_ENCODING", None)
+            if body.strip():
+                check_media_type(environ.get("CONTENT_TYPE"), media_types)
+        finally:
+            # From here on the body is plain bytes of a known length, whatever came over the
+            # wire; refused, it is what was read (nothing, past the limit), so that whatever
+            # reads it next (the response self-check) finds a stream that ends.
+            environ["wsgi.input"] = io.BytesIO(body)
+            environ["CONTENT_LENGTH"] = str(len(body))
+            environ.pop("HTTP_TRANSFER_ENCODING", None)
 
 
 def read_body(environ: dict[str, Any], limit: int) -> bytes:
@@ -127,7 +133,9 @@ def check_media_type(content_type: str | None, accepted: tuple[str, ...]) -> Non
         )
     charset = options.get("charset")
     if charset is not None and charset.lower() not in ("utf-8", "utf8"):
-        raise QuotaError(UNSUPPORTED_MEDIA_TYPE, f"charset {_shown(charset)} is not accepted: send the body as UTF-8")
+        raise QuotaError(
+            UNSUPPORTED_MEDIA_TYPE, f"charset {_shown(charset)} is not accepted: send the body as {wanted} in UTF-8"
+        )
 
 
 def too_large(limit: int, *, decoded: bool = False) -> QuotaError:

@@ -258,11 +258,14 @@ def _coerce(raw: str, schema_type: str | None) -> Any:
     try:
         if schema_type == "integer" and _INTEGER.fullmatch(raw):
             return int(raw)
-        if schema_type == "number" and _NUMBER.fullmatch(raw):
-            return Decimal(raw)
+        if schema_type in ("integer", "number") and _NUMBER.fullmatch(raw):
+            # As in a JSON body: "2.0" is the integer 2; past the number bounds it stays text
+            # (and the schema refuses it as not a number).
+            value = canonical(Decimal(raw))
+            return value if schema_type == "number" or isinstance(value, int) else raw
         if schema_type == "boolean" and raw in ("true", "false"):
             return raw == "true"
-    except (ValueError, ArithmeticError):
+    except (ValueError, ArithmeticError, QuotaError):
         pass
     return raw
 
