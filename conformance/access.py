@@ -9,37 +9,16 @@ from typing import Any
 from mockserver.contract import Operation
 
 from .engine import Exchange, Target
+from .facts import BALANCE, CHAT, GRANT, USER_BALANCE, ErrorFact
+from .registry import probe
 from .safety import RequestRefused
 
-INVALID_API_KEY = "invalid_api_key"
-USER_NOT_FOUND = "user_not_found"
-BAD_REQUEST = "bad_request"
 SMALL_CHAT = {"model": "gpt-4o-mini", "messages": [{"role": "user", "content": "Say hello."}], "max_tokens": 1}
 
-CATALOGUE = {
-    "public_endpoint_answers_without_key": "Operations with `security: []` (GET /v1/packages) answer without a key.",
-    "auth_rejected_with_401_invalid_api_key": "Missing header, wrong scheme or unknown key: 401 invalid_api_key, "
-    "on every authenticated operation.",
-    "unknown_user_is_404_user_not_found": "A user never seen answers 404 user_not_found.",
-    "missing_grant_fields_rejected_with_400": "A grant missing required fields answers 400 bad_request.",
-    "non_json_body_rejected_with_400": "A grant whose body is not JSON answers 400 bad_request.",
-}
 
-
-def run_lookups(t: Target) -> None:
-    public_endpoint_answers_without_key(t)
-    unknown_user_is_404_user_not_found(t)
-    missing_grant_fields_rejected_with_400(t)
-    non_json_body_rejected_with_400(t)
-
-
-def run_auth(t: Target) -> None:
-    auth_rejected_with_401_invalid_api_key(t)
-
-
-def expect_error(t: Target, check: str, exchange: Exchange, code: str, op: Operation, what: str) -> bool:
-    """Record whether ``exchange`` is the error ``code`` at the status openapi.yaml gives it."""
-    status = t.contract.status_for_code(code)
+def expect_error(t: Target, check: str, exchange: Exchange, error: ErrorFact, op: Operation, what: str) -> bool:
+    """Record whether ``exchange`` is ``error`` (its code, at the status openapi.yaml gives it)."""
+    status, code = error.status, error.code
     if exchange.status == status and exchange.error_code == code:
         t.results.ran(check)
         return True
@@ -52,7 +31,9 @@ def expect_error(t: Target, check: str, exchange: Exchange, code: str, op: Opera
     return False
 
 
+@probe()
 def public_endpoint_answers_without_key(t: Target) -> None:
+    """Operations with `security: []` (GET /v1/packages) answer without a key."""
     check = "public_endpoint_answers_without_key"
     for op in t.contract.operations:
         if not op.public:
@@ -68,20 +49,24 @@ def public_endpoint_answers_without_key(t: Target) -> None:
 
 def request_for(t: Target, op: Operation) -> dict[str, Any] | None:
     """Arguments for a request to ``op`` that is harmless, and would succeed with the key."""
-    if op.operation_id == "grantUserBalance":
+    if op.operation_id == GRANT:
         return {"headers": {"Idempotency-Key": t.guard.new_idempotency_key()},
                 "body": {"external_user_id": t.guard.new_user(), "amount": 0.01,
                          "description": "quota-conformance auth probe"}}
     path = {p["name"]: t.guard.new_user() for p in op.parameters if p.get("in") == "path"}
-    if op.operation_id == "createChatCompletion":
-        return {"headers": {"X-External-User-ID": t.guard.new_user()}, "body": dict(SMALL_CHAT)}
+    if op.operation_id == CHAT:
+        return {"headers": {t.facts.user_header: t.guard.new_user()}, "body": dict(SMALL_CHAT)}
     if op.method == "POST":
         return {"path": path, "body": dict(SMALL_CHAT)}
     return {"path": path}
 
 
+# After the other probes: its grant probes reserve budget that a lax server could credit.
+@probe(stage=1)
 def auth_rejected_with_401_invalid_api_key(t: Target) -> None:
+    """Missing header, wrong scheme or unknown key: 401 invalid_api_key, on every authenticated operation."""
     check = "auth_rejected_with_401_invalid_api_key"
+    invalid_key = t.facts.error("InvalidApiKey")
     key = t.options.api_key
     variants = {
         "no Authorization header": None,
@@ -96,7 +81,7 @@ def auth_rejected_with_401_invalid_api_key(t: Target) -> None:
             skipped.append(f"{op.method} {op.path}")
             continue
         for label, value in variants.items():
-            if op.operation_id == "grantUserBalance" and label == "the key with another scheme":
+            if op.operation_id == GRANT and label == "the key with another scheme":
                 continue  # each grant probe costs a cent of the budget: the two plainest cases suffice
             kwargs = request_for(t, op) or {}
             headers = {**kwargs.pop("headers", {}), **({"Authorization": value} if value else {})}
@@ -105,7 +90,7 @@ def auth_rejected_with_401_invalid_api_key(t: Target) -> None:
             except RequestRefused as refused:
                 skipped.append(f"{op.method} {op.path} with {label} ({refused})")
                 continue
-            refused_ok = expect_error(t, check, exchange, INVALID_API_KEY, op, f"{op.method} {op.path} with {label}")
+            refused_ok = expect_error(t, check, exchange, invalid_key, op, f"{op.method} {op.path} with {label}")
             if not refused_ok and op.method != "GET":
                 break  # it was accepted: do not send more requests that could credit or charge
     if skipped:
@@ -114,14 +99,17 @@ def auth_rejected_with_401_invalid_api_key(t: Target) -> None:
         t.results.note(check, f"not probed ({reason}): {operations}")
 
 
+@probe()
 def unknown_user_is_404_user_not_found(t: Target) -> None:
+    """A user never seen answers 404 user_not_found."""
     check = "unknown_user_is_404_user_not_found"
+    not_found = t.facts.error("UserNotFound")
     nobody = t.guard.new_user()
-    op = t.operation("getUserBalance")
-    expect_error(t, check, t.send(op.operation_id, path={"external_user_id": nobody}), USER_NOT_FOUND, op,
+    op = t.operation(USER_BALANCE)
+    expect_error(t, check, t.send(op.operation_id, path={"external_user_id": nobody}), not_found, op,
                  "GET /v1/users/{never granted}/balance")
-    op = t.operation("getBalance")
-    expect_error(t, check, t.send(op.operation_id, query={"external_user_id": nobody}), USER_NOT_FOUND, op,
+    op = t.operation(BALANCE)
+    expect_error(t, check, t.send(op.operation_id, query={"external_user_id": nobody}), not_found, op,
                  "GET /v1/balance?external_user_id={never granted}")
 
 
@@ -132,21 +120,25 @@ def skipped_in_read_only(t: Target, check: str) -> bool:
     return t.options.read_only
 
 
+@probe(sources=("seed: 400 bad_request POST /v1/funding/grant Missing required fields",))
 def missing_grant_fields_rejected_with_400(t: Target) -> None:
+    """A grant missing required fields answers 400 bad_request."""
     check = "missing_grant_fields_rejected_with_400"
     if skipped_in_read_only(t, check):
         return
-    op = t.operation("grantUserBalance")
+    op = t.operation(GRANT)
     # None of these names an amount, so none can credit anyone, whatever the server does.
     for body in ({}, {"external_user_id": t.guard.new_user()}, {"description": "quota-conformance probe"}):
         exchange = t.send(op.operation_id, body=body, headers={"Idempotency-Key": t.guard.new_idempotency_key()})
-        expect_error(t, check, exchange, BAD_REQUEST, op, f"a grant of {body}")
+        expect_error(t, check, exchange, t.facts.error("BadRequest"), op, f"a grant of {body}")
 
 
+@probe()
 def non_json_body_rejected_with_400(t: Target) -> None:
+    """A grant whose body is not JSON answers 400 bad_request."""
     check = "non_json_body_rejected_with_400"
     if skipped_in_read_only(t, check):
         return
-    op = t.operation("grantUserBalance")
+    op = t.operation(GRANT)
     exchange = t.send(op.operation_id, raw_body=b"this is not JSON")
-    expect_error(t, check, exchange, BAD_REQUEST, op, "a grant whose body is not JSON")
+    expect_error(t, check, exchange, t.facts.error("BadRequest"), op, "a grant whose body is not JSON")

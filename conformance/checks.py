@@ -1,26 +1,28 @@
 """Custom response checks, in Schemathesis' style: small functions ``(ctx, response, case)``,
-registered with ``@schemathesis.check``, each named for what broke and raising a
-:class:`ContractViolation` (a Schemathesis ``Failure``) with a title and a message.
+registered with :func:`~conformance.registry.response_check` (which also registers them with
+``@schemathesis.check``), each named for what broke and raising a :class:`ContractViolation`
+(a Schemathesis ``Failure``) with a title and a message.
 
 They run on every response the suite sees, from Schemathesis-generated cases and from the
-behavioural scenarios alike. What they expect (codes per status, which fields are money, and
-whether a rule is documented or the contract's choice) is read from openapi.yaml.
+behavioural probes alike. What they expect (codes per status, which fields are money, and
+whether a rule is documented or the contract's choice) is read from the contract of the
+operation they judge (:func:`~conformance.facts.facts_of`).
 """
 
 from __future__ import annotations
 
-import functools
 import json
 import re
 from decimal import Decimal
 from typing import Any
 
-import schemathesis
 from schemathesis.core.failures import Failure
 
-from mockserver.contract import DOCUMENTED, Contract, Operation, default_contract
+from mockserver.contract import DOCUMENTED
 
-from .profiles import MARK, Provenance
+from .facts import GRANT, ContractFacts, facts_of, operation_of
+from .profiles import MARK
+from .registry import response_check
 
 
 class ContractViolation(Failure):
@@ -35,29 +37,10 @@ class ContractViolation(Failure):
         self.provenance = provenance
 
 
-@functools.cache
-def _index() -> tuple[Contract, Provenance, dict[tuple[str, str], Operation], re.Pattern[str]]:
-    contract = default_contract()
-    by_route = {(op.method, op.path): op for op in contract.operations}
-    money = re.compile(contract.document["components"]["schemas"]["Money"]["pattern"])
-    return contract, Provenance(contract), by_route, money
-
-
-def provenance() -> Provenance:
-    return _index()[1]
-
-
-def operation_of(case: Any) -> Operation:
-    return _index()[2][(case.operation.method.upper(), case.operation.path)]
-
-
-def money_pattern() -> re.Pattern[str]:
-    return _index()[3]
-
-
-def parse_money(text: Any) -> int | None:
-    """Cents of a well-formed Money string, else None."""
-    if not isinstance(text, str) or not money_pattern().fullmatch(text):
+def parse_money(text: Any, pattern: re.Pattern[str] | None = None) -> int | None:
+    """Cents of a well-formed Money string (by the contract's pattern), else None."""
+    pattern = pattern or ContractFacts.default().money
+    if not isinstance(text, str) or not pattern.fullmatch(text):
         return None
     return int(Decimal(text[1:]) * 100)
 
@@ -69,7 +52,7 @@ def json_body(response: Any) -> Any:
         return None
 
 
-@schemathesis.check
+@response_check(sources=("seed: All errors return a JSON body",))
 def errors_use_json_envelope(ctx: Any, response: Any, case: Any) -> bool | None:
     """Every 4xx/5xx is JSON: ``{"error": {"code": "...", "message": "..."}}`` (seed: "All errors")."""
     if response.status_code < 400:
@@ -87,7 +70,7 @@ def errors_use_json_envelope(ctx: Any, response: Any, case: Any) -> bool | None:
     return None
 
 
-@schemathesis.check
+@response_check()
 def error_code_matches_status(ctx: Any, response: Any, case: Any) -> bool | None:
     """The envelope's ``code`` is the one openapi.yaml gives that status on that operation."""
     if response.status_code < 400:
@@ -96,8 +79,8 @@ def error_code_matches_status(ctx: Any, response: Any, case: Any) -> bool | None
     error = body.get("error") if isinstance(body, dict) else None
     if not isinstance(error, dict):
         return True  # errors_use_json_envelope reports it
-    operation = operation_of(case)
-    expected = provenance().expected_codes(operation, response.status_code)
+    operation, provenance = operation_of(case), facts_of(case).provenance
+    expected = provenance.expected_codes(operation, response.status_code)
     if not expected:
         return True  # an unlisted status: status_code_conformance's business
     if error.get("code") not in expected:
@@ -106,21 +89,21 @@ def error_code_matches_status(ctx: Any, response: Any, case: Any) -> bool | None
             title=f"Wrong error code for {response.status_code}",
             message=f"code {error.get('code')!r}; openapi.yaml gives {response.status_code} "
             f"on {case.operation.label} the code {' or '.join(map(repr, expected))}",
-            provenance=provenance().of_response(operation, response.status_code),
+            provenance=provenance.of_response(operation, response.status_code),
         )
     return None
 
 
-@schemathesis.check
+@response_check()
 def money_strings_well_formed(ctx: Any, response: Any, case: Any) -> bool | None:
     """Every Money field is ``$`` + whole dollars + a dot + exactly two decimals, never negative."""
-    operation = operation_of(case)
+    operation, money = operation_of(case), facts_of(case).money
     spec = operation.responses.get(str(response.status_code), {})
     schema = spec.get("content", {}).get("application/json", {}).get("schema")
     body = json_body(response)
     if schema is None or body is None:
         return True
-    bad = _bad_money(schema, body, "", spec.get(MARK, operation.provenance))
+    bad = _bad_money(schema, body, "", spec.get(MARK, operation.provenance), money)
     if bad:
         path, value, mark = bad[0]
         documented = [b for b in bad if b[2] == DOCUMENTED]
@@ -130,21 +113,23 @@ def money_strings_well_formed(ctx: Any, response: Any, case: Any) -> bool | None
             operation=case.operation.label,
             title="Malformed money string",
             message=f"{path or '/'} is {value!r}; money is '$' + whole dollars + '.' + two decimals "
-            f"(pattern {money_pattern().pattern})",
+            f"(pattern {money.pattern})",
             provenance=mark,
         )
     return None
 
 
-@schemathesis.check
+@response_check()
 def grant_arithmetic_is_exact(ctx: Any, response: Any, case: Any) -> bool | None:
     """On a grant, ``balance_after`` = ``balance_before`` + ``amount_granted``, to the cent."""
-    if operation_of(case).operation_id != "grantUserBalance" or response.status_code != 200:
+    if operation_of(case).operation_id != GRANT or response.status_code != 200:
         return True
     body = json_body(response)
     if not isinstance(body, dict):
         return True
-    before, amount, after = (parse_money(body.get(k)) for k in ("balance_before", "amount_granted", "balance_after"))
+    money = facts_of(case).money
+    before, amount, after = (parse_money(body.get(k), money) for k in ("balance_before", "amount_granted",
+                                                                         "balance_after"))
     if None in (before, amount, after):
         return True  # money_strings_well_formed reports it
     assert before is not None and amount is not None and after is not None
@@ -158,10 +143,6 @@ def grant_arithmetic_is_exact(ctx: Any, response: Any, case: Any) -> bool | None
     return None
 
 
-RESPONSE_CHECKS = (errors_use_json_envelope, error_code_matches_status, money_strings_well_formed,
-                   grant_arithmetic_is_exact)
-
-
 def _text(value: Any) -> bool:
     return isinstance(value, str) and bool(value)
 
@@ -171,23 +152,23 @@ def _dollars(cents: int) -> str:
     return f"{sign}${abs(cents) // 100}.{abs(cents) % 100:02d}"
 
 
-def _bad_money(schema: Any, value: Any, path: str, mark: str) -> list[tuple[str, Any, str]]:
+def _bad_money(schema: Any, value: Any, path: str, mark: str, money: re.Pattern[str]) -> list[tuple[str, Any, str]]:
     if not isinstance(schema, dict):
         return []
     mark = schema.get(MARK, mark)
     found: list[tuple[str, Any, str]] = []
-    if schema.get("pattern") == money_pattern().pattern and isinstance(value, str | int | float):
-        if parse_money(value) is None:
+    if schema.get("pattern") == money.pattern and isinstance(value, str | int | float):
+        if parse_money(value, money) is None:
             found.append((path, value, mark))
         return found
     for key in ("allOf", "anyOf", "oneOf"):
         for branch in schema.get(key, []):
-            found.extend(b for b in _bad_money(branch, value, path, mark) if b not in found)
+            found.extend(b for b in _bad_money(branch, value, path, mark, money) if b not in found)
     if isinstance(value, dict):
         for name, child in schema.get("properties", {}).items():
             if name in value:
-                found.extend(_bad_money(child, value[name], f"{path}/{name}", mark))
+                found.extend(_bad_money(child, value[name], f"{path}/{name}", mark, money))
     elif isinstance(value, list) and "items" in schema:
         for i, item in enumerate(value):
-            found.extend(_bad_money(schema["items"], item, f"{path}/{i}", mark))
+            found.extend(_bad_money(schema["items"], item, f"{path}/{i}", mark, money))
     return found

@@ -12,7 +12,7 @@ import sys
 from collections.abc import Iterator, Sequence
 from pathlib import Path
 
-from .options import DEFAULT_BUDGET, DEFAULT_PREFIX, Options, OptionsError, Profile, dollars_to_micros
+from .options import DEFAULT_BUDGET, DEFAULT_PREFIX, Options, OptionsError, Profile, parse_budget
 from .report import as_json, as_junit, human, redact
 from .runner import EXIT_USAGE, TargetUnreachable, run
 
@@ -72,7 +72,7 @@ def options_from(args: argparse.Namespace) -> Options:
         base_url=args.base_url,
         profile=Profile(args.profile),
         read_only=args.read_only,
-        budget_micros=dollars_to_micros(args.budget),
+        budget_micros=parse_budget(args.budget),
         user_prefix=args.user_prefix,
         max_examples=args.max_examples,
         seed=args.seed,

@@ -4,43 +4,34 @@ session, running the response checks, and turning failures into classified findi
 from __future__ import annotations
 
 import contextlib
+import copy
 import threading
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
 import schemathesis
-from schemathesis.checks import (
-    content_type_conformance,
-    not_a_server_error,
-    response_headers_conformance,
-    response_schema_conformance,
-    status_code_conformance,
-)
 from schemathesis.core.failures import Failure
 from schemathesis.core.parameters import ParameterLocation
 from schemathesis.core.transport import Response
 from schemathesis.generation.case import Case
 
-from mockserver.contract import CONTRACT, DOCUMENTED, Contract, Operation, contract_path, default_contract
+from mockserver.contract import DOCUMENTED, Contract, Operation
 
-from .checks import RESPONSE_CHECKS, ContractViolation, json_body, operation_of
+from . import builtin_checks
+from .checks import ContractViolation, json_body
+from .facts import ContractFacts, attach
 from .options import Options
-from .profiles import Provenance, severity
+from .profiles import severity
+from .registry import REGISTRY, Kind
 from .report import curl_command
 from .results import Finding, Results
 from .safety import GuardedSession, SafetyGuard
 
 CheckFunction = Callable[..., Any]
-# Schemathesis' own response checks, run on every response the suite receives.
-BUILTIN_RESPONSE_CHECKS: tuple[CheckFunction, ...] = (
-    not_a_server_error,
-    status_code_conformance,
-    content_type_conformance,
-    response_headers_conformance,
-    response_schema_conformance,
-)
-ALL_RESPONSE_CHECKS = (*BUILTIN_RESPONSE_CHECKS, *RESPONSE_CHECKS)
+# Run on every response the suite receives: Schemathesis' response checks, then the suite's own.
+ALL_RESPONSE_CHECKS: tuple[CheckFunction, ...] = (*builtin_checks.RESPONSE_CHECKS,
+                                                  *REGISTRY.functions(Kind.RESPONSE))
 _NO_BODY = object()
 # An operation that lists no responses: its expected codes are the global ones.
 _NO_OPERATION = Operation(operation_id="", method="", path="", spec={}, parameters=(), body_schema=None,
@@ -100,9 +91,11 @@ class _GuardedTransport:
         return getattr(self._inner, name)
 
 
-def load_schema(base_url: str, session: GuardedSession) -> Any:
-    schema = schemathesis.openapi.from_path(str(contract_path()))
+def load_schema(base_url: str, session: GuardedSession, facts: ContractFacts) -> Any:
+    """Schemathesis' view of the contract, its checks judging by ``facts``, its requests guarded."""
+    schema = schemathesis.openapi.from_dict(copy.deepcopy(facts.contract.document))
     schema.config.update(base_url=base_url)
+    attach(schema, facts)
     guarded = _GuardedTransport(schema.transport, session)
     schema.__class__ = type("GuardedSchema", (type(schema),), {"transport": property(lambda _self: guarded)})
     return schema
@@ -111,16 +104,17 @@ def load_schema(base_url: str, session: GuardedSession) -> Any:
 class Target:
     """The deployment under test, as the checks see it."""
 
-    def __init__(self, options: Options, session: GuardedSession, results: Results,
-                 contract: Contract | None = None) -> None:
+    def __init__(self, options: Options, session: GuardedSession, results: Results) -> None:
         self.options = options
         self.session = session
         self.guard: SafetyGuard = session.guard
         self.results = results
-        self.contract = contract or default_contract()
-        self.provenance = Provenance(self.contract)
+        # One contract for the whole run: the guard's, which the checks also judge by.
+        self.facts: ContractFacts = self.guard.facts
+        self.contract: Contract = self.facts.contract
+        self.provenance = self.facts.provenance
         self.base_url = options.target_url
-        self.schema = load_schema(self.base_url, session)
+        self.schema = load_schema(self.base_url, session, self.facts)
         self._local = threading.local()
 
         @self.schema.hook
@@ -221,45 +215,13 @@ class Target:
                     exchanges, provenance)
 
     def classify(self, check: str, failure: Failure, exchange: Exchange) -> str:
-        """documented or contract: which kind of openapi.yaml element this failure breaks."""
+        """documented or contract: which kind of openapi.yaml element this failure breaks.
+
+        A failure of the suite's own checks says so itself; otherwise the rule's classifier
+        reads it from the element broken, and a rule without one has its own provenance."""
         if isinstance(failure, ContractViolation):
             return failure.provenance
-        op = operation_of(exchange.case)
-        status = exchange.status
-        if check == "response_schema_conformance":
-            marks = [mark for mark, _ in self.provenance.schema_violations(op, status, exchange.json)]
-            if marks:
-                return DOCUMENTED if DOCUMENTED in marks else marks[0]
-            return self.provenance.of_response(op, status)
-        if check == "response_headers_conformance":
-            for name in op.responses.get(str(status), {}).get("headers", {}):
-                if name.lower() in str(failure).lower():
-                    return self.provenance.of_header(op, status, name)
-            return self.provenance.of_response(op, status)
-        if check in ("status_code_conformance", "content_type_conformance"):
-            return self.provenance.of_response(op, status)
-        if check == "not_a_server_error" and exchange.error_code in self.provenance.expected_codes(op, status):
-            # A 5xx the contract lists, with its code (an upstream outage): reported, but it breaks no promise.
-            return CONTRACT
-        if check == "negative_data_rejection":
-            return self.request_provenance(op, exchange.case)
-        return DOCUMENTED
-
-    def request_provenance(self, op: Operation, case: Case) -> str:
-        """The mark of what a negative case broke (a parameter or a body field)."""
-        meta = case.meta
-        mutations = getattr(getattr(meta, "phase", None), "data", None)
-        marks = []
-        for mutation in getattr(mutations, "mutations", ()) or ():
-            name = mutation.parameter
-            location = getattr(mutation.parameter_location, "value", "")
-            if location == "body":
-                marks.append(self.provenance.of_body_field(op, [p for p in mutation.path if isinstance(p, str)]))
-            else:
-                for parameter in op.parameters:
-                    if parameter.get("name", "").lower() == (name or "").lower():
-                        schema_mark = parameter.get("schema", {}).get("x-quota-provenance")
-                        marks.append(schema_mark or parameter.get("x-quota-provenance", op.provenance))
-        if not marks or DOCUMENTED in marks:
-            return DOCUMENTED
-        return marks[0]
+        rule = REGISTRY[check]
+        if rule.classify is None:
+            return rule.provenance
+        return rule.classify(self.provenance, failure, exchange)

@@ -14,30 +14,22 @@ from __future__ import annotations
 
 import contextlib
 from collections import Counter
+from decimal import Decimal, InvalidOperation
 from typing import Any
 
 from hypothesis import HealthCheck, Phase, given, seed, settings
 from hypothesis.errors import Unsatisfiable
 from schemathesis import GenerationMode
-from schemathesis.checks import ignored_auth, missing_required_header, negative_data_rejection, positive_data_acceptance
+from schemathesis.checks import ignored_auth
 from schemathesis.generation.case import Case
 
+from mockserver.domain.money import MICROS_PER_DOLLAR
+
+from .builtin_checks import GENERATED_CASE_CHECKS
 from .engine import ALL_RESPONSE_CHECKS, Exchange, Target
+from .facts import CHAT, GRANT, USER_CHAT, AmountLimits
 from .safety import LimitReached, RequestRefused, potential_credit
 
-# Schemathesis' checks that need a generated case (they read its generation metadata).
-GENERATED_CASE_CHECKS = (negative_data_rejection, positive_data_acceptance, missing_required_header)
-CATALOGUE = {
-    "not_a_server_error": "Schemathesis: no 5xx answers.",
-    "status_code_conformance": "Schemathesis: every status is one openapi.yaml lists for the operation.",
-    "content_type_conformance": "Schemathesis: every Content-Type is one openapi.yaml lists.",
-    "response_headers_conformance": "Schemathesis: response headers as openapi.yaml defines them.",
-    "response_schema_conformance": "Schemathesis: response bodies match openapi.yaml's schemas.",
-    "negative_data_rejection": "Schemathesis: invalid requests are rejected with 4xx.",
-    "positive_data_acceptance": "Schemathesis: valid requests are not rejected as invalid.",
-    "missing_required_header": "Schemathesis: a request missing a required header is rejected.",
-    "ignored_auth": "Schemathesis: operations needing a key refuse requests without a valid one (GET).",
-}
 ONE_CENT = 0.01
 
 
@@ -110,13 +102,15 @@ class Fuzzer:
             elif name.lower() == "idempotency-key":
                 headers[name] = t.guard.new_idempotency_key()
         operation_id = case.operation.definition.raw.get("operationId")
-        if operation_id == "createChatCompletion":
-            headers["X-External-User-ID"] = t.guard.new_user()
+        if operation_id == CHAT:
+            headers[t.facts.user_header] = t.guard.new_user()
         if headers != (case.headers or {}):
             case.headers = headers
-        if operation_id == "createUserChatCompletion":
-            case.path_parameters = {**(case.path_parameters or {}), "external_user_id": t.guard.new_user()}
-        if operation_id == "grantUserBalance" and isinstance(case.body, dict):
+        if operation_id == USER_CHAT:
+            path = {p["name"]: t.guard.new_user() for p in t.facts.operation(USER_CHAT).parameters
+                    if p.get("in") == "path"}
+            case.path_parameters = {**(case.path_parameters or {}), **path}
+        if operation_id == GRANT and isinstance(case.body, dict):
             return self._safe_grant(case)
         return None
 
@@ -126,7 +120,7 @@ class Fuzzer:
         if isinstance(user, str | int | float | bool):
             body["external_user_id"] = self.t.guard.new_user()
         amount = body.get("amount")
-        if _valid_amount(amount):
+        if _valid_amount(amount, self.t.facts.amount_limits):
             body["amount"] = ONE_CENT
         credit = potential_credit(body.get("amount"))
         if credit and not self.t.guard.affordable(credit):
@@ -135,9 +129,16 @@ class Fuzzer:
         return None
 
 
-def _valid_amount(amount: Any) -> bool:
-    """A whole-cent amount within the contract's limits (checked before any arithmetic, so
-    huge or infinite generated values cannot overflow)."""
-    if isinstance(amount, bool) or not isinstance(amount, int | float) or not 0 < amount <= 10_000:
+def _valid_amount(amount: Any, limits: AmountLimits) -> bool:
+    """An amount within the contract's limits (GrantRequest.amount), read exactly: the decimal
+    the JSON number spells, never a binary float's arithmetic (which cannot overflow either)."""
+    if isinstance(amount, bool) or not isinstance(amount, int | float):
         return False
-    return abs(amount * 100 - round(amount * 100)) < 1e-6
+    try:
+        value = Decimal(repr(amount)) if isinstance(amount, float) else Decimal(amount)
+    except InvalidOperation:
+        return False
+    if not value.is_finite() or not 0 < value <= Decimal(limits.maximum) / MICROS_PER_DOLLAR:
+        return False
+    micros = value * MICROS_PER_DOLLAR
+    return micros == micros.to_integral_value() and limits.allows(int(micros))

@@ -3,10 +3,10 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
-from decimal import Decimal, InvalidOperation
 from enum import StrEnum
 
-MICROS_PER_DOLLAR = 1_000_000
+from mockserver.domain.money import MoneyError, parse_dollar_string
+
 DEFAULT_PREFIX = "conformance-"
 DEFAULT_BUDGET = "0.10"
 IN_PROCESS_URL = "http://quota.in-process"
@@ -23,14 +23,16 @@ class OptionsError(ValueError):
     """A setting that cannot work; the CLI turns it into exit code 2."""
 
 
-def dollars_to_micros(text: str | Decimal) -> int:
+def parse_budget(text: str) -> int:
+    """A ``--budget`` in micro-dollars, parsed by the kit's one exact money parser: an amount
+    finer than a micro-dollar is refused, never silently truncated."""
     try:
-        value = Decimal(str(text).strip().removeprefix("$"))
-    except InvalidOperation as exc:
-        raise OptionsError(f"not a dollar amount: {text!r}") from exc
-    if not value.is_finite() or value < 0:
-        raise OptionsError(f"not a non-negative dollar amount: {text!r}")
-    return int(value * MICROS_PER_DOLLAR)
+        micros = parse_dollar_string(text)
+    except MoneyError as exc:
+        raise OptionsError(f"--budget: {exc}") from exc
+    if micros < 0:
+        raise OptionsError(f"--budget must not be negative, not {text!r}")
+    return micros
 
 
 @dataclass(frozen=True)
@@ -40,7 +42,7 @@ class Options:
     profile: Profile = Profile.DOCUMENTED
     read_only: bool = False
     # The most the run may grant in total, in micro-dollars (default $0.10).
-    budget_micros: int = 100_000
+    budget_micros: int = parse_budget(DEFAULT_BUDGET)
     user_prefix: str = DEFAULT_PREFIX
     # Schemathesis examples per operation and generation mode.
     max_examples: int = 8

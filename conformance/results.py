@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import threading
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from enum import StrEnum
 
 from .profiles import Severity
+from .registry import Rule, UnknownRule
 
 
 class Status(StrEnum):
@@ -62,17 +64,20 @@ class CheckRecord:
 
 
 class Results:
-    """Thread-safe collector; findings are de-duplicated per check, operation and title."""
+    """Thread-safe collector, one record per registered rule; findings are de-duplicated per
+    rule, operation and title. A name no rule has is refused (:class:`UnknownRule`): a typo
+    must not quietly become a rule of its own."""
 
-    def __init__(self, catalogue: dict[str, str]) -> None:
-        self.records = {name: CheckRecord(name, description) for name, description in catalogue.items()}
+    def __init__(self, rules: Iterable[Rule]) -> None:
+        self.records = {rule.name: CheckRecord(rule.name, rule.description) for rule in rules}
         self._seen: set[tuple[str, str, str, str]] = set()
         self._lock = threading.Lock()
 
     def record(self, name: str) -> CheckRecord:
-        if name not in self.records:
-            self.records[name] = CheckRecord(name, "")
-        return self.records[name]
+        try:
+            return self.records[name]
+        except KeyError:
+            raise UnknownRule(name) from None
 
     def ran(self, name: str, count: int = 1) -> None:
         with self._lock:

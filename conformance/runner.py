@@ -8,10 +8,12 @@ from typing import Any
 
 import requests
 
-from . import access, fuzz, scenarios
-from .checks import RESPONSE_CHECKS
+# The rule modules: importing them registers their rules, in this order (the report's).
+from . import access, builtin_checks, checks, fuzz, money_probes  # noqa: F401
 from .engine import Target
+from .facts import BALANCE, ContractFacts
 from .options import Options
+from .registry import REGISTRY, Kind
 from .report import Summary
 from .results import Results
 from .safety import GuardedSession, LimitReached, RequestRefused, SafetyGuard
@@ -25,9 +27,8 @@ class TargetUnreachable(Exception):
 
 
 def catalogue() -> dict[str, str]:
-    """Every check of the suite, in report order, with what it verifies."""
-    own = {check.__name__: (check.__doc__ or "").strip().splitlines()[0] for check in RESPONSE_CHECKS}
-    return {**fuzz.CATALOGUE, **own, **access.CATALOGUE, **scenarios.CATALOGUE}
+    """Every rule of the suite, in report order, with what it verifies."""
+    return {rule.name: rule.description for rule in REGISTRY}
 
 
 @dataclass
@@ -41,8 +42,8 @@ class RunReport:
         return EXIT_CONFORMANT if self.summary.conformant else EXIT_VIOLATIONS
 
 
-def make_session(options: Options, app: Any = None) -> GuardedSession:
-    session = GuardedSession(SafetyGuard(options))
+def make_session(options: Options, app: Any = None, facts: ContractFacts | None = None) -> GuardedSession:
+    session = GuardedSession(SafetyGuard(options, facts=facts))
     if app is not None:
         session.mount(options.target_url + "/", WSGIAdapter(app))
     return session
@@ -62,11 +63,11 @@ def run(options: Options, app: Any = None, session: GuardedSession | None = None
 
 
 def _run(options: Options, session: GuardedSession, started: float) -> RunReport:
-    results = Results(catalogue())
+    results = Results(REGISTRY)
     target = Target(options, session, results)
     notes: list[str] = []
     _preflight(target)
-    stages = [access.run_lookups, scenarios.run_grants, scenarios.run_chat, access.run_auth]
+    stages = [rule.function for rule in REGISTRY.of_kind(Kind.PROBE) if rule.function is not None]
     fuzzer = fuzz.Fuzzer(target)
     if options.fuzz:
         stages.append(lambda _t: fuzzer.run())
@@ -84,10 +85,11 @@ def _run(options: Options, session: GuardedSession, started: float) -> RunReport
                         if fuzzer.not_sent else ""))
         if fuzzer.stopped:
             notes.append(f"schema-driven phase stopped early: {fuzzer.stopped}")
-    else:
-        for name in fuzz.CATALOGUE:
+    builtins = [rule.name for rule in REGISTRY.of_kind(Kind.BUILTIN)]
+    if not options.fuzz:
+        for name in builtins:
             results.skip(name, "schema-driven phase disabled")
-    for name in fuzz.CATALOGUE:
+    for name in builtins:
         results.skip(name, "read-only mode: not exercised" if options.read_only else "not exercised")
     guard = session.guard
     summary = Summary(
@@ -108,13 +110,13 @@ def _run(options: Options, session: GuardedSession, started: float) -> RunReport
 def _preflight(target: Target) -> None:
     try:
         public = [op for op in target.contract.operations if op.public and op.method == "GET"]
-        probe = target.contract.by_id["getBalance"]
+        probe = target.contract.by_id[BALANCE]
         if public:
             target.call(target.case(public[0].operation_id, auth=False))
         answer = target.call(target.case(probe.operation_id))
     except requests.RequestException as exc:
         raise TargetUnreachable(f"{target.options.target_url} is unreachable: {type(exc).__name__}") from exc
-    if answer.status_code == target.contract.status_for_code(access.INVALID_API_KEY):
+    if answer.status_code == target.facts.error("InvalidApiKey").status:
         raise TargetUnreachable("the target refused the API key (401 on GET /v1/balance): check --api-key")
 
 

@@ -31,11 +31,11 @@ from urllib.parse import unquote, urlsplit
 
 import requests
 
-from .options import MICROS_PER_DOLLAR, Options
+from mockserver.domain.money import MICROS_PER_DOLLAR
 
-GRANT_PATH = "/v1/funding/grant"
-CHAT_PATH = "/v1/chat/completions"
-USER_CHAT_PREFIX, USER_CHAT_SUFFIX = "/v1/users/", "/chat/completions"
+from .facts import CHAT, GRANT, USER_CHAT, ContractFacts
+from .options import Options
+
 READ_METHODS = frozenset({"GET", "HEAD"})
 CONTRACT_METHODS = frozenset({"GET", "HEAD", "POST"})
 
@@ -97,8 +97,11 @@ class SafetyStats:
 
 
 class SafetyGuard:
-    def __init__(self, options: Options, clock: Callable[[], float] = time.monotonic) -> None:
+    def __init__(self, options: Options, clock: Callable[[], float] = time.monotonic,
+                 facts: ContractFacts | None = None) -> None:
         self.options = options
+        # The contract this run judges by: which POST is a grant or a chat, and who it names.
+        self.facts = facts or ContractFacts.default()
         self.budget = Budget(options.budget_micros)
         self.stats = SafetyStats()
         self._clock = clock
@@ -157,15 +160,17 @@ class SafetyGuard:
             raise RequestRefused(f"unusual method: {method} {path} not sent")
         if method != "POST":
             return
-        if path == GRANT_PATH:
+        operation = self.facts.post_operation(path)
+        operation_id, path_parameters = operation or ("", {})
+        if operation_id == GRANT:
             self._check_grant(_json_body(request))
-        elif path == CHAT_PATH:
-            user = request.headers.get("X-External-User-ID")
-            if not self.owns(user):
-                raise RequestRefused("developer billing: a chat without a prefixed X-External-User-ID not sent")
+        elif operation_id == CHAT:
+            header = self.facts.user_header
+            if not self.owns(request.headers.get(header)):
+                raise RequestRefused(f"developer billing: a chat without a prefixed {header} not sent")
             self.stats.chats += 1
-        elif path.startswith(USER_CHAT_PREFIX) and path.endswith(USER_CHAT_SUFFIX):
-            user = path[len(USER_CHAT_PREFIX):-len(USER_CHAT_SUFFIX)]
+        elif operation_id == USER_CHAT:
+            user = next(iter(path_parameters.values()), None)
             if not self.owns(user):
                 raise RequestRefused(f"foreign user: a chat for {user!r} not sent")
             self.stats.chats += 1

@@ -3,6 +3,9 @@ concurrent ones), and the 402 a chat gets when the user's balance is too low.
 
 Every grant goes to a user this run created (``PREFIX`` + random suffix) and is one cent,
 reserved from the budget by the safety guard before it is sent.
+
+One grant flow feeds several rules (each a step of the same story: the grant, its reads, its
+replays); the flow is the probe of the first, the others are registered as ``shared``.
 """
 
 from __future__ import annotations
@@ -10,39 +13,20 @@ from __future__ import annotations
 import threading
 from typing import Any
 
-from mockserver.contract import DOCUMENTED
+from mockserver.contract import CONTRACT, DOCUMENTED
 
 from .checks import parse_money
 from .engine import Exchange, Target
+from .facts import GRANT, USER_BALANCE, USER_CHAT
+from .registry import probe, shared
 from .safety import RequestRefused
 
-GRANT = "grantUserBalance"
 CENT = 0.01
-INSUFFICIENT_BALANCE = "insufficient_balance"
 # About 9,000 tokens of prompt (four messages, each within the contract's 32,768 characters):
 # one chat costs more than the cent granted at any usual price.
 BIG_PROMPT = ("Count the words in this sentence please. " * 220).strip()
 BIG_MESSAGES = 4
 
-CATALOGUE = {
-    "valid_grant_accepted": "A valid grant to a new user answers 200.",
-    "grant_amount_matches_request": "amount_granted is the amount asked for; a first grant has duplicate: false.",
-    "balance_read_shows_new_balance": "GET /v1/users/{id}/balance shows balance_after right after the grant.",
-    "balance_query_returns_that_user": "GET /v1/balance?external_user_id= returns that user's balance, "
-    "not the developer's.",
-    "duplicate_grant_credited_once": "The same Idempotency-Key and body twice credit the user once.",
-    "replay_marked_duplicate_true": "The replay answers 200 with duplicate: true.",
-    "replay_keeps_ledger_id": "The replay answers the original ledger_id.",
-    "replay_sends_idempotent_replayed_header": "The replay carries Idempotent-Replayed: true.",
-    "reused_key_with_other_body_rejected": "The same key with another body answers 422 idempotency_key_reused "
-    "and credits nothing.",
-    "concurrent_same_key_credited_once": "Concurrent grants with one key credit the user once.",
-    "different_keys_credit_each_time": "The same body under a new key is a new grant.",
-    "insufficient_balance_on_chat": "A chat the user's balance cannot cover answers 402 insufficient_balance.",
-    "chat_balance_never_negative": "A chat never takes a balance below $0.00.",
-}
-CHAT_CHECKS = ("insufficient_balance_on_chat", "chat_balance_never_negative")
-GRANT_CHECKS = [name for name in CATALOGUE if name not in CHAT_CHECKS]
 
 
 class Skip(Exception):
@@ -57,7 +41,9 @@ GRANT_RESPONSE = ("components", "schemas", "GrantResponse", "properties")
 IDEMPOTENCY = ptr("components", "parameters", "IdempotencyKey")
 
 
-def run_grants(t: Target) -> None:
+@probe()
+def valid_grant_accepted(t: Target) -> None:
+    """A valid grant to a new user answers 200."""
     if t.options.read_only:
         for name in GRANT_CHECKS:
             t.results.skip(name, "read-only mode sends no grants; run without --read-only to enable")
@@ -67,6 +53,28 @@ def run_grants(t: Target) -> None:
     except Skip as skip:
         for name in GRANT_CHECKS:
             t.results.skip(name, str(skip))
+
+
+# Recorded by valid_grant_accepted's flow, in its order.
+GRANT_CHECKS = [
+    "valid_grant_accepted",
+    shared("grant_amount_matches_request",
+           description="amount_granted is the amount asked for; a first grant has duplicate: false."),
+    shared("balance_read_shows_new_balance",
+           description="GET /v1/users/{id}/balance shows balance_after right after the grant."),
+    shared("balance_query_returns_that_user",
+           description="GET /v1/balance?external_user_id= returns that user's balance, not the developer's."),
+    shared("duplicate_grant_credited_once",
+           description="The same Idempotency-Key and body twice credit the user once."),
+    shared("replay_marked_duplicate_true", description="The replay answers 200 with duplicate: true."),
+    shared("replay_keeps_ledger_id", description="The replay answers the original ledger_id."),
+    shared("replay_sends_idempotent_replayed_header", provenance=CONTRACT,
+           description="The replay carries Idempotent-Replayed: true."),
+    shared("reused_key_with_other_body_rejected", provenance=CONTRACT,
+           description="The same key with another body answers 422 idempotency_key_reused and credits nothing."),
+    shared("different_keys_credit_each_time", description="The same body under a new key is a new grant."),
+    shared("concurrent_same_key_credited_once", description="Concurrent grants with one key credit the user once."),
+]
 
 
 def grant(t: Target, user: str, key: str | None, amount: float = CENT,
@@ -80,7 +88,7 @@ def grant(t: Target, user: str, key: str | None, amount: float = CENT,
 
 
 def read_balance(t: Target, user: str) -> tuple[int | None, Exchange]:
-    exchange = t.send("getUserBalance", path={"external_user_id": user})
+    exchange = t.send(USER_BALANCE, path={"external_user_id": user})
     return (parse_money(exchange.field("balance")) if exchange.status == 200 else None), exchange
 
 
@@ -151,8 +159,8 @@ def _replay(t: Target, user: str, key: str, first: Exchange, after: int) -> None
 def _reused_key(t: Target, user: str, key: str, first: Exchange) -> None:
     check = "reused_key_with_other_body_rejected"
     op = t.operation(GRANT)
-    code = "idempotency_key_reused"
-    status = t.contract.status_for_code(code)
+    reused = t.facts.error("IdempotencyKeyReused")
+    code, status = reused.code, reused.status
     before, _ = read_balance(t, user)
     other = grant(t, user, key, description="quota-conformance: another body")
     after, read = read_balance(t, user)
@@ -214,9 +222,10 @@ def _run_all(threads: list[threading.Thread]) -> None:
 
 # -- chat: 402 insufficient_balance ------------------------------------------------------
 
-
-def run_chat(t: Target) -> None:
-    checks = ("insufficient_balance_on_chat", "chat_balance_never_negative")
+@probe()
+def insufficient_balance_on_chat(t: Target) -> None:
+    """A chat the user's balance cannot cover answers 402 insufficient_balance."""
+    checks = ("insufficient_balance_on_chat", NEVER_NEGATIVE)
     reason = None
     if t.options.read_only:
         reason = "read-only mode sends no chats; run without --read-only to enable"
@@ -233,27 +242,31 @@ def run_chat(t: Target) -> None:
             t.results.skip(name, str(skip))
 
 
+NEVER_NEGATIVE = shared("chat_balance_never_negative", description="A chat never takes a balance below $0.00.")
+
+
 def chat(t: Target, user: str, prompt: str = "Say hello.", copies: int = 1) -> Exchange:
     messages = [{"role": "user", "content": prompt}] * copies
     body: dict[str, Any] = {"model": t.options.chat_model, "messages": messages, "max_tokens": 1}
     try:
-        return t.send("createUserChatCompletion", path={"external_user_id": user}, body=body)
+        return t.send(USER_CHAT, path={"external_user_id": user}, body=body)
     except RequestRefused as refused:
         raise Skip(f"chat not sent: {refused}") from refused
 
 
-def _is_402(t: Target, exchange: Exchange) -> bool:
-    return exchange.status == t.contract.status_for_code(INSUFFICIENT_BALANCE)
-
-
 def _chat_flow(t: Target) -> None:
     check = "insufficient_balance_on_chat"
-    op = t.operation("createUserChatCompletion")
-    prov = t.provenance.of_response(op, t.contract.status_for_code(INSUFFICIENT_BALANCE))
+    op = t.operation(USER_CHAT)
+    insufficient = t.facts.error("InsufficientBalance")
+    prov = t.provenance.of_response(op, insufficient.status)
+
+    def _is_402(_t: Target, exchange: Exchange) -> bool:
+        return exchange.status == insufficient.status
+
     # 1. A user that was never granted has nothing: the cheapest broke user there is.
     fresh = chat(t, t.guard.new_user())
     if _is_402(t, fresh):
-        _require(t, check, fresh.error_code == INSUFFICIENT_BALANCE, [fresh], "402 without insufficient_balance",
+        _require(t, check, fresh.error_code == insufficient.code, [fresh], "402 without insufficient_balance",
                  f"code {fresh.error_code!r}", prov)
         t.results.skip("chat_balance_never_negative", "a never-granted user was refused; no balance was drained")
         return
@@ -273,7 +286,7 @@ def _chat_flow(t: Target) -> None:
         exchange = chat(t, user, BIG_PROMPT, BIG_MESSAGES)
         steps.append(exchange)
         if _is_402(t, exchange):
-            _require(t, check, exchange.error_code == INSUFFICIENT_BALANCE, steps, "402 without insufficient_balance",
+            _require(t, check, exchange.error_code == insufficient.code, steps, "402 without insufficient_balance",
                      f"code {exchange.error_code!r}", prov)
             t.results.ran("chat_balance_never_negative")
             return

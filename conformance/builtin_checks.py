@@ -1,0 +1,97 @@
+"""Schemathesis' own checks, registered as rules of the suite, each with how a failure of it is
+classified: documented or the contract's own choice, read from the openapi.yaml element the
+failure breaks. The engine asks the rule; nothing switches on check names."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from schemathesis.checks import (
+    content_type_conformance,
+    ignored_auth,
+    missing_required_header,
+    negative_data_rejection,
+    not_a_server_error,
+    positive_data_acceptance,
+    response_headers_conformance,
+    response_schema_conformance,
+    status_code_conformance,
+)
+
+from mockserver.contract import CONTRACT, DOCUMENTED, Operation
+
+from .facts import operation_of
+from .profiles import Provenance
+from .registry import builtin
+
+
+def _response_mark(provenance: Provenance, failure: Any, exchange: Any) -> str:
+    return provenance.of_response(operation_of(exchange.case), exchange.status)
+
+
+def _schema_mark(provenance: Provenance, failure: Any, exchange: Any) -> str:
+    op = operation_of(exchange.case)
+    marks = [mark for mark, _ in provenance.schema_violations(op, exchange.status, exchange.json)]
+    if marks:
+        return DOCUMENTED if DOCUMENTED in marks else marks[0]
+    return provenance.of_response(op, exchange.status)
+
+
+def _header_mark(provenance: Provenance, failure: Any, exchange: Any) -> str:
+    op = operation_of(exchange.case)
+    for name in op.responses.get(str(exchange.status), {}).get("headers", {}):
+        if name.lower() in str(failure).lower():
+            return provenance.of_header(op, exchange.status, name)
+    return provenance.of_response(op, exchange.status)
+
+
+def _server_error_mark(provenance: Provenance, failure: Any, exchange: Any) -> str:
+    op = operation_of(exchange.case)
+    if exchange.error_code in provenance.expected_codes(op, exchange.status):
+        # A 5xx the contract lists, with its code (an upstream outage): reported, but it breaks no promise.
+        return CONTRACT
+    return DOCUMENTED
+
+
+def _request_mark(provenance: Provenance, failure: Any, exchange: Any) -> str:
+    """The mark of what a negative case broke (a parameter or a body field)."""
+    op: Operation = operation_of(exchange.case)
+    meta = exchange.case.meta
+    mutations = getattr(getattr(meta, "phase", None), "data", None)
+    marks = []
+    for mutation in getattr(mutations, "mutations", ()) or ():
+        name = mutation.parameter
+        location = getattr(mutation.parameter_location, "value", "")
+        if location == "body":
+            marks.append(provenance.of_body_field(op, [p for p in mutation.path if isinstance(p, str)]))
+        else:
+            for parameter in op.parameters:
+                if parameter.get("name", "").lower() == (name or "").lower():
+                    schema_mark = parameter.get("schema", {}).get("x-quota-provenance")
+                    marks.append(schema_mark or parameter.get("x-quota-provenance", op.provenance))
+    if not marks or DOCUMENTED in marks:
+        return DOCUMENTED
+    return marks[0]
+
+
+builtin(not_a_server_error, description="Schemathesis: no 5xx answers.", classify=_server_error_mark)
+builtin(status_code_conformance, description="Schemathesis: every status is one openapi.yaml lists for the operation.",
+        classify=_response_mark)
+builtin(content_type_conformance, description="Schemathesis: every Content-Type is one openapi.yaml lists.",
+        classify=_response_mark)
+builtin(response_headers_conformance, description="Schemathesis: response headers as openapi.yaml defines them.",
+        classify=_header_mark)
+builtin(response_schema_conformance, description="Schemathesis: response bodies match openapi.yaml's schemas.",
+        classify=_schema_mark)
+builtin(negative_data_rejection, description="Schemathesis: invalid requests are rejected with 4xx.",
+        classify=_request_mark)
+builtin(positive_data_acceptance, description="Schemathesis: valid requests are not rejected as invalid.")
+builtin(missing_required_header, description="Schemathesis: a request missing a required header is rejected.")
+builtin(ignored_auth,
+        description="Schemathesis: operations needing a key refuse requests without a valid one (GET).")
+
+# Run on every response the suite receives.
+RESPONSE_CHECKS = (not_a_server_error, status_code_conformance, content_type_conformance,
+                   response_headers_conformance, response_schema_conformance)
+# Need a generated case: they read its generation metadata.
+GENERATED_CASE_CHECKS = (negative_data_rejection, positive_data_acceptance, missing_required_header)
