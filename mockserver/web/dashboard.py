@@ -13,6 +13,7 @@ from __future__ import annotations
 import hashlib
 import json
 from collections.abc import Callable
+from decimal import Decimal
 from types import MappingProxyType
 from urllib.parse import urlencode
 
@@ -108,7 +109,7 @@ def form_clock(state: MockState, req: ValidatedRequest) -> Response:
         control.move_clock(state, document)
         if document.get("reset") is True:
             return "Clock back to real time"
-        moved = format(document["advance_seconds"].normalize(), "f")
+        moved = format(Decimal(document["advance_seconds"]).normalize(), "f")  # an int when whole
         return f"Clock moved by {moved} s, now {iso8601(state.clock.now())}"
 
     return _after_form(move)
