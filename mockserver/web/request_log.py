@@ -8,24 +8,17 @@ import time
 
 from flask import Flask, Response, g, request
 
+from ..redaction import redact_secret
 from .escaping import printable
 from .state import bearer_token
 
 log = logging.getLogger("quota_mock.requests")
-KEY_PREFIX = "sk-quota-"
-# The last 4 characters are shown only when at least this many others stay hidden.
-_HIDDEN_AT_LEAST = 12
 
 
 def redact_key(key: str | None) -> str:
-    """Enough of a key to tell two apart, never enough to use: at most the ``sk-quota-``
-    prefix and the last 4 characters (``sk-quota-…1234``), escaped for printing."""
-    if not key:
-        return "-"
-    prefix = KEY_PREFIX if key.startswith(KEY_PREFIX) else ""
-    secret = key[len(prefix) :]
-    tail = secret[-4:] if len(secret) - 4 >= _HIDDEN_AT_LEAST else ""
-    return printable(f"{prefix}…{tail}")
+    """Enough of a key to tell two apart, never enough to use (``sk-quota-…1234``), escaped
+    for printing."""
+    return printable(redact_secret(key))
 
 
 def install_request_log(app: Flask) -> None:

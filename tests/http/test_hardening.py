@@ -388,7 +388,7 @@ def test_logged_paths_escape_control_characters(any_store, caplog):
         ("sk-quota-0123456789abcdef", "sk-quota-…cdef"),
         ("sk-quota-short", "sk-quota-…"),
         ("tiny", "…"),
-        ("sk-quota-your-api-key", "sk-quota-…"),
+        ("sk-quota-your-api-key", "sk-quota-…-key"),
     ],
 )
 def test_redaction_shows_at_most_the_prefix_and_the_last_four(key, shown):

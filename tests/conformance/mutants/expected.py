@@ -27,7 +27,7 @@ EXPECTED_MISSES: frozenset[str] = frozenset({
     "concurrent_pool_debit_lost",
     "concurrent_same_key_both_credit",
     "developer_balance_cached",
-    "developer_micros_from_display",
+    "developer_balance_float_dollars",
     "drained_user_purged",
     "error_json_sent_as_html",
     "errors_as_plain_text",
