@@ -274,10 +274,11 @@ def test_unusual_methods_only_when_asked(run_app):
 def test_messages_never_print_python_none(run_app):
     from .mutants import MUTANTS
 
-    for name in ("balance reads are stale", "replay credits again", "wrong 404 code"):
-        factory, rule = MUTANTS[name]
-        probe = REGISTRY[rule].probe is not None
-        report = run_app(factory(), budget_micros=1_000_000, rules=(rule,) if probe else (), fuzz=not probe)
+    for name in ("stale_balance_reads", "replay_credits_again", "user_not_found_wrong_code"):
+        mutant = MUTANTS[name]
+        probe = REGISTRY[mutant.rule].probe is not None
+        report = run_app(mutant.build(), budget_micros=1_000_000, rules=(mutant.rule,) if probe else (),
+                         fuzz=not probe)
         text = human(report.summary, KEY)
         assert "FAILED" in text and not re.search(r"\bNone\b", text), text
 
