@@ -66,6 +66,16 @@ def shown(value: Any) -> str:
     return "missing" if value is None else repr(value)
 
 
+def code_text(exchange: Exchange, otherwise: Any = None) -> str:
+    """An answer's error code for a message: ``'bad_request'``, or what it had instead."""
+    code = exchange.error_code
+    if code is not None:
+        return repr(code)
+    if otherwise is not None:
+        return repr(otherwise)
+    return "without an error code" if exchange.status >= 400 else "(no error)"
+
+
 def auth_headers(p: Probe, api_key: str | None) -> dict[str, str]:
     return {"Authorization": f"Bearer {api_key}"} if api_key else {}
 

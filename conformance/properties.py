@@ -30,7 +30,7 @@ from .safety import LimitReached, RequestRefused, potential_credit
 
 T = TypeVar("T")
 # The part of the budget the plan leaves to the schema-driven phase (generated grants).
-FUZZ_SHARE_PERCENT = 5
+FUZZ_SHARE_PERCENT = 2
 
 
 class Skip(Exception):
@@ -156,7 +156,10 @@ def blocked(rule: Rule, t: Target) -> str | None:
 
 def plan(rules: list[Rule], t: Target) -> dict[str, int]:
     """Each runnable rule's share of the budget, in micro-dollars; the others are reported
-    skipped here with the reason (the option, or the budget, that would run them)."""
+    skipped here with the reason (the option, or the budget, that would run them).
+
+    First pass, in priority order: each rule's first example. Second pass, what is left, to the
+    rules wanting least more first (the sharpest inputs of grant.arithmetic want the most)."""
     remaining = t.guard.budget.remaining
     shares: dict[str, int] = {}
     needed = 0
@@ -175,7 +178,8 @@ def plan(rules: list[Rule], t: Target) -> dict[str, int]:
     # What is left buys further examples, bar a part kept for the schema-driven phase's grants.
     if t.options.fuzz:
         remaining -= min(remaining, t.guard.budget.total * FUZZ_SHARE_PERCENT // 100)
-    for rule in rules:
+    # Smallest wants first: many rules served in full rather than one rule's long tail.
+    for rule in sorted((r for r in rules if r.name in shares), key=lambda r: r.cost.full - shares[r.name]):
         if rule.name in shares:
             more = max(0, min(rule.cost.full - shares[rule.name], remaining))
             shares[rule.name] += more

@@ -16,7 +16,7 @@ from hypothesis import strategies as st
 from mockserver.contract import CONTRACT, DOCUMENTED, Operation
 from mockserver.domain.money import MICROS_PER_CENT
 
-from .actions import SMALL_PROMPT, grant, me, shown
+from .actions import SMALL_PROMPT, code_text, grant, me, shown
 from .checks import parse_money
 from .engine import Exchange
 from .facts import BALANCE, CHAT, GRANT, PACKAGES
@@ -86,7 +86,7 @@ def auth_missing_key(p: Probe) -> None:
                 what = f"{op.method} {op.path}{'?external_user_id=' if query else ''} with {label}"
                 invalid = p.t.facts.error("InvalidApiKey")
                 ok = p.require(_is_401(p, exchange), [exchange], f"{what}: expected {invalid.status} {invalid.code}",
-                               f"{what} answered {exchange.status} {shown(exchange.error_code)}")
+                               f"{what} answered {exchange.status} {code_text(exchange)}")
                 if not ok and op.method != "GET":
                     break  # it was accepted: send no more requests that could credit or charge
     if not_probed:
@@ -109,7 +109,7 @@ def auth_near_miss_key(p: Probe) -> None:
             continue
         exchange = p.t.send(BALANCE, auth=False, headers={"Authorization": f"Bearer {candidate}"})
         p.require(_is_401(p, exchange), [exchange], "A near-miss API key was accepted",
-                  f"GET /v1/balance with the key ({label}) answered {exchange.status} {shown(exchange.error_code)}")
+                  f"GET /v1/balance with the key ({label}) answered {exchange.status} {code_text(exchange)}")
 
 
 @probe("packages.listed", sources=(
@@ -122,7 +122,7 @@ def packages_listed(p: Probe) -> None:
     exchange = p.t.send(PACKAGES, auth=False)
     if exchange.status != 200:
         p.fail([exchange], "The public package list refused a request without a key",
-               f"GET /v1/packages is public (security: []) but answered {exchange.status} {shown(exchange.error_code)}")
+               f"GET /v1/packages is public (security: []) but answered {exchange.status} {code_text(exchange)}")
         return
     listed = exchange.field("packages")
     by_id = {pkg.get("id"): pkg for pkg in listed if isinstance(pkg, dict)} if isinstance(listed, list) else {}
@@ -171,7 +171,7 @@ def me_usage(p: Probe) -> None:
     counts a grant made meanwhile (the contract's shape: usage.grants)."""
     before = me(p)
     if not p.require(before.status == 200 and isinstance(before.json, dict), [before],
-                     "GET /v1/me did not answer the profile", f"answered {before.status} {shown(before.error_code)}"):
+                     "GET /v1/me did not answer the profile", f"answered {before.status} {code_text(before)}"):
         return
     again = me(p)
     user = p.t.guard.new_user()
@@ -214,7 +214,7 @@ def _edge(p: Probe, exchange: Exchange, what: str, response: str) -> None:
     else:
         p.require(exchange.status == expected.status and exchange.error_code == expected.code, [exchange],
                   f"{what}: expected {expected.status} {expected.code}",
-                  f"{what} answered {exchange.status} {shown(exchange.error_code)}", CONTRACT)
+                  f"{what} answered {exchange.status} {code_text(exchange)}", CONTRACT)
 
 
 @probe("edges.unknown_route", sources=("seed: All errors return a JSON body",),

@@ -21,6 +21,7 @@ from .actions import (
     BIG_PROMPT,
     Balance,
     chat_body,
+    code_text,
     display_cents,
     grant,
     header_chat,
@@ -97,7 +98,7 @@ def _debit(p: Probe, form: str) -> None:
     how = "POST /v1/users/{id}/chat/completions" if form == "path" else "POST /v1/chat/completions with the header"
     if answer.status != 200:
         p.fail([answer], "A funded user's chat was refused",
-               f"{how} for a user holding {usd(funds * CENT)} answered {answer.status} {shown(answer.error_code)}")
+               f"{how} for a user holding {usd(funds * CENT)} answered {answer.status} {code_text(answer)}")
         return
     cost = charged(answer)
     read = user_balance(p, user)
@@ -134,7 +135,7 @@ def _debit(p: Probe, form: str) -> None:
 
 
 @probe("chat.user_debit", sources=(*BILLING, "seed: POST /v1/users/:id/chat/completions"),
-       elements=(USER_CHAT_OP, "#/components/schemas/QuotaCharge"), cost=Cost(2 * CENT, 3, most=22 * CENT),
+       elements=(USER_CHAT_OP, "#/components/schemas/QuotaCharge"), cost=Cost(2 * CENT, 3, most=14 * CENT),
        choices=("#/components/schemas/QuotaCharge/properties/credits_used",),
        needs=NEEDS, stage=5)
 def chat_user_debit(p: Probe) -> None:
@@ -167,7 +168,7 @@ def chat_developer_billing(p: Probe) -> None:
     steps = [named, plain, after.exchange]
     if plain.status != 200:
         p.fail(steps, "A developer-billed chat was refused",
-               f"POST /v1/chat/completions without the header answered {plain.status} {shown(plain.error_code)}")
+               f"POST /v1/chat/completions without the header answered {plain.status} {code_text(plain)}")
         return
     problems = []
     if after.cents != before.cents or after.micros != before.micros:
@@ -223,7 +224,7 @@ def chat_insufficient(p: Probe) -> None:
     else:
         p.require(last.status == insufficient.status and last.error_code == insufficient.code, steps,
                   f"A chat the balance could not cover was not refused with {insufficient.status} "
-                  f"{insufficient.code}", f"the chat answered {last.status} {shown(last.error_code)}")
+                  f"{insufficient.code}", f"the chat answered {last.status} {code_text(last)}")
 
 
 @probe("chat.never_negative", sources=("public-facts: A balance never expires and cannot go negative: "
@@ -279,7 +280,7 @@ def chat_stream_sse(p: Probe) -> None:
     exchange = user_chat(p, user, body) if p.first or p.draw(st.booleans()) else header_chat(p, user, body)
     if exchange.status != 200:
         p.fail([exchange], "A streamed chat was refused",
-               f"a funded user's chat with stream: true answered {exchange.status} {shown(exchange.error_code)}")
+               f"a funded user's chat with stream: true answered {exchange.status} {code_text(exchange)}")
         return
     content_type = exchange.header("Content-Type") or ""
     events = sse_events(exchange)

@@ -17,7 +17,17 @@ from hypothesis import strategies as st
 from mockserver.contract import CONTRACT, DOCUMENTED
 from mockserver.domain.money import MICROS_PER_CENT, MICROS_PER_DOLLAR
 
-from .actions import ABSENT, Balance, developer_balance, display_cents, grant, query_balance, shown, user_balance
+from .actions import (
+    ABSENT,
+    Balance,
+    code_text,
+    developer_balance,
+    display_cents,
+    grant,
+    query_balance,
+    shown,
+    user_balance,
+)
 from .checks import parse_money
 from .engine import Exchange
 from .facts import CHAT, GRANT
@@ -30,7 +40,7 @@ T = TypeVar("T")
 CENT = MICROS_PER_CENT
 GRANT_OP = "#/paths/~1v1~1funding~1grant/post"
 # The most the first example of grant.arithmetic spends on its float-prone amounts.
-FLOAT_PRONE_CAP = 4 * MICROS_PER_DOLLAR
+FLOAT_PRONE_CAP = 340 * CENT
 DESCRIPTIONS = st.one_of(st.just(ABSENT), st.just(""), st.text(max_size=40),
                          st.text(min_size=400, max_size=500), st.sampled_from(["Welcome bonus", "crédit 🎁"]))
 
@@ -77,7 +87,7 @@ def money_of(exchange: Exchange, field: str) -> int | None:
     "seed: amount number Dollar amount to add (e.g., 0.50 for $0.50)",
     "seed: Add balance to an app user's account from your grant pool.",
     'seed: "amount_granted": "$0.50", "balance_before": "$5.00", "balance_after": "$5.50"',
-), elements=(GRANT_OP, "#/components/schemas/GrantResponse"), cost=Cost(CENT, 6, most=4 * MICROS_PER_DOLLAR),
+), elements=(GRANT_OP, "#/components/schemas/GrantResponse"), cost=Cost(CENT, 6, most=FLOAT_PRONE_CAP + 20 * CENT),
     needs=(Needs.WRITES,), stage=1)
 def grant_arithmetic(p: Probe) -> None:
     """Every grant answers 200 with amount_granted equal to the amount asked for and
@@ -153,7 +163,8 @@ def _check_read(p: Probe, last: Exchange, read: Balance, how: str, user: str, ex
         if read.exchange.field("external_user_id") != user:
             problems.append(f"external_user_id is {shown(read.exchange.field('external_user_id'))}, not the user")
         if read.cents != expected:
-            problems.append(f"balance is {read.shown}; the grant left balance_after {last.field('balance_after')}")
+            problems.append(f"balance is {read.shown}; the grant left balance_after "
+                            f"{shown(last.field('balance_after'))}")
         if read.micros is not None and read.micros != total_micros:
             problems.append(f"balance_microdollars is {read.micros}; the user was granted {total_micros}")
     p.require(not problems, [last, read.exchange], f"{how} does not show the grant", "; ".join(problems))
@@ -205,7 +216,7 @@ def _adversarial_cents(p: Probe, pool: int | None) -> int:
     "seed: Add balance to an app user's account from your grant pool.",
     "seed: GET /v1/balance returns the developer balance.",
     "public-facts: grants move balance from the pool to a user",
-), elements=(GRANT_OP, "#/paths/~1v1~1balance/get"), cost=Cost(2 * CENT, 3, most=14 * CENT), needs=(Needs.WRITES,),
+), elements=(GRANT_OP, "#/paths/~1v1~1balance/get"), cost=Cost(2 * CENT, 3, most=12 * CENT), needs=(Needs.WRITES,),
     stage=4)
 def grant_pool_debit(p: Probe) -> None:
     """The developer balance (the grant pool, GET /v1/balance) drops by exactly what users
@@ -291,7 +302,7 @@ def grant_optional_fields(p: Probe) -> None:
     answer = grant(p, nulled, cents, description=None)
     read = user_balance(p, nulled)
     if not (answer.status == 200 and read.cents == cents) and not (400 <= answer.status < 500 and not read.cents):
-        problems.append(f"with description null: answered {answer.status} {shown(answer.error_code)}, balance read "
+        problems.append(f"with description null: answered {answer.status} {code_text(answer)}, balance read "
                         f"{read.shown}")
         steps += [answer, read.exchange]
     for with_description, exchange, read in answers:
@@ -340,7 +351,7 @@ def grant_missing_fields(p: Probe) -> None:
         plainly_missing = isinstance(body, dict) and None not in body.values()
         p.require(exchange.status == bad_request.status and exchange.error_code == bad_request.code, [exchange],
                   f"A grant missing fields was not refused with {bad_request.status} {bad_request.code}",
-                  f"{what} answered {exchange.status} {shown(exchange.error_code)}",
+                  f"{what} answered {exchange.status} {code_text(exchange)}",
                   DOCUMENTED if plainly_missing else CONTRACT)
 
 
@@ -361,7 +372,7 @@ def grant_invalid_amount(p: Probe) -> None:
     credited = read.ok and bool(read.cents)
     p.require(exchange.status == bad_request.status and exchange.error_code == bad_request.code and not credited,
               [exchange, read.exchange], f"An invalid amount was not refused with {bad_request.status}",
-              f"an amount of {amount!r} answered {exchange.status} {shown(exchange.error_code)}; the user's "
+              f"an amount of {amount!r} answered {exchange.status} {code_text(exchange)}; the user's "
               f"balance read answered {read.shown}")
 
 
@@ -388,4 +399,4 @@ def grant_pool_insufficient(p: Probe) -> None:
               and pool_micros(after) == micros, [pool.exchange, exchange, after.exchange],
               f"A grant the pool cannot cover was not refused with {too_low.status} {too_low.code}",
               f"a grant of {amount} against a pool of {pool.shown} answered {exchange.status} "
-              f"{shown(exchange.error_code)}; the pool then showed {after.shown}")
+              f"{code_text(exchange)}; the pool then showed {after.shown}")

@@ -9,7 +9,7 @@ from hypothesis import strategies as st
 from mockserver.contract import CONTRACT, DOCUMENTED
 from mockserver.domain.money import MICROS_PER_CENT
 
-from .actions import grant, query_balance, shown, user_balance
+from .actions import code_text, grant, query_balance, shown, user_balance
 from .checks import parse_money
 from .engine import Exchange
 from .properties import Probe
@@ -37,7 +37,7 @@ def _roundtrip(p: Probe, user: str, cents: int, steps: list[Exchange]) -> list[s
     granted = grant(p, user, cents, description="quota-conformance identity")
     steps.append(granted)
     if granted.status != 200:
-        return [f"a grant to {user!r} answered {granted.status} {shown(granted.error_code)}"]
+        return [f"a grant to {user!r} answered {granted.status} {code_text(granted)}"]
     problems = []
     if granted.field("external_user_id") != user:
         problems.append(f"the grant to {user!r} answered external_user_id {shown(granted.field('external_user_id'))}")
@@ -45,7 +45,7 @@ def _roundtrip(p: Probe, user: str, cents: int, steps: list[Exchange]) -> list[s
         steps.append(read.exchange)
         if read.exchange.status != 200:
             problems.append(f"{user!r} read through {how} answered {read.exchange.status} "
-                            f"{shown(read.exchange.error_code)}")
+                            f"{code_text(read.exchange)}")
         elif read.exchange.field("external_user_id") != user or read.cents != cents:
             problems.append(f"{user!r} read through {how} answered external_user_id "
                             f"{shown(read.exchange.field('external_user_id'))} with balance {read.shown}")
@@ -81,7 +81,8 @@ def identity_case_sensitive(p: Probe) -> None:
     problems = [f"{user!r} reads {read.shown}, expected its own ${cents / 100:.2f}"
                 for read, user, cents in reads if read.cents != cents]
     if second.status == 200 and parse_money(second.field("balance_before")) not in (0, None):
-        problems.insert(0, f"the first grant to {lower!r} answered balance_before {second.field('balance_before')}")
+        problems.insert(0, f"the first grant to {lower!r} answered balance_before "
+                           f"{shown(second.field('balance_before'))}")
     p.require(not problems, [first, second, *(r.exchange for r, _, _ in reads)],
               "Ids that differ only in case are one user", "; ".join(problems))
 
@@ -103,7 +104,7 @@ def _judge_unknown(p: Probe, exchange: Exchange, how: str, nobody: str, status: 
         p.passed()
         return
     title = f"{how}: expected {status} {code}"
-    message = f"{how} answered {exchange.status} {shown(exchange.error_code)}"
+    message = f"{how} answered {exchange.status} {code_text(exchange)}"
     if exchange.status == 200 and exchange.field("external_user_id") == nobody:
         # Knowing every user, at $0.00, is a choice the docs leave open.
         p.fail([exchange], title, message + " (the user, known before any grant)", CONTRACT)
