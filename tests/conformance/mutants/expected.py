@@ -19,8 +19,6 @@ EXPECTED_MISSES: frozenset[str] = frozenset({
 })
 
 EXPECTED_FALSE_FAILURES: frozenset[str] = frozenset({
-    # positive_data_acceptance blames a documented check for 803.0 and for an unknown field
-    # (issue 10, section 2: not the rules' work)
-    "strict_integer_parsing",
+    # positive_data_acceptance blames a documented check for an unknown field
     "unknown_fields_rejected",
 })
