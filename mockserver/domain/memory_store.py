@@ -24,6 +24,7 @@ from .records import (
     Page,
     page_size,
 )
+from .store import Slices
 from .usage import USAGE_WINDOW_SECONDS, Overview, UsageSummary
 from .usage_index import UsageIndex
 
@@ -213,6 +214,20 @@ class MemoryStore:
 
     def idempotency_key_count(self) -> int:
         return len(self._idempotency)
+
+    def slices(self, clock: Clock, rows: int) -> Slices:
+        with self._lock:
+            now = clock.now()
+            return Slices(
+                now=now,
+                overview=Overview(self._pool, self._usage.summary(now - USAGE_WINDOW_SECONDS, now)),
+                users=self.users_page(None, rows),
+                user_count=len(self._user_order),
+                ledger=self.ledger_page(None, rows),
+                ledger_size=len(self._ledger),
+                keys=self.idempotency_key_page(now, None, rows),
+                key_count=len(self._idempotency),
+            )
 
     def conservation(self) -> Conservation:
         with self._lock:

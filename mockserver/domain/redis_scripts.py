@@ -318,12 +318,12 @@ end
 return out
 """)
 
-# ARGV: P, now, cursor, limit. Live records from the first-use sequence ``cursor`` on, oldest
-# first: the next cursor ('' at the end), then member, state, exp, ledger_id for each.
+# ARGV: P, wall, shared, cursor, limit. Live records from the first-use sequence ``cursor``
+# on, oldest first: the next cursor ('' at the end), then member, state, exp, ledger_id each.
 KEYS_PAGE = _script(r"""
-purge(tonumber(ARGV[2]))
-local limit = tonumber(ARGV[4])
-local page = redis.call('ZRANGEBYSCORE', IDEM, ARGV[3], '+inf', 'WITHSCORES', 'LIMIT', 0, limit + 1)
+purge(now_from(ARGV[2], ARGV[3]))
+local limit = tonumber(ARGV[5])
+local page = redis.call('ZRANGEBYSCORE', IDEM, ARGV[4], '+inf', 'WITHSCORES', 'LIMIT', 0, limit + 1)
 local out = {''}
 for i = 1, math.min(#page, 2 * limit), 2 do
   local r = redis.call('HMGET', P .. 'idem:' .. page[i], 'state', 'exp', 'ledger_id')

@@ -56,6 +56,7 @@ from .records import (
     Page,
     page_size,
 )
+from .store import Slices
 from .usage import Overview, UsageSummary
 
 __all__ = ["DEFAULT_PREFIX", "MAX_SAFE_MICRODOLLARS", "RedisStore"]
@@ -330,10 +331,43 @@ class RedisStore:
         return views
 
     def idempotency_key_page(self, now: float, cursor: int | None, limit: int) -> Page[IdempotencyView]:
-        return _keys_page(self._run("KEYS_PAGE", [codec.time_text(now), cursor or 0, page_size(limit)]))
+        return _keys_page(self._run("KEYS_PAGE", [codec.time_text(now), "0", cursor or 0, page_size(limit)]))
 
     def idempotency_key_count(self) -> int:
         return int(self._call(lambda: self._redis.zcard(self._idem_key)))
+
+    def slices(self, clock: Clock, rows: int) -> Slices:
+        """Every read in one MULTI pipeline: one round trip, one instant."""
+        rows = page_size(rows)
+        wall, shared = self._time_of(clock)
+        calls: list[tuple[str, list[Any]]] = [
+            ("USAGE", [wall, shared]),
+            ("USERS_PAGE", [0, rows]),
+            ("KEYS_PAGE", [wall, shared, 0, rows]),
+        ]
+
+        def read() -> list[Any]:
+            pipe = self._redis.pipeline(transaction=True)
+            for name, args in calls:
+                pipe.evalsha(self._scripts[name].sha, len(self._keys), *self._keys, self.prefix, *args)
+            pipe.llen(self._ledger_key)
+            pipe.lrange(self._ledger_key, -rows, -1)
+            pipe.zcard(self._idem_key)
+            return pipe.execute()
+
+        usage, users, keys, ledger_size, ledger, key_count = self._call(lambda: self._with_scripts_loaded(read))
+        entries = [codec.ledger_entry(item) for item in reversed(ledger)]
+        lowest = ledger_size - len(entries)
+        return Slices(
+            now=float(usage[0]),
+            overview=Overview(int(usage[3]), codec.usage_summary(usage)),
+            users=_users_page(users, 0),
+            user_count=int(users[0]),
+            ledger=Page(entries, lowest - 1 if entries and lowest > 0 else None),
+            ledger_size=int(ledger_size),
+            keys=_keys_page(keys),
+            key_count=int(key_count),
+        )
 
     def conservation(self) -> Conservation:
         def snapshot() -> list[Any]:
@@ -367,6 +401,15 @@ class RedisStore:
         if clock.offset_kept_by(self):
             return codec.time_text(time.time()), "1"
         return codec.time_text(clock.now()), "0"
+
+    def _with_scripts_loaded(self, operation: Callable[[], T]) -> T:
+        # A pipeline runs scripts by SHA only; after a Redis restart they must be sent again.
+        try:
+            return operation()
+        except redis.exceptions.NoScriptError:
+            for script in self._scripts.values():
+                script.sha = self._redis.script_load(script.script)
+            return operation()
 
     def _release(self, scope: str, key: str, owner: str) -> None:
         self._run("RELEASE", [codec.member(scope, key), owner], flush_pending=False)

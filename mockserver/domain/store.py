@@ -6,12 +6,28 @@ service, the web layer and the store tests run unchanged against each of them.
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Protocol
 
 from .accounts import Seed
 from .clock import Clock
 from .records import ChargeResult, Conservation, GrantRequest, GrantResult, IdempotencyView, LedgerEntry, Page
 from .usage import Overview, UsageSummary
+
+
+@dataclass(frozen=True, slots=True)
+class Slices:
+    """Bounded slices of the state, read at one instant: what a live view (the dashboard)
+    shows, at a cost that does not grow with the books."""
+
+    now: float
+    overview: Overview
+    users: Page[tuple[str, int]]
+    user_count: int
+    ledger: Page[LedgerEntry]
+    ledger_size: int
+    keys: Page[IdempotencyView]
+    key_count: int
 
 
 class StateStore(Protocol):
@@ -103,6 +119,9 @@ class StateStore(Protocol):
         ``limit`` (its cursor still leads on)."""
 
     def idempotency_key_count(self) -> int: ...
+
+    def slices(self, clock: Clock, rows: int) -> Slices:
+        """The first page (``rows`` items) of every listing, the counts, the pool and usage."""
 
     def conservation(self) -> Conservation:
         """Check that money is conserved; see :class:`Conservation`."""

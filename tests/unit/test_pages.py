@@ -6,6 +6,7 @@ from __future__ import annotations
 import pytest
 
 from mockserver.domain.records import MAX_PAGE_SIZE, GrantRequest
+from mockserver.domain.usage import USAGE_WINDOW_SECONDS, Overview
 
 from .seeds import SEED
 
@@ -74,3 +75,17 @@ def test_a_grant_through_the_store_replays_with_duplicate_set(service):
     assert (first.duplicate, again.duplicate) == (False, True)
     assert again.ledger_id == first.ledger_id and again.balance_after == first.balance_after
     assert service.user_balance("alice") == SEED.users["alice"] + 5
+
+
+def test_slices_are_the_first_pages_and_counts_read_together(service):
+    for i in range(5):
+        grant(service, f"new{i}", key=f"k{i}")
+    slices = service.store.slices(service.clock, 3)
+    assert slices.users == service.store.users_page(None, 3)
+    assert slices.user_count == len(service.store.users())
+    assert slices.ledger == service.store.ledger_page(None, 3)
+    assert slices.ledger_size == service.store.ledger_size()
+    assert slices.keys == service.store.idempotency_key_page(slices.now, None, 3)
+    assert slices.key_count == 5
+    since = slices.now - USAGE_WINDOW_SECONDS
+    assert slices.overview == Overview(service.store.pool_balance(), service.store.usage(since, slices.now))
