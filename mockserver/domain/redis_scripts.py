@@ -60,12 +60,15 @@ local function now_from(wall, shared)
   return now
 end
 
--- Append an entry. Time going back (the clock was moved back) starts a new usage run.
+-- Append an entry. Time going back (the clock was moved back) starts a new usage run;
+-- returns the run the entry belongs to.
 local function append(at, amount, before, after, tail)
-  local last = redis.call('HGET', META, 'last_at')
-  if last and tonumber(at) < tonumber(last) then redis.call('HINCRBY', META, 'run', 1) end
+  local meta = redis.call('HMGET', META, 'last_at', 'run')
+  local run = meta[2] or '0'
+  if meta[1] and tonumber(at) < tonumber(meta[1]) then run = tostring(redis.call('HINCRBY', META, 'run', 1)) end
   redis.call('HSET', META, 'last_at', at)
   redis.call('RPUSH', LEDGER, '[' .. at .. ',' .. fmt(amount) .. ',' .. fmt(before) .. ',' .. fmt(after) .. tail)
+  return run
 end
 
 -- A new account joins the listing order.
@@ -75,15 +78,18 @@ local function user_before(user)
   return tonumber(balance)
 end
 
--- Add one entry to a usage series (values: integer texts), keeping running totals exact.
-local function track(series, at, values)
-  local name = (redis.call('HGET', META, 'run') or '0') .. ':' .. series
+-- Add one entry of run ``run`` to a usage series (values: integer texts), keeping running
+-- totals exact: HINCRBY counts in 64 bits; its reply is read as text again once past 2^53.
+local function track(run, series, at, values)
+  local name = run .. ':' .. series
   local count = redis.call('HINCRBY', TOTALS, name .. ':n', 1)
   if count == 1 then redis.call('SADD', SERIES, name) end
   local member = string.format('%015.0f', count)
   for i, value in ipairs(values) do
-    redis.call('HINCRBY', TOTALS, name .. ':' .. i, value)
-    member = member .. ':' .. redis.call('HGET', TOTALS, name .. ':' .. i)
+    local field = name .. ':' .. i
+    local total = redis.call('HINCRBY', TOTALS, field, value)
+    if math.abs(total) >= MAX_SAFE then total = redis.call('HGET', TOTALS, field) else total = fmt(total) end
+    member = member .. ':' .. total
   end
   redis.call('ZADD', P .. 'usage:' .. name, at, member)
 end
@@ -195,8 +201,7 @@ if not balance then redis.call('RPUSH', ORDER, user) end
 redis.call('DECRBY', POOL, amount_text)
 local after = redis.call('HINCRBY', USERS, user, amount_text)
 local at = time_text(now)
-append(at, amount, before, after, tail)
-track('g', at, {amount_text})
+track(append(at, amount, before, after, tail), 'g', at, {amount_text})
 local result = {'state', 'done', 'user', user, 'amount', amount_text, 'before', fmt(before), 'after', fmt(after),
   'ledger_id', ledger_id}
 if mode == 'once' then
@@ -258,8 +263,7 @@ else
   after = redis.call('HINCRBY', USERS, ARGV[3], fmt(-amount))
 end
 local at = time_text(tonumber(ARGV[5]))
-append(at, amount, before, after, ARGV[9])
-track('c:' .. ARGV[6], at, {ARGV[7], ARGV[8], amount_text})
+track(append(at, amount, before, after, ARGV[9]), 'c:' .. ARGV[6], at, {ARGV[7], ARGV[8], amount_text})
 return {'ok', fmt(before), fmt(after)}
 """)
 

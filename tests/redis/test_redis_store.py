@@ -196,3 +196,13 @@ def test_scripts_lost_by_a_redis_restart_are_sent_again(redis_server, make_store
     with redis_server.client() as client:
         client.script_flush()
     assert store.slices(service.clock, 10).key_count == 2
+
+
+def test_usage_totals_stay_exact_past_two_to_the_53(make_store):
+    store = make_store()
+    service = FundingService(store, RedisClock(store), SEED)
+    for _ in range(3):
+        service.set_balance(None, MAX_SAFE_MICRODOLLARS)
+        service.set_balance("alice", 0)
+        grant(service, amount=MAX_SAFE_MICRODOLLARS)
+    assert service.usage().grant_total == 3 * MAX_SAFE_MICRODOLLARS
