@@ -25,7 +25,7 @@ import urllib3
 from urllib3.exceptions import HTTPError, NewConnectionError, ProtocolError
 from urllib3.util import SKIP_HEADER
 
-from .observed import MAX_JUDGED_BODY, ObservedExchange, scrub_request_headers
+from .observed import MAX_JUDGED_BODY, ObservedExchange, decoded, scrub, scrub_request_headers
 
 # Headers of one connection, not of the message (RFC 9110, section 7.6.1).
 HOP_BY_HOP = frozenset(
@@ -99,12 +99,12 @@ class _Handler(BaseHTTPRequestHandler):
     def _relay(self) -> None:
         server = self.server
         body = self._read_body()
-        headers, scope = scrub_request_headers(list(self.headers.items()))
+        headers, scope, secrets = scrub_request_headers(list(self.headers.items()))
         exchange = ObservedExchange(
             method=self.command,
             target=self.path,
             request_headers=headers,
-            request_body=body,
+            request_body=scrub(body, secrets),
             scope=scope,
             started=0,
             upstream_url=server.upstream + self.path,
@@ -132,13 +132,15 @@ class _Handler(BaseHTTPRequestHandler):
             self.close_connection = True  # sent, but no answer came: the client gets none either
             exchange.complete = False
         else:
-            self._relay_response(upstream, exchange)
+            kept = self._relay_response(upstream, exchange)
+            exchange.response_body = scrub(decoded(kept, upstream.headers.get("Content-Encoding")), secrets)
         exchange.elapsed = time.perf_counter() - began
         server.finish(exchange)
 
     do_POST = do_PUT = do_PATCH = do_DELETE = do_HEAD = do_OPTIONS = _relay
 
-    def _relay_response(self, upstream: Any, exchange: ObservedExchange) -> None:
+    def _relay_response(self, upstream: Any, exchange: ObservedExchange) -> bytes:
+        """Send the upstream's answer on as it arrives; the body as sent, for the judge."""
         exchange.status, exchange.reason = upstream.status, upstream.reason or ""
         exchange.response_headers = list(upstream.headers.items())
         chunked = "chunked" in (upstream.headers.get("Transfer-Encoding") or "").lower()
@@ -171,9 +173,9 @@ class _Handler(BaseHTTPRequestHandler):
             exchange.complete = False
         finally:
             upstream.release_conn()
-        exchange.response_body = b"".join(kept)
         if size > MAX_JUDGED_BODY:
             exchange.complete = False
+        return b"".join(kept)
 
     def _read_body(self) -> bytes:
         if "chunked" in (self.headers.get("Transfer-Encoding") or "").lower():

@@ -164,7 +164,7 @@ class Judge:
         return Response(
             status_code=observed.status or 0,
             headers=grouped,
-            content=observed.content,
+            content=observed.response_body,
             request=request,
             elapsed=observed.elapsed,
             verify=True,

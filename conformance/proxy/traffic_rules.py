@@ -57,11 +57,21 @@ REUSE = rule_named("reused_key_with_other_body_rejected", "idem.reuse_changed")
 NEW_KEY = rule_named("different_keys_credit_each_time", "idem.new_key_new_grant")
 READBACK = rule_named("balance_read_shows_new_balance", "grant.readback")
 READBACK_QUERY = rule_named("balance_query_returns_that_user", "grant.readback")
-RULES = tuple(
-    dict.fromkeys(
-        (AMOUNT, REPLAY, REPLAY_LEDGER, REPLAY_HEADER, CREDITED_ONCE, REUSE, NEW_KEY, READBACK, READBACK_QUERY)
-    )
+# A chat's debit read back: a rule of its own in the registry of rules as properties.
+CHAT_DEBIT = "chat.user_debit" if "chat.user_debit" in REGISTRY else None
+_ALL = (
+    AMOUNT,
+    REPLAY,
+    REPLAY_LEDGER,
+    REPLAY_HEADER,
+    CREDITED_ONCE,
+    REUSE,
+    NEW_KEY,
+    READBACK,
+    READBACK_QUERY,
+    CHAT_DEBIT,
 )
+RULES = tuple(dict.fromkeys(name for name in _ALL if name is not None))
 
 
 @dataclass
@@ -302,11 +312,13 @@ class TrafficRules:
         if seen.operation_id in (USER_BALANCE, BALANCE):
             return parse_money(exchange.field("balance"))
         if seen.operation_id in (USER_CHAT, CHAT):
-            return _last_quota_balance(seen.observed.content)
+            return _last_quota_balance(seen.observed.response_body)
         return None
 
     def _judge_read(self, known: _Known, read: Seen, shown: int) -> None:
         rule = READBACK_QUERY if read.operation_id == BALANCE else READBACK
+        if known.source.operation_id != GRANT and CHAT_DEBIT is not None:
+            rule = CHAT_DEBIT
         steps = [known.source.exchange, *(s.exchange for s in known.replays + known.refused_reuses), read.exchange]
         if shown == known.cents:
             self.t.results.ran(rule)
@@ -337,7 +349,8 @@ class TrafficRules:
             self.t.violation(
                 rule,
                 steps,
-                "The balance read does not show the grant before it",
+                f"A balance read disagrees with the {'grant' if known.source.operation_id == GRANT else 'chat'} "
+                "before it",
                 f"{where} shows {_usd(shown)}; {said} (as far as the traffic through this proxy "
                 "shows: nothing else touched this user in between)",
             )

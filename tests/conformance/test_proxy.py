@@ -16,6 +16,7 @@ from typing import Any
 import pytest
 import requests
 from flask import Flask, Response, stream_with_context
+from flask import request as flask_request
 
 from conformance.options import Profile
 from conformance.proxy import traffic_rules
@@ -294,3 +295,18 @@ def test_the_command_writes_its_reports_on_sigterm_and_exits_by_what_it_saw(serv
     if exit_code:
         assert re.search(rf"^VIOLATION failure {re.escape(traffic_rules.CREDITED_ONCE)} ", output, re.M), output
     assert "RESULT: " in output
+
+
+def test_a_key_echoed_by_the_upstream_is_not_printed_either(proxied):
+    app = Flask("echo")
+
+    @app.get("/v1/me")
+    def me() -> Response:  # an error page quoting the header it refused, in no envelope
+        return Response(f"refused {flask_request.headers['Authorization']}", status=401, mimetype="text/plain")
+
+    p = proxied(app)
+    assert p.get("/v1/me").status_code == 401
+    rule = traffic_rules.rule_named("errors_use_json_envelope", "errors.envelope")
+    assert rule in p.failed()
+    text = json.dumps(p.report()) + "\n".join(p.lines)
+    assert "refused Bearer $QUOTA_API_KEY" in text and KEY not in text
