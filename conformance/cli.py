@@ -115,6 +115,11 @@ def embedded_mock(*api_keys: str) -> Iterator[str]:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    if argv[:1] == ["proxy"]:  # the validation proxy, a command of its own
+        from .proxy.cli import main as proxy_main
+
+        return proxy_main(argv[1:])
     args = build_parser().parse_args(argv)
     if args.list_rules:
         print(rules_markdown(list(REGISTRY)))
