@@ -56,7 +56,7 @@ class Judge:
         self.target = Target(self.options, GuardedSession(SafetyGuard(self.options)), self.results)
         self.traffic = TrafficRules(self.target)
         self.coverage = Coverage(self.target.contract.operations)
-        self.judged_rules = [r.name for r in REGISTRY if _check_of(r) in ALL_RESPONSE_CHECKS or r.name in TRAFFIC_RULES]
+        self.judged_rules = [r.name for r in REGISTRY if r.check in ALL_RESPONSE_CHECKS or r.name in TRAFFIC_RULES]
         self._routes = [(op, _route_pattern(op.path)) for op in self.target.contract.operations]
         self._say = say
         self._printed: Counter[str] = Counter()  # findings printed, per rule
@@ -247,12 +247,6 @@ class Coverage:
             "without_an_answer": self.unanswered,
             "by_operation": operations,
         }
-
-
-def _check_of(rule: Any) -> Any:
-    # The response check a rule runs: ``check`` in the registry of rules as properties,
-    # ``function`` before it (both spellings while the suite's registry is being reworked).
-    return getattr(rule, "check", None) or getattr(rule, "function", None)
 
 
 def _route_pattern(path: str) -> re.Pattern[str]:

@@ -39,39 +39,15 @@ RETENTION_ORDER_SECONDS = 23 * 3600
 MEMORY_LIMIT = 100_000
 
 
-def rule_named(*candidates: str) -> str:
-    """The registry's name for a rule (the first candidate it holds): the suite is renaming
-    its rules to the dotted ids of docs (``idem.replay``), and the proxy follows either."""
-    for name in candidates:
-        if name in REGISTRY:
-            return name
-    raise LookupError(f"none of the rules {candidates} is registered")
-
-
-AMOUNT = rule_named("grant_amount_matches_request", "grant.arithmetic")
-REPLAY = rule_named("replay_marked_duplicate_true", "idem.replay")
-REPLAY_LEDGER = rule_named("replay_keeps_ledger_id", "idem.replay")
-REPLAY_HEADER = rule_named("replay_sends_idempotent_replayed_header", "idem.replay_header")
-CREDITED_ONCE = rule_named("duplicate_grant_credited_once", "idem.replay")
-REUSE = rule_named("reused_key_with_other_body_rejected", "idem.reuse_changed")
-NEW_KEY = rule_named("different_keys_credit_each_time", "idem.new_key_new_grant")
-READBACK = rule_named("balance_read_shows_new_balance", "grant.readback")
-READBACK_QUERY = rule_named("balance_query_returns_that_user", "grant.readback")
-# A chat's debit read back: a rule of its own in the registry of rules as properties.
-CHAT_DEBIT = "chat.user_debit" if "chat.user_debit" in REGISTRY else None
-_ALL = (
-    AMOUNT,
-    REPLAY,
-    REPLAY_LEDGER,
-    REPLAY_HEADER,
-    CREDITED_ONCE,
-    REUSE,
-    NEW_KEY,
-    READBACK,
-    READBACK_QUERY,
-    CHAT_DEBIT,
-)
-RULES = tuple(dict.fromkeys(name for name in _ALL if name is not None))
+# The suite's rules these verdicts are recorded under (ids of the registry).
+AMOUNT = "grant.arithmetic"  # a first grant credits the amount asked for
+REPLAY = "idem.replay"  # duplicate: true, the original's ledger_id, and credited once
+REPLAY_HEADER = "idem.replay_header"
+REUSE = "idem.reuse_changed"
+NEW_KEY = "idem.new_key_new_grant"
+READBACK = "grant.readback"  # both balance reads, after a grant
+CHAT_DEBIT = "chat.user_debit"  # a balance read after a chat
+RULES = (AMOUNT, REPLAY, REPLAY_HEADER, REUSE, NEW_KEY, READBACK, CHAT_DEBIT)
 
 
 @dataclass
@@ -240,10 +216,10 @@ class TrafficRules:
             return
         self.t.results.ran(REPLAY)
         if replay.field("ledger_id") == first.field("ledger_id"):
-            self.t.results.ran(REPLAY_LEDGER)
+            self.t.results.ran(REPLAY)
         else:
             self.t.violation(
-                REPLAY_LEDGER,
+                REPLAY,
                 steps,
                 "The replay answered another ledger_id",
                 f"original ledger_id {first.field('ledger_id')!r}, replay {replay.field('ledger_id')!r}",
@@ -316,21 +292,19 @@ class TrafficRules:
         return None
 
     def _judge_read(self, known: _Known, read: Seen, shown: int) -> None:
-        rule = READBACK_QUERY if read.operation_id == BALANCE else READBACK
-        if known.source.operation_id != GRANT and CHAT_DEBIT is not None:
-            rule = CHAT_DEBIT
+        rule = READBACK if known.source.operation_id == GRANT else CHAT_DEBIT
         steps = [known.source.exchange, *(s.exchange for s in known.replays + known.refused_reuses), read.exchange]
         if shown == known.cents:
             self.t.results.ran(rule)
             if known.replays:
-                self.t.results.ran(CREDITED_ONCE)
+                self.t.results.ran(REPLAY)
             return
         where = f"{read.observed.method} {read.observed.path}"
         said = f"the {known.source.operation_id} answer before it left {_usd(known.cents)}"
         replayed = sum(parse_money(s.exchange.field("amount_granted")) or 0 for s in known.replays)
         if known.replays and shown == known.cents + replayed:
             self.t.violation(
-                CREDITED_ONCE,
+                REPLAY,
                 steps,
                 "A replayed grant credited the user again",
                 f"{where} shows {_usd(shown)}; {said}, and {len(known.replays)} replay(s) since "
