@@ -34,6 +34,7 @@ from urllib.parse import parse_qsl
 from flask import Flask
 
 from .public_api import FAST_LANE_OPERATIONS, FAST_LANE_REFUSAL, answer
+from .request_body import check_media_type, read_body
 from .state import AnyTextConverter, MockState
 
 # Request hooks whose effect the lane reproduces (or that do nothing on the requests it takes).
@@ -43,9 +44,12 @@ _KNOWN_HOOKS = frozenset(
         "mockserver.web.cors.install_cors.<locals>._cors_headers",  # nothing without Origin (any-origin CORS)
         "mockserver.web.simulation.install_extra_headers.<locals>._extra",  # Prefer's and faults': none here
         "mockserver.web.journal_recorder._Recorder.record",  # the lane records the same entry
+        "mockserver.web.cors.install_control_guard.<locals>._refuse_cross_site",  # the control API only
+        "mockserver.web.request_body.install_body_reader.<locals>._read_body",  # the lane reads bodies alike
     }
 )
 _STATUS_LINES = {200: "200 OK"}
+_RAW_BODY_HEADERS = frozenset({"HTTP_TRANSFER_ENCODING", "HTTP_CONTENT_ENCODING"})
 FAST_LANE_KEY = "quota_mock_fast_lane"  # the app's extension holding its lane
 _TEMPLATE = re.compile(r"\{([^}]+)\}")
 
@@ -95,13 +99,20 @@ class FastLane:
             return self.flask_wsgi(environ, start_response)
         operation, validator, body_limit = route
         body = b""
-        if operation.method == "POST":
+        media_types = operation.body_media_types
+        if media_types:
+            # Only a body of declared length within the limit, as sent: a chunked, compressed
+            # or oversized one is Flask's (request_body.py) to read or refuse.
             length = environ.get("CONTENT_LENGTH", "")
-            if not length.isdigit() or int(length) > body_limit or "HTTP_TRANSFER_ENCODING" in environ:
+            if not length.isdigit() or int(length) > body_limit or _RAW_BODY_HEADERS & environ.keys():
                 return self.flask_wsgi(environ, start_response)
-            body = environ["wsgi.input"].read(int(length)) if length != "0" else b""
-            environ["wsgi.input"] = io.BytesIO(body)  # Flask can still read it, if handed over
+            body = read_body(environ, body_limit)
+            # As request_body.py leaves it, so that Flask reads the same bytes if handed over.
+            environ["wsgi.input"] = io.BytesIO(body)
+            environ["CONTENT_LENGTH"] = str(len(body))
         try:
+            if body.strip():
+                check_media_type(environ.get("CONTENT_TYPE"), media_types)
             response = answer(self.state, operation, validator, path_args, _Query(environ), _Headers(environ), body)
         except Exception as refusal:
             environ[FAST_LANE_REFUSAL] = refusal

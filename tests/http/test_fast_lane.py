@@ -4,6 +4,7 @@ that hooks into Flask is on, or a hook it does not know appears."""
 
 from __future__ import annotations
 
+import gzip
 import json
 import re
 
@@ -38,6 +39,12 @@ CORPUS = [
     ("POST", "/v1/funding/grant", {"Authorization": ""}, b'{"external_user_id": "u", "amount": 1}'),
     ("POST", "/v1/funding/grant", {"Content-Type": "text/plain"}, b'{"external_user_id": "u3", "amount": 1}'),
     ("POST", "/v1/funding/grant", {}, b'{"external_user_id": "u", "amount": 1, "x": "' + b"a" * 70_000 + b'"}'),
+    ("POST", "/v1/funding/grant", {"Content-Type": ""}, b'{"external_user_id": "u3", "amount": 1}'),
+    ("POST", "/v1/funding/grant", {"Content-Type": "application/json; charset=latin-1"}, b'{"external_user_id": "u"}'),
+    ("POST", "/v1/funding/grant", {"Content-Encoding": "gzip"}, gzip.compress(b'{"external_user_id": "z", "amount": 1}')),  # noqa: E501
+    ("POST", "/v1/funding/grant", {}, b'{"external_user_id": "u4", "amount": 0.01, "amount": 2}'),
+    ("POST", "/v1/funding/grant", {}, b'{"external_user_id": "u4", "amount": 1, "description": "\\udfff"}'),
+    ("POST", "/v1/funding/grant", {"Idempotency-Key": "caf\xc3\xa9"}, b'{"external_user_id": "u5", "amount": 1}'),
     ("POST", "/v1/funding/grant/", {}, b'{"external_user_id": "u", "amount": 1}'),
     ("GET", "/v1/funding/grant", {}, b""),
     ("GET", "/v1/users/u1/balance", {}, b""),
