@@ -9,12 +9,14 @@ from datetime import UTC, datetime
 from importlib import metadata
 from pathlib import Path
 
+from . import figures
 from .load import SCENARIOS, LoadResult
 from .results_scale import growth_section, redis_section
 
 RESULTS_PATH = Path(__file__).resolve().parent / "RESULTS.md"
 MOCK, BARE, PRISM = "quota-mock", "bare Flask", "Prism"
 REDIS_1, REDIS_2 = "quota-mock, Redis, 1 worker", "quota-mock, Redis, 2 workers"
+THREADS_8 = "quota-mock, 8 threads"
 GRANT = "grant (fresh keys)"
 SCALE_LIMIT = 3.0  # a read at 1,000,000 entries may cost at most this many times an empty one
 
@@ -267,7 +269,37 @@ def _bounds(results: Results) -> list[str]:
     return lines
 
 
+def headline(results: Results) -> dict:
+    """The figures the README quotes (benchmarks/figures.py), from this run."""
+    load, growth, cost = results.load, results.growth, results.redis_cost
+    memory, per_user = results.memory, growth.get("per_user", {})
+    return {
+        "measured": datetime.now(UTC).strftime("%Y-%m-%d"),
+        "cores": os.cpu_count(),
+        "grant_rps": load[MOCK][GRANT].rps,
+        "grant_p99_ms": load[MOCK][GRANT].p99_ms,
+        "vs_prism": _ratio(results, GRANT, PRISM) or 0.0,
+        "vs_bare": _ratio(results, GRANT, BARE) or 0.0,
+        "threads8_rps": load[THREADS_8][GRANT].rps,
+        "threads8_p99_ms": load[THREADS_8][GRANT].p99_ms,
+        "redis1_rps": load[REDIS_1][GRANT].rps,
+        "redis2_rps": load[REDIS_2][GRANT].rps,
+        "redis1_vs_memory": _ratio(results, GRANT, MOCK, REDIS_1) or 0.0,
+        "redis2_vs_redis1": _ratio(results, GRANT, REDIS_1, REDIS_2) or 0.0,
+        "redis_round_trips": cost["round_trips_per_grant"],
+        "redis_commands": cost["redis_commands_per_grant"],
+        "me_us_empty": growth["memory"][0]["me_us"],
+        "me_us_large": growth["memory"][-1]["me_us"],
+        "large_entries": growth["memory"][-1]["entries"],
+        "bytes_per_entry": per_user.get("bytes_per_entry", memory["ledger"]["bytes_per_entry"]),
+        "bytes_per_user": per_user.get("bytes_per_user", 0.0),
+        "bytes_per_key": memory["idempotency"]["bytes_per_key"],
+        "max_keys": memory["idempotency"]["max_keys"],
+    }
+
+
 def write_results(results: Results) -> str:
     text = render(results)
     RESULTS_PATH.write_text(text, encoding="utf-8")
+    figures.write(headline(results))
     return text

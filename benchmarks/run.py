@@ -23,7 +23,7 @@ from .bare_app import create_bare_app
 from .load import SCENARIOS, LoadResult, run_wrk
 from .profile_grant import app_seconds_per_grant, profile_grants
 from .redis_server import private_redis
-from .results import REDIS_1, REDIS_2, Results, write_results
+from .results import REDIS_1, REDIS_2, THREADS_8, Results, write_results
 from .tools import ROOT, find_prism, find_wrk, prism_version
 
 STARTUP_RUNS = 5
@@ -113,7 +113,7 @@ def main() -> None:
     with private_redis() as redis_url:
         commands = {
             "quota-mock": servers.mock_argv,
-            "quota-mock, 8 threads": servers.mock_threads_argv(8),
+            THREADS_8: servers.mock_threads_argv(8),
             REDIS_1: servers.mock_redis_argv(redis_url, 1),
             REDIS_2: servers.mock_redis_argv(redis_url, 2),
             "bare Flask": servers.bare_argv,
