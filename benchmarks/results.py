@@ -9,11 +9,16 @@ from datetime import UTC, datetime
 from importlib import metadata
 from pathlib import Path
 
+from . import figures
 from .load import SCENARIOS, LoadResult
+from .results_scale import growth_section, redis_section
 
 RESULTS_PATH = Path(__file__).resolve().parent / "RESULTS.md"
 MOCK, BARE, PRISM = "quota-mock", "bare Flask", "Prism"
+REDIS_1, REDIS_2 = "quota-mock, Redis, 1 worker", "quota-mock, Redis, 2 workers"
+THREADS_8 = "quota-mock, 8 threads"
 GRANT = "grant (fresh keys)"
+SCALE_LIMIT = 3.0  # a read at 1,000,000 entries may cost at most this many times an empty one
 
 
 @dataclass
@@ -29,6 +34,9 @@ class Results:
     grant_profile: str = ""
     # Seconds one grant costs inside each app, called directly (no server).
     app_seconds: dict[str, float] = field(default_factory=dict)
+    # benchmarks.growth and benchmarks.redis_cost, as they print them.
+    growth: dict = field(default_factory=dict)
+    redis_cost: dict = field(default_factory=dict)
 
     @property
     def load(self) -> dict[str, dict[str, LoadResult]]:
@@ -64,11 +72,19 @@ def _version(package: str) -> str:
         return "not installed"
 
 
-def _ratio(results: Results, scenario: str, other: str) -> float | None:
-    if other not in results.load or MOCK not in results.load:
+def _ratio(results: Results, scenario: str, other: str, mine: str = MOCK) -> float | None:
+    if other not in results.load or mine not in results.load:
         return None
     theirs = results.load[other][scenario].rps
-    return results.load[MOCK][scenario].rps / theirs if theirs else None
+    return results.load[mine][scenario].rps / theirs if theirs else None
+
+
+def _growth_ratio(results: Results, store: str, measure: str) -> float | None:
+    """The cost at the largest size over the cost at the smallest (an empty mock)."""
+    points = results.growth.get(store)
+    if not points:
+        return None
+    return points[-1][measure] / points[0][measure]
 
 
 def _targets(results: Results) -> list[tuple[str, str, str, bool | None]]:
@@ -76,19 +92,36 @@ def _targets(results: Results) -> list[tuple[str, str, str, bool | None]]:
     vs_prism = _ratio(results, GRANT, PRISM)
     vs_bare = _ratio(results, GRANT, BARE)
 
-    def spread(other: str) -> str:
-        ratios = results.round_ratios(GRANT, MOCK, other)
+    def spread(other: str, mine: str = MOCK) -> str:
+        ratios = results.round_ratios(GRANT, mine, other)
         return f" (rounds: {min(ratios):.2f}–{max(ratios):.2f})" if len(ratios) > 1 else ""
+
+    def at_least(name: str, goal: float, ratio: float | None, mine: str, other: str) -> tuple:
+        measured = "n/a" if ratio is None else f"{ratio:.2f} ×" + spread(other, mine)
+        return (name, f"≥ {goal:g} ×", measured, None if ratio is None else ratio >= goal)
+
+    def flat(name: str, store: str, measure: str) -> tuple:
+        ratio = _growth_ratio(results, store, measure)
+        points = results.growth.get(store) or [{}]
+        entries = points[-1].get("entries", 0)
+        measured = "n/a" if ratio is None else f"{ratio:.2f} × at {entries:,} entries"
+        return (name, f"≤ {SCALE_LIMIT:g} × empty", measured, None if ratio is None else ratio <= SCALE_LIMIT)
 
     ledger = results.memory["ledger"]
     keys = results.memory["idempotency"]
     plateau = keys["bytes_after_extra"] <= keys["bytes_at_bound"] * 1.02 + 1_000_000
     rows = [
+        at_least("grant throughput vs Prism", 3, vs_prism, MOCK, PRISM),
+        at_least("grants, Redis 1 worker vs memory store", 0.5, _ratio(results, GRANT, MOCK, REDIS_1), REDIS_1, MOCK),
+        at_least("grants, Redis 2 workers vs 1", 1.6, _ratio(results, GRANT, REDIS_1, REDIS_2), REDIS_2, REDIS_1),
+        flat("`GET /v1/me`, memory store (in-process)", "memory", "me_us"),
+        flat("`GET /_mock/dashboard.json`, memory store (in-process)", "memory", "dashboard_us"),
+        flat("`GET /v1/me`, Redis store (in-process)", "redis", "me_us"),
         (
-            "grant throughput vs Prism",
-            "≥ 2.5 ×",
-            "n/a (no Prism)" if vs_prism is None else f"{vs_prism:.2f} ×" + spread(PRISM),
-            None if vs_prism is None else vs_prism >= 2.5,
+            "Redis round trips per grant",
+            "1",
+            f"{results.redis_cost.get('round_trips_per_grant', 0):.2f}",
+            round(results.redis_cost.get("round_trips_per_grant", 0), 2) == 1 if results.redis_cost else None,
         ),
         ("grant throughput vs bare Flask, same server", "≥ 0.7 ×", f"{vs_bare:.2f} ×" + spread(BARE), vs_bare >= 0.7),
         ("p99 latency, grants, 8 connections", "≤ 20 ms", f"{mock_grant.p99_ms:.1f} ms", mock_grant.p99_ms <= 20),
@@ -128,9 +161,10 @@ def render(results: Results) -> str:
         "",
         f"Load: wrk, one thread, 8 connections, {results.seconds} s per scenario and server, in {results.rounds}"
         " rounds that alternate the servers; each figure is the median round. quota-mock runs as"
-        " the `quota-mock` command serves it (one process, full validation and state); bare Flask"
-        " answers the same JSON with"
-        " nothing else, under the same server; Prism mocks openapi.yaml from its examples (no state).",
+        " the `quota-mock --quiet` command serves it (one process, full validation and state; the"
+        " Redis series on a private redis-server on the same machine, with `--workers 1` and `2`);"
+        " bare Flask answers the same JSON with nothing else, under the same server; Prism mocks"
+        " openapi.yaml from its examples (no state).",
         "",
         "## Targets",
         "",
@@ -154,15 +188,17 @@ def render(results: Results) -> str:
         "",
         "## Ratios (same run)",
         "",
-        "| scenario | quota-mock / Prism | quota-mock / bare Flask |",
-        "| --- | --- | --- |",
+        "| scenario | quota-mock / Prism | quota-mock / bare Flask | Redis 1 worker / memory | Redis 2 / 1 worker |",
+        "| --- | --- | --- | --- | --- |",
     ]
     for scenario in SCENARIOS:
-        vs_prism, vs_bare = _ratio(results, scenario, PRISM), _ratio(results, scenario, BARE)
-        lines.append(
-            f"| {scenario} | {'n/a' if vs_prism is None else f'{vs_prism:.2f}'} | "
-            f"{'n/a' if vs_bare is None else f'{vs_bare:.2f}'} |"
+        ratios = (
+            _ratio(results, scenario, PRISM),
+            _ratio(results, scenario, BARE),
+            _ratio(results, scenario, MOCK, REDIS_1),
+            _ratio(results, scenario, REDIS_1, REDIS_2),
         )
+        lines.append(f"| {scenario} | " + " | ".join("n/a" if r is None else f"{r:.2f}" for r in ratios) + " |")
     lines += ["", "## Start to first response (median of 5 cold starts)", "", "| server | seconds |", "| --- | --- |"]
     lines += [f"| {server} | {seconds:.2f} |" for server, seconds in results.startup.items()]
     ledger, keys = results.memory["ledger"], results.memory["idempotency"]
@@ -178,13 +214,15 @@ def render(results: Results) -> str:
         f" store were all refused ({keys['extra_refused']:,}) and memory stayed at"
         f" {keys['bytes_after_extra'] / 1e6:.0f} MB.",
         "",
+        *growth_section(results.growth),
+        *redis_section(results.redis_cost),
         f"## Conformance\n\nA full default `quota-conformance` run against a running quota-mock took"
         f" {results.conformance_seconds:.1f} s.",
         "",
         *_bounds(results),
         "## Where a grant's time goes",
         "",
-        "cProfile of 5,000 grant requests into the Flask app (no server, no network), by own time:",
+        "cProfile of 5,000 grant requests into the mock's WSGI app (no server, no network), by own time:",
         "",
         "```",
         results.grant_profile.strip(),
@@ -231,7 +269,37 @@ def _bounds(results: Results) -> list[str]:
     return lines
 
 
+def headline(results: Results) -> dict:
+    """The figures the README quotes (benchmarks/figures.py), from this run."""
+    load, growth, cost = results.load, results.growth, results.redis_cost
+    memory, per_user = results.memory, growth.get("per_user", {})
+    return {
+        "measured": datetime.now(UTC).strftime("%Y-%m-%d"),
+        "cores": os.cpu_count(),
+        "grant_rps": load[MOCK][GRANT].rps,
+        "grant_p99_ms": load[MOCK][GRANT].p99_ms,
+        "vs_prism": _ratio(results, GRANT, PRISM) or 0.0,
+        "vs_bare": _ratio(results, GRANT, BARE) or 0.0,
+        "threads8_rps": load[THREADS_8][GRANT].rps,
+        "threads8_p99_ms": load[THREADS_8][GRANT].p99_ms,
+        "redis1_rps": load[REDIS_1][GRANT].rps,
+        "redis2_rps": load[REDIS_2][GRANT].rps,
+        "redis1_vs_memory": _ratio(results, GRANT, MOCK, REDIS_1) or 0.0,
+        "redis2_vs_redis1": _ratio(results, GRANT, REDIS_1, REDIS_2) or 0.0,
+        "redis_round_trips": cost["round_trips_per_grant"],
+        "redis_commands": cost["redis_commands_per_grant"],
+        "me_us_empty": growth["memory"][0]["me_us"],
+        "me_us_large": growth["memory"][-1]["me_us"],
+        "large_entries": growth["memory"][-1]["entries"],
+        "bytes_per_entry": per_user.get("bytes_per_entry", memory["ledger"]["bytes_per_entry"]),
+        "bytes_per_user": per_user.get("bytes_per_user", 0.0),
+        "bytes_per_key": memory["idempotency"]["bytes_per_key"],
+        "max_keys": memory["idempotency"]["max_keys"],
+    }
+
+
 def write_results(results: Results) -> str:
     text = render(results)
     RESULTS_PATH.write_text(text, encoding="utf-8")
+    figures.write(headline(results))
     return text

@@ -1,9 +1,11 @@
 """One command for every benchmark: ``python -m benchmarks.run [--seconds N] [--no-prism]``.
 
-In a single run it starts quota-mock (as the ``quota-mock`` command serves it), bare Flask
-answering the same JSON under the same server (the framework's ceiling) and Stoplight Prism
-serving openapi.yaml (the peer), drives each with wrk, and measures start-up, memory at
-scale and the conformance suite's run time. Ratios are taken within the run, since the
+In a single run it starts quota-mock (as the ``quota-mock`` command serves it, on the
+memory store and on a private Redis with one and two workers), bare Flask answering the
+same JSON under the same server (the framework's ceiling) and Stoplight Prism serving
+openapi.yaml (the peer), drives each with wrk, and measures start-up, memory at scale,
+growth curves up to a million ledger entries, what a grant costs on Redis, and the
+conformance suite's run time. Ratios are taken within the run, since the
 machine is shared and absolute numbers drift. Results go to ``benchmarks/RESULTS.md``.
 """
 
@@ -20,7 +22,8 @@ from . import servers
 from .bare_app import create_bare_app
 from .load import SCENARIOS, LoadResult, run_wrk
 from .profile_grant import app_seconds_per_grant, profile_grants
-from .results import Results, write_results
+from .redis_server import private_redis
+from .results import REDIS_1, REDIS_2, THREADS_8, Results, write_results
 from .tools import ROOT, find_prism, find_wrk, prism_version
 
 STARTUP_RUNS = 5
@@ -88,10 +91,12 @@ def conformance_seconds() -> float:
         server.stop()
 
 
-def memory_figures() -> dict:
+def module_figures(module: str) -> dict:
+    """What ``python -m benchmarks.<module>`` prints (one JSON object), run in a fresh process."""
     output = subprocess.run(
-        [sys.executable, "-m", "benchmarks.memory"], cwd=ROOT, check=True, capture_output=True, text=True, timeout=900
-    ).stdout
+        [sys.executable, "-m", f"benchmarks.{module}"], cwd=ROOT, check=True, capture_output=True, text=True,
+        timeout=1800,
+    ).stdout  # fmt: skip
     return json.loads(output)
 
 
@@ -105,22 +110,29 @@ def main() -> None:
     wrk = find_wrk()
     prism = None if args.no_prism else find_prism()
     results = Results(prism_version=prism_version(prism) if prism else None, rounds=args.rounds, seconds=args.seconds)
-    commands = {
-        "quota-mock": servers.mock_argv,
-        "quota-mock, 8 threads": servers.mock_threads_argv(8),
-        "bare Flask": servers.bare_argv,
-    }
-    if prism:
-        commands["Prism"] = lambda port: servers.prism_argv(prism, port)
+    with private_redis() as redis_url:
+        commands = {
+            "quota-mock": servers.mock_argv,
+            THREADS_8: servers.mock_threads_argv(8),
+            REDIS_1: servers.mock_redis_argv(redis_url, 1),
+            REDIS_2: servers.mock_redis_argv(redis_url, 2),
+            "bare Flask": servers.bare_argv,
+        }
+        if prism:
+            commands["Prism"] = lambda port: servers.prism_argv(prism, port)
 
-    print(f"load: {', '.join(commands)} interleaved, {args.rounds} rounds of {args.seconds} s", flush=True)
-    results.rounds_load = load_interleaved(wrk, commands, args.seconds, args.rounds)
+        print(f"load: {', '.join(commands)} interleaved, {args.rounds} rounds of {args.seconds} s", flush=True)
+        results.rounds_load = load_interleaved(wrk, commands, args.seconds, args.rounds)
     print("start-up", flush=True)
     for name, argv_for_port in commands.items():
-        if name != "quota-mock, 8 threads":  # the same start-up as quota-mock's
+        if name in ("quota-mock", "bare Flask", "Prism"):  # the others start as quota-mock does
             results.startup[name] = measure_startup(name, argv_for_port)
     print("memory at scale", flush=True)
-    results.memory = memory_figures()
+    results.memory = module_figures("memory")
+    print("growth curves", flush=True)
+    results.growth = module_figures("growth")
+    print("a grant's cost on Redis", flush=True)
+    results.redis_cost = module_figures("redis_cost")
     print("conformance run", flush=True)
     results.conformance_seconds = conformance_seconds()
     print("profile of the grant path", flush=True)

@@ -69,6 +69,16 @@ def mock_threads_argv(threads: int):
     return argv
 
 
+def mock_redis_argv(url: str, workers: int):
+    """quota-mock on the Redis store with ``workers`` worker processes, a namespace of its own."""
+
+    def argv(port: int) -> list[str]:
+        prefix = f"bench-{workers}w-{port}:"
+        return [*mock_argv(port), "--store", url, "--store-prefix", prefix, "--workers", str(workers)]
+
+    return argv
+
+
 def bare_argv(port: int) -> list[str]:
     return [sys.executable, "-m", "benchmarks.bare_app", "--port", str(port)]
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import threading
+from dataclasses import replace
 
 from .accounts import Seed
 from .clock import Clock
@@ -78,20 +79,22 @@ class MemoryStore:
     # -- grants --------------------------------------------------------------------------
 
     def grant(self, request: GrantRequest, clock: Clock) -> GrantResult:
-        with self._lock:
-            now = clock.now()
-            key = request.idempotency_key
-            if key is not None:
-                replayed = self._idempotency.claim(request.scope, key, request.fingerprint, now)
-                if replayed is not None:
-                    return self._grant_result(replayed, duplicate=True)
-            try:
-                completes = None if key is None else (request.scope, key)
-                return self.apply_grant(request.user_id, request.amount, request.description, now, completes)
-            except BaseException:
-                if key is not None:
-                    self._idempotency.release(request.scope, key)
-                raise
+        # The claim and the grant are each atomic; between them the key is in flight, which
+        # refuses any second request with it. (Through the public steps, so that a test
+        # wrapping one of them sees it run.)
+        now = clock.now()
+        key = request.idempotency_key
+        if key is None:
+            return self.apply_grant(request.user_id, request.amount, request.description, now, None)
+        replayed = self.claim_idempotency_key(request.scope, key, request.fingerprint, now)
+        if replayed is not None:
+            return replace(replayed, duplicate=True)
+        try:
+            completes = (request.scope, key)
+            return self.apply_grant(request.user_id, request.amount, request.description, now, completes)
+        except BaseException:
+            self.release_idempotency_key(request.scope, key)
+            raise
 
     def claim_idempotency_key(self, scope: str, key: str, fingerprint: bytes, now: float) -> GrantResult | None:
         with self._lock:

@@ -49,8 +49,9 @@ class StateStore(Protocol):
         MAX_PAGE_SIZE) from ``cursor`` on."""
 
     def grant(self, request: GrantRequest, clock: Clock) -> GrantResult:
-        """Claim the request's Idempotency-Key (if any), grant and record the result, as one
-        atomic step at the clock's time; a replay comes back with ``duplicate`` set.
+        """Claim the request's Idempotency-Key (if any), grant and record the result, at the
+        clock's time; a replay comes back with ``duplicate`` set. One call (on Redis one
+        script, one round trip); between claim and grant the key is in flight.
 
         Raises a StoreError: the key is in flight, reused or cannot be stored (the key store
         is full), or the pool cannot cover the grant. A failure stores nothing for the key.

@@ -17,6 +17,7 @@ from .control_api import control_blueprint
 from .cors import install_control_guard, install_cors
 from .drop import DropConnectionMiddleware
 from .errors import register_error_handlers
+from .fast_lane import FAST_LANE_KEY, FastLane
 from .journal_recorder import install_journal_recorder
 from .public_api import register_operations
 from .request_body import body_rules, install_body_reader
@@ -37,8 +38,13 @@ def create_app(config: MockConfig | Mapping[str, Any] | None = None) -> Flask:
     app.config["MAX_CONTENT_LENGTH"] = config.max_body_bytes
     app.json.sort_keys = False  # keep the contract's field order, as the docs show it
     app.extensions[EXTENSION_KEY] = state
+    # Plain public API requests are answered below Flask by the same code (fast_lane.py);
+    # innermost, so that the journal's arrival stamp and the connection drop still wrap it.
+    fast_lane = FastLane(app, app.wsgi_app, state)
+    app.wsgi_app = fast_lane  # type: ignore[method-assign]
+    app.extensions[FAST_LANE_KEY] = fast_lane
     if state.journal is not None:  # first: its hooks start before and end after all others
-        install_journal_recorder(app, state, state.journal)
+        fast_lane.recorder = install_journal_recorder(app, state, state.journal)
     register_error_handlers(app, state.contract, config.max_body_bytes)
     if config.cors_origins:
         install_cors(app, config.cors_origins)

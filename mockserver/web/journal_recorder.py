@@ -37,12 +37,13 @@ _SECRET_COOKIES = frozenset({ADMIN_TOKEN_COOKIE})
 _SECRET_ENVIRON = frozenset("HTTP_" + name.upper().replace("-", "_") for name in (*SECRET_HEADERS, "cookie"))
 
 
-def install_journal_recorder(app: Flask, state: MockState, journal: RequestJournal) -> None:
+def install_journal_recorder(app: Flask, state: MockState, journal: RequestJournal) -> _Recorder:
     """Record every answered request in ``journal``; call first, so it sees the final answer."""
     recorder = _Recorder(state, journal)
     # The clock starts below Flask, where a request arrives: cheaper than a before_request hook.
     app.wsgi_app = _ArrivalStamp(app.wsgi_app)  # type: ignore[method-assign]
     app.after_request(recorder.record)
+    return recorder
 
 
 class _Recorder:
@@ -78,23 +79,49 @@ class _Recorder:
         if status >= 400 or dropped:
             problem = _problem(environ.get(REFUSAL_ENVIRON_KEY), environ.get(SIMULATED_ENVIRON_KEY))
         body = None if response.is_streamed else b"".join(response.response)  # type: ignore[arg-type]
+        request_body = b"" if status == 413 else current.get_data(cache=True)  # a 413's body was never read
+        head = self._head(environ, now, started, current.method, path, operation_id, status)
+        middle = self._middle(environ, operation_id, status, body, request_body)
+        if body is None:
+            response.response = _RecordedStream(
+                response.response, self.journal, head, middle, (problem, dropped), started, self.limit
+            )
+            return response
+        self._append(head, middle, body, started, problem, dropped)
+        return response
+
+    def record_answer(
+        self, environ: dict[str, Any], operation_id: str, status: int, body: bytes, request_body: bytes
+    ) -> None:
+        """The entry :meth:`record` makes, for a success the fast lane answered below Flask."""
+        now = time.perf_counter()
+        started = environ.get(_STARTED, now)
+        path = environ.get("PATH_INFO", "").encode("latin-1").decode("utf-8", "replace")
+        head = self._head(environ, now, started, environ.get("REQUEST_METHOD", ""), path, operation_id, status)
+        self._append(head, self._middle(environ, operation_id, status, body, request_body), body, started, None, False)
+
+    def _head(
+        self, environ: dict[str, Any], now: float, started: float, method: str, path: str, operation_id: str | None,
+        status: int,
+    ) -> tuple[Any, ...]:  # fmt: skip
+        arrived = time.time() - (now - started)
+        return (arrived, method, path, environ.get("QUERY_STRING", ""), operation_id, status)
+
+    def _middle(
+        self, environ: dict[str, Any], operation_id: str | None, status: int, body: bytes | None, request_body: bytes
+    ) -> tuple[Any, ...]:
         idempotency = NO_KEY
         if operation_id in self.keyed and "HTTP_IDEMPOTENCY_KEY" in environ:
             idempotency = _idempotency(status, body, environ.get(REFUSAL_ENVIRON_KEY))
-        request_body = b"" if status == 413 else current.get_data(cache=True)  # a 413's body was never read
-        limit = self.limit
-        arrived = time.time() - (now - started)
-        head = (arrived, current.method, path, environ.get("QUERY_STRING", ""), operation_id, status)
-        middle = (idempotency, self._headers(environ), request_body[:limit], len(request_body))
-        if body is None:
-            response.response = _RecordedStream(
-                response.response, self.journal, head, middle, (problem, dropped), started, limit
-            )
-            return response
+        return (idempotency, self._headers(environ), request_body[: self.limit], len(request_body))
+
+    def _append(
+        self, head: tuple[Any, ...], middle: tuple[Any, ...], body: bytes, started: float, problem: str | None,
+        dropped: bool,
+    ) -> None:  # fmt: skip
         duration_ms = (time.perf_counter() - started) * 1000
         # A plain tuple in JournalEntry's field order: the journal makes it one when read.
-        self.journal.append((*head, duration_ms, *middle, body[:limit], len(body), problem, dropped))
-        return response
+        self.journal.append((*head, duration_ms, *middle, body[: self.limit], len(body), problem, dropped))
 
     def _headers(self, environ: dict[str, Any]) -> tuple[tuple[str, str], ...]:
         headers = []

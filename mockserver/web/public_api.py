@@ -8,7 +8,8 @@ handler (``handlers.HANDLERS``, by operationId).
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
+from typing import Any
 
 from flask import Flask, Response, request
 
@@ -16,6 +17,12 @@ from ..contract import Operation
 from .handlers import HANDLERS
 from .simulation import before_operation, check_rate_limit
 from .state import Caller, Handler, MockState, authenticate, flask_rule
+from .validation import RequestValidator
+
+# The operations the fast lane may answer: plain JSON in, plain JSON out (chat streams).
+FAST_LANE_OPERATIONS = frozenset({"grantUserBalance", "getUserBalance", "getBalance", "getMe", "listPackages"})
+# Where the fast lane leaves a refusal for the view to raise (see fast_lane.py).
+FAST_LANE_REFUSAL = "quota_mock.fast_lane.refusal"
 
 
 def register_operations(app: Flask, state: MockState) -> None:
@@ -29,6 +36,21 @@ def register_operations(app: Flask, state: MockState) -> None:
         )
 
 
+def answer(
+    state: MockState,
+    operation: Operation,
+    validator: RequestValidator,
+    path_args: Mapping[str, str],
+    query: Any,
+    headers: Any,
+    body: bytes,
+) -> Response:
+    """What the view does once no rate limit, Prefer header or fault rule applies: the fast
+    lane's whole request (``fast_lane.py``). ``query`` and ``headers`` answer ``get``."""
+    caller = Caller(None if operation.public else authenticate(state.service, headers.get("Authorization")))
+    return HANDLERS[operation.operation_id](state, validator.validate(path_args, query, headers, body), caller)
+
+
 def _make_view(state: MockState, operation: Operation, handler: Handler) -> Callable[..., Response]:
     validator = state.validators[operation.operation_id]
     # The operation's own limit from openapi.yaml (x-quota-body-limit); werkzeug answers 413
@@ -36,6 +58,9 @@ def _make_view(state: MockState, operation: Operation, handler: Handler) -> Call
     body_limit = operation.max_body_bytes or state.config.max_body_bytes
 
     def view(**path_args: str) -> Response:
+        refusal = request.environ.get(FAST_LANE_REFUSAL)
+        if refusal is not None:  # the fast lane met it: answer it here, through the one error path
+            raise refusal
         request.max_content_length = body_limit
         if state.rate_limiter is not None:  # before authentication: floods of bad keys count too
             check_rate_limit(state.rate_limiter, state.clock.now())
