@@ -29,6 +29,9 @@ from .results import Finding, Results
 from .safety import GuardedSession, SafetyGuard
 
 CheckFunction = Callable[..., Any]
+# (check name, failure, exchange) -> a re-judged failure, PASSED to drop it, or None to keep it.
+Judge = Callable[[str, Failure, "Exchange"], Any]
+PASSED = object()
 # Run on every response the suite receives: Schemathesis' response checks, then the suite's own.
 ALL_RESPONSE_CHECKS: tuple[CheckFunction, ...] = (*builtin_checks.RESPONSE_CHECKS,
                                                   *REGISTRY.functions(Kind.RESPONSE))
@@ -159,7 +162,9 @@ class Target:
     # -- checking ----------------------------------------------------------------------
 
     def check_response(self, exchange: Exchange, checks: Sequence[CheckFunction],
-                       explicit_auth: bool = True) -> None:
+                       explicit_auth: bool = True, judge: Judge | None = None) -> None:
+        """Run ``checks`` on one answer and record each verdict; ``judge`` may re-read a
+        failure first (the schema-driven phase's, see :mod:`conformance.judging`)."""
         case, response = exchange.case, exchange.response
         self._local.results = []
         headers = dict(case.headers or {})
@@ -173,12 +178,16 @@ class Target:
                 transport_kwargs={"session": self.session, "base_url": self.base_url},
             )
         for result in self._local.results:
-            if result.failure is not None and self.route_missed(exchange):
+            failure = result.failure
+            if failure is not None and judge is not None:
+                judged = judge(result.name, failure, exchange)
+                failure = None if judged is PASSED else judged or failure
+            if failure is not None and self.route_missed(exchange):
                 self.results.ran(result.name)  # not this operation's answer: nothing to hold it to
-            elif result.failure is None:
+            elif failure is None:
                 self.results.ran(result.name)
             else:
-                self.report(result.name, result.failure, [exchange])
+                self.report(result.name, failure, [exchange])
 
     def route_missed(self, exchange: Exchange) -> bool:
         """A generated path parameter so invalid that it missed the route, answered by the

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import time
+from collections import Counter
 from dataclasses import dataclass
 from typing import Any
 
@@ -80,11 +81,7 @@ def _run(options: Options, session: GuardedSession, started: float) -> RunReport
         except RequestRefused as refused:  # a probe the guard stopped; its checks say skipped
             notes.append(f"a probe was not sent: {refused}")
     if options.fuzz:
-        notes.append(f"schema-driven phase: {fuzzer.sent} generated requests sent"
-                     + (f", {sum(fuzzer.not_sent.values())} not sent ({_fmt(fuzzer.not_sent)})"
-                        if fuzzer.not_sent else ""))
-        if fuzzer.stopped:
-            notes.append(f"schema-driven phase stopped early: {fuzzer.stopped}")
+        notes += fuzz_notes(fuzzer)
     builtins = [rule.name for rule in REGISTRY.of_kind(Kind.BUILTIN)]
     if not options.fuzz:
         for name in builtins:
@@ -118,6 +115,22 @@ def _preflight(target: Target) -> None:
         raise TargetUnreachable(f"{target.options.target_url} is unreachable: {type(exc).__name__}") from exc
     if answer.status_code == target.facts.error("InvalidApiKey").status:
         raise TargetUnreachable("the target refused the API key (401 on GET /v1/balance): check --api-key")
+
+
+def fuzz_notes(fuzzer: fuzz.Fuzzer) -> list[str]:
+    """What the schema-driven phase sent, and what it planned but did not explore."""
+    by_source: Counter[str] = Counter()
+    for record in fuzzer.explorations:
+        by_source.update(record.sent)
+    notes = [f"schema-driven phase: {fuzzer.sent} requests in {fuzzer.seconds:.1f} s ({_fmt(by_source)})"
+             + (f"; {sum(fuzzer.not_sent.values())} not sent ({_fmt(fuzzer.not_sent)})" if fuzzer.not_sent else "")]
+    unexplored = fuzzer.unexplored
+    if unexplored:
+        notes.append(f"NOT EXPLORED by the schema-driven phase ({fuzzer.stopped or 'stopped'}):")
+        for record in unexplored:
+            done = f"; sent {_fmt(record.sent)}" if record.sent else ""
+            notes.append(f"  {record.operation}: {', '.join(record.unfinished)} not finished{done}")
+    return notes
 
 
 def _fmt(counter: Any) -> str:
