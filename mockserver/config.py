@@ -19,7 +19,7 @@ from urllib.parse import urlsplit
 
 from .domain.accounts import Seed
 from .domain.idempotency import DEFAULT_MAX_KEYS, DEFAULT_TTL_SECONDS
-from .domain.money import MoneyError, parse_dollar_string
+from .domain.money import MoneyError, dollars_to_micros
 from .domain.rate_limit import RateLimit, RateLimitError
 from .domain.seed import SeedError, build_seed, parse_seed_text, read_seed_file
 
@@ -154,7 +154,7 @@ class MockConfig:
             seed = dataclasses.replace(seed, api_keys=tuple(dict.fromkeys(self.api_keys)))
         if self.pool is not None:
             try:
-                pool = parse_dollar_string(str(self.pool))
+                pool = dollars_to_micros(self.pool)
             except MoneyError as exc:
                 raise ConfigError(f"pool: {exc}") from exc
             if pool < 0:

@@ -148,6 +148,21 @@ def default_contract() -> Contract:
     return Contract.load()
 
 
+@functools.cache
+def control_contract() -> Contract:
+    """``admin-openapi.yaml``, the mock's own control API, parsed once per process.
+
+    A fault rule names an operation of openapi.yaml: that list is filled in from the public
+    contract here, so that the control API's validator refuses any other name and the two
+    files never have to be kept in step by hand.
+    """
+    text = resources.files("mockserver").joinpath("admin-openapi.yaml").read_text(encoding="utf-8")
+    document = yaml.load(text, Loader=_YamlLoader)  # noqa: S506 - a safe loader
+    operation_id = document["components"]["schemas"]["NewFaultRule"]["properties"]["operation_id"]
+    operation_id["enum"] = sorted(default_contract().by_id)
+    return Contract(document)
+
+
 def error_codes_of(response: dict[str, Any]) -> tuple[str, ...]:
     """The error codes a resolved response object pins in its schema (empty: not an error)."""
     schema = response.get("content", {}).get("application/json", {}).get("schema", {})

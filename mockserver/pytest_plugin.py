@@ -23,12 +23,12 @@ from typing import Any
 
 import pytest
 
-from .domain.money import format_money, parse_dollar_string
+from .domain.money import format_money
 from .domain.records import Conservation, LedgerEntry
-from .domain.seed import build_seed
 from .server import MockServer
+from .web import control
 from .web.app import create_app
-from .web.faults_api import add_rule, fault_view
+from .web.control_presenters import fault_view
 from .web.state import MockState, mock_state
 
 __all__ = ["QuotaMock", "quota_mock", "quota_mock_config", "quota_mock_server"]
@@ -54,18 +54,21 @@ class QuotaMock:
         """The ``Authorization`` header for :attr:`api_key`."""
         return {"Authorization": f"Bearer {self.api_key}"}
 
+    # Each helper below takes the control API's own path (``control.py``): the same
+    # checks, limits and errors as the /_mock route it mirrors.
+
     def reset(self) -> None:
-        self.state.reset()
+        control.reset(self.state)
 
     def seed(self, document: Mapping[str, Any]) -> None:
         """Replace parts of the starting state (same format as ``quota-mock --seed``)."""
-        self.state.reset(build_seed(document, base=self.state.config.build_seed()))
+        control.load_seed(self.state, document)
 
     def set_balance(self, user_id: str, dollars: str | int | Decimal) -> None:
-        self.state.service.set_balance(user_id, parse_dollar_string(str(dollars)))
+        control.set_balance(self.state, user_id, {"balance": dollars})
 
     def set_pool(self, dollars: str | int | Decimal) -> None:
-        self.state.service.set_balance(None, parse_dollar_string(str(dollars)))
+        control.set_balance(self.state, None, {"balance": dollars})
 
     def balance(self, user_id: str) -> str:
         """The user's balance as the API shows it, e.g. ``"$5.50"``."""
@@ -75,7 +78,7 @@ class QuotaMock:
         return self.state.service.user_balance(user_id)
 
     def advance_clock(self, seconds: float) -> None:
-        self.state.clock.advance(seconds)
+        control.move_clock(self.state, {"advance_seconds": seconds})
 
     def add_fault(self, operation_id: str, action: str, **rule: Any) -> dict[str, Any]:
         """Add a fault rule, as ``POST /_mock/faults`` does; e.g. to test an SDK's retries::
@@ -83,7 +86,7 @@ class QuotaMock:
             quota_mock.add_fault("grantUserBalance", "drop")  # apply the next grant, then hang up
             quota_mock.add_fault("getMe", "fail", status=503, count=2)
         """
-        return fault_view(add_rule(self.state, {"operation_id": operation_id, "action": action, **rule}))
+        return fault_view(control.add_fault(self.state, {"operation_id": operation_id, "action": action, **rule}))
 
     def ledger(self) -> list[LedgerEntry]:
         return self.state.service.store.ledger()

@@ -17,13 +17,17 @@ class MoneyError(ValueError):
 
 
 def dollars_to_micros(amount: Decimal | int | str) -> int:
-    """Convert a dollar amount to micro-dollars, refusing anything inexact.
+    """The kit's one reading of a dollar amount, in micro-dollars, refusing anything inexact.
 
-    ``"0.50"``, ``Decimal("0.5")`` and ``1`` are fine; ``0.1`` as a float, ``"0.0000001"``,
-    NaN and infinities are refused, because each would silently round.
+    ``Decimal("0.5")``, ``1``, ``"0.50"`` and ``"$5.50"`` are fine (text as people write it,
+    a leading ``$`` allowed); ``0.1`` as a float, ``"0.0000001"``, NaN and infinities are
+    refused, because each would silently round. The sign is kept: whether a negative amount
+    makes sense is for the caller to say.
     """
     if isinstance(amount, (bool, float)):
         raise MoneyError(f"amount must be an exact decimal, not {type(amount).__name__}")
+    if isinstance(amount, str):
+        amount = _dollar_text(amount)
     try:
         value = Decimal(amount) if not isinstance(amount, Decimal) else amount
     except InvalidOperation as exc:
@@ -37,13 +41,17 @@ def dollars_to_micros(amount: Decimal | int | str) -> int:
 
 
 def parse_dollar_string(text: str) -> int:
-    """Parse ``"$5.50"``, ``"5.50"`` or ``"5"`` into micro-dollars."""
+    """The inverse of :func:`format_money`: ``"$5.50"`` back to micro-dollars."""
+    return dollars_to_micros(text)
+
+
+def _dollar_text(text: str) -> str:
     cleaned = text.strip()
     if cleaned.startswith("$"):
         cleaned = cleaned[1:]
-    if not cleaned or (cleaned[0] in "+-" and cleaned[1:2] == "$"):
+    if not cleaned or (cleaned[0] in "+-" and cleaned[1:2] == "$") or "_" in cleaned:
         raise MoneyError(f"not a dollar amount: {text!r}")
-    return dollars_to_micros(cleaned)
+    return cleaned
 
 
 def format_money(micros: int) -> str:

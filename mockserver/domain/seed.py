@@ -16,7 +16,7 @@ from typing import Any
 import yaml
 
 from .accounts import Developer, ModelPrice, PriceTable, Seed
-from .money import MoneyError, dollars_to_micros, parse_dollar_string
+from .money import MoneyError, dollars_to_micros
 
 _TOP_LEVEL = {"developer", "api_keys", "pool", "users", "prices"}
 _DEVELOPER_FIELDS = {"id", "email", "plan", "billing_mode"}
@@ -116,12 +116,10 @@ def _model_price(raw: Any, where: str) -> ModelPrice:
 
 def _amount(raw: Any, where: str) -> int:
     try:
-        if isinstance(raw, str):
-            micros = parse_dollar_string(raw)
-        elif isinstance(raw, float):
+        if isinstance(raw, float):
             # YAML floats: their shortest spelling is what the author wrote.
             micros = dollars_to_micros(Decimal(repr(raw)))
-        elif isinstance(raw, (int, Decimal)) and not isinstance(raw, bool):
+        elif isinstance(raw, (str, int, Decimal)) and not isinstance(raw, bool):
             micros = dollars_to_micros(raw)
         else:
             raise SeedError(f"{where} must be a dollar amount, not {type(raw).__name__}")

@@ -39,7 +39,8 @@ class FundingService:
         self.clock = clock
         self._initial_seed = seed
         self.seed = seed
-        self._sleep = sleep
+        # How a grant is held in flight (``processing_delay``); tests may replace it.
+        self.sleep = sleep
         store.load(seed, clock.now())
 
     # -- authentication ---------------------------------------------------------------
@@ -129,4 +130,4 @@ class FundingService:
 
     def _hold(self, seconds: float) -> None:
         if seconds > 0:
-            self._sleep(seconds)
+            self.sleep(seconds)

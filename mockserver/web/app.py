@@ -1,8 +1,8 @@
 """The app factory: assembles the mock from openapi.yaml and a :class:`MockConfig`.
 
 Only assembly happens here, as in Flask's own tutorial: the state comes from ``state.py``,
-the public routes from ``public_api.py`` (generated from the contract), the control API
-and dashboard from ``admin.py``, ``faults_api.py`` and ``dashboard.py``.
+the public routes from ``public_api.py`` (generated from openapi.yaml), the control API and
+its dashboard from ``control_api.py`` (generated from admin-openapi.yaml).
 """
 
 from __future__ import annotations
@@ -13,12 +13,10 @@ from typing import Any
 from flask import Flask
 
 from ..config import MockConfig
-from .admin import admin_blueprint
+from .control_api import control_blueprint
 from .cors import install_cors
-from .dashboard import dashboard_routes
 from .drop import DropConnectionMiddleware
 from .errors import register_error_handlers
-from .faults_api import fault_routes
 from .public_api import register_operations
 from .request_log import install_request_log
 from .self_check import install_response_self_check
@@ -46,10 +44,7 @@ def create_app(config: MockConfig | Mapping[str, Any] | None = None) -> Flask:
 
     register_operations(app, state)
     if config.admin_enabled:
-        admin = admin_blueprint(state)
-        fault_routes(admin, state)
-        dashboard_routes(admin, state)
-        app.register_blueprint(admin)
+        app.register_blueprint(control_blueprint(state))
     if config.validate_responses:
         install_response_self_check(app, state.contract)
     if config.log_requests:

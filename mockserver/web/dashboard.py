@@ -4,107 +4,132 @@ Server-rendered (Jinja2, Flask's templates), no front-end build step. The live p
 page is re-rendered by ``/_mock/dashboard.json`` and swapped in by a few lines of inline
 script, so balances move while an app makes requests; the forms sit outside that part, so
 that what someone is typing is never replaced. Forms are plain HTML posts to routes below
-that call the service and redirect back (post/redirect/get) with a message.
+that call the control API's commands (``control.py``), or the public grant itself, so that a
+form does exactly what its JSON route does, then redirect back (post/redirect/get).
 """
 
 from __future__ import annotations
 
 import hashlib
 import json
-import re
-from typing import Any
+from collections.abc import Callable
+from types import MappingProxyType
 from urllib.parse import urlencode, urlsplit
 
-from flask import Blueprint, Response, redirect, render_template, request
+from flask import Response, redirect, render_template, request
 
 from ..domain.clock import iso8601
 from ..domain.errors import BAD_REQUEST, QuotaError
-from ..domain.money import MoneyError, dollars_to_micros, format_money, parse_dollar_string
+from ..domain.money import format_money, micros_to_decimal
 from ..domain.usage import USAGE_WINDOW_DAYS
-from .admin import ADMIN_TOKEN_COOKIE, _entry, _snapshot
-from .faults_api import add_rule, fault_view
-from .handlers import request_fingerprint
-from .state import Caller, MockState
-from .validation import RequestValidator
+from . import control
+from .admin import ADMIN_TOKEN_COOKIE
+from .control_presenters import fault_view, idempotency_key_view, ledger_entry_view, snapshot
+from .handlers import apply_grant
+from .state import Caller, ControlHandler, MockState
+from .validation import ValidatedRequest
 
 _SHOWN_ROWS = 50  # per table: the page stays readable, the JSON API has the rest
 # The page refreshes every second: past this many entries it stops replaying the whole
 # ledger for the conservation check each time (GET /_mock/state still does).
 _CONSERVATION_CHECK_MAX_ENTRIES = 100_000
-_AMOUNT = re.compile(r"^\s*\$?(\d{1,9}(?:\.\d{1,6})?)\s*$")
 POLL_MILLISECONDS = 1000
 
 
-def dashboard_routes(admin: Blueprint, state: MockState) -> None:
-    grant_validator = RequestValidator(state.contract.by_id["grantUserBalance"])
+def dashboard(state: MockState, req: ValidatedRequest) -> Response:
+    token = req.query.get("token")
+    if token is not None and request.cookies.get(ADMIN_TOKEN_COOKIE) != token:
+        # Checked by the blueprint already; keep it in a cookie and drop it from the URL.
+        response = redirect("/_mock/", code=303)
+        response.set_cookie(ADMIN_TOKEN_COOKIE, token, httponly=True, samesite="Strict", path="/_mock")
+        return response
+    return Response(
+        render_template(
+            "dashboard.html",
+            live=_render_live(state),
+            operations=sorted(state.contract.by_id),
+            error_statuses=_error_statuses(state),
+            api_key_hint=state.service.seed.api_keys[0][:9] + "…",
+            message=req.query.get("done"),
+            error=req.query.get("error"),
+            poll_ms=POLL_MILLISECONDS,
+        ),
+        mimetype="text/html",
+    )
 
-    @admin.get("/")
-    def dashboard() -> Response:
-        token = request.args.get("token")
-        if token is not None and request.cookies.get(ADMIN_TOKEN_COOKIE) != token:
-            # Checked by the blueprint already; keep it in a cookie and drop it from the URL.
-            response = redirect("/_mock/", code=303)
-            response.set_cookie(ADMIN_TOKEN_COOKIE, token, httponly=True, samesite="Strict", path="/_mock")
-            return response
-        return Response(
-            render_template(
-                "dashboard.html",
-                live=_render_live(state),
-                operations=sorted(state.contract.by_id),
-                error_statuses=_error_statuses(state),
-                api_key_hint=state.service.seed.api_keys[0][:9] + "…",
-                message=request.args.get("done"),
-                error=request.args.get("error"),
-                poll_ms=POLL_MILLISECONDS,
-            ),
-            mimetype="text/html",
+
+def dashboard_data(state: MockState, req: ValidatedRequest) -> Response:
+    html = _render_live(state)
+    body = {"version": hashlib.sha256(html.encode()).hexdigest()[:16], "html": html, "state": snapshot(state)}
+    return Response(json.dumps(body), mimetype="application/json")
+
+
+def form_grant(state: MockState, req: ValidatedRequest) -> Response:
+    def grant() -> str:
+        form = request.form
+        fields = ("external_user_id", "description")
+        document = {name: form[name].strip() for name in fields if form.get(name, "").strip()}
+        # Dollars as people type them ("1.50", "$1.50"), read by the kit's one money parser;
+        # then the contract judges the amount exactly as it judges the API's JSON number.
+        document["amount"] = micros_to_decimal(control.dollars_field(form.get("amount", ""), "amount"))
+        key = form.get("idempotency_key", "").strip()
+        validated = state.validators["grantUserBalance"].validate_document(
+            {}, {}, {"idempotency-key": key} if key else {}, document
         )
+        # As the first API key, like the docs' examples; held for --grant-delay like any grant.
+        result = apply_grant(state, validated, Caller(state.service.seed.api_keys[0]))
+        replay = " (replayed: this Idempotency-Key was used before)" if result.duplicate else ""
+        return f"Granted {format_money(result.amount)} to {result.external_user_id}{replay}"
 
-    @admin.get("/dashboard.json")
-    def dashboard_json() -> Response:
-        html = _render_live(state)
-        body = {"version": hashlib.sha256(html.encode()).hexdigest()[:16], "html": html, "state": _snapshot(state)}
-        return Response(json.dumps(body), mimetype="application/json")
-
-    @admin.post("/dashboard/grant")
-    def form_grant() -> Response:
-        return _after_form(lambda: _grant(state, grant_validator))
-
-    @admin.post("/dashboard/balance")
-    def form_balance() -> Response:
-        return _after_form(lambda: _set_balance(state))
-
-    @admin.post("/dashboard/reset")
-    def form_reset() -> Response:
-        def reset() -> str:
-            state.reset()
-            return "Reset to the starting state"
-
-        return _after_form(reset)
-
-    @admin.post("/dashboard/clock")
-    def form_clock() -> Response:
-        return _after_form(lambda: _move_clock(state))
-
-    @admin.post("/dashboard/faults")
-    def form_fault() -> Response:
-        def add() -> str:
-            fields = {k: v for k, v in request.form.items() if v.strip()}
-            rule = add_rule(state, fields)
-            return f"Added {rule.id}: {rule.action} on {rule.operation_id}"
-
-        return _after_form(add)
-
-    @admin.post("/dashboard/faults/clear")
-    def form_clear_faults() -> Response:
-        def clear() -> str:
-            state.faults.clear()
-            return "Cleared every fault rule"
-
-        return _after_form(clear)
+    return _after_form(grant)
 
 
-def _after_form(action: Any) -> Response:
+def form_balance(state: MockState, req: ValidatedRequest) -> Response:
+    def set_balance() -> str:
+        user = request.form.get("external_user_id", "").strip() or None
+        micros = control.set_balance(state, user, {"balance": request.form.get("balance", "")})
+        return f"Set {user or 'the grant pool'} to {format_money(micros)}"
+
+    return _after_form(set_balance)
+
+
+def form_reset(state: MockState, req: ValidatedRequest) -> Response:
+    def reset() -> str:
+        control.reset(state)
+        return "Reset to the starting state"
+
+    return _after_form(reset)
+
+
+def form_clock(state: MockState, req: ValidatedRequest) -> Response:
+    def move() -> str:
+        document = state.validators["mockMoveClock"].form_document(request.form)
+        control.move_clock(state, document)
+        if document.get("reset") is True:
+            return "Clock back to real time"
+        moved = format(document["advance_seconds"].normalize(), "f")
+        return f"Clock moved by {moved} s, now {iso8601(state.clock.now())}"
+
+    return _after_form(move)
+
+
+def form_fault(state: MockState, req: ValidatedRequest) -> Response:
+    def add() -> str:
+        rule = control.add_fault(state, state.validators["mockAddFault"].form_document(request.form))
+        return f"Added {rule.id}: {rule.action} on {rule.operation_id}"
+
+    return _after_form(add)
+
+
+def form_clear_faults(state: MockState, req: ValidatedRequest) -> Response:
+    def clear() -> str:
+        state.faults.clear()
+        return "Cleared every fault rule"
+
+    return _after_form(clear)
+
+
+def _after_form(action: Callable[[], str]) -> Response:
     """Run a form's action; back to the dashboard with its outcome (post/redirect/get)."""
     _refuse_cross_site()
     try:
@@ -120,52 +145,6 @@ def _refuse_cross_site() -> None:
     origin = request.headers.get("Origin")
     if origin and origin != "null" and urlsplit(origin).netloc != request.host:
         raise QuotaError(BAD_REQUEST, f"Cross-site form post from {origin} refused: use the dashboard itself")
-
-
-def _grant(state: MockState, validator: RequestValidator) -> str:
-    form = request.form
-    amount = _AMOUNT.match(form.get("amount", ""))
-    if amount is None:
-        raise QuotaError(BAD_REQUEST, "Invalid field 'amount': write dollars, e.g. 0.50")
-    body: dict[str, Any] = {"external_user_id": form.get("external_user_id", "").strip()}
-    if form.get("description", "").strip():
-        body["description"] = form["description"].strip()
-    # The amount goes in as the JSON number typed, so the contract judges it as the API would.
-    raw = json.dumps(body)[:-1] + f', "amount": {amount.group(1)}}}'
-    key = form.get("idempotency_key", "").strip()
-    validated = validator.validate({}, {}, {"idempotency-key": key} if key else {}, raw.encode())
-    caller = Caller(state.service.seed.api_keys[0])  # as the first API key, like the docs' examples
-    result = state.service.grant(
-        scope=caller.scope,
-        idempotency_key=key or None,
-        fingerprint=request_fingerprint("POST /v1/funding/grant", validated.body),
-        user_id=validated.body["external_user_id"],
-        amount=dollars_to_micros(validated.body["amount"]),
-        description=validated.body.get("description"),
-    )
-    replay = " (replayed: this Idempotency-Key was used before)" if result.duplicate else ""
-    return f"Granted {format_money(result.amount)} to {result.external_user_id}{replay}"
-
-
-def _set_balance(state: MockState) -> str:
-    user = request.form.get("external_user_id", "").strip()
-    try:
-        micros = parse_dollar_string(request.form.get("balance", ""))
-    except MoneyError as exc:
-        raise QuotaError(BAD_REQUEST, f"Invalid field 'balance': {exc}") from exc
-    state.service.set_balance(user or None, micros)
-    return f"Set {user or 'the grant pool'} to {format_money(micros)}"
-
-
-def _move_clock(state: MockState) -> str:
-    if request.form.get("reset"):
-        state.clock.reset()
-        return "Clock back to real time"
-    raw = request.form.get("advance_seconds", "").strip()
-    if not re.fullmatch(r"-?\d{1,9}", raw):
-        raise QuotaError(BAD_REQUEST, "Invalid field 'advance_seconds': a whole number of seconds, e.g. 86400")
-    state.clock.advance(int(raw))
-    return f"Clock moved by {int(raw)} s, now {iso8601(state.clock.now())}"
 
 
 def _error_statuses(state: MockState) -> list[str]:
@@ -191,12 +170,9 @@ def _render_live(state: MockState) -> str:
         ),
         users=[(uid, format_money(balance)) for uid, balance in users[:_SHOWN_ROWS]],
         user_count=len(users),
-        ledger=[_entry(e) for e in reversed(service.store.ledger_tail(_SHOWN_ROWS))],
+        ledger=[ledger_entry_view(e) for e in reversed(service.store.ledger_tail(_SHOWN_ROWS))],
         ledger_count=ledger_count,
-        keys=[
-            {"key": k.key, "state": k.state, "expires_at": iso8601(k.expires_at), "ledger_id": k.ledger_id}
-            for k in keys[:_SHOWN_ROWS]
-        ],
+        keys=[idempotency_key_view(k) for k in keys[:_SHOWN_ROWS]],
         key_count=len(keys),
         usage=usage,
         usage_days=USAGE_WINDOW_DAYS,
@@ -205,3 +181,17 @@ def _render_live(state: MockState) -> str:
         faults=[fault_view(rule) for rule in state.faults.rules(now)],
         rate_limit=state.rate_limiter.rate.describe() if state.rate_limiter else None,
     )
+
+
+DASHBOARD_HANDLERS: MappingProxyType[str, ControlHandler] = MappingProxyType(
+    {
+        "mockDashboard": dashboard,
+        "mockDashboardData": dashboard_data,
+        "mockDashboardGrant": form_grant,
+        "mockDashboardSetBalance": form_balance,
+        "mockDashboardReset": form_reset,
+        "mockDashboardClock": form_clock,
+        "mockDashboardAddFault": form_fault,
+        "mockDashboardClearFaults": form_clear_faults,
+    }
+)

@@ -13,7 +13,8 @@ from typing import Any
 
 from flask import Response
 
-from ..domain.money import dollars_to_micros, parse_dollar_string
+from ..domain.money import dollars_to_micros
+from ..domain.records import GrantResult
 from . import presenters
 from .chat import create_chat_completion, create_user_chat_completion
 from .state import Caller, Handler, MockState
@@ -21,20 +22,30 @@ from .validation import ValidatedRequest
 
 
 def grant_user_balance(state: MockState, req: ValidatedRequest, caller: Caller) -> Response:
+    result = apply_grant(state, req, caller)
+    response = presenters.json_response(presenters.grant_body(result))
+    if result.duplicate:
+        response.headers["Idempotent-Replayed"] = "true"
+    return response
+
+
+def apply_grant(state: MockState, req: ValidatedRequest, caller: Caller) -> GrantResult:
+    """A validated grant, applied: the API's and the dashboard's form's one way to grant.
+
+    The fingerprint's route comes from the contract, and the grant is held in flight for
+    ``--grant-delay``, whichever of the two asked for it.
+    """
     body = req.body
-    result = state.service.grant(
+    operation = state.contract.by_id["grantUserBalance"]
+    return state.service.grant(
         scope=caller.scope,
         idempotency_key=req.headers.get("idempotency-key"),
-        fingerprint=request_fingerprint("POST /v1/funding/grant", body),
+        fingerprint=request_fingerprint(f"{operation.method} {operation.path}", body),
         user_id=body["external_user_id"],
         amount=dollars_to_micros(body["amount"]),
         description=body.get("description"),
         processing_delay=state.config.grant_delay_seconds,
     )
-    response = presenters.json_response(presenters.grant_body(result))
-    if result.duplicate:
-        response.headers["Idempotent-Replayed"] = "true"
-    return response
 
 
 def get_user_balance(state: MockState, req: ValidatedRequest, caller: Caller) -> Response:
@@ -63,7 +74,7 @@ def list_packages(state: MockState, req: ValidatedRequest, caller: Caller) -> Re
     # The documented tiers are the contract's own example; the mock adds exact amounts.
     body = state.contract.example("listPackages")
     for package in body["packages"]:
-        package["balance_microdollars"] = parse_dollar_string(package["balance_display"])
+        package["balance_microdollars"] = dollars_to_micros(package["balance_display"])
     return presenters.json_response(body)
 
 

@@ -16,7 +16,6 @@ from ..contract import Operation
 from .handlers import HANDLERS
 from .simulation import before_operation, check_rate_limit
 from .state import Caller, Handler, MockState, authenticate, flask_rule
-from .validation import RequestValidator
 
 
 def register_operations(app: Flask, state: MockState) -> None:
@@ -31,7 +30,7 @@ def register_operations(app: Flask, state: MockState) -> None:
 
 
 def _make_view(state: MockState, operation: Operation, handler: Handler) -> Callable[..., Response]:
-    validator = RequestValidator(operation)
+    validator = state.validators[operation.operation_id]
 
     def view(**path_args: str) -> Response:
         if state.rate_limiter is not None:  # before authentication: floods of bad keys count too

@@ -8,14 +8,15 @@ from __future__ import annotations
 
 import hashlib
 import re
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 
 from flask import Flask, Response
+from flask.typing import ResponseReturnValue
 from werkzeug.routing import PathConverter
 
 from ..config import MockConfig
-from ..contract import Contract, default_contract
+from ..contract import Contract, control_contract, default_contract
 from ..domain.accounts import Seed
 from ..domain.clock import Clock
 from ..domain.errors import INVALID_API_KEY, QuotaError
@@ -24,12 +25,14 @@ from ..domain.memory_store import MemoryStore
 from ..domain.rate_limit import RateLimiter
 from ..domain.service import FundingService
 from ..domain.store import StateStore
-from .validation import ValidatedRequest
+from .validation import RequestValidator, ValidatedRequest
 
 EXTENSION_KEY = "quota_mock"
 _BEARER = re.compile(r"^Bearer[ ]+(\S+)[ ]*$", re.IGNORECASE)
 
+# A public operation's handler (``handlers.HANDLERS``), and a control API operation's.
 Handler = Callable[["MockState", ValidatedRequest, "Caller"], Response]
+ControlHandler = Callable[["MockState", ValidatedRequest], ResponseReturnValue]
 
 
 @dataclass(frozen=True)
@@ -52,6 +55,8 @@ class MockState:
     contract: Contract
     service: FundingService
     clock: Clock
+    # Every operation's validator, public and control API alike, by operationId: compiled once.
+    validators: Mapping[str, RequestValidator] = field(default_factory=dict)
     faults: FaultBook = field(default_factory=FaultBook)
     rate_limiter: RateLimiter | None = None
 
@@ -67,11 +72,14 @@ def build_state(config: MockConfig) -> MockState:
     """A fresh mock's state: the store and clock the configuration names, loaded with its seed."""
     clock, store = _build_store(config)
     rate = config.parsed_rate_limit
+    contract = default_contract()
+    operations = (*contract.operations, *control_contract().operations)
     return MockState(
         config=config,
-        contract=default_contract(),
+        contract=contract,
         service=FundingService(store, clock, config.build_seed()),
         clock=clock,
+        validators={op.operation_id: RequestValidator(op) for op in operations},
         rate_limiter=None if rate is None else RateLimiter(rate),
     )
 
@@ -120,6 +128,11 @@ ANY_TEXT_CONVERTER = "anytext"
 def flask_rule(path: str) -> str:
     """The contract's ``/v1/users/{id}/balance`` as a Flask rule."""
     return re.sub(r"\{([^}]+)\}", rf"<{ANY_TEXT_CONVERTER}:\1>", path)
+
+
+def control_rule(path: str) -> str:
+    """admin-openapi.yaml's ``/_mock/users/{user_id}`` as a Flask rule (ids without a slash)."""
+    return re.sub(r"\{([^}]+)\}", r"<\1>", path)
 
 
 def authenticate(service: FundingService, authorization: str | None) -> str:

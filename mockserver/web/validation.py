@@ -9,6 +9,7 @@ is decided exactly. Every failure is a ``bad_request`` naming the offending fiel
 from __future__ import annotations
 
 import json
+import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from decimal import Decimal
@@ -21,6 +22,9 @@ from ..domain.errors import BAD_REQUEST, QuotaError
 
 # Keywords JSON Schema validators need not see; dropping them keeps compiled schemas small.
 _ANNOTATIONS = ("description", "examples", "example")
+# What text may be read as a number: JSON's own number grammar, nothing Python adds.
+_INTEGER = re.compile(r"-?(?:0|[1-9][0-9]*)")
+_NUMBER = re.compile(r"-?(?:0|[1-9][0-9]*)(?:\.[0-9]+)?(?:[eE][+-]?[0-9]+)?")
 # Keywords whose keys are names chosen by the author, not keywords.
 _NAME_MAPS = ("properties", "patternProperties", "$defs", "dependentSchemas")
 
@@ -65,8 +69,18 @@ class RequestValidator:
         headers: Mapping[str, str],
         raw_body: bytes,
     ) -> ValidatedRequest:
-        """Check one request; ``headers`` must answer ``get`` for lower-case names."""
-        result = ValidatedRequest(raw_body=raw_body)
+        """Check one HTTP request; ``headers`` must answer ``get`` for lower-case names."""
+        result = self.validate_parameters(path_args, query, headers)
+        result.raw_body = raw_body
+        if self._body_validator is not None:
+            result.body = self.check_body(parse_json_body(raw_body) if raw_body.strip() else None)
+        return result
+
+    def validate_parameters(
+        self, path_args: Mapping[str, str], query: Mapping[str, str], headers: Mapping[str, str]
+    ) -> ValidatedRequest:
+        """Check the path, query and header parameters (as text, as a request carries them)."""
+        result = ValidatedRequest()
         sources = {"path": path_args, "query": query, "header": headers}
         for parameter in self._parameters:
             raw = sources[parameter.location].get(parameter.name)
@@ -76,19 +90,55 @@ class RequestValidator:
                         BAD_REQUEST, f"Missing required {parameter.location} parameter '{parameter.label}'"
                     )
                 continue
-            value = _coerce(raw, parameter)
+            value = _coerce(raw, parameter.schema_type)
             if not parameter.validator.is_valid(value):  # the fast yes/no first; details only on failure
-                _check(parameter.validator, value, f"{parameter.location} parameter '{parameter.label}'")
+                _check(parameter.validator, value, parameter.label, f"{parameter.location} parameter")
             getattr(result, "headers" if parameter.location == "header" else parameter.location)[parameter.name] = value
-        if self._body_validator is not None:
-            if not raw_body.strip():
-                if self.operation.body_required:
-                    raise QuotaError(BAD_REQUEST, "Missing required fields: the request body must be a JSON object")
-            else:
-                result.body = parse_json_body(raw_body)
-                if not self._body_validator.is_valid(result.body):
-                    _check_body(self._body_validator, result.body)
         return result
+
+    def validate_document(
+        self, path_args: Mapping[str, str], query: Mapping[str, str], headers: Mapping[str, str], body: Any
+    ) -> ValidatedRequest:
+        """Check a request whose body is already a document (a form read, or built in code)."""
+        result = self.validate_parameters(path_args, query, headers)
+        result.body = self.check_body(body)
+        return result
+
+    def check_body(self, body: Any) -> Any:
+        """Check a body already parsed (JSON, YAML, or a form made a document); None is no body.
+
+        The control API's commands call this directly, so that the dashboard's forms and the
+        pytest fixture meet exactly the checks of the JSON routes.
+        """
+        if body is None:
+            if self.operation.body_required:
+                raise QuotaError(BAD_REQUEST, "Missing required fields: the request body must be a JSON object")
+            return None
+        if self._body_validator is None:
+            return body
+        try:
+            valid = self._body_validator.is_valid(body)
+        except (ValueError, TypeError) as exc:  # a YAML document JSON cannot hold (keys that are not text)
+            raise QuotaError(BAD_REQUEST, f"Request body is not a JSON document: {exc}") from exc
+        if not valid:
+            _check_body(self._body_validator, body)
+        return body
+
+    def form_document(self, form: Mapping[str, str]) -> dict[str, Any]:
+        """An HTML form's fields as the document the body schema describes.
+
+        Forms carry text: a field whose schema is a number, a whole number or a boolean is
+        read as one when it can be (otherwise it stays text, and the schema refuses it naming
+        the field). Blank fields are left out, as a JSON client would leave them out.
+        """
+        properties = (self.operation.body_schema or {}).get("properties", {})
+        document: dict[str, Any] = {}
+        for name, text in form.items():
+            if not text.strip():
+                continue
+            schema_type = properties.get(name, {}).get("type")
+            document[name] = _coerce(text.strip(), schema_type if isinstance(schema_type, str) else None)
+        return document
 
 
 def parse_json_body(raw_body: bytes) -> Any:
@@ -114,21 +164,53 @@ def _check_body(validator: Any, body: Any) -> None:
         return
     if not isinstance(body, dict):
         raise QuotaError(BAD_REQUEST, "Request body must be a JSON object")
-    missing = [
-        e.kind.property
-        for e in errors
-        if not e.instance_path and isinstance(e.kind, jsonschema_rs.ValidationErrorKind.Required)
-    ]
+    missing = [e.kind.property for e in errors if not e.instance_path and isinstance(e.kind, _kind.Required)]
     if missing:
         raise QuotaError(BAD_REQUEST, f"Missing required fields: {', '.join(missing)}")
     first = min(errors, key=lambda e: len(e.instance_path))
-    raise QuotaError(BAD_REQUEST, f"Invalid field '{_pointer(first.instance_path)}': {first.message}")
+    if isinstance(first.kind, _kind.AdditionalProperties):
+        where = f" in '{_pointer(first.instance_path)}'" if first.instance_path else ""
+        raise QuotaError(BAD_REQUEST, f"Unknown field(s){where}: {', '.join(first.kind.unexpected)}")
+    field = _pointer(first.instance_path)
+    raise QuotaError(BAD_REQUEST, f"Invalid field '{field}': {_plain(first, field)}")
 
 
-def _check(validator: Any, value: Any, what: str) -> None:
+def _check(validator: Any, value: Any, label: str, what: str) -> None:
     error = next(iter(validator.iter_errors(value)), None)
     if error is not None:
-        raise QuotaError(BAD_REQUEST, f"Invalid {what}: {error.message}")
+        raise QuotaError(BAD_REQUEST, f"Invalid {what} '{label}': {_plain(error, label)}")
+
+
+_kind = jsonschema_rs.ValidationErrorKind
+_TYPE_WORDS = {
+    "integer": "a whole number",
+    "number": "a number",
+    "string": "text",
+    "boolean": "true or false",
+    "object": "an object",
+    "array": "a list",
+    "null": "null",
+}
+
+
+def _plain(error: Any, name: str) -> str:
+    """The failure in words a person reads: what ``name`` must be, and what it was."""
+    kind = error.kind
+    shown = json.dumps(error.instance, default=str)[:80]
+    if isinstance(kind, _kind.Type):
+        return f"{name} must be {' or '.join(_TYPE_WORDS.get(t, t) for t in kind.types)}, not {shown}"
+    if isinstance(kind, _kind.Enum):
+        return f"{name} must be one of {', '.join(map(str, kind.options))}; {shown} is not one of them"
+    limits = {
+        _kind.Minimum: "at least",
+        _kind.Maximum: "at most",
+        _kind.ExclusiveMinimum: "more than",
+        _kind.ExclusiveMaximum: "less than",
+    }
+    for limit_kind, words in limits.items():
+        if isinstance(kind, limit_kind):
+            return f"{name} must be {words} {kind.limit}, not {shown}"
+    return str(error.message)
 
 
 def _pointer(path: list[Any]) -> str:
@@ -149,14 +231,14 @@ def _compile_parameter(parameter: dict[str, Any]) -> _Parameter:
     )
 
 
-def _coerce(raw: str, parameter: _Parameter) -> Any:
-    """Parameters arrive as text; turn them into the type their schema names."""
+def _coerce(raw: str, schema_type: str | None) -> Any:
+    """Parameters and form fields arrive as text; read them as the type their schema names."""
     try:
-        if parameter.schema_type == "integer":
+        if schema_type == "integer" and _INTEGER.fullmatch(raw):
             return int(raw)
-        if parameter.schema_type == "number":
+        if schema_type == "number" and _NUMBER.fullmatch(raw):
             return Decimal(raw)
-        if parameter.schema_type == "boolean" and raw in ("true", "false"):
+        if schema_type == "boolean" and raw in ("true", "false"):
             return raw == "true"
     except (ValueError, ArithmeticError):
         pass
