@@ -62,6 +62,8 @@ NUMBER_EDGES: tuple[tuple[str, Any], ...] = (
 LONG_TEXT = 10_000
 HUGE_BODY_BYTES = 1024 * 1024
 UNKNOWN_FIELD = "x_conformance_unknown_field"
+# How an edge on a path parameter is described (the fuzzer keeps such a path as it is).
+EDGE_ON_PATH = "edge: path "
 
 
 def edge_cases(api_operation: Any, operation: Operation, contract: Contract) -> Iterator[tuple[str, Case]]:
@@ -73,7 +75,7 @@ def edge_cases(api_operation: Any, operation: Operation, contract: Contract) -> 
                    # A placeholder the real key replaces before sending.
                    "headers": {"Authorization": "Bearer generated"},
                    **({"body": body, "media_type": "application/json"} if body is not _NO_BODY else {})}
-        meta = _meta(operation, request, f"edge: {description}")
+        meta = _meta(operation, request, f"edge: {description}")  # "edge: path ..." for a path edge
         yield description, api_operation.Case(**request, _meta=meta)
 
 
@@ -108,6 +110,9 @@ def _field_edges(schema: dict[str, Any], value: Any, where: tuple[Any, ...]) -> 
     if "integer" in types:
         sample = value if isinstance(value, int) and not isinstance(value, bool) else _bound(nodes, "minimum", 1)
         yield where, ("as an integral float", float(sample))
+        low = _bound(nodes, "minimum", None)
+        if low is not None and low != sample:
+            yield where, ("its minimum as an integral float", float(low))
         yield where, ("as a numeric string", str(sample))
         for label, number in NUMBER_EDGES:
             if isinstance(number, int):

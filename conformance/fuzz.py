@@ -24,14 +24,16 @@ contract.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import time
 from collections import Counter, deque
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from decimal import Decimal, InvalidOperation
+from http import HTTPStatus
 from typing import Any
-from urllib.parse import quote
+from urllib.parse import quote, unquote, urlsplit
 
 from schemathesis import GenerationMode
 from schemathesis.checks import ignored_auth
@@ -44,6 +46,7 @@ from mockserver.domain.money import MICROS_PER_DOLLAR
 
 from . import case_sources
 from .builtin_checks import GENERATED_CASE_CHECKS
+from .edges import EDGE_ON_PATH
 from .engine import ALL_RESPONSE_CHECKS, Exchange, Target
 from .facts import CHAT, GRANT, USER_CHAT, AmountLimits, operation_of
 from .judging import judge
@@ -82,6 +85,12 @@ class Fuzzer:
         self.seconds = 0.0
         self.explorations: list[Exploration] = []
         self._deadline = float("inf")
+        # The user generated chats bill (None: a fresh never-funded user per chat), and the
+        # users this run's grants funded, seen from the start (the probes run first).
+        self.chat_user: str | None = None
+        self.chat_user_origin = ""
+        self.funded: list[str] = []
+        target.session.observers.append(self._observe_grant)
         config = target.schema.config.checks
         # A grant may meet an empty pool (402) and a chat a user unknown or broke (404/402).
         config.positive_data_acceptance.expected_statuses = ["2xx", "401", "402", "403", "404", "409", "429", "5xx"]
@@ -97,6 +106,8 @@ class Fuzzer:
         started = time.monotonic()
         self._deadline = started + options.fuzz_seconds
         operations = [op for op in t.contract.operations if op.method == "GET" or not options.read_only]
+        if not options.read_only and options.chat:
+            self.chat_user, self.chat_user_origin = self._funded_chat_user()
         plans = [_Plan(self, op, t.schema[op.path][op.method]) for op in operations]
         self.explorations = [plan.record for plan in plans]
         active = deque(plans)
@@ -114,6 +125,37 @@ class Fuzzer:
                 plan.close()
         if options.read_only:
             t.results.note("negative_data_rejection", "GET operations only (read-only)")
+
+    def _funded_chat_user(self) -> tuple[str | None, str]:
+        """A user of this run with a balance, for generated chats to bill: the code behind
+        billing (pricing, max_tokens, the completion) runs only for a known user. Its balance
+        caps what the chats spend. One cent is granted when the budget allows; otherwise a user
+        the probes funded is reused; otherwise chats go to never-funded users (a 404 or 402
+        before that code, on most servers)."""
+        t = self.t
+        if t.guard.affordable(potential_credit(ONE_CENT)):
+            user = t.guard.new_user()
+            with contextlib.suppress(RequestRefused):
+                answer = t.send(GRANT, headers={"Idempotency-Key": t.guard.new_idempotency_key()},
+                                body={USER_FIELD: user, "amount": ONE_CENT})
+                if answer.status == HTTPStatus.OK:
+                    return user, "granted one cent"
+        if self.funded:
+            return self.funded[-1], "funded by a probe"
+        return None, "none: chats go to never-funded users (no budget left; raise --budget)"
+
+    def _observe_grant(self, request: Any, response: Any) -> None:
+        if response.status_code != HTTPStatus.OK or (request.method or "").upper() != "POST":
+            return
+        operation = self.t.facts.post_operation(unquote(urlsplit(request.url or "").path))
+        if operation is None or operation[0] != GRANT:
+            return
+        try:
+            user = json.loads(response.content).get(USER_FIELD)
+        except (ValueError, AttributeError):
+            return
+        if self.t.guard.owns(user):
+            self.funded.append(user)
 
     def time_up(self) -> bool:
         if self.stopped:
@@ -147,7 +189,10 @@ class Fuzzer:
         checks = [*ALL_RESPONSE_CHECKS, *GENERATED_CASE_CHECKS]
         if case.method.upper() == "GET":
             checks.append(ignored_auth)  # it re-sends the request without a key: only for GETs
-        self.t.check_response(Exchange(case, response), checks, judge=judge)
+        try:
+            self.t.check_response(Exchange(case, response), checks, judge=judge)
+        except LimitReached as limit:  # a check's own request (ignored_auth's) met the bound
+            self.stopped = str(limit)
 
     def _not_sent(self, record: Exploration, reason: str) -> None:
         self.not_sent[reason] += 1
@@ -166,11 +211,13 @@ class Fuzzer:
                 headers[name] = t.guard.new_idempotency_key()
         operation_id = case.operation.definition.raw.get("operationId")
         if operation_id == CHAT:
-            headers[t.facts.user_header] = t.guard.new_user()
+            headers[t.facts.user_header] = self.chat_user or t.guard.new_user()
         if headers != dict(case.headers or {}):
             case.headers = headers
-        users = {name: self.run_user(value, encode=True) for name, value in (case.path_parameters or {}).items()
-                 if name == USER_FIELD}
+        # A chat bills the funded user, unless the case explores the shape of the path's user id.
+        funded = quote(self.chat_user, safe="") if operation_id == USER_CHAT and self.chat_user else None
+        users = {name: funded if funded and not _explores_path(case) else self.run_user(value, encode=True)
+                 for name, value in (case.path_parameters or {}).items() if name == USER_FIELD}
         if users:
             case.path_parameters = {**case.path_parameters, **users}
         if isinstance(case.query, dict) and USER_FIELD in case.query:
@@ -275,6 +322,11 @@ class _Plan:
         self._seen.add(key)
         self._new_in_batch += 1
         return True
+
+
+def _explores_path(case: Case) -> bool:
+    meta = case.meta
+    return meta is not None and (meta.phase.data.description or "").startswith(EDGE_ON_PATH)
 
 
 def _revalidate_parameters(case: Case, operation: Operation) -> None:

@@ -6,11 +6,13 @@ import time
 from collections import Counter
 from dataclasses import dataclass
 from typing import Any
+from urllib.parse import urlsplit
 
 import requests
 
 # The rule modules: importing them registers their rules, in this order (the report's).
 from . import access, builtin_checks, checks, fuzz, money_probes  # noqa: F401
+from .coverage import StatusObserver, measure
 from .engine import Target
 from .facts import BALANCE, ContractFacts
 from .options import Options
@@ -66,6 +68,8 @@ def run(options: Options, app: Any = None, session: GuardedSession | None = None
 def _run(options: Options, session: GuardedSession, started: float) -> RunReport:
     results = Results(REGISTRY)
     target = Target(options, session, results)
+    observer = StatusObserver(target.contract, urlsplit(options.target_url).path)
+    session.observers.append(observer)
     notes: list[str] = []
     _preflight(target)
     stages = [rule.function for rule in REGISTRY.of_kind(Kind.PROBE) if rule.function is not None]
@@ -89,17 +93,20 @@ def _run(options: Options, session: GuardedSession, started: float) -> RunReport
     for name in builtins:
         results.skip(name, "read-only mode: not exercised" if options.read_only else "not exercised")
     guard = session.guard
+    records = list(results.records.values())
     summary = Summary(
         target=options.base_url or "in-process mock",
         profile=options.profile.value,
         read_only=options.read_only,
-        records=list(results.records.values()),
+        records=records,
         elapsed_seconds=time.monotonic() - started,
         requests_sent=guard.stats.requests,
         budget_total_micros=guard.budget.total,
         budget_reserved_micros=guard.budget.reserved,
         refused=dict(guard.stats.refused),
         notes=notes,
+        coverage=measure(target.contract, observer, records),
+        fuzz=fuzz_summary(fuzzer) if options.fuzz else None,
     )
     return RunReport(summary, results, options.api_key)
 
@@ -131,6 +138,19 @@ def fuzz_notes(fuzzer: fuzz.Fuzzer) -> list[str]:
             done = f"; sent {_fmt(record.sent)}" if record.sent else ""
             notes.append(f"  {record.operation}: {', '.join(record.unfinished)} not finished{done}")
     return notes
+
+
+def fuzz_summary(fuzzer: fuzz.Fuzzer) -> dict[str, Any]:
+    """The schema-driven phase for the JSON report."""
+    return {
+        "requests": fuzzer.sent,
+        "seconds": round(fuzzer.seconds, 3),
+        "stopped": fuzzer.stopped,
+        "not_sent": dict(fuzzer.not_sent),
+        "operations": [{"operation": r.operation, "sent": dict(r.sent), "not_sent": dict(r.not_sent),
+                        "finished": r.finished, "not_explored": r.unfinished, "extra_batches": r.batches}
+                       for r in fuzzer.explorations],
+    }
 
 
 def _fmt(counter: Any) -> str:
