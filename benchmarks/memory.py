@@ -1,23 +1,25 @@
 """Memory of the domain at scale, measured in a fresh process (``python -m benchmarks.memory``).
 
 - bytes per ledger entry: resident memory grown by 1,000,000 grants, divided by 1,000,000;
-- the idempotency store under 1,000,000 distinct keys: how many it holds (bounded by its
-  configuration) and whether its memory stops growing once it is full.
+- the idempotency store filled to its bound: what a key costs, and that keys past the
+  bound are refused (never stored by forgetting a live one) with memory flat.
 Prints one JSON object.
 """
 
 from __future__ import annotations
 
 import gc
+import hashlib
 import json
 import os
 import time
+import uuid
 
 from mockserver.domain.accounts import Developer, ModelPrice, PriceTable, Seed
 from mockserver.domain.clock import Clock
+from mockserver.domain.errors import IdempotencyStoreFull
 from mockserver.domain.idempotency import DEFAULT_MAX_KEYS, IdempotencyTable
 from mockserver.domain.memory_store import MemoryStore
-from mockserver.domain.records import GrantResult
 from mockserver.domain.service import FundingService
 
 N = 1_000_000
@@ -54,29 +56,33 @@ def ledger_bytes_per_entry(count: int = N) -> dict[str, float]:
     return {"entries": count, "bytes_per_entry": grown / count, "grants_per_second_in_process": count / elapsed}
 
 
-def idempotency_bound(count: int = 2 * N, max_keys: int = DEFAULT_MAX_KEYS) -> dict[str, float]:
-    """Send ``count`` distinct keys; the table must hold at most ``max_keys`` and its memory
-    must stop growing (the figure at 1,000,000 and at the end are compared)."""
+def idempotency_bound(max_keys: int = DEFAULT_MAX_KEYS, extra: int = 200_000) -> dict[str, float]:
+    """Fill a table to its bound with UUID keys (what clients usually send), then send
+    ``extra`` more: every one must be refused, and memory must not grow. The memory grown
+    while filling, divided by the bound, is what a stored key costs (its key string included)."""
     table = IdempotencyTable(max_keys=max_keys)
-    result = GrantResult("user_123", 10_000, 5_000_000, 5_010_000, "ledg_0123456789abcdef0123")
     scope = "0123456789abcdef01234567"
     base = rss_bytes()
-    marks: dict[int, int] = {}
-    largest = 0
-    for i in range(1, count + 1):
-        key = f"key-{i}"
-        table.claim(scope, key, i.to_bytes(32, "big"), now=float(i) / 1000)
-        table.complete(scope, key, result)
-        largest = max(largest, len(table))
-        if i in (max_keys, N, count):
-            marks[i] = rss_bytes() - base
+    for i in range(max_keys):
+        key = str(uuid.uuid4())
+        table.claim(scope, key, hashlib.sha256(key.encode()).digest(), now=i / 1000)
+        table.complete(scope, key, i)
+    at_bound = rss_bytes() - base
+    refused = 0
+    for i in range(extra):
+        key = str(uuid.uuid4())
+        try:
+            table.claim(scope, key, hashlib.sha256(key.encode()).digest(), now=max_keys / 1000 + i / 1000)
+        except IdempotencyStoreFull:
+            refused += 1
     return {
-        "keys_sent": count,
         "max_keys": max_keys,
-        "largest_count": largest,
-        "bytes_at_bound": marks[max_keys],
-        "bytes_at_1m": marks[N],
-        "bytes_at_end": marks[count],
+        "held": len(table),
+        "extra_sent": extra,
+        "extra_refused": refused,
+        "bytes_per_key": at_bound / max_keys,
+        "bytes_at_bound": at_bound,
+        "bytes_after_extra": rss_bytes() - base,
     }
 
 

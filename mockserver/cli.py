@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
-import ipaddress
 import logging
 import os
 import re
@@ -13,7 +12,13 @@ from collections.abc import Sequence
 
 from flask import Flask
 
-from .config import CONFIG_ENVIRONMENT_VARIABLE, DEFAULT_HOST, DEFAULT_PORT, ConfigError, MockConfig
+from .config import (
+    CONFIG_ENVIRONMENT_VARIABLE,
+    HOLDING_THREADS,
+    ConfigError,
+    MockConfig,
+    default_pool,
+)
 from .domain.errors import SERVICE_UNAVAILABLE, QuotaError
 from .server import free_port, serve
 from .web.app import create_app
@@ -21,20 +26,18 @@ from .web.request_log import redact_key
 from .web.state import mock_state
 
 EXIT_USAGE = 2
-# Threads when grants are held in flight (--grant-delay): one held request must not stall the
-# rest. Otherwise one thread is fastest: Python threads contend for the GIL (benchmarks/).
-HOLDING_THREADS = 8
 
 
 def build_parser() -> argparse.ArgumentParser:
+    # Every option defaults to None, "not given": the configuration's own default applies,
+    # and the help texts quote it from there.
+    defaults = MockConfig()
     parser = argparse.ArgumentParser(
         prog="quota-mock",
         description="A stateful, contract-driven mock of the Quota Funding API.",
     )
-    parser.add_argument("--host", default=DEFAULT_HOST, help=f"address to bind (default {DEFAULT_HOST}, loopback only)")
-    parser.add_argument(
-        "--port", type=int, default=DEFAULT_PORT, help=f"port to listen on (default {DEFAULT_PORT}; 0 picks one)"
-    )
+    parser.add_argument("--host", help=f"address to bind (default {defaults.host}, loopback only)")
+    parser.add_argument("--port", type=int, help=f"port to listen on (default {defaults.port}; 0 picks one)")
     parser.add_argument(
         "--api-key",
         action="append",
@@ -43,60 +46,58 @@ def build_parser() -> argparse.ArgumentParser:
         help="accept this API key (repeatable); default: the docs' demo key sk-quota-your-api-key",
     )
     parser.add_argument("--seed", metavar="FILE", help="JSON or YAML seed file: developer, keys, pool, users, prices")
-    parser.add_argument("--pool", metavar="DOLLARS", help="grant pool to start with, in dollars (default 1000.00)")
+    parser.add_argument(
+        "--pool", metavar="DOLLARS", help=f"grant pool to start with, in dollars (default {default_pool()})"
+    )
     parser.add_argument(
         "--threads",
         type=int,
-        default=None,
-        help="Python threads per worker (default 1, the fastest: threads contend for the GIL; "
-        f"{HOLDING_THREADS} with --grant-delay, so that a held request does not stall the others)",
+        help=f"Python threads per worker (default {defaults.server_threads}, the fastest: threads contend for "
+        f"the GIL; {HOLDING_THREADS} with --grant-delay, so that a held request does not stall the others)",
     )
     parser.add_argument(
         "--store",
-        default="memory",
         metavar="URL",
-        help="where state lives: memory (default) or redis://HOST:PORT/DB, shared by workers and kept across restarts",
+        help=f"where state lives: {defaults.store} (default) or redis://HOST:PORT/DB, "
+        "shared by workers and kept across restarts",
     )
     parser.add_argument(
         "--store-prefix",
-        default=None,
         metavar="PREFIX",
-        help="namespace of this mock's Redis keys (default quota-mock:)",
+        help=f"namespace of this mock's Redis keys (default {defaults.store_prefix})",
     )
     parser.add_argument(
         "--workers",
         type=int,
-        default=1,
         metavar="N",
-        help="worker processes sharing the port (default 1; more than 1 needs --store redis://...)",
+        help=f"worker processes sharing the port (default {defaults.workers}; more than 1 needs --store redis://...)",
     )
     parser.add_argument(
         "--grant-delay",
         type=float,
-        default=None,
         metavar="SECONDS",
         help="hold every grant in flight this long (for testing client retries)",
     )
     parser.add_argument(
         "--idempotency-ttl",
         type=float,
-        default=None,
         metavar="SECONDS",
-        help="how long an Idempotency-Key is remembered (default 86400)",
+        help=f"how long an Idempotency-Key is remembered (default {defaults.idempotency_ttl_seconds:g})",
     )
     parser.add_argument(
         "--max-idempotency-keys",
         type=int,
-        default=None,
         metavar="N",
-        help="bound on stored Idempotency-Keys (default 100000)",
+        help="bound on unexpired Idempotency-Keys; new ones get 503 when full"
+        f" (default {defaults.max_idempotency_keys})",
     )
     parser.add_argument(
         "--cors-origin",
         action="append",
         dest="cors_origins",
         metavar="ORIGIN",
-        help="let a browser app on ORIGIN call the mock (repeatable; default '*': any origin)",
+        help="let a browser app on ORIGIN call the mock (repeatable; default "
+        f"{', '.join(repr(o) for o in defaults.cors_origins)}: any origin)",
     )
     parser.add_argument(
         "--no-cors", action="store_true", help="send no CORS headers: browsers on other origins are refused"
@@ -117,31 +118,33 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-# Options that leave the configuration's own default in place unless given.
-_OPTIONAL_SETTINGS = {
+# Options that become the setting of the same meaning when given (not None).
+_SETTINGS = {
+    "host": "host",
+    "port": "port",
+    "seed": "seed_file",
+    "pool": "pool",
+    "admin_token": "admin_token",
+    "store": "store",
     "store_prefix": "store_prefix",
     "rate_limit": "rate_limit",
     "grant_delay": "grant_delay_seconds",
     "idempotency_ttl": "idempotency_ttl_seconds",
     "max_idempotency_keys": "max_idempotency_keys",
+    "workers": "workers",
+    "threads": "threads",
 }
 
 
 def config_from_args(args: argparse.Namespace) -> MockConfig:
+    """The command line as settings; :class:`MockConfig` checks them, the command's rules included."""
     values: dict[str, object] = {
-        "host": args.host,
-        "port": args.port,
-        "seed_file": args.seed,
-        "pool": args.pool,
-        "admin_enabled": not args.no_admin,
-        "admin_token": args.admin_token,
-        "validate_responses": args.validate_responses,
-        "log_requests": not args.quiet,
-        "store": args.store,
+        setting: getattr(args, option) for option, setting in _SETTINGS.items() if getattr(args, option) is not None
     }
-    for option, setting in _OPTIONAL_SETTINGS.items():
-        if getattr(args, option) is not None:
-            values[setting] = getattr(args, option)
+    values["admin_enabled"] = not args.no_admin
+    values["validate_responses"] = args.validate_responses
+    values["log_requests"] = not args.quiet  # the command logs each request unless told not to
+    # Two flags for one setting: which was meant is the command line's question, not a setting's.
     if args.no_cors and args.cors_origins:
         raise ConfigError("--no-cors and --cors-origin contradict each other: pass one of them")
     if args.no_cors:
@@ -150,29 +153,12 @@ def config_from_args(args: argparse.Namespace) -> MockConfig:
         values["cors_origins"] = tuple(args.cors_origins)
     if args.api_keys:
         values["api_keys"] = tuple(args.api_keys)
-    config = MockConfig.from_mapping(values)
-    if config.admin_enabled and not config.admin_token and not _is_loopback(config.host):
-        raise ConfigError(
-            f"refusing to expose the /_mock control API on {config.host} without a token: "
-            "pass --admin-token TOKEN or --no-admin"
-        )
-    if args.threads is None:
-        args.threads = HOLDING_THREADS if args.grant_delay else 1
-    if args.threads < 1:
-        raise ConfigError("--threads must be at least 1")
-    if args.workers < 1:
-        raise ConfigError("--workers must be at least 1")
-    if args.workers > 1 and not config.uses_redis:
-        raise ConfigError(
-            f"--workers {args.workers} needs a shared store: with the memory store every worker process "
-            "would keep its own balances, ledger and idempotency keys. Pass --store redis://HOST:PORT/DB, "
-            "or use one worker (--threads sets its concurrency)"
-        )
-    return config
+    return MockConfig.from_mapping(values)
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
+    config = None
     try:
         config = config_from_args(args)
         # Built here once to check everything (seed, keys, the store) before serving, and so
@@ -189,8 +175,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         else:
             print(f"quota-mock: {exc.message}", file=sys.stderr)
         return EXIT_USAGE
-    except OSError as exc:
-        print(f"quota-mock: cannot listen on {args.host}:{args.port}: {exc.strerror}", file=sys.stderr)
+    except OSError as exc:  # from free_port, once the configuration is built
+        where = f"{config.host}:{config.port}" if config is not None else "the address given"
+        print(f"quota-mock: cannot listen on {where}: {exc.strerror}", file=sys.stderr)
         return EXIT_USAGE
 
     base_url = _base_url(config.host, port)
@@ -200,7 +187,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     print(f"  API key:     {keys[0] if demo else redact_key(keys[0])}" + ("  (the docs' demo key)" if demo else ""))
     if config.uses_redis:
         print(f"  store:       {_store_line(config, mock_state(app).service.store)}")
-    print(f"  workers:     {args.workers} x {args.threads} threads")
+    print(f"  workers:     {config.workers} x {config.server_threads} threads")
     if config.admin_enabled:
         print(f"  dashboard:   {base_url}/_mock/")
         print(f"  control API: {base_url}/_mock/state")
@@ -216,7 +203,13 @@ def main(argv: Sequence[str] | None = None) -> int:
     if config.log_requests:
         logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s", stream=sys.stdout)
     try:
-        serve("mockserver.wsgi:app_from_environment", config.host, port, threads=args.threads, workers=args.workers)
+        serve(
+            "mockserver.wsgi:app_from_environment",
+            config.host,
+            port,
+            threads=config.server_threads,
+            workers=config.workers,
+        )
     except OSError as exc:
         print(f"quota-mock: cannot listen on {config.host}:{port}: {exc.strerror}", file=sys.stderr)
         return EXIT_USAGE
@@ -243,15 +236,6 @@ def _close_store(app: Flask) -> None:
     close = getattr(mock_state(app).service.store, "close", None)
     if close is not None:
         close()
-
-
-def _is_loopback(host: str) -> bool:
-    if host == "localhost":
-        return True
-    try:
-        return ipaddress.ip_address(host).is_loopback
-    except ValueError:
-        return False
 
 
 if __name__ == "__main__":  # pragma: no cover

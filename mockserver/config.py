@@ -1,13 +1,17 @@
 """The mock's configuration, parsed and checked in this one place.
 
 The CLI, the pytest plugin and ``create_app`` all build a :class:`MockConfig`; nothing else
-reads the environment or command-line options. The CLI hands its configuration to the
-server's worker processes through one environment variable, read back here.
+reads the environment or command-line options, and every rule a configuration must follow
+is checked here (the command's own, such as workers and threads, included). Each default
+is written once, here. The CLI hands its configuration to the server's worker processes
+through one environment variable, read back here.
 """
 
 from __future__ import annotations
 
 import dataclasses
+import functools
+import ipaddress
 import json
 import os
 from collections.abc import Mapping
@@ -19,13 +23,19 @@ from urllib.parse import urlsplit
 
 from .domain.accounts import Seed
 from .domain.idempotency import DEFAULT_MAX_KEYS, DEFAULT_TTL_SECONDS
-from .domain.money import MoneyError, dollars_to_micros
+from .domain.money import MoneyError, dollars_to_micros, format_money
 from .domain.rate_limit import RateLimit, RateLimitError
 from .domain.seed import SeedError, build_seed, parse_seed_text, read_seed_file
 
 DEFAULT_HOST = "127.0.0.1"
 DEFAULT_PORT = 8080
 DEFAULT_MAX_BODY_BYTES = 64 * 1024
+DEFAULT_STORE = "memory"
+DEFAULT_STORE_PREFIX = "quota-mock:"
+# Threads per server worker when grants are held in flight (grant_delay_seconds): one held
+# request must not stall the rest. Otherwise one thread is fastest: Python threads contend
+# for the GIL (benchmarks/).
+HOLDING_THREADS = 8
 
 
 # How quota-mock passes its configuration to the worker processes of its server.
@@ -65,14 +75,18 @@ class MockConfig:
     log_requests: bool = False
     # Where state lives: "memory" (this process only) or "redis://host:port/db" (shared by
     # every worker and instance on that Redis database, and kept across restarts).
-    store: str = "memory"
+    store: str = DEFAULT_STORE
     # Namespace of this mock's keys in Redis: mocks with different prefixes share nothing.
-    store_prefix: str = "quota-mock:"
+    store_prefix: str = DEFAULT_STORE_PREFIX
     # Origins a browser app may call the mock from (CORS); "*" is any, () switches CORS off.
     cors_origins: tuple[str, ...] = ("*",)
     # Requests per caller and period, e.g. "100/min" (the vendor's documented default);
     # None: no limit, the mock's default, so that test suites never meet a 429 by surprise.
     rate_limit: str | None = None
+    # How quota-mock serves (the pytest plugin's in-process server ignores these): worker
+    # processes sharing the port, and threads per worker (None: see :attr:`server_threads`).
+    workers: int = 1
+    threads: int | None = None
 
     @classmethod
     def from_mapping(cls, values: Mapping[str, Any] | None) -> MockConfig:
@@ -101,6 +115,10 @@ class MockConfig:
         return cls.from_mapping(json.loads(raw))
 
     def checked(self) -> MockConfig:
+        for name in ("port", "max_body_bytes", "max_idempotency_keys", "workers"):
+            _require_whole_number(name, getattr(self, name))
+        if self.threads is not None:
+            _require_whole_number("threads", self.threads)
         if not 0 <= self.port <= 65535:
             raise ConfigError(f"port must be 0-65535, not {self.port}")
         if self.max_body_bytes < 1024:
@@ -117,11 +135,38 @@ class MockConfig:
         for origin in self.cors_origins:
             check_cors_origin(origin)
         self.parsed_rate_limit  # noqa: B018 - parsed here so that a bad value fails at start-up
+        self.pool_microdollars  # noqa: B018 - likewise
         if not self.store_prefix or any(c.isspace() for c in self.store_prefix):
             raise ConfigError("store_prefix must be a non-empty string without spaces")
+        self._check_serving()
         return self
 
+    def _check_serving(self) -> None:
+        if self.admin_enabled and not self.admin_token and not is_loopback(self.host):
+            raise ConfigError(
+                f"refusing to expose the /_mock control API on {self.host} without a token: "
+                "pass --admin-token TOKEN or --no-admin"
+            )
+        if self.threads is not None and self.threads < 1:
+            raise ConfigError("--threads must be at least 1")
+        if self.workers < 1:
+            raise ConfigError("--workers must be at least 1")
+        if self.workers > 1 and not self.uses_redis:
+            raise ConfigError(
+                f"--workers {self.workers} needs a shared store: with the memory store every worker process "
+                "would keep its own balances, ledger and idempotency keys. Pass --store redis://HOST:PORT/DB, "
+                "or use one worker (--threads sets its concurrency)"
+            )
+
     @property
+    def server_threads(self) -> int:
+        """Threads per server worker: as set, else more when grants are held in flight."""
+        if self.threads is not None:
+            return self.threads
+        return HOLDING_THREADS if self.grant_delay_seconds else 1
+
+    # Parsed once, on first use (``checked`` uses it, so a bad value fails at start-up).
+    @functools.cached_property
     def parsed_rate_limit(self) -> RateLimit | None:
         if self.rate_limit is None:
             return None
@@ -134,7 +179,7 @@ class MockConfig:
 
     @property
     def uses_redis(self) -> bool:
-        return self.store != "memory"
+        return self.store != DEFAULT_STORE
 
     def build_seed(self) -> Seed:
         """The starting state: the default seed, then the seed file or document, then options."""
@@ -152,15 +197,42 @@ class MockConfig:
             raise ConfigError(f"invalid seed: {exc}") from exc
         if self.api_keys:
             seed = dataclasses.replace(seed, api_keys=tuple(dict.fromkeys(self.api_keys)))
-        if self.pool is not None:
-            try:
-                pool = dollars_to_micros(self.pool)
-            except MoneyError as exc:
-                raise ConfigError(f"pool: {exc}") from exc
-            if pool < 0:
-                raise ConfigError("pool must not be negative")
-            seed = dataclasses.replace(seed, pool=pool)
+        if self.pool_microdollars is not None:
+            seed = dataclasses.replace(seed, pool=self.pool_microdollars)
         return seed
+
+    @functools.cached_property
+    def pool_microdollars(self) -> int | None:
+        """:attr:`pool`, parsed once (``checked`` parses it, so a bad value fails at start-up)."""
+        if self.pool is None:
+            return None
+        try:
+            pool = dollars_to_micros(self.pool)
+        except MoneyError as exc:
+            raise ConfigError(f"pool: {exc}") from exc
+        if pool < 0:
+            raise ConfigError("pool must not be negative")
+        return pool
+
+
+def default_pool() -> str:
+    """The default seed's grant pool, as dollars (for help texts)."""
+    return format_money(build_seed(default_seed_document()).pool)
+
+
+def is_loopback(host: str) -> bool:
+    """Whether ``host`` is reachable from this machine only."""
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
+def _require_whole_number(name: str, value: object) -> None:
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise ConfigError(f"{name} must be a whole number, not {value!r}")
 
 
 def check_cors_origin(origin: str) -> None:
@@ -181,7 +253,7 @@ def check_cors_origin(origin: str) -> None:
 
 def check_store_url(store: str) -> None:
     """``memory``, or a Redis URL redis-py can open: ``redis://[user:password@]host:port/db``."""
-    if store == "memory":
+    if store == DEFAULT_STORE:
         return
     if not isinstance(store, str):
         raise ConfigError(f"store must be a string, not {type(store).__name__}")

@@ -23,6 +23,7 @@ from typing import Any
 
 import pytest
 
+from .config import DEFAULT_HOST
 from .domain.money import format_money
 from .domain.records import Conservation, LedgerEntry
 from .server import MockServer
@@ -117,7 +118,7 @@ def quota_mock_server(quota_mock_config: Mapping[str, Any], pytestconfig: pytest
     store = pytestconfig.getoption("quota_mock_store", default=None)
     if store is not None:
         settings.setdefault("store", store)
-    host = settings.pop("host", "127.0.0.1")
+    host = settings.pop("host", DEFAULT_HOST)
     settings.pop("port", None)
     with MockServer(create_app(settings), host=host, port=0) as server:
         yield server

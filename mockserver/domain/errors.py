@@ -11,7 +11,8 @@ back into the type, so no code or message is written a second time.
 
 from __future__ import annotations
 
-from typing import ClassVar
+import math
+from typing import Any, ClassVar
 
 # The codes the domain raises. Their HTTP statuses live in openapi.yaml, not here.
 BAD_REQUEST = "bad_request"
@@ -54,6 +55,11 @@ class StoreError(QuotaError):
     def __init__(self, *, headers: dict[str, str] | None = None) -> None:
         super().__init__(type(self).code, type(self).message, headers=headers)
 
+    @classmethod
+    def from_reply(cls, values: list[Any]) -> StoreError:
+        """The error from a script's reply values after its tag."""
+        return cls()
+
 
 class IdempotencyKeyReused(StoreError):
     code = IDEMPOTENCY_KEY_REUSED
@@ -67,12 +73,24 @@ class IdempotencyKeyInFlight(StoreError):
     reply = "key_in_flight"
 
 
-class IdempotencyKeysAllInFlight(StoreError):
-    """The key table is full and every key in it is in flight: none may be dropped."""
+class IdempotencyStoreFull(StoreError):
+    """Every slot of the idempotency store holds an unexpired key. Forgetting one early would
+    let its retry be credited a second time, so a new key waits until the oldest expires."""
 
-    code = IDEMPOTENCY_KEY_IN_FLIGHT
-    message = "Too many requests in flight; retry shortly"
-    reply = "keys_all_in_flight"
+    code = SERVICE_UNAVAILABLE
+    message = (
+        "The idempotency store holds its maximum of unexpired Idempotency-Keys (each is kept 24 hours):"
+        " nothing was applied; retry after Retry-After seconds"
+    )
+    reply = "keys_full"
+
+    def __init__(self, retry_after_seconds: float = 1.0) -> None:
+        seconds = math.ceil(retry_after_seconds) if math.isfinite(retry_after_seconds) else 1
+        super().__init__(headers={"Retry-After": str(max(1, seconds))})
+
+    @classmethod
+    def from_reply(cls, values: list[Any]) -> StoreError:
+        return cls(float(values[0]))
 
 
 class GrantPoolTooLow(StoreError):
@@ -118,7 +136,7 @@ class StoreUnavailable(StoreError):
 SCRIPT_ERRORS: tuple[type[StoreError], ...] = (
     IdempotencyKeyReused,
     IdempotencyKeyInFlight,
-    IdempotencyKeysAllInFlight,
+    IdempotencyStoreFull,
     GrantPoolTooLow,
     DeveloperBalanceTooLow,
     UserBalanceTooLow,
@@ -128,9 +146,9 @@ SCRIPT_ERRORS: tuple[type[StoreError], ...] = (
 _BY_REPLY: dict[str, type[StoreError]] = {error.reply: error for error in SCRIPT_ERRORS}
 
 
-def store_error(reply: str) -> StoreError:
-    """The error a Redis script named by its reply tag (those that need no argument)."""
-    return _BY_REPLY[reply]()
+def store_error(reply: list[Any]) -> StoreError:
+    """The error a Redis script's reply names: ``{tag, values...}``."""
+    return _BY_REPLY[reply[0]].from_reply(reply[1:])
 
 
 def is_store_error_reply(reply: object) -> bool:

@@ -57,7 +57,8 @@ class MemoryStore:
 
     def claim_idempotency_key(self, scope: str, key: str, fingerprint: bytes, now: float) -> GrantResult | None:
         with self._lock:
-            return self._idempotency.claim(scope, key, fingerprint, now)
+            index = self._idempotency.claim(scope, key, fingerprint, now)
+            return None if index is None else self._grant_result(index)
 
     def release_idempotency_key(self, scope: str, key: str) -> None:
         with self._lock:
@@ -79,10 +80,10 @@ class MemoryStore:
             index = self._ledger.append(GRANT, amount, user_id, now, after, description)
             self._pool -= amount
             self._balances[user_id] = after
-            result = GrantResult(user_id, amount, before, after, self._ledger.entry_id(index))
             if completes is not None:
-                self._idempotency.complete(completes[0], completes[1], result)
-            return result
+                # The key stores the grant's ledger position; a replay reads the entry back.
+                self._idempotency.complete(completes[0], completes[1], index)
+            return GrantResult(user_id, amount, before, after, self._ledger.entry_id(index))
 
     def apply_charge(
         self,
@@ -137,7 +138,17 @@ class MemoryStore:
 
     def idempotency_keys(self, now: float) -> list[IdempotencyView]:
         with self._lock:
-            return self._idempotency.views(now)
+            rows, _ = self._idempotency.rows(now)
+            return [
+                IdempotencyView(
+                    scope=row.scope,
+                    key=row.key,
+                    state="in_flight" if row.result is None else "completed",
+                    expires_at=row.expires_at,
+                    ledger_id=None if row.result is None else self._ledger.entry_id(row.result),
+                )
+                for row in rows
+            ]
 
     def idempotency_key_count(self) -> int:
         return len(self._idempotency)
@@ -145,6 +156,11 @@ class MemoryStore:
     def conservation(self) -> Conservation:
         with self._lock:
             return check_conservation(self._ledger.entries(), self._pool, self._balances)
+
+    def _grant_result(self, index: int) -> GrantResult:
+        entry = self._ledger[index]
+        assert entry.user_id is not None  # a grant always names its user
+        return GrantResult(entry.user_id, entry.amount, entry.balance_before, entry.balance_after, entry.id)
 
     def _deposit(self, user_id: str | None, amount: int, now: float, description: str) -> None:
         self._record_external(DEPOSIT, user_id, amount, now, description)

@@ -116,23 +116,12 @@ if found[1] then
   if found[2] ~= 'done' then return {ERR.key_in_flight} end
   return {'replay', found[3], found[4], found[5], found[6], found[7]}
 end
--- Bounded: evict the oldest completed record. In-flight claims are never evicted, since a
--- retry of an evicted in-flight request could credit a second time.
+-- Bounded, and never by forgetting a live key (its retry would be credited again): when
+-- full, refuse, saying when the oldest key expires.
 if redis.call('ZCARD', idem) >= tonumber(ARGV[8]) then
-  local evicted, start = false, 0
-  while not evicted do
-    local page = redis.call('ZRANGE', idem, start, start + 99)
-    if #page == 0 then return {ERR.keys_all_in_flight} end
-    for _, m in ipairs(page) do
-      if redis.call('HGET', prefix .. m, 'state') ~= 'flight' then
-        redis.call('DEL', prefix .. m)
-        redis.call('ZREM', idem, m)
-        evicted = true
-        break
-      end
-    end
-    start = start + 100
-  end
+  local oldest = redis.call('ZRANGE', idem, 0, 0)
+  local exp = tonumber(redis.call('HGET', prefix .. oldest[1], 'exp') or ARGV[6])
+  return {ERR.keys_full, tostring(exp - tonumber(ARGV[6]))}
 end
 local seq = redis.call('HINCRBY', meta, 'idem_seq', 1)
 redis.call('HSET', rec, 'fp', ARGV[5], 'state', 'flight', 'exp', ARGV[7], 'scope', ARGV[3], 'key', ARGV[4],

@@ -23,6 +23,7 @@ import redis
 from redis.backoff import NoBackoff
 from redis.retry import Retry
 
+from ..config import DEFAULT_STORE_PREFIX as DEFAULT_PREFIX  # the configuration holds every default
 from . import redis_scripts as scripts
 from .accounts import Seed
 from .errors import (
@@ -46,7 +47,6 @@ from .records import (
     LedgerEntry,
 )
 
-DEFAULT_PREFIX = "quota-mock:"
 __all__ = ["DEFAULT_PREFIX", "MAX_SAFE_MICRODOLLARS", "RedisStore"]
 # How long an in-flight claim survives its worker's death before the key frees itself.
 DEFAULT_IN_FLIGHT_LEASE_SECONDS = 60.0
@@ -304,7 +304,7 @@ class RedisStore:
         script = self._scripts[name]
         reply = self._call(lambda: script(keys=keys, args=args), flush_pending=flush_pending)
         if isinstance(reply, list) and reply and is_store_error_reply(reply[0]):
-            raise store_error(reply[0])
+            raise store_error(reply)
         return reply
 
     def _call(self, operation: Callable[[], T], *, flush_pending: bool = True) -> T:

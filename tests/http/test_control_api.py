@@ -1,6 +1,7 @@
 """The /_mock control API: reset, seed, inspect, set balances, move the clock."""
 
 from mockserver import create_app
+from mockserver.domain.idempotency import DEFAULT_MAX_KEYS
 
 from ..conftest import AUTH, grant
 
@@ -63,7 +64,7 @@ def test_idempotency_keys_are_listed(client):
     keys = client.get("/_mock/idempotency-keys").json
     assert [k["key"] for k in keys["keys"]] == ["visible"]
     assert keys["keys"][0]["state"] == "completed"
-    assert keys["max_keys"] == 100_000
+    assert keys["max_keys"] == DEFAULT_MAX_KEYS
 
 
 def test_clock_moves_and_resets(client):

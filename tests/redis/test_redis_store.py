@@ -8,7 +8,7 @@ import time
 import pytest
 
 from mockserver.config import ConfigError, MockConfig
-from mockserver.domain.errors import BAD_REQUEST, IDEMPOTENCY_KEY_IN_FLIGHT, QuotaError
+from mockserver.domain.errors import BAD_REQUEST, IDEMPOTENCY_KEY_IN_FLIGHT, IdempotencyStoreFull, QuotaError
 from mockserver.domain.redis_clock import RedisClock
 from mockserver.domain.redis_store import MAX_SAFE_MICRODOLLARS, RedisStore
 from mockserver.domain.service import FundingService
@@ -99,19 +99,19 @@ def test_records_vanish_through_redis_ttl_and_the_count_follows(make_store):
     assert store.idempotency_key_count() == 0
 
 
-def test_the_key_table_is_bounded_evicting_the_oldest_completed(make_store):
-    store = make_store(max_idempotency_keys=3)
+def test_the_key_table_is_bounded_refusing_new_keys_while_full(make_store):
+    store = make_store(max_idempotency_keys=3, idempotency_ttl=100)
     service = FundingService(store, RedisClock(store), SEED)
     now = service.clock.now()
     store.claim_idempotency_key("s", "in-flight", b"fp", now)
-    for key in ("a", "b", "c"):
+    for key in ("a", "b"):
         grant(service, key=key)
-    assert [v.key for v in store.idempotency_keys(now)] == ["in-flight", "b", "c"]
-    store.claim_idempotency_key("s", "x", b"fp", now)
-    store.claim_idempotency_key("s", "y", b"fp", now)
-    with pytest.raises(QuotaError) as caught:  # only in-flight claims left: none is dropped
-        store.claim_idempotency_key("s", "z", b"fp", now)
-    assert caught.value.code == IDEMPOTENCY_KEY_IN_FLIGHT
+    with pytest.raises(IdempotencyStoreFull) as caught:  # no live key is dropped, in flight or not
+        store.claim_idempotency_key("s", "c", b"fp", now)
+    assert 98 <= int(caught.value.headers["Retry-After"]) <= 100
+    assert [v.key for v in store.idempotency_keys(now)] == ["in-flight", "a", "b"]
+    store.release_idempotency_key("s", "in-flight")
+    assert store.claim_idempotency_key("s", "c", b"fp", now) is None
 
 
 def test_amounts_stay_exact_integers_below_two_to_the_53(make_store):

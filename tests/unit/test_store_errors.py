@@ -15,11 +15,13 @@ from mockserver.domain.errors import (
     GrantPoolTooLow,
     IdempotencyKeyInFlight,
     IdempotencyKeyReused,
+    IdempotencyStoreFull,
     StoreError,
     UserBalanceTooLow,
     UserNotFound,
     store_error,
 )
+from mockserver.domain.service import FundingService
 
 from .seeds import SEED
 
@@ -62,4 +64,21 @@ def test_every_tag_a_script_returns_names_an_error_type():
             assert "error_reply" not in text
     assert used and used <= tags
     for error in SCRIPT_ERRORS:
-        assert type(store_error(error.reply)) is error
+        assert type(store_error([error.reply, 1])) is error
+
+
+def test_a_full_key_store_refuses_a_new_key_and_replays_the_old_ones(store_factory, clock):
+    service = FundingService(store_factory(max_idempotency_keys=2), clock, SEED)
+    results = []
+    for key in ("k1", "k1", "k2", "k3", "k1"):
+        try:
+            results.append(
+                service.grant(scope="s", idempotency_key=key, fingerprint=b"", user_id="u", amount=1, description=None)
+            )
+        except IdempotencyStoreFull as full:
+            results.append(full)
+    first, replay, second, refused, last = results
+    assert isinstance(refused, IdempotencyStoreFull)
+    assert (replay.duplicate, last.duplicate, second.duplicate) == (True, True, False)
+    assert replay.ledger_id == last.ledger_id == first.ledger_id
+    assert service.user_balance("u") == 2
