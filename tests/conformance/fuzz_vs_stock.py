@@ -17,6 +17,7 @@ import os
 import shutil
 import subprocess
 import sys
+import tempfile
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -58,12 +59,13 @@ def stock(mutant: str, examples: int, seed: int, timeout: float = 600.0) -> Dete
     if command is None:
         raise RuntimeError("the Schemathesis CLI (st) is not installed")
     started = time.monotonic()
-    with MockServer(build(mutant), host="127.0.0.1", port=0) as server:
+    # In a scratch directory: st keeps a cache of its own where it runs.
+    with MockServer(build(mutant), host="127.0.0.1", port=0) as server, tempfile.TemporaryDirectory() as scratch:
         result = subprocess.run(
             [*command, "run", str(CONTRACT), "--url", server.base_url, "--header", f"Authorization: Bearer {KEY}",
              "--checks", "all", "--max-examples", str(examples), "--seed", str(seed), "--workers", "1",
              "--generation-database", "none", "--no-color"],
-            capture_output=True, text=True, timeout=timeout, check=False,
+            capture_output=True, text=True, timeout=timeout, check=False, cwd=scratch,
             env={**os.environ, "SCHEMATHESIS_TELEMETRY": "false"},
         )
     return Detection(mutant, "st run", examples, seed, "Server error" in result.stdout,
