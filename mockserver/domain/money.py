@@ -8,6 +8,8 @@ from __future__ import annotations
 
 from decimal import Decimal, InvalidOperation
 
+from .errors import MAX_SAFE_MICRODOLLARS
+
 MICROS_PER_DOLLAR = 1_000_000
 MICROS_PER_CENT = 10_000
 
@@ -21,8 +23,9 @@ def dollars_to_micros(amount: Decimal | int | str) -> int:
 
     ``Decimal("0.5")``, ``1``, ``"0.50"`` and ``"$5.50"`` are fine (text as people write it,
     a leading ``$`` allowed); ``0.1`` as a float, ``"0.0000001"``, NaN and infinities are
-    refused, because each would silently round. The sign is kept: whether a negative amount
-    makes sense is for the caller to say.
+    refused, because each would silently round, and so is anything beyond what both stores
+    hold exactly (:data:`MAX_SAFE_MICRODOLLARS`, about $9 billion). The sign is kept: whether
+    a negative amount makes sense is for the caller to say.
     """
     if isinstance(amount, (bool, float)):
         raise MoneyError(f"amount must be an exact decimal, not {type(amount).__name__}")
@@ -37,6 +40,8 @@ def dollars_to_micros(amount: Decimal | int | str) -> int:
     micros = value * MICROS_PER_DOLLAR
     if micros != micros.to_integral_value():
         raise MoneyError(f"{amount} has more precision than one micro-dollar")
+    if abs(micros) > MAX_SAFE_MICRODOLLARS:
+        raise MoneyError(f"{amount} is beyond the largest amount the mock holds, {format_money(MAX_SAFE_MICRODOLLARS)}")
     return int(micros)
 
 

@@ -1,44 +1,112 @@
-"""The mutant matrix: each broken variant of the mock makes the suite fail, naming the check."""
+"""The yardstick (issue 10, section 6): every mutant is caught by the rule it names, every
+correct variant passes with zero failures, and docs/conformance.md states the score measured.
+
+One sweep (tests/conformance/score.py, ``--fast``) runs the suite against all of them, in
+parallel processes, once per test session; the tests below read its verdicts.
+"""
 
 from __future__ import annotations
 
+import re
+from collections import Counter
+
 import pytest
 
-from conformance.report import human
-from conformance.results import Status
+from conformance.runner import catalogue
 
-from .mutants import KEY, MUTANTS, silent_variant
+from . import score
+from .mutants import EXPECTED_FALSE_FAILURES, EXPECTED_MISSES, MUTANTS
+from .variants import VARIANTS
 
-
-@pytest.mark.parametrize("name", list(MUTANTS))
-def test_mutant_is_caught_by_the_right_check(run_app, name):
-    factory, check = MUTANTS[name]
-    report = run_app(factory())
-    assert report.exit_code == 1
-    record = report.results.records[check]
-    assert record.status is Status.FAILED, f"{check} did not catch {name!r}: {record.status} {record.reason}"
-    text = human(report.summary, KEY)
-    assert f"FAILED   {check}" in text
-    assert all(finding.curl for finding in record.findings)  # every failure can be reproduced
+FAMILIES = {
+    "float money", "arithmetic", "lost update", "stale read", "identity encoding", "ttl and scoping",
+    "pool accounting", "wrong account", "wrong status", "non-JSON error", "server error", "auth",
+    "replay", "chat", "documented facts",
+}
 
 
-def test_matrix_is_large_enough():
-    assert len(MUTANTS) >= 15
+@pytest.fixture(scope="module")
+def fast_sweep() -> score.Score:
+    return score.sweep(fast=True)
 
 
-def test_silent_differences_pass_documented_with_warnings(run_app):
-    report = run_app(silent_variant())
-    statuses = report.results.statuses()
-    assert report.exit_code == 0, {n: s for n, s in statuses.items() if s is Status.FAILED}
-    warned = {n for n, s in statuses.items() if s is Status.WARNED}
-    assert {"reused_key_with_other_body_rejected", "replay_sends_idempotent_replayed_header",
-            "response_schema_conformance"} <= warned
-    assert "WARNED" in human(report.summary, KEY)
+def _verdict(sweep: score.Score, name: str) -> score.Verdict:
+    return next(v for v in sweep.verdicts if v.name == name)
 
 
-def test_silent_differences_fail_strict(run_app):
-    report = run_app(silent_variant(), profile="strict")
-    assert report.exit_code == 1
-    statuses = report.results.statuses()
-    assert statuses["reused_key_with_other_body_rejected"] is Status.FAILED
-    assert statuses["response_schema_conformance"] is Status.FAILED
+def _mutant_param(name: str) -> object:
+    if name in EXPECTED_MISSES:
+        return pytest.param(name, marks=pytest.mark.xfail(strict=False, reason="not caught by its rule yet"))
+    return name
+
+
+def _variant_param(name: str) -> object:
+    if name in EXPECTED_FALSE_FAILURES:
+        return pytest.param(name, marks=pytest.mark.xfail(strict=True, reason="a known false failure"))
+    return name
+
+
+@pytest.mark.parametrize("name", [_mutant_param(n) for n in MUTANTS])
+def test_mutant_is_caught_by_its_rule(fast_sweep, name):
+    verdict = _verdict(fast_sweep, name)
+    assert verdict.error is None, verdict.error
+    assert verdict.caught_by_rule, (
+        f"{name} ({MUTANTS[name].description}) was not failed by {verdict.rule}; "
+        f"exit {verdict.exit_code}, failed: {list(verdict.failed_rules)}")
+
+
+@pytest.mark.parametrize("name", [_variant_param(n) for n in VARIANTS])
+def test_correct_variant_passes_with_no_failure(fast_sweep, name):
+    verdict = _verdict(fast_sweep, name)
+    assert verdict.error is None, verdict.error
+    assert verdict.exit_code == 0, f"{name} ({VARIANTS[name].description}) failed: {list(verdict.failed_rules)}"
+
+
+def test_the_mock_itself_passes(fast_sweep):
+    verdict = _verdict(fast_sweep, score.MOCK)
+    assert (verdict.error, verdict.exit_code) == (None, 0), verdict.failed_rules
+
+
+def test_docs_state_the_measured_score(fast_sweep):
+    stated = score.stated_section()
+    measured = score.docs_section(fast_sweep)
+    assert stated == measured, (
+        "docs/conformance.md's mutation score is out of date: run "
+        "`python -m tests.conformance.score --write-docs`\n" + score.report_text(fast_sweep, verbose=False))
+
+
+def test_expected_lists_name_real_entries():
+    assert set(MUTANTS) >= EXPECTED_MISSES
+    assert set(VARIANTS) >= EXPECTED_FALSE_FAILURES
+
+
+def test_corpus_is_large_and_diverse():
+    assert len(MUTANTS) >= 60
+    assert len(VARIANTS) >= 6
+    families = Counter(m.family for m in MUTANTS.values())
+    assert set(families) <= FAMILIES
+    assert all(count >= 3 for count in families.values()), families
+    assert all(m.description for m in MUTANTS.values())
+
+
+def test_every_mutant_names_a_rule_id():
+    rule_id = re.compile(r"^[a-z]+(\.[a-z_]+)+$")
+    assert all(rule_id.match(m.rule) for m in MUTANTS.values()), [m.rule for m in MUTANTS.values()]
+    known = set(catalogue())
+    if any("." in name for name in known):  # once the suite names its rules with ids
+        unknown = {m.rule for m in MUTANTS.values()} - known
+        assert not unknown, f"rules the suite does not have: {sorted(unknown)}"
+
+
+@pytest.mark.slow
+def test_over_real_sockets_as_ci_runs_it(fast_sweep):
+    """The full staging run (schema-driven phase included), through the CLI's main(), against
+    each deployment served on 127.0.0.1: it agrees with the in-process sweep."""
+    full = score.sweep(socket=True)
+    for verdict in full.verdicts:
+        fast = _verdict(fast_sweep, verdict.name)
+        assert verdict.error is None, (verdict.name, verdict.error)
+        if verdict.kind == "mutant":
+            assert verdict.caught_by_rule or not fast.caught_by_rule, (verdict.name, verdict.failed_rules)
+        else:
+            assert verdict.false_failure == fast.false_failure, (verdict.name, verdict.failed_rules)

@@ -101,3 +101,16 @@ def test_commands_refuse_a_bad_document_before_touching_state(state):
         control.move_clock(state, {"advance_seconds": "later"})
     assert state.faults.rules(state.clock.now()) == [] and state.clock.offset == 0
     assert state.service.conservation() == before
+
+
+@pytest.mark.parametrize(
+    ("method", "path", "body"),
+    [
+        ("put", "/_mock/pool", {"balance": "1e400"}),
+        ("put", "/_mock/users/u/balance", {"balance": 10**20}),
+        ("post", "/_mock/seed", {"users": {"u": "1e12"}}),
+    ],
+)
+def test_amounts_no_store_can_hold_are_a_400_not_a_crash(client, method, path, body):
+    response = getattr(client, method)(path, json=body)
+    assert response.status_code == 400 and "largest amount" in response.json["error"]["message"]

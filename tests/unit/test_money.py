@@ -62,3 +62,12 @@ def test_display_arithmetic_is_exact_for_whole_cent_grants(balance, grant):
 def test_sums_of_cents_are_exact(amounts):
     total = sum(dollars_to_micros(Decimal(a) / 100) for a in amounts)
     assert total == sum(amounts) * 10_000
+
+
+def test_amounts_beyond_what_the_stores_hold_are_refused():
+    from mockserver.domain.errors import MAX_SAFE_MICRODOLLARS
+
+    assert dollars_to_micros(format_money(MAX_SAFE_MICRODOLLARS)) <= MAX_SAFE_MICRODOLLARS
+    for too_big in ("1e400", Decimal("9007199254.740992"), "-9007199255"):
+        with pytest.raises(MoneyError, match="largest amount"):
+            dollars_to_micros(too_big)

@@ -1,0 +1,268 @@
+"""The tools every mutant and variant is built with: one mock app instance, changed by WSGI
+middleware or by replacing a service or store method. mockserver itself is never edited.
+
+A mutant is a realistic deployment bug; a variant is a correct deployment that differs from
+the mock only where the vendor's docs are silent. Both start from :func:`correct_app`.
+"""
+
+from __future__ import annotations
+
+import io
+import json
+import threading
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from decimal import Decimal
+from typing import Any
+from urllib.parse import unquote
+
+from flask import Flask
+from werkzeug.test import run_wsgi_app
+
+from mockserver import create_app, mock_state
+from mockserver.domain.service import FundingService
+
+KEY = "sk-quota-conformance-test-key-000000000"
+# The staging job's --second-api-key: every app built here accepts both.
+KEY2 = "sk-quota-conformance-second-key-0000000"
+GRANT = "/v1/funding/grant"
+USERS = "/v1/users/"
+
+
+@dataclass
+class Exchange:
+    """A request as a middleware sees it, and the answer it may rewrite."""
+
+    method: str
+    path: str
+    query: str
+    headers: dict[str, str]
+    body: bytes
+    status: int = 0
+    response_headers: dict[str, str] = field(default_factory=dict)
+    response: bytes = b""
+
+    @property
+    def json(self) -> Any:
+        try:
+            return json.loads(self.response)
+        except ValueError:
+            return None
+
+    @property
+    def request_json(self) -> Any:
+        try:
+            return json.loads(self.body, parse_float=Decimal)
+        except ValueError:
+            return None
+
+    def set_json(self, value: Any, status: int | None = None) -> None:
+        self.response = json.dumps(value, default=str).encode()
+        self.response_headers["Content-Type"] = "application/json"
+        if status is not None:
+            self.status = status
+
+    def set_request_json(self, value: Any) -> None:
+        self.body = json.dumps(value, default=_decimal_as_number).encode()
+
+    def error(self, status: int, code: str, message: str) -> bool:
+        """Answer with the documented envelope (for a ``before`` hook: returns True)."""
+        self.set_json({"error": {"code": code, "message": message}}, status)
+        return True
+
+    @property
+    def error_code(self) -> str | None:
+        body = self.json
+        if isinstance(body, dict) and isinstance(body.get("error"), dict):
+            return body["error"].get("code")
+        return None
+
+    def header(self, name: str) -> str | None:
+        lowered = name.lower()
+        return next((v for k, v in self.headers.items() if k.lower() == lowered), None)
+
+    def user_in_path(self) -> str | None:
+        """The decoded ``{external_user_id}`` of a /v1/users/... path, if this is one."""
+        if not self.path.startswith(USERS):
+            return None
+        rest = self.path[len(USERS):]
+        for suffix in ("/balance", "/chat/completions"):
+            if rest.endswith(suffix):
+                return rest[: -len(suffix)]
+        return None
+
+
+def _decimal_as_number(value: Any) -> Any:
+    if isinstance(value, Decimal):
+        return float(value) if value != value.to_integral_value() else int(value)
+    raise TypeError(type(value).__name__)
+
+
+Before = Callable[[Exchange], bool]  # return True to answer without calling the app
+After = Callable[[Exchange], None]
+
+
+def middleware(app: Flask, after: After | None = None, before: Before | None = None) -> Flask:
+    """Wrap ``app``: ``before`` may rewrite the request or answer it, ``after`` the answer."""
+    inner = app.wsgi_app
+
+    def wsgi(environ: dict[str, Any], start_response: Callable[..., Any]) -> list[bytes]:
+        length = int(environ.get("CONTENT_LENGTH") or 0)
+        body = environ["wsgi.input"].read(length) if length else b""
+        headers = {k[5:].replace("_", "-").title(): v for k, v in environ.items() if k.startswith("HTTP_")}
+        path = environ.get("PATH_INFO", "").encode("latin-1").decode("utf-8", "replace")
+        ex = Exchange(environ["REQUEST_METHOD"], path, environ.get("QUERY_STRING", ""), headers, body)
+        if before is None or not before(ex):
+            # Headers as the hook left them: one it deleted is gone for the app too.
+            environ = {k: v for k, v in environ.items() if not k.startswith("HTTP_")}
+            environ["wsgi.input"] = io.BytesIO(ex.body)
+            environ["CONTENT_LENGTH"] = str(len(ex.body))
+            environ["PATH_INFO"] = ex.path.encode("utf-8").decode("latin-1")
+            environ["QUERY_STRING"] = ex.query
+            for name, value in ex.headers.items():
+                environ["HTTP_" + name.upper().replace("-", "_")] = value
+            app_iter, status, response_headers = run_wsgi_app(inner, environ, buffered=True)
+            ex.status = int(status.split(" ")[0])
+            ex.response_headers = dict(response_headers.items())
+            ex.response = b"".join(app_iter)
+            if after is not None:
+                after(ex)
+        ex.response_headers["Content-Length"] = str(len(ex.response))
+        start_response(f"{ex.status} X", list(ex.response_headers.items()))
+        return [ex.response]
+
+    app.wsgi_app = wsgi  # type: ignore[method-assign]
+    return app
+
+
+def base_app() -> Flask:
+    """The mock as it is, accepting both staging keys."""
+    return create_app({"api_keys": [KEY, KEY2]})
+
+
+def correct_app() -> Flask:
+    """The mock, with the mock's own known bugs corrected in front of it, so that every
+    mutant breaks exactly one thing and every variant starts from a correct deployment.
+
+    Known bug corrected: an integral float ``max_tokens`` (``3.0``) answered 500 (issue 10
+    keeps that as a planted mutant instead). The correction is harmless once the mock is fixed.
+    """
+
+    def before(ex: Exchange) -> bool:
+        body = ex.request_json if ex.method == "POST" and ex.path.endswith("/chat/completions") else None
+        if isinstance(body, dict):
+            tokens = body.get("max_tokens")
+            if isinstance(tokens, Decimal) and tokens == tokens.to_integral_value():
+                body["max_tokens"] = int(tokens)
+                ex.set_request_json(body)
+        return False
+
+    return middleware(base_app(), None, before)
+
+
+def service_of(app: Flask) -> FundingService:
+    return mock_state(app).service
+
+
+def write_balance(service: FundingService, user_id: str | None, micros: int) -> None:
+    """A buggy deployment's stray write to a stored balance (``None``: the grant pool), made
+    through the store's own adjustment so that it works whatever the store keeps inside."""
+    service.store.set_balance(user_id, micros, service.clock.now(), "mutant: a stray write")
+
+
+def add_to_balance(service: FundingService, user_id: str | None, delta: int) -> None:
+    store = service.store
+    current = store.pool_balance() if user_id is None else store.user_balance(user_id) or 0
+    write_balance(service, user_id, current + delta)
+
+
+def on_answer(predicate: Callable[[Exchange], bool], change: Callable[[Exchange], None]) -> Flask:
+    """A correct app whose answers matching ``predicate`` are rewritten by ``change``."""
+
+    def after(ex: Exchange) -> None:
+        if predicate(ex):
+            change(ex)
+
+    return middleware(correct_app(), after)
+
+
+def on_request(handle: Before) -> Flask:
+    """A correct app with a ``before`` hook (rewrite the request, or answer it)."""
+    return middleware(correct_app(), None, handle)
+
+
+def grant_ok(ex: Exchange) -> bool:
+    return ex.path == GRANT and ex.status == 200 and isinstance(ex.json, dict)
+
+
+def chat_path(ex: Exchange) -> bool:
+    return ex.method == "POST" and ex.path.endswith("/chat/completions")
+
+
+def cents_text(micros: int) -> str:
+    cents = micros // 10_000
+    return f"${cents // 100}.{cents % 100:02d}"
+
+
+def dollars(text: str) -> Decimal:
+    return Decimal(text.removeprefix("$"))
+
+
+def decoded(text: str) -> str:
+    return unquote(text)
+
+
+class Rendezvous:
+    """Holds a request until a second one arrives (or a short timeout): makes a read-modify-
+    write race happen every time two requests are in flight, instead of now and then."""
+
+    def __init__(self, timeout: float = 0.3) -> None:
+        self._timeout = timeout
+        self._cond = threading.Condition()
+        self._waiting = 0
+        self._round = 0
+
+    def meet(self) -> None:
+        with self._cond:
+            if self._waiting:  # a partner is waiting: release it, and go on together
+                self._waiting = 0
+                self._round += 1
+                self._cond.notify_all()
+                return
+            self._waiting = 1
+            current = self._round
+            if not self._cond.wait_for(lambda: self._round != current, timeout=self._timeout):
+                self._waiting = 0  # alone: the next request starts a new pair
+                self._round += 1
+
+
+@dataclass(frozen=True)
+class Mutant:
+    """One realistic deployment bug, and the conformance rule that must catch it."""
+
+    name: str
+    family: str
+    rule: str
+    description: str
+    build: Callable[[], Flask]
+    # Caught only when the run waits and replays (--retention-check 65).
+    retention: bool = False
+
+
+REGISTRY: dict[str, Mutant] = {}
+
+
+Factory = Callable[[], Flask]
+
+
+def mutant(family: str, rule: str, description: str, *, retention: bool = False) -> Callable[[Factory], Factory]:
+    """Register the decorated app factory as a mutant named after the function."""
+
+    def register(build: Factory) -> Factory:
+        name = build.__name__
+        if name in REGISTRY:
+            raise ValueError(f"two mutants named {name}")
+        REGISTRY[name] = Mutant(name, family, rule, description, build, retention)
+        return build
+
+    return register

@@ -1,0 +1,347 @@
+"""Correct deployments that differ from the mock only where the vendor's docs are silent.
+
+Each must pass the documented profile, run as a staging CI job runs it, with zero failures
+(warnings are fine: they name the contract's own choices). Sources for "silent": the seed
+(docs/vendor/funding-api-seed.txt) says nothing about any of these, and
+docs/vendor/public-facts.md lists most of them under "Not documented anywhere we found" or as
+another generation's behaviour.
+"""
+
+from __future__ import annotations
+
+import json
+import threading
+import uuid
+from collections.abc import Callable
+from dataclasses import dataclass
+from decimal import Decimal
+from typing import Any
+
+from flask import Flask
+
+from mockserver.domain.errors import INSUFFICIENT_BALANCE, QuotaError
+
+from .mutants.kit import GRANT, Exchange, chat_path, correct_app, grant_ok, middleware, service_of
+
+
+@dataclass(frozen=True)
+class Variant:
+    name: str
+    description: str
+    # Why the docs allow it.
+    silent_because: str
+    build: Callable[[], Flask]
+
+
+VARIANTS: dict[str, Variant] = {}
+
+
+def variant(description: str, silent_because: str) -> Callable[[Callable[[], Flask]], Callable[[], Flask]]:
+    def register(build: Callable[[], Flask]) -> Callable[[], Flask]:
+        VARIANTS[build.__name__] = Variant(build.__name__, description, silent_because, build)
+        return build
+
+    return register
+
+
+def _bad_request(ex: Exchange, message: str) -> bool:
+    return ex.error(400, "bad_request", message)
+
+
+@variant("integer fields must be JSON integers: \"max_tokens\": 803.0 answers 400 bad_request",
+         "the docs never say whether 803.0 is an integer; Go, Rust and Java servers reject it")
+def strict_integer_parsing() -> Flask:
+    def before(ex: Exchange) -> bool:
+        body = ex.request_json if chat_path(ex) else None
+        if isinstance(body, dict) and isinstance(body.get("max_tokens"), Decimal):
+            return _bad_request(ex, "max_tokens must be an integer")
+        return False
+
+    return middleware(correct_app(), None, before)
+
+
+_GRANT_FIELDS = {"external_user_id", "amount", "description"}
+_CHAT_FIELDS = {"model", "messages", "max_tokens", "stream", "temperature"}
+
+
+@variant("unknown request fields are refused, as OpenAI does: 400 bad_request "
+         "\"Unrecognized request argument supplied: x\"",
+         "the docs list the request fields but say nothing about extra ones")
+def unknown_fields_rejected() -> Flask:
+    def before(ex: Exchange) -> bool:
+        if ex.method != "POST":
+            return False
+        allowed = _GRANT_FIELDS if ex.path == GRANT else _CHAT_FIELDS if chat_path(ex) else None
+        body = ex.request_json if allowed else None
+        if isinstance(body, dict):
+            extra = sorted(set(body) - allowed)  # type: ignore[operator]
+            if extra:
+                return _bad_request(ex, f"Unrecognized request argument supplied: {extra[0]}")
+        return False
+
+    return middleware(correct_app(), None, before)
+
+
+@variant("ledger ids are UUIDs (a replay still answers its original's)",
+         "the seed shows ledg_123; a newer vendor generation uses UUIDs")
+def uuid_ledger_ids() -> Flask:
+    def after(ex: Exchange) -> None:
+        if grant_ok(ex):
+            body = ex.json
+            body["ledger_id"] = str(uuid.uuid5(uuid.NAMESPACE_URL, body["ledger_id"]))
+            ex.set_json(body)
+
+    return middleware(correct_app(), after)
+
+
+@variant("a reused Idempotency-Key with another body answers 409 idempotency_key_reused, not 422",
+         "public-facts: what happens when one key comes back with a different body is undocumented")
+def reused_key_409() -> Flask:
+    def after(ex: Exchange) -> None:
+        if ex.status == 422 and ex.error_code == "idempotency_key_reused":
+            ex.status = 409
+
+    return middleware(correct_app(), after)
+
+
+@variant("a reused Idempotency-Key with another body replays the first response (no error, "
+         "nothing credited)",
+         "public-facts: what happens when one key comes back with a different body is undocumented")
+def reused_key_replays_first() -> Flask:
+    app = correct_app()
+    service = service_of(app)
+    original = service.grant
+    fingerprints: dict[tuple[str, str], bytes] = {}
+
+    def grant(**kw: Any) -> Any:
+        key = (kw["scope"], kw["idempotency_key"] or "")
+        if kw["idempotency_key"]:
+            kw["fingerprint"] = fingerprints.setdefault(key, kw["fingerprint"])
+        return original(**kw)
+
+    service.grant = grant  # type: ignore[method-assign]
+    return app
+
+
+@variant("a replay keeps its ledger_id and duplicate: true but reports what it did now: "
+         "amount_granted $0.00 and the current balance as balance_before and balance_after",
+         "public-facts: what a replayed grant returns beyond duplicate: true is undocumented")
+def replay_reports_nothing_granted() -> Flask:
+    def after(ex: Exchange) -> None:
+        body = ex.json
+        if grant_ok(ex) and body["duplicate"] is True:
+            balance = service_of(app).store.user_balance(body["external_user_id"]) or 0
+            shown = _truncated(balance)
+            body.update(amount_granted="$0.00", balance_before=shown, balance_after=shown)
+            ex.set_json(body)
+
+    app = correct_app()
+    return middleware(app, after)
+
+
+@variant("no Idempotent-Replayed header on replays (duplicate: true says it)",
+         "the header is the contract's choice (IETF draft); the seed documents only duplicate")
+def no_replayed_header() -> Flask:
+    def after(ex: Exchange) -> None:
+        ex.response_headers.pop("Idempotent-Replayed", None)
+
+    return middleware(correct_app(), after)
+
+
+@variant("GET /v1/me in the older session shape: {id, email, balance}",
+         "public-facts: the shape of /v1/me is undocumented; /auth/me returns id, email, balance")
+def older_me_shape() -> Flask:
+    def after(ex: Exchange) -> None:
+        if ex.path == "/v1/me" and ex.status == 200:
+            body = ex.json
+            ex.set_json({"id": body["id"], "email": body["email"], "balance": body["balance"]})
+
+    return middleware(correct_app(), after)
+
+
+@variant("every user is known: a never-granted user's balance is 200 $0.00, and its chat is "
+         "402 insufficient_balance",
+         "public-facts: whether /v1/users/:id/balance knows a user before its first grant is undocumented")
+def users_known_before_first_grant() -> Flask:
+    app = correct_app()
+    service = service_of(app)
+    store = service.store
+    user_balance, apply_charge = store.user_balance, store.apply_charge
+
+    def known(user_id: str) -> int:
+        balance = user_balance(user_id)
+        return 0 if balance is None else balance
+
+    def charge(user_id: Any, amount: int, *args: Any) -> Any:
+        if user_id is not None and user_balance(user_id) is None:
+            raise QuotaError(INSUFFICIENT_BALANCE, "User balance too low")
+        return apply_charge(user_id, amount, *args)
+
+    store.user_balance = known  # type: ignore[method-assign]
+    store.apply_charge = charge  # type: ignore[method-assign]
+    return app
+
+
+@variant("errors carry the newest generation's hint and docs_url, and other messages",
+         "the envelope's code and message are documented; message texts are not, and public-facts "
+         "says the newest generation adds optional hint and docs_url")
+def error_hints_and_messages() -> Flask:
+    def after(ex: Exchange) -> None:
+        code = ex.error_code
+        if ex.status >= 400 and code:
+            ex.set_json({"error": {"code": code, "message": f"Request failed ({code.replace('_', ' ')}).",
+                                   "hint": "See the documentation for this error.",
+                                   "docs_url": f"https://www.usequota.ai/docs/errors#{code}"}})
+
+    return middleware(correct_app(), after)
+
+
+@variant("extra response fields (request_id, created_at, currency) and a Request-Id header",
+         "the docs show example bodies, never saying no other field may appear")
+def extra_response_fields() -> Flask:
+    def after(ex: Exchange) -> None:
+        ex.response_headers["Request-Id"] = "req_0001"
+        body = ex.json
+        if isinstance(body, dict) and ex.status < 400 and "packages" not in body and "object" not in body:
+            body["request_id"] = "req_0001"
+            if grant_ok(ex):
+                body.update(created_at="2026-01-01T00:00:00Z", currency="usd")
+            ex.set_json(body)
+
+    return middleware(correct_app(), after)
+
+
+@variant("X-RateLimit-Limit/Remaining/Reset on every response (the older generation's headers)",
+         "public-facts: an older generation sent these headers; the seed says nothing of them")
+def rate_limit_headers() -> Flask:
+    lock = threading.Lock()
+    sent = [0]
+
+    def after(ex: Exchange) -> None:
+        with lock:
+            sent[0] += 1
+            remaining = max(0, 100_000 - sent[0])
+        ex.response_headers.update({"X-RateLimit-Limit": "100000", "X-RateLimit-Remaining": str(remaining),
+                                    "X-RateLimit-Reset": "1893456000"})
+
+    return middleware(correct_app(), after)
+
+
+@variant("user balances and packages exactly as the seed shows them: no balance_microdollars",
+         "the seed's user balance has external_user_id, balance and billing_mode only; the micro "
+         "field there is the contract's addition")
+def seed_shaped_bodies() -> Flask:
+    def after(ex: Exchange) -> None:
+        body = ex.json
+        if ex.status != 200 or not isinstance(body, dict):
+            return
+        if "external_user_id" in body and "balance" in body:
+            body.pop("balance_microdollars", None)
+        for package in body.get("packages", []):
+            package.pop("balance_microdollars", None)
+        ex.set_json(body)
+
+    return middleware(correct_app(), after)
+
+
+@variant("invalid amounts (zero, negative, sub-cent, too large, not a number) answer 422 "
+         "validation_error; missing fields still answer 400 bad_request",
+         "the seed documents 400 for missing fields only; public-facts: limits on amount are "
+         "undocumented")
+def invalid_amount_422() -> Flask:
+    def after(ex: Exchange) -> None:
+        body = ex.request_json if ex.path == GRANT and ex.status == 400 else None
+        if isinstance(body, dict) and "amount" in body and "external_user_id" in body:
+            ex.set_json({"error": {"code": "validation_error", "message": "amount is invalid"}}, 422)
+
+    return middleware(correct_app(), after)
+
+
+@variant("only the exact scheme spelling \"Bearer\" is accepted (\"bearer <key>\" is 401)",
+         "the docs say Authorization: Bearer <key>; they never say other spellings work")
+def bearer_case_sensitive() -> Flask:
+    def before(ex: Exchange) -> bool:
+        value = ex.header("Authorization")
+        if value and value.split(" ", 1)[0].lower() == "bearer" and not value.startswith("Bearer "):
+            return ex.error(401, "invalid_api_key", "Invalid Authorization header")
+        return False
+
+    return middleware(correct_app(), None, before)
+
+
+def _truncated(micros: int) -> str:
+    cents = micros // 10_000
+    return f"${cents // 100}.{cents % 100:02d}"
+
+
+def _rounded(micros: int) -> str:
+    cents = (micros + 5_000) // 10_000
+    return f"${cents // 100}.{cents % 100:02d}"
+
+
+@variant("money display strings rounded half-up to the cent rather than truncated "
+         "($5.505 shows as $5.51)",
+         "the docs show dollar strings and say money is tracked in micro-dollars; how the display "
+         "form rounds is undocumented")
+def money_display_rounded() -> Flask:
+    app = correct_app()
+    service = service_of(app)
+    store = service.store
+    seen = threading.local()
+    grant, apply_charge = service.grant, store.apply_charge
+
+    def keep_grant(**kw: Any) -> Any:
+        seen.grant = grant(**kw)
+        return seen.grant
+
+    def keep_charge(*args: Any) -> Any:
+        seen.charge = apply_charge(*args)
+        return seen.charge
+
+    service.grant = keep_grant  # type: ignore[method-assign]
+    store.apply_charge = keep_charge  # type: ignore[method-assign]
+
+    def before(ex: Exchange) -> bool:
+        seen.grant = seen.charge = None
+        return False
+
+    def after(ex: Exchange) -> None:
+        if ex.status != 200:
+            return
+        if ex.response_headers.get("Content-Type", "").startswith("text/event-stream"):
+            ex.response = b"".join(_round_event(line, seen.charge) for line in ex.response.splitlines(True))
+            return
+        body = ex.json
+        if isinstance(body, dict):
+            _round_body(body, seen.grant, seen.charge)
+            ex.set_json(body)
+
+    return middleware(app, after, before)
+
+
+def _rounded_charge(charge: Any) -> dict[str, str]:
+    return {"balance_before": _rounded(charge.balance_before), "balance_after": _rounded(charge.balance_after)}
+
+
+def _round_event(line: bytes, charge: Any) -> bytes:
+    if not line.startswith(b"data: {") or charge is None:
+        return line
+    chunk = json.loads(line[6:])
+    if "quota" in chunk:
+        chunk["quota"].update(_rounded_charge(charge))
+    return b"data: " + json.dumps(chunk, separators=(",", ":")).encode() + b"\n"
+
+
+def _round_body(body: dict[str, Any], grant: Any, charge: Any) -> None:
+    if grant is not None and "ledger_id" in body:
+        body.update(balance_before=_rounded(grant.balance_before), balance_after=_rounded(grant.balance_after))
+    if charge is not None and isinstance(body.get("quota"), dict):
+        body["quota"].update(_rounded_charge(charge))
+    if "balance_microdollars" in body and "balance" in body:
+        body["balance"] = _rounded(body["balance_microdollars"])
+    usage = body.get("usage")
+    if isinstance(usage, dict) and "spend_microdollars" in usage:
+        usage["spend"] = _rounded(usage["spend_microdollars"])
+        usage["grants"]["total"] = _rounded(usage["grants"]["total_microdollars"])
+        for model in usage["by_model"]:
+            model["spend"] = _rounded(model["spend_microdollars"])
