@@ -16,6 +16,7 @@ from schemathesis.checks import (
     response_headers_conformance,
     response_schema_conformance,
     status_code_conformance,
+    unsupported_method,
 )
 
 from mockserver.contract import CONTRACT, DOCUMENTED, Operation
@@ -89,9 +90,15 @@ builtin(positive_data_acceptance, description="Schemathesis: valid requests are 
 builtin(missing_required_header, description="Schemathesis: a request missing a required header is rejected.")
 builtin(ignored_auth,
         description="Schemathesis: operations needing a key refuse requests without a valid one (GET).")
+# A method a path does not define answers the global 405 (x-quota-global-responses, the
+# contract's choice) with an Allow header (RFC 9110). By default only GET on a POST-only route
+# is sent; other methods need the guard's permission.
+builtin(unsupported_method, provenance=CONTRACT,
+        description="Schemathesis: a method the path does not define answers 405 with an Allow header.")
 
 # Run on every response the suite receives.
 RESPONSE_CHECKS = (not_a_server_error, status_code_conformance, content_type_conformance,
                    response_headers_conformance, response_schema_conformance)
 # Need a generated case: they read its generation metadata.
-GENERATED_CASE_CHECKS = (negative_data_rejection, positive_data_acceptance, missing_required_header)
+GENERATED_CASE_CHECKS = (negative_data_rejection, positive_data_acceptance, missing_required_header,
+                         unsupported_method)

@@ -12,9 +12,9 @@ from __future__ import annotations
 import io
 import json
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
-from urllib.parse import unquote
+from urllib.parse import parse_qs, unquote
 
 from flask import Flask
 
@@ -30,6 +30,8 @@ class Request:
     method: str
     path: str
     body: Any  # the parsed JSON body, None when there is none or it is not JSON
+    query: dict[str, list[str]] = field(default_factory=dict)
+    headers: dict[str, str] = field(default_factory=dict)
 
     @property
     def chat(self) -> bool:
@@ -58,7 +60,9 @@ def wrap(app: Flask, hook: Hook) -> Flask:
         except ValueError:
             body = None
         path = unquote(environ.get("PATH_INFO", "").encode("latin-1").decode("utf-8", "replace"))
-        outcome = hook(Request(environ["REQUEST_METHOD"], path, body))
+        headers = {k[5:].replace("_", "-").lower(): v for k, v in environ.items() if k.startswith("HTTP_")}
+        query = parse_qs(environ.get("QUERY_STRING", ""), keep_blank_values=True)
+        outcome = hook(Request(environ["REQUEST_METHOD"], path, body, query, headers))
         if isinstance(outcome, tuple):
             status, payload = outcome
             data = json.dumps(payload).encode()

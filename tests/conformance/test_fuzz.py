@@ -92,8 +92,10 @@ def test_every_planted_edge_500_is_caught():
     """One deployment with every planted 500 (integral floats, long strings, non-ASCII and
     emoji text, empty objects, boundary amounts, 64-bit overflow): each one must be reached."""
     fired: Counter[str] = Counter()
+    sent: list[Request] = []
 
     def all_of_them(request: Request) -> Any:
+        sent.append(request)
         for name, (_, hook) in EDGE_MUTANTS.items():
             answer = hook(request)
             if answer is not None:
@@ -105,7 +107,23 @@ def test_every_planted_edge_500_is_caught():
     report = go(app, fuzz_sources=("edges", "coverage"))
     assert "not_a_server_error" in failed(report)
     assert set(fired) == set(EDGE_MUTANTS), f"never reached: {sorted(set(EDGE_MUTANTS) - set(fired))}"
+    # Safe all the same: every user named is one of this run's, no unusual method was sent.
     assert_within_budget(app, report)
+    assert {r.method for r in sent} <= {"GET", "HEAD", "POST"}
+    named = [user for r in sent for user in users_named(r)]
+    assert named and all(user.startswith("conformance-") for user in named), sorted(set(named))[:5]
+
+
+def users_named(request: Request) -> list[str]:
+    """The user ids a request names where a server reads them: the path, the query, the chat
+    header, a grant's body."""
+    found = [*request.query.get("external_user_id", []), *filter(None, [request.headers.get("x-external-user-id")])]
+    if request.path.startswith("/v1/users/"):
+        found.append(request.path.removeprefix("/v1/users/").rsplit("/", 2 if request.chat else 1)[0])
+    user = request.field("external_user_id") if request.grant else None
+    if isinstance(user, str | int | float | bool):
+        found.append(str(user))
+    return found
 
 
 # -- budgeted by time, nothing hidden ------------------------------------------------------
