@@ -107,6 +107,18 @@ def build_parser() -> argparse.ArgumentParser:
         metavar="N/PERIOD",
         help="answer 429 rate_limit_exceeded past N requests per API key and period, e.g. 100/min (default: no limit)",
     )
+    parser.add_argument(
+        "--journal-size",
+        type=int,
+        metavar="N",
+        help=f"answered requests kept for GET /_mock/requests (default {defaults.journal_size}; 0: no journal)",
+    )
+    parser.add_argument(
+        "--journal-body-limit",
+        type=int,
+        metavar="BYTES",
+        help=f"bytes kept of each request and response body in the journal (default {defaults.journal_body_limit})",
+    )
     parser.add_argument("--admin-token", help="require this token (X-Mock-Admin-Token) on the /_mock control API")
     parser.add_argument("--no-admin", action="store_true", help="switch the /_mock control API off")
     parser.add_argument(
@@ -133,6 +145,8 @@ _SETTINGS = {
     "max_idempotency_keys": "max_idempotency_keys",
     "workers": "workers",
     "threads": "threads",
+    "journal_size": "journal_size",
+    "journal_body_limit": "journal_body_limit",
 }
 
 

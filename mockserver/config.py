@@ -23,6 +23,7 @@ from urllib.parse import urlsplit
 
 from .domain.accounts import Seed
 from .domain.idempotency import DEFAULT_MAX_KEYS, DEFAULT_TTL_SECONDS
+from .domain.journal import DEFAULT_BODY_LIMIT, DEFAULT_CAPACITY, MAX_CAPACITY
 from .domain.money import MoneyError, dollars_to_micros, format_money
 from .domain.rate_limit import RateLimit, RateLimitError
 from .domain.seed import SeedError, build_seed, parse_seed_text, read_seed_file
@@ -87,6 +88,10 @@ class MockConfig:
     # processes sharing the port, and threads per worker (None: see :attr:`server_threads`).
     workers: int = 1
     threads: int | None = None
+    # The request journal (GET /_mock/requests): how many answered requests it keeps (0: off;
+    # with Redis, shared by the workers) and how many bytes of each body.
+    journal_size: int = DEFAULT_CAPACITY
+    journal_body_limit: int = DEFAULT_BODY_LIMIT
 
     @classmethod
     def from_mapping(cls, values: Mapping[str, Any] | None) -> MockConfig:
@@ -115,7 +120,7 @@ class MockConfig:
         return cls.from_mapping(json.loads(raw))
 
     def checked(self) -> MockConfig:
-        for name in ("port", "max_body_bytes", "max_idempotency_keys", "workers"):
+        for name in ("port", "max_body_bytes", "max_idempotency_keys", "workers", "journal_size", "journal_body_limit"):
             _require_whole_number(name, getattr(self, name))
         if self.threads is not None:
             _require_whole_number("threads", self.threads)
@@ -131,6 +136,10 @@ class MockConfig:
             raise ConfigError("grant_delay_seconds must not be negative")
         if any(not key.strip() for key in self.api_keys):
             raise ConfigError("an API key must not be empty")
+        if not 0 <= self.journal_size <= MAX_CAPACITY:
+            raise ConfigError(f"journal_size must be 0 (no journal) to {MAX_CAPACITY}, not {self.journal_size}")
+        if self.journal_body_limit < 0:
+            raise ConfigError("journal_body_limit must not be negative")
         check_store_url(self.store)
         for origin in self.cors_origins:
             check_cors_origin(origin)

@@ -8,7 +8,9 @@ free port, in-process, and every test that uses ``quota_mock`` gets it reset to 
         client.grant("user_123", "0.50")
         assert quota_mock.balance("user_123") == "$5.50"
 
-``add_fault`` scripts failures, latency and dropped connections (see ``POST /_mock/faults``).
+``add_fault`` scripts failures, latency and dropped connections (see ``POST /_mock/faults``);
+``requests`` and ``assert_called`` tell what the client sent (the request journal, which the
+reset empties, so each test sees its own requests only).
 Override the ``quota_mock_config`` fixture (a mapping of :class:`MockConfig` settings,
 ``seed`` included) to change the starting state for a whole session. ``--quota-mock-store
 redis://HOST:PORT/DB`` (or ``"store"`` in that mapping) keeps the state in Redis instead of
@@ -24,15 +26,18 @@ from typing import Any
 import pytest
 
 from .config import DEFAULT_HOST
+from .domain.journal import JournalQuery
 from .domain.money import format_money
 from .domain.records import Conservation, LedgerEntry
 from .server import MockServer
+from .verification import JournalRequest, Where, verify
 from .web import control
 from .web.app import create_app
 from .web.control_presenters import fault_view
+from .web.journal_api import journal_of, query_journal, record_view
 from .web.state import MockState, mock_state
 
-__all__ = ["QuotaMock", "quota_mock", "quota_mock_config", "quota_mock_server"]
+__all__ = ["JournalRequest", "QuotaMock", "quota_mock", "quota_mock_config", "quota_mock_server"]
 
 
 class QuotaMock:
@@ -84,10 +89,41 @@ class QuotaMock:
     def add_fault(self, operation_id: str, action: str, **rule: Any) -> dict[str, Any]:
         """Add a fault rule, as ``POST /_mock/faults`` does; e.g. to test an SDK's retries::
 
-            quota_mock.add_fault("grantUserBalance", "drop")  # apply the next grant, then hang up
-            quota_mock.add_fault("getMe", "fail", status=503, count=2)
+        quota_mock.add_fault("grantUserBalance", "drop")  # apply the next grant, then hang up
+        quota_mock.add_fault("getMe", "fail", status=503, count=2)
         """
         return fault_view(control.add_fault(self.state, {"operation_id": operation_id, "action": action, **rule}))
+
+    # -- the request journal: what the client sent (GET /_mock/requests) ------------------
+
+    def requests(self, operation_id: str | None = None, status: int | str | None = None) -> list[JournalRequest]:
+        """The requests the mock answered in this test, oldest first (the HTTP API pages newest
+        first), optionally only one operation's or one status' (``402`` or ``"4xx"``)::
+
+            retry = quota_mock.requests("grantUserBalance")[-1]
+            assert retry["idempotency"] == "replayed" and retry.json["amount"] == Decimal("1.00")
+        """
+        journal = journal_of(self.state)
+        query = JournalQuery(operation_id=operation_id, status=status, limit=journal.capacity)
+        return [JournalRequest(record_view(record)) for record in reversed(query_journal(journal, query).records)]
+
+    def assert_called(
+        self, operation_id: str | None, times: int | None = None, where: Where | None = None
+    ) -> list[JournalRequest]:
+        """Assert that ``operation_id`` was called (exactly ``times`` times, if given), by
+        requests satisfying ``where``; returns those calls, oldest first. On failure the
+        message lists the closest calls and why each did not match (WireMock's near misses).
+
+        ``where`` is a predicate on the record or, for a more precise message, a mapping of
+        fields to values (or to predicates)::
+
+            quota_mock.assert_called("grantUserBalance", times=2, where={"idempotency_key": "order-42"})
+            quota_mock.assert_called("getMe", times=0)
+        """
+        return verify(self.requests(), operation_id, times, where)
+
+    def clear_requests(self) -> None:
+        journal_of(self.state).clear()
 
     def ledger(self) -> list[LedgerEntry]:
         return self.state.service.store.ledger()

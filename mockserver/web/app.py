@@ -17,6 +17,7 @@ from .control_api import control_blueprint
 from .cors import install_cors
 from .drop import DropConnectionMiddleware
 from .errors import register_error_handlers
+from .journal_recorder import install_journal_recorder
 from .public_api import register_operations
 from .request_log import install_request_log
 from .self_check import install_response_self_check
@@ -35,6 +36,8 @@ def create_app(config: MockConfig | Mapping[str, Any] | None = None) -> Flask:
     app.config["MAX_CONTENT_LENGTH"] = config.max_body_bytes
     app.json.sort_keys = False  # keep the contract's field order, as the docs show it
     app.extensions[EXTENSION_KEY] = state
+    if state.journal is not None:  # first: its hooks start before and end after all others
+        install_journal_recorder(app, state, state.journal)
     register_error_handlers(app, state.contract, config.max_body_bytes)
     if config.cors_origins:
         install_cors(app, config.cors_origins)

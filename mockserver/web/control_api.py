@@ -1,8 +1,9 @@
 """The control API under ``/_mock/``, its routes generated from ``admin-openapi.yaml``.
 
 As for the public API, the document decides which routes exist; each operationId is served
-by the handler the tables below name (JSON routes in ``admin.py`` and ``faults_api.py``,
-the dashboard in ``dashboard.py``), after its parameters pass the document's schemas.
+by the handler the tables below name (JSON routes in ``admin.py``, ``faults_api.py`` and
+``journal_api.py``, the dashboard in ``dashboard.py``), after its parameters pass the
+document's schemas.
 """
 
 from __future__ import annotations
@@ -16,6 +17,7 @@ from ..contract import Operation, control_contract
 from .admin import CONTROL_HANDLERS, require_admin_token
 from .dashboard import DASHBOARD_HANDLERS
 from .faults_api import FAULT_HANDLERS
+from .journal_api import JOURNAL_HANDLERS
 from .state import ControlHandler, MockState, control_rule
 
 BLUEPRINT_NAME = "mock_admin"
@@ -24,7 +26,7 @@ _DASHBOARD_PAGE = "mockDashboard"  # the one route that also takes the token as 
 
 def control_blueprint(state: MockState) -> Blueprint:
     """Every route of admin-openapi.yaml, guarded by the admin token when one is set."""
-    handlers = {**CONTROL_HANDLERS, **FAULT_HANDLERS, **DASHBOARD_HANDLERS}
+    handlers = {**CONTROL_HANDLERS, **FAULT_HANDLERS, **JOURNAL_HANDLERS, **DASHBOARD_HANDLERS}
     operations = control_contract().operations
     documented = {op.operation_id for op in operations}
     if documented != set(handlers):

@@ -26,6 +26,7 @@ from . import control
 from .admin import ADMIN_TOKEN_COOKIE
 from .control_presenters import fault_view, idempotency_key_view, ledger_entry_view, snapshot
 from .handlers import apply_grant
+from .journal_api import recent_requests
 from .state import Caller, ControlHandler, MockState
 from .validation import ValidatedRequest
 
@@ -180,6 +181,7 @@ def _render_live(state: MockState) -> str:
         grant_total=format_money(usage.grant_total),
         faults=[fault_view(rule) for rule in state.faults.rules(now)],
         rate_limit=state.rate_limiter.rate.describe() if state.rate_limiter else None,
+        requests=recent_requests(state, _SHOWN_ROWS),
     )
 
 

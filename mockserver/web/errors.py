@@ -23,6 +23,8 @@ from ..domain.errors import (
 from .presenters import json_response
 
 log = logging.getLogger("quota_mock")
+# The error that answered a request, kept for the request journal's "problem".
+REFUSAL_ENVIRON_KEY = "quota_mock.refusal"
 
 
 def envelope(contract: Contract, error: QuotaError) -> Response:
@@ -38,16 +40,22 @@ def register_error_handlers(app: Flask, contract: Contract, max_body_bytes: int)
 
     @app.errorhandler(QuotaError)
     def _quota_error(error: QuotaError) -> Response:
+        request.environ[REFUSAL_ENVIRON_KEY] = error
         return envelope(contract, error)
 
     @app.errorhandler(HTTPException)
     def _http_error(error: HTTPException) -> Response:
-        return envelope(contract, _translate(error, request.method, request.path, max_body_bytes))
+        refusal = request.environ[REFUSAL_ENVIRON_KEY] = _translate(error, request.method, request.path, max_body_bytes)
+        return envelope(contract, refusal)
 
     @app.errorhandler(Exception)
     def _unexpected(error: Exception) -> Response:
         # A bug in the mock: still an enveloped answer, and the traceback goes to the log.
         log.exception("unexpected error on %s %s", request.method, request.path)
+        # The journal names the exception; the client gets no internals.
+        request.environ[REFUSAL_ENVIRON_KEY] = QuotaError(
+            "internal_error", f"The mock hit an unexpected error ({type(error).__name__}; see its log)"
+        )
         return json_response({"error": {"code": "internal_error", "message": "The mock hit an unexpected error"}}, 500)
 
 

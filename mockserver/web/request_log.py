@@ -7,14 +7,14 @@ import time
 
 from flask import Flask, Response, g, request
 
+from ..redaction import redact_secret
+
 log = logging.getLogger("quota_mock.requests")
 
 
 def redact_key(key: str | None) -> str:
     """Enough of a key to tell two apart, never enough to use: ``sk-quota-…1234``."""
-    if not key:
-        return "-"
-    return f"{key[:9]}…{key[-4:]}" if len(key) > 16 else "…"
+    return redact_secret(key)
 
 
 def install_request_log(app: Flask) -> None:

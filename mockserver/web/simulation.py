@@ -28,6 +28,8 @@ from .drop import request_drop
 # Headers added to whatever answers this request (the error handler's envelope included).
 _EXTRA_HEADERS_KEY = "quota_mock.extra_headers"
 _PREFERENCE = re.compile(r"^\s*([!#$%&'*+.^_`|~0-9A-Za-z-]+)\s*(?:=\s*(\"[^\"]*\"|[^;\s]*))?")
+# Why a simulated answer was sent, for the request journal's "problem" (read by journal_recorder).
+SIMULATED_ENVIRON_KEY = "quota_mock.simulated"
 # Says why a Prefer header was not applied where the operation documents no 400 to refuse it.
 PREFER_IGNORED_HEADER = "Quota-Mock-Prefer-Ignored"
 # The vendor's documented default, for the headers of a simulated 429 when no limit is set.
@@ -150,6 +152,7 @@ def before_operation(contract: Contract, operation: Operation, faults: FaultBook
     if error is not None:
         _sleep_ms(preferences.delay_ms)
         error.headers["Preference-Applied"] = ", ".join([*applied, f"code={preferences.code}"])
+        request.environ[SIMULATED_ENVIRON_KEY] = f"asked for with Prefer: code={preferences.code}"
         raise error
     if preferences.code == 200:
         applied.append("code=200")
@@ -160,7 +163,10 @@ def before_operation(contract: Contract, operation: Operation, faults: FaultBook
     fault = faults.take(operation.operation_id, clock.now()) if faults.active else NO_FAULTS
     _sleep_ms(preferences.delay_ms + fault.latency_ms)
     if fault.fail_status is not None:
+        request.environ[SIMULATED_ENVIRON_KEY] = f"a fault rule (/_mock/faults) failed it with {fault.fail_status}"
         raise documented_error(contract, operation, fault.fail_status)
+    if fault.drop:
+        request.environ[SIMULATED_ENVIRON_KEY] = "a fault rule (/_mock/faults) applied it, then dropped the connection"
     if fault.drop:
         request_drop(request.environ)
 

@@ -21,6 +21,7 @@ from ..domain.accounts import Seed
 from ..domain.clock import Clock
 from ..domain.errors import INVALID_API_KEY, QuotaError
 from ..domain.faults import FaultBook
+from ..domain.journal import MemoryJournal, RequestJournal
 from ..domain.memory_store import MemoryStore
 from ..domain.rate_limit import RateLimiter
 from ..domain.service import FundingService
@@ -59,13 +60,17 @@ class MockState:
     validators: Mapping[str, RequestValidator] = field(default_factory=dict)
     faults: FaultBook = field(default_factory=FaultBook)
     rate_limiter: RateLimiter | None = None
+    journal: RequestJournal | None = None  # None: the request journal is off
 
     def reset(self, seed: Seed | None = None) -> None:
-        """Back to the starting state: balances, ledger, keys and clock, fault rules, rate windows."""
+        """Back to the starting state: balances, ledger, keys and clock, fault rules, rate
+        windows, and an empty request journal."""
         self.service.reset(seed)
         self.faults.clear()
         if self.rate_limiter is not None:
             self.rate_limiter.reset()
+        if self.journal is not None:
+            self.journal.clear()
 
 
 def build_state(config: MockConfig) -> MockState:
@@ -81,6 +86,7 @@ def build_state(config: MockConfig) -> MockState:
         clock=clock,
         validators={op.operation_id: RequestValidator(op) for op in operations},
         rate_limiter=None if rate is None else RateLimiter(rate),
+        journal=_build_journal(config),
     )
 
 
@@ -104,6 +110,17 @@ def _build_store(config: MockConfig) -> tuple[Clock, StateStore]:
     )
     # The clock's offset lives in Redis too, so that moving it moves every worker's clock.
     return RedisClock(store), store
+
+
+def _build_journal(config: MockConfig) -> RequestJournal | None:
+    """The request journal: in this process, or in Redis next to the state it describes."""
+    if config.journal_size == 0:
+        return None
+    if not config.uses_redis:
+        return MemoryJournal(config.journal_size)
+    from ..domain.redis_journal import RedisJournal
+
+    return RedisJournal(config.store, prefix=config.store_prefix, capacity=config.journal_size)
 
 
 def mock_state(app: Flask) -> MockState:

@@ -81,3 +81,30 @@ def test_the_dashboard_forms_work_from_the_keyboard(browser, mock):
     page.get_by_role("status").filter(has_text="Granted $1.25 to keyboard_user").wait_for()
     assert page.get_by_label("External user id").count() == 1  # fields are found by their labels
     page.close()
+
+
+def test_the_request_panel_shows_a_refused_request_live_and_it_expands_to_its_problem(browser, mock, other_origin):
+    server, _ = mock
+    dashboard = browser.new_page(viewport={"width": 1280, "height": 800})
+    dashboard.set_default_timeout(TIMEOUT_MS)
+    dashboard.goto(server.base_url + "/_mock/")
+    app = browser.new_page()
+    app.goto(other_origin)
+    assert app.evaluate("grant('panel_user', -5, 'browser-panel-1')")["status"] == 400
+
+    panel = dashboard.locator("[data-testid=requests]")
+    refused = panel.locator("details.refused", has_text="browser-panel-1").first
+    refused.wait_for()  # polled in, no reload
+    problem = refused.locator("[data-testid=problem]")
+    assert not problem.is_visible()  # folded until someone asks
+    refused.locator("summary").click()
+    assert "bad_request: Invalid field 'amount'" in problem.text_content()
+    assert problem.is_visible()
+
+    # A later request re-renders the panel; the opened request stays open.
+    assert app.evaluate("grant('panel_user', 1, 'browser-panel-2')")["status"] == 200
+    panel.locator("details", has_text="browser-panel-2").first.wait_for()
+    reopened = panel.locator("details.refused", has_text="browser-panel-1").first
+    assert reopened.locator("[data-testid=problem]").is_visible()
+    app.close()
+    dashboard.close()

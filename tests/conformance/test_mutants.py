@@ -98,6 +98,16 @@ def test_every_mutant_names_a_rule_id():
         assert not unknown, f"rules the suite does not have: {sorted(unknown)}"
 
 
+def test_a_deployment_over_a_real_socket_through_the_cli():
+    """The harness's socket path, as CI teams run it: the CLI's main() against an app served on
+    127.0.0.1, its verdict read from the exit code and the JSON report."""
+    correct = score.judge("mock", score.MOCK, socket=True, extra=("--no-fuzz",))
+    broken = score.judge("mutant", "replay_lacks_duplicate_flag", socket=True, extra=("--no-fuzz",))
+    assert (correct.error, correct.exit_code, correct.failed_rules) == (None, 0, ())
+    assert (broken.error, broken.exit_code) == (None, 1)
+    assert broken.failed_rules
+
+
 @pytest.mark.slow
 def test_over_real_sockets_as_ci_runs_it(fast_sweep):
     """The full staging run (schema-driven phase included), through the CLI's main(), against

@@ -244,15 +244,16 @@ def seed_shaped_bodies() -> Flask:
     return middleware(correct_app(), after)
 
 
-@variant("invalid amounts (zero, negative, sub-cent, too large, not a number) answer 422 "
-         "validation_error; missing fields still answer 400 bad_request",
+@variant("invalid field values (an amount zero, negative, sub-cent, too large or not a number; "
+         "a user id of the wrong type or length) answer 422 validation_error; missing fields "
+         "still answer 400 bad_request",
          "the seed documents 400 for missing fields only; public-facts: limits on amount are "
-         "undocumented")
+         "undocumented, and so is the answer to an invalid (not missing) value")
 def invalid_amount_422() -> Flask:
     def after(ex: Exchange) -> None:
         body = ex.request_json if ex.path == GRANT and ex.status == 400 else None
         if isinstance(body, dict) and "amount" in body and "external_user_id" in body:
-            ex.set_json({"error": {"code": "validation_error", "message": "amount is invalid"}}, 422)
+            ex.set_json({"error": {"code": "validation_error", "message": "A field has an invalid value"}}, 422)
 
     return middleware(correct_app(), after)
 

@@ -148,6 +148,29 @@ def reused_key_debits_pool() -> Flask:
     return _wrapped_grant(wrap)
 
 
+@mutant(SCOPE, "idem.reuse_changed",
+        "idempotency keys scoped per user (the key table's primary key is (user, key)): a retry "
+        "whose body names another user is credited as a new grant under the same key")
+def keys_scoped_per_user() -> Flask:
+    def wrap(service: Any, original: Any) -> Any:
+        return lambda **kw: original(**{**kw, "scope": f"{kw['scope']}/{kw['user_id']}"})
+
+    return _wrapped_grant(wrap)
+
+
+@mutant(REPLAY, "idem.replay",
+        "a replay (same key, same body) is refused with 409 \"duplicate request\" instead of "
+        "answering the original with duplicate: true")
+def replay_answers_409() -> Flask:
+    def after(ex: Exchange) -> None:
+        body = ex.json
+        if ex.path == GRANT and ex.status == 200 and body.get("duplicate") is True:
+            ex.set_json({"error": {"code": "duplicate_request", "message": "Duplicate request"}}, 409)
+            ex.response_headers.pop("Idempotent-Replayed", None)
+
+    return middleware(correct_app(), after)
+
+
 @mutant(SCOPE, "idem.scope_per_key",
         "idempotency keys are global, not per API key: another API key's grant with a used key "
         "is answered with the first key's replay")

@@ -107,16 +107,26 @@ def money_string_from_float() -> Flask:
 
 
 @mutant(FLOAT, "grant.pool_debit",
-        "developer balance_microdollars computed back from the display string through a float: "
-        "it loses the sub-cent part and, on amounts like $999.71, a micro-dollar")
-def developer_micros_from_display() -> Flask:
-    def change(ex: Exchange) -> None:
-        body = ex.json
-        body["balance_microdollars"] = int(float(body["balance"][1:]) * 1_000_000)
-        ex.set_json(body)
+        "the developer balance is kept in float dollars (pool -= 0.29): after a few grants "
+        "1000.0 - 0.29 is 999.7099999..., so balance_microdollars reads a micro-dollar short and "
+        "now and then the display a cent short")
+def developer_balance_float_dollars() -> Flask:
+    app = correct_app()
+    pool = [service_of(app).store.pool_balance() / 1_000_000]
 
-    return on_answer(lambda ex: ex.path == "/v1/balance" and ex.status == 200
-                     and ex.json.get("billing_mode") != "user" and "external_user_id" not in ex.json, change)
+    def after(ex: Exchange) -> None:
+        body = ex.json
+        if ex.status != 200 or not isinstance(body, dict):
+            return
+        if grant_ok(ex) and not body["duplicate"]:
+            pool[0] -= float(body["amount_granted"][1:])
+        elif isinstance(body.get("quota"), dict) and body["quota"]["billing_mode"] == "developer":
+            pool[0] -= body["quota"]["credits_used"] / 1_000_000
+        elif ex.path in ("/v1/balance", "/v1/me") and "external_user_id" not in body:
+            body["balance"], body["balance_microdollars"] = _shown(pool[0]), int(pool[0] * 1_000_000)
+            ex.set_json(body)
+
+    return middleware(app, after)
 
 
 @mutant(FLOAT, "chat.user_debit",

@@ -128,6 +128,31 @@ def null_description_crashes() -> Flask:
 
 
 @mutant(CRASH, "errors.no_server_error",
+        "a description that is not Latin-1 (\"Café ☕\", \"奖励\") fails the ledger writer's encoding: "
+        "a text/html 500 page, not even the envelope")
+def non_latin1_description_crashes() -> Flask:
+    def before(ex: Exchange) -> bool:
+        body = ex.request_json if ex.method == "POST" and ex.path == GRANT else None
+        description = body.get("description") if isinstance(body, dict) else None
+        if isinstance(description, str) and not _latin1(description):
+            ex.status = 500
+            ex.response = b"<html><title>500 Internal Server Error</title><h1>Internal Server Error</h1></html>"
+            ex.response_headers["Content-Type"] = "text/html; charset=utf-8"
+            return True
+        return False
+
+    return on_request(before)
+
+
+def _latin1(text: str) -> bool:
+    try:
+        text.encode("latin-1")
+    except UnicodeEncodeError:
+        return False
+    return True
+
+
+@mutant(CRASH, "errors.no_server_error",
         "a request body that is not JSON raises JSONDecodeError: 500 instead of 400")
 def non_json_body_crashes() -> Flask:
     def before(ex: Exchange) -> bool:

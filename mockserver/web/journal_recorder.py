@@ -1,0 +1,200 @@
+"""Records each request the mock answers in its request journal (``domain/journal.py``).
+
+Every request outside the control API (``/_mock/``) is recorded: operations, unknown routes,
+preflights. The control API is left out on purpose: the dashboard polls it every second and
+would push an app's own requests out of the ring.
+
+This runs on every request, so it only gathers raw values (the body bytes the validator
+already read, the response bytes Flask already built, the environ's header entries); the
+journal's readers turn them into JSON. A streamed answer (server-sent events) is recorded
+when its stream ends, with the first bytes that went out.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Iterable, Iterator
+from typing import Any
+
+from flask import Flask, Response, request
+
+from ..domain.errors import IDEMPOTENCY_KEY_IN_FLIGHT, IDEMPOTENCY_KEY_REUSED, QuotaError
+from ..domain.journal import CONFLICT, IN_FLIGHT, NEW, NO_KEY, REPLAYED, RequestJournal
+from ..redaction import SECRET_HEADERS, redact_header
+from .admin import ADMIN_TOKEN_COOKIE
+from .drop import DROP_ENVIRON_KEY
+from .errors import REFUSAL_ENVIRON_KEY
+from .simulation import SIMULATED_ENVIRON_KEY
+from .state import MockState
+
+CONTROL_PREFIX = "/_mock"
+_STARTED = "quota_mock.journal.started"
+_REDACTION_CACHE = 256
+_MAX_NOT_HEADERS = 1000
+_REPLAY_MARK = b'"duplicate":true'
+_SECRET_COOKIES = frozenset({ADMIN_TOKEN_COOKIE})
+# The environ entries of headers that may carry a credential.
+_SECRET_ENVIRON = frozenset("HTTP_" + name.upper().replace("-", "_") for name in (*SECRET_HEADERS, "cookie"))
+
+
+def install_journal_recorder(app: Flask, state: MockState, journal: RequestJournal) -> None:
+    """Record every answered request in ``journal``; call first, so it sees the final answer."""
+    recorder = _Recorder(state, journal)
+    # The clock starts below Flask, where a request arrives: cheaper than a before_request hook.
+    app.wsgi_app = _ArrivalStamp(app.wsgi_app)  # type: ignore[method-assign]
+    app.after_request(recorder.record)
+
+
+class _Recorder:
+    def __init__(self, state: MockState, journal: RequestJournal) -> None:
+        self.journal = journal
+        self.limit = state.config.journal_body_limit
+        self.operations = state.contract.by_id
+        self.keyed = frozenset(
+            op.operation_id
+            for op in state.contract.operations
+            if any(p.get("in") == "header" and p.get("name", "").lower() == "idempotency-key" for p in op.parameters)
+        )
+        # Environ keys seen that are no header (the server's, WSGI's, Flask's): one set
+        # difference skips them all at C speed, and only the rest is looked at one by one.
+        self._not_headers: set[str] = set()
+        # Redacted credential headers by raw value: a client sends the same Authorization
+        # header with every request, and redacting it each time would cost.
+        self._redacted: dict[tuple[str, str], str] = {}
+
+    def record(self, response: Response) -> Response:
+        current = request._get_current_object()  # type: ignore[attr-defined]  # one proxy lookup, not ten
+        environ = current.environ
+        path = current.path
+        if path.startswith(CONTROL_PREFIX) and path[len(CONTROL_PREFIX) : len(CONTROL_PREFIX) + 1] in ("", "/"):
+            return response
+        now = time.perf_counter()
+        started = environ.get(_STARTED, now)
+        rule = current.url_rule
+        operation_id = rule.endpoint if rule is not None and rule.endpoint in self.operations else None
+        status = response.status_code
+        dropped = DROP_ENVIRON_KEY in environ
+        problem = None
+        if status >= 400 or dropped:
+            problem = _problem(environ.get(REFUSAL_ENVIRON_KEY), environ.get(SIMULATED_ENVIRON_KEY))
+        body = None if response.is_streamed else b"".join(response.response)  # type: ignore[arg-type]
+        idempotency = NO_KEY
+        if operation_id in self.keyed and "HTTP_IDEMPOTENCY_KEY" in environ:
+            idempotency = _idempotency(status, body, environ.get(REFUSAL_ENVIRON_KEY))
+        request_body = b"" if status == 413 else current.get_data(cache=True)  # a 413's body was never read
+        limit = self.limit
+        arrived = time.time() - (now - started)
+        head = (arrived, current.method, path, environ.get("QUERY_STRING", ""), operation_id, status)
+        middle = (idempotency, self._headers(environ), request_body[:limit], len(request_body))
+        if body is None:
+            response.response = _RecordedStream(
+                response.response, self.journal, head, middle, (problem, dropped), started, limit
+            )
+            return response
+        duration_ms = (time.perf_counter() - started) * 1000
+        # A plain tuple in JournalEntry's field order: the journal makes it one when read.
+        self.journal.append((*head, duration_ms, *middle, body[:limit], len(body), problem, dropped))
+        return response
+
+    def _headers(self, environ: dict[str, Any]) -> tuple[tuple[str, str], ...]:
+        headers = []
+        for name in environ.keys() - self._not_headers:
+            if name[:5] != "HTTP_":
+                if len(self._not_headers) < _MAX_NOT_HEADERS:
+                    self._not_headers.add(name)
+                continue
+            value = environ[name]
+            if name in _SECRET_ENVIRON:
+                value = self._redact(name, value)
+            headers.append((name, value))
+        content_type = environ.get("CONTENT_TYPE")
+        if content_type:
+            headers.append(("CONTENT_TYPE", content_type))
+        return tuple(headers)
+
+    def _redact(self, name: str, value: str) -> str:
+        redacted = self._redacted.get((name, value))
+        if redacted is None:
+            if len(self._redacted) >= _REDACTION_CACHE:
+                self._redacted.clear()
+            redacted = self._redacted[(name, value)] = redact_header(name[5:].replace("_", "-"), value, _SECRET_COOKIES)
+        return redacted
+
+
+def _idempotency(status: int, body: bytes | None, refusal: QuotaError | None) -> str:
+    """What the idempotency layer decided, read from the answer (see ``domain/journal.py``)."""
+    if status < 300:
+        # The replay flag of the grant's body: one byte search, where the header's lookup
+        # would scan every response header case-insensitively.
+        return REPLAYED if body is not None and _REPLAY_MARK in body else NEW
+    if refusal is not None and refusal.code == IDEMPOTENCY_KEY_REUSED:
+        return CONFLICT
+    if refusal is not None and refusal.code == IDEMPOTENCY_KEY_IN_FLIGHT:
+        return IN_FLIGHT
+    return NO_KEY  # any other failure stores nothing: the key is free for a retry
+
+
+def _problem(refusal: QuotaError | None, simulated: str | None) -> str | None:
+    if refusal is None:
+        return simulated
+    problem = f"{refusal.code}: {refusal.message}"
+    return f"{problem} ({simulated})" if simulated else problem
+
+
+class _ArrivalStamp:
+    """Notes when each request arrived, in its environ, for the journal's durations."""
+
+    def __init__(self, app: Callable[..., Iterable[bytes]]) -> None:
+        self.app = app
+
+    def __call__(self, environ: dict[str, Any], start_response: Callable[..., Any]) -> Iterable[bytes]:
+        environ[_STARTED] = time.perf_counter()
+        return self.app(environ, start_response)
+
+
+class _RecordedStream:
+    """A streamed body passed through unchanged, recorded once: when it has all gone out, or
+    when the server closes it, whichever comes first."""
+
+    def __init__(
+        self,
+        body: Iterable[bytes],
+        journal: RequestJournal,
+        head: tuple[Any, ...],
+        middle: tuple[Any, ...],
+        tail: tuple[str | None, bool],
+        started: float,
+        limit: int,
+    ) -> None:
+        self._body = body
+        self._journal = journal
+        self._head, self._middle, self._tail = head, middle, tail
+        self._started = started
+        self._limit = limit
+        self._kept: list[bytes] = []
+        self._kept_size = 0
+        self._size = 0
+        self._recorded = False
+
+    def __iter__(self) -> Iterator[bytes]:
+        for chunk in self._body:
+            data = chunk.encode() if isinstance(chunk, str) else chunk
+            self._size += len(data)
+            if self._kept_size < self._limit:
+                self._kept.append(data[: self._limit - self._kept_size])
+                self._kept_size += len(self._kept[-1])
+            yield chunk
+        self._record()  # the whole stream went out
+
+    def close(self) -> None:
+        close = getattr(self._body, "close", None)
+        if close is not None:
+            close()
+        self._record()  # the stream ended early (the client went away) or was never read
+
+    def _record(self) -> None:
+        if not self._recorded:
+            self._recorded = True
+            duration_ms = (time.perf_counter() - self._started) * 1000
+            body = b"".join(self._kept)
+            self._journal.append((*self._head, duration_ms, *self._middle, body, self._size, *self._tail))

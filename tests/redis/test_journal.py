@@ -1,0 +1,37 @@
+"""The request journal on Redis is one journal for every worker and instance on the store."""
+
+from __future__ import annotations
+
+import requests
+
+from .conftest import AUTH
+from .test_workers import two_workers  # noqa: F401 - a fixture
+
+
+def test_two_apps_on_one_redis_share_one_journal(redis_app):
+    one, two = redis_app().test_client(), redis_app().test_client()
+    one.get("/v1/me", headers=AUTH)
+    two.get("/v1/packages")
+    for client in (one, two):
+        assert [r["operation_id"] for r in client.get("/_mock/requests").json["requests"]] == ["listPackages", "getMe"]
+    two.post("/_mock/reset")
+    assert one.get("/_mock/requests").json["requests"] == []
+
+
+def test_the_ring_size_holds_across_apps(redis_app):
+    one, two = redis_app(journal_size=4).test_client(), redis_app(journal_size=4).test_client()
+    for n in range(5):
+        (one if n % 2 else two).get("/v1/packages")
+    assert len(two.get("/_mock/requests").json["requests"]) == 4
+
+
+def test_requests_to_a_two_worker_mock_all_land_in_the_journal(two_workers):  # noqa: F811
+    live = two_workers()
+    for n in range(20):  # a new connection each: both workers answer some
+        response = requests.get(f"{live.base_url}/v1/users/nobody-{n}/balance", headers=AUTH, timeout=10)
+        assert response.status_code == 404
+    records = requests.get(
+        f"{live.base_url}/_mock/requests", params={"operation_id": "getUserBalance"}, timeout=10
+    ).json()["requests"]
+    assert sorted(r["path"] for r in records) == sorted(f"/v1/users/nobody-{n}/balance" for n in range(20))
+    assert all(r["problem"] == "user_not_found: User not found" for r in records)
