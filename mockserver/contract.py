@@ -19,6 +19,7 @@ import yaml
 HTTP_METHODS = ("get", "put", "post", "delete", "options", "head", "patch", "trace")
 DOCUMENTED = "documented"
 CONTRACT = "contract"
+BODY_LIMIT = "x-quota-body-limit"
 
 try:  # The C loader reads the contract several times faster, which start-up time feels.
     _YamlLoader: type = yaml.CSafeLoader
@@ -51,6 +52,12 @@ class Operation:
     @property
     def provenance(self) -> str:
         return self.spec.get("x-quota-provenance", DOCUMENTED)
+
+    @property
+    def max_body_bytes(self) -> int | None:
+        """The largest request body the operation accepts (``x-quota-body-limit``), if it sets one."""
+        limit = self.spec.get(BODY_LIMIT)
+        return None if limit is None else int(limit["bytes"])
 
     def response_provenance(self, status: int | str) -> str:
         response = self.responses.get(str(status))

@@ -45,7 +45,9 @@ def register_error_handlers(app: Flask, contract: Contract, max_body_bytes: int)
 
     @app.errorhandler(HTTPException)
     def _http_error(error: HTTPException) -> Response:
-        refusal = request.environ[REFUSAL_ENVIRON_KEY] = _translate(error, request.method, request.path, max_body_bytes)
+        # An operation sets its own limit (openapi.yaml's x-quota-body-limit) on the request.
+        limit = request.max_content_length or max_body_bytes
+        refusal = request.environ[REFUSAL_ENVIRON_KEY] = _translate(error, request.method, request.path, limit)
         return envelope(contract, refusal)
 
     @app.errorhandler(Exception)

@@ -167,6 +167,15 @@ def _check_body(validator: Any, body: Any) -> None:
     missing = [e.kind.property for e in errors if not e.instance_path and isinstance(e.kind, _kind.Required)]
     if missing:
         raise QuotaError(BAD_REQUEST, f"Missing required fields: {', '.join(missing)}")
+    # A top-level propertyNames list is how the contract closes a body (the chat request):
+    # say it as OpenAI does, naming the fields.
+    unknown = [
+        e.kind.error.instance
+        for e in errors
+        if not e.instance_path and isinstance(e.kind, jsonschema_rs.ValidationErrorKind.PropertyNames)
+    ]
+    if unknown:
+        raise QuotaError(BAD_REQUEST, f"Unrecognized request argument supplied: {', '.join(map(str, unknown))}")
     first = min(errors, key=lambda e: len(e.instance_path))
     if isinstance(first.kind, _kind.AdditionalProperties):
         where = f" in '{_pointer(first.instance_path)}'" if first.instance_path else ""

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import dataclasses
 import hashlib
-import time
 import uuid
 from collections import OrderedDict
 from typing import Any
@@ -13,7 +12,7 @@ from flask import Flask
 
 from mockserver.domain.errors import IDEMPOTENCY_KEY_REUSED, QuotaError
 
-from .kit import GRANT, Exchange, add_to_balance, correct_app, middleware, mutant, service_of
+from .kit import GRANT, Exchange, Rendezvous, add_to_balance, correct_app, middleware, mutant, service_of
 
 REPLAY = "replay"
 SCOPE = "ttl and scoping"
@@ -65,21 +64,25 @@ def replay_gets_new_ledger_id() -> Flask:
         "check-then-act without a lock: sequential replays work, but concurrent requests with one "
         "key all credit")
 def concurrent_same_key_both_credit() -> Flask:
-    def wrap(service: Any, original: Any) -> Any:
-        seen: dict[tuple[str, str], Any] = {}
+    app = correct_app()
+    service = service_of(app)
+    original = service.grant
+    race = Rendezvous(app)
+    seen: dict[tuple[str, str], Any] = {}
 
-        def grant(**kw: Any) -> Any:
-            key = (kw["scope"], kw["idempotency_key"])
-            if kw["idempotency_key"] and key in seen:
-                return dataclasses.replace(seen[key], duplicate=True)
-            time.sleep(0.05)  # the window between the lookup and the insert
-            result = original(**{**kw, "idempotency_key": None})
-            if kw["idempotency_key"]:
-                seen[key] = result
-            return result
-        return grant
+    def grant(**kw: Any) -> Any:
+        key = (kw["scope"], kw["idempotency_key"])
+        if not kw["idempotency_key"]:
+            return original(**kw)
+        if key in seen:
+            return dataclasses.replace(seen[key], duplicate=True)
+        race.meet()  # the window between the lookup and the insert
+        result = original(**{**kw, "idempotency_key": None})
+        seen[key] = result
+        return result
 
-    return _wrapped_grant(wrap)
+    service.grant = grant  # type: ignore[method-assign]
+    return app
 
 
 @mutant(REPLAY, "idem.new_key_new_grant",

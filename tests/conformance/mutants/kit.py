@@ -10,6 +10,7 @@ from __future__ import annotations
 import io
 import json
 import threading
+import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from decimal import Decimal
@@ -213,27 +214,49 @@ def decoded(text: str) -> str:
 
 
 class Rendezvous:
-    """Holds a request until a second one arrives (or a short timeout): makes a read-modify-
-    write race happen every time two requests are in flight, instead of now and then."""
+    """Makes a read-modify-write race happen every time two requests are in flight at once,
+    instead of now and then: the first to reach :meth:`meet` waits (briefly) for the second.
+    A request alone in the app waits only a moment (``grace``) for a partner to arrive."""
 
-    def __init__(self, timeout: float = 0.3) -> None:
-        self._timeout = timeout
+    def __init__(self, app: Flask, timeout: float = 1.0, grace: float = 0.15) -> None:
+        self._timeout, self._grace = timeout, grace
         self._cond = threading.Condition()
-        self._waiting = 0
+        self._in_flight = 0
+        self._waiting = False
         self._round = 0
+        inner = app.wsgi_app
+
+        def counted(environ: dict[str, Any], start_response: Callable[..., Any]) -> Any:
+            with self._cond:
+                self._in_flight += 1
+                self._cond.notify_all()  # a waiting request now waits for this one
+            try:
+                return inner(environ, start_response)
+            finally:
+                with self._cond:
+                    self._in_flight -= 1
+                    self._cond.notify_all()
+
+        app.wsgi_app = counted  # type: ignore[method-assign]
 
     def meet(self) -> None:
         with self._cond:
             if self._waiting:  # a partner is waiting: release it, and go on together
-                self._waiting = 0
+                self._waiting = False
                 self._round += 1
                 self._cond.notify_all()
                 return
-            self._waiting = 1
-            current = self._round
-            if not self._cond.wait_for(lambda: self._round != current, timeout=self._timeout):
-                self._waiting = 0  # alone: the next request starts a new pair
-                self._round += 1
+            self._waiting = True
+            current, started = self._round, time.monotonic()
+            while self._round == current:
+                # Alone, wait a moment for a partner to arrive; with one in flight, wait longer.
+                limit = self._timeout if self._in_flight >= 2 else self._grace
+                left = started + limit - time.monotonic()
+                if left <= 0:
+                    self._waiting = False
+                    self._round += 1
+                    break
+                self._cond.wait(left)
 
 
 @dataclass(frozen=True)

@@ -22,7 +22,7 @@ def concurrent_grants_lose_update() -> Flask:
     service = service_of(app)
     store = service.store
     original = store.apply_grant
-    race = Rendezvous()
+    race = Rendezvous(app)
 
     def apply_grant(user_id: str, amount: int, description: Any, now: float, completes: Any) -> Any:
         before = store.user_balance(user_id) or 0
@@ -43,7 +43,7 @@ def concurrent_first_grants_overwrite() -> Flask:
     service = service_of(app)
     store = service.store
     original = store.apply_grant
-    race = Rendezvous()
+    race = Rendezvous(app)
 
     def apply_grant(user_id: str, amount: int, description: Any, now: float, completes: Any) -> Any:
         if store.user_balance(user_id) is not None:
@@ -65,7 +65,7 @@ def concurrent_pool_debit_lost() -> Flask:
     service = service_of(app)
     store = service.store
     original = store.apply_grant
-    race = Rendezvous()
+    race = Rendezvous(app)
 
     def apply_grant(user_id: str, amount: int, description: Any, now: float, completes: Any) -> Any:
         pool = store.pool_balance()

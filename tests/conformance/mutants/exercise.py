@@ -1,0 +1,187 @@
+"""A fixed script of plain requests that shows every mutant's bug, independently of the
+conformance suite: the corpus test runs it against the correct app and against each mutant
+(and variant), and requires the observations to differ. A mutant nothing can tell apart from a
+correct deployment would be no yardstick at all.
+
+It is deliberately naive (one pass, fixed inputs): proving a bug observable, not finding it.
+"""
+
+from __future__ import annotations
+
+import re
+import threading
+from collections.abc import Callable
+from typing import Any
+from urllib.parse import quote
+
+from flask import Flask
+
+from mockserver import mock_state
+
+from .kit import KEY, KEY2
+
+Observation = tuple[str, int, str, str]
+
+_VOLATILE = [
+    (re.compile(r"ledg_[0-9a-zA-Z]+"), "ledg_X"),
+    (re.compile(r"chatcmpl-[0-9a-zA-Z]+"), "chatcmpl-X"),
+    (re.compile(r'"created": ?\d+'), '"created":0'),
+    (re.compile(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\dZ"), "T"),
+]
+_CHAT = {"model": "gpt-4o", "messages": [{"role": "user", "content": "Say hello."}], "max_tokens": 16}
+_BIG_CHAT = {"model": "gpt-4o", "messages": [{"role": "user", "content": "x " * 4000}] * 4, "max_tokens": 16}
+
+
+class Script:
+    def __init__(self, app: Flask) -> None:
+        self.app = app
+        self.client = app.test_client()
+        self.seen: list[Observation] = []
+        self.lock = threading.Lock()
+
+    def call(self, label: str, method: str, path: str, *, key: str | None = KEY, body: Any = None,
+             raw: bytes | None = None, headers: dict[str, str] | None = None, record: bool = True) -> Any:
+        sent = dict(headers or {})
+        if key is not None:
+            sent.setdefault("Authorization", f"Bearer {key}")
+        if raw is not None:
+            response = self.client.open(path, method=method, data=raw, headers=sent,
+                                        content_type="application/json")
+        else:
+            response = self.client.open(path, method=method, json=body, headers=sent)
+        shown = sorted((k, v) for k, v in response.headers.items() if k not in ("Content-Length", "Content-Type"))
+        text = f"{shown} {response.get_data(as_text=True)}"
+        for pattern, replacement in _VOLATILE:
+            text = pattern.sub(replacement, text)
+        if record:
+            with self.lock:
+                self.seen.append((label, response.status_code, response.headers.get("Content-Type", ""), text))
+        return response
+
+    def grant(self, label: str, user: Any, amount: Any, key: str | None = None, api_key: str = KEY,
+              **extra: Any) -> Any:
+        headers = {"Idempotency-Key": key} if key else {}
+        return self.call(label, "POST", "/v1/funding/grant", key=api_key, headers=headers,
+                         body={"external_user_id": user, "amount": amount, **extra})
+
+    def read(self, label: str, user: str) -> None:
+        self.call(label + " path", "GET", f"/v1/users/{quote(user, safe='')}/balance")
+        self.call(label + " query", "GET", f"/v1/balance?external_user_id={quote(user, safe='')}")
+
+    def pool(self, label: str) -> None:
+        self.call(label, "GET", "/v1/balance")
+
+    def together(self, label: str, *calls: Callable[[], Any]) -> None:
+        start = threading.Barrier(len(calls))
+
+        def run(call: Callable[[], Any]) -> None:
+            start.wait()
+            call()
+
+        threads = [threading.Thread(target=run, args=(call,)) for call in calls]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join()
+
+
+def exercise(app: Flask) -> list[Observation]:
+    """Everything the script saw, in order (concurrent answers themselves left out)."""
+    s = Script(app)
+    _money(s)
+    _idempotency(s)
+    _identities(s)
+    _chats(s)
+    _errors_and_auth(s)
+    return s.seen
+
+
+def _money(s: Script) -> None:
+    s.pool("pool at start")
+    for i, amount in enumerate(["0.01", "0.29", "0.57", "1.15", "2.01", "0.50"]):
+        s.grant(f"grant {amount}", "money-user", float(amount), key=f"money-{i}")
+        s.read(f"after {amount}", "money-user")
+        s.pool(f"pool after {amount}")
+    s.grant("integer amount", "money-int", 1, description="Welcome bonus")
+    s.grant("non-Latin-1 description", "money-int", 0.01, description="奖励 bonus")
+    s.grant("an unknown field", "money-int", 0.01, campaign="spring")
+    s.read("integer amount", "money-int")
+    s.call("packages", "GET", "/v1/packages", key=None)
+    s.call("me", "GET", "/v1/me")
+
+
+def _idempotency(s: Script) -> None:
+    s.grant("first", "idem-user", 0.01, key="idem-1")
+    s.grant("replay", "idem-user", 0.01, key="idem-1")
+    s.pool("pool after replay")
+    s.grant("same body, new key", "idem-user", 0.01, key="idem-2")
+    s.grant("keyless", "idem-user", 0.01)
+    s.grant("keyless again", "idem-user", 0.01)
+    s.grant("reused key, other amount", "idem-user", 0.02, key="idem-1")
+    s.pool("pool after reuse")
+    s.grant("reused key, other user", "idem-other", 0.01, key="idem-1")
+    s.grant("second API key, same key", "idem-user", 0.01, key="idem-1", api_key=KEY2)
+    s.read("idempotency", "idem-user")
+    s.together("concurrent distinct keys",
+               *(lambda i=i: s.grant("", "race-user", 0.01, key=f"race-{i}") for i in range(2)))
+    s.together("concurrent first grants",
+               *(lambda i=i: s.grant("", "race-new", 0.01, key=f"new-{i}") for i in range(2)))
+    s.together("concurrent same key", *(lambda: s.grant("", "race-same", 0.01, key="same") for _ in range(2)))
+    s.seen = [o for o in s.seen if o[0]]  # the concurrent answers' order is not deterministic
+    for user in ("race-user", "race-new", "race-same"):
+        s.read(user, user)
+    s.pool("pool after races")
+    for i in range(20):
+        s.grant(f"lru filler {i}", "lru-user", 0.01, key=f"lru-{i}")
+    s.grant("replay after 20 keys", "lru-user", 0.01, key="lru-0")
+    mock_state(s.app).clock.advance(65)
+    s.grant("replay after 65 s", "idem-user", 0.01, key="idem-1")
+
+
+def _identities(s: Script) -> None:
+    long_a, long_b = "L" * 64 + "-a" * 20, "L" * 64 + "-b" * 20
+    for user in ["Zoë", "a/b", "ann lee", " bob ", "Case", "case", "50%41", "奖励", long_a, long_b]:
+        s.grant(f"grant {user!r}", user, 0.01)
+        s.read(f"read {user!r}", user)
+
+
+def _chats(s: Script) -> None:
+    s.grant("fund chat user", "Chatter", 1.00)
+    s.call("chat", "POST", "/v1/users/Chatter/chat/completions", body=_CHAT)
+    s.read("after chat", "Chatter")
+    s.pool("pool after user chat")
+    s.call("stream", "POST", "/v1/users/Chatter/chat/completions", body={**_CHAT, "stream": True})
+    s.read("after stream", "Chatter")
+    s.call("header form", "POST", "/v1/chat/completions", body=_CHAT, headers={"X-External-User-ID": "Chatter"})
+    s.read("after header form", "Chatter")
+    s.call("developer chat", "POST", "/v1/chat/completions", body=_CHAT)
+    s.read("after developer chat", "Chatter")
+    s.pool("pool after developer chat")
+    s.grant("fund a cent", "drained", 0.01)
+    s.call("small chat", "POST", "/v1/users/drained/chat/completions", body=_CHAT)
+    for i in range(3):
+        s.call(f"drain {i}", "POST", "/v1/users/drained/chat/completions", body=_BIG_CHAT)
+    s.read("drained", "drained")
+    s.call("float max_tokens", "POST", "/v1/users/Chatter/chat/completions", body={**_CHAT, "max_tokens": 3.0})
+
+
+def _errors_and_auth(s: Script) -> None:
+    s.grant("missing amount", "err-user", None)
+    s.call("missing amount key", "POST", "/v1/funding/grant", body={"external_user_id": "err-user"})
+    s.call("empty", "POST", "/v1/funding/grant", body={})
+    s.call("not JSON", "POST", "/v1/funding/grant", raw=b"amount=1")
+    s.grant("null description", "err-user", 0.01, description=None)
+    s.grant("string amount", "err-user", "0.50")
+    s.read("unknown user", "never-granted")
+    s.call("unknown route", "GET", "/v1/nope")
+    s.call("GET on a POST route", "GET", "/v1/funding/grant")
+    for method in ("PUT", "DELETE"):
+        s.call(f"{method} balance", method, "/v1/balance")
+    s.call("no key", "GET", "/v1/balance", key=None)
+    for label, value in [("raw key", KEY), ("Token scheme", f"Token {KEY}"), ("near miss", f"Bearer {KEY[:-1]}X"),
+                         ("upper-cased", f"Bearer {KEY.upper()}"), ("extra chars", f"Bearer {KEY}zz"),
+                         ("unknown", "Bearer sk-quota-" + "0" * 32),
+                         ("lower-case scheme", f"bearer {KEY}")]:
+        s.call(label, "GET", "/v1/balance", key=None, headers={"Authorization": value})
+    s.call("me without key", "GET", "/v1/me", key=None)
+    s.call("query without key", "GET", "/v1/balance?external_user_id=idem-user", key=None)
