@@ -2,7 +2,8 @@
 
 1. ``edges``: the edge inputs of :mod:`conformance.edges`, deterministic;
 2. ``coverage``: Schemathesis' coverage phase (examples, boundaries, wrong types, missing
-   parts, wrong methods, wrong content types), deterministic, as stock ``st run`` sends it;
+   parts, wrong methods, wrong content types), deterministic, as stock ``st run`` sends it
+   (budgeted by time, :data:`COVERAGE_CHUNK` of them per batch);
 3. ``positive`` and ``negative``: Hypothesis-generated cases, as stock ``st run`` fuzzes,
    in batches; each batch has its own seed, derived from ``--seed``, so a run is reproducible.
 
@@ -28,6 +29,9 @@ from mockserver.contract import Contract, Operation
 from .edges import edge_cases
 
 DETERMINISTIC = ("edges", "coverage")
+# Coverage cases per operation in each batch of a phase budgeted by time (a large schema has
+# thousands; each batch also sends generated cases, so no source starves the others).
+COVERAGE_CHUNK = 40
 GENERATED = ("positive", "negative")
 _MODES = {"positive": GenerationMode.POSITIVE, "negative": GenerationMode.NEGATIVE}
 

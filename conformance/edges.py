@@ -30,9 +30,9 @@ from schemathesis.generation.meta import (
     TestPhase,
 )
 
-from mockserver.contract import Contract, Operation
+from mockserver.contract import CONTRACT, DOCUMENTED, Contract, Operation
 
-from .plain import broken
+from .plain import MARK, applicable, broken
 
 # Strings servers trip on: encodings, normalisation, escaping, storage.
 TEXT_EDGES: tuple[tuple[str, str], ...] = (
@@ -101,52 +101,67 @@ def _variants(operation: Operation, body: Any, path: dict[str, Any]) -> Iterator
         yield "an unknown query parameter", body, path, {UNKNOWN_FIELD: "1"}
 
 
-def _field_edges(schema: dict[str, Any], value: Any, where: tuple[Any, ...]) -> Iterator[tuple[tuple, tuple[str, Any]]]:
-    nodes = _all_of(schema)
-    types = {t for node in nodes for t in ([node["type"]] if isinstance(node.get("type"), str)
-                                           else node.get("type", []))}
+def _field_edges(schema: dict[str, Any], value: Any, where: tuple[Any, ...], mark: str = DOCUMENTED,
+                 full: bool = True) -> Iterator[tuple[tuple, tuple[str, Any]]]:
+    """The edges of one field (and of its fields). A field the contract added, optional where
+    the docs are silent, gets the few edges that crash servers most (null, an integral float,
+    empty values) rather than all of them: its turn is shared with the documented ones."""
+    nodes = applicable(schema, mark, value)
+    types = {t for node, _ in nodes for t in ([node["type"]] if isinstance(node.get("type"), str)
+                                              else node.get("type", []))}
+    bounds = [node for node, _ in nodes]
     if where:
         yield where, ("null", None)
     if "integer" in types:
-        sample = value if isinstance(value, int) and not isinstance(value, bool) else _bound(nodes, "minimum", 1)
+        sample = value if isinstance(value, int) and not isinstance(value, bool) else _bound(bounds, "minimum", 1)
         yield where, ("as an integral float", float(sample))
-        low = _bound(nodes, "minimum", None)
+        low = _bound(bounds, "minimum", None)
         if low is not None and low != sample:
             yield where, ("its minimum as an integral float", float(low))
-        yield where, ("as a numeric string", str(sample))
-        for label, number in NUMBER_EDGES:
-            if isinstance(number, int):
-                yield where, (label, number)
-    elif "number" in types:
+        if full:
+            yield where, ("as a numeric string", str(sample))
+            for label, number in NUMBER_EDGES:
+                if isinstance(number, int):
+                    yield where, (label, number)
+    elif "number" in types and full:
         yield where, ("as an integral float", 1.0)
         yield where, ("as an integer", 1)
         yield where, ("as a numeric string", str(value))
         for label, number in NUMBER_EDGES:
             yield where, (label, number)
     if "string" in types:
-        for label, text in TEXT_EDGES:
+        for label, text in TEXT_EDGES if full else TEXT_EDGES[:1]:
             yield where, (label, text)
-        limit = _bound(nodes, "maxLength", None)
-        yield where, ("very long", "x" * (limit + 1 if limit else LONG_TEXT))
-        if limit:
-            yield where, ("at its maximum length", "x" * limit)
-    if "boolean" in types:
+        limit = _bound(bounds, "maxLength", None)
+        if full:
+            yield where, ("very long", "x" * (limit + 1 if limit else LONG_TEXT))
+            if limit:
+                yield where, ("at its maximum length", "x" * limit)
+    if "boolean" in types and full:
         yield where, ("as a string", "true")
     if "array" in types:
         yield where, ("empty array", [])
-        yield where, ("an empty object as an item", [{}])
-        items = next((node["items"] for node in nodes if isinstance(node.get("items"), dict)), None)
-        if isinstance(value, list) and value and items is not None:
-            yield from _field_edges(items, value[0], (*where, 0))
-    if "object" in types or any("properties" in node for node in nodes):
+        if full:
+            yield where, ("an empty object as an item", [{}])
+        items = next(((node["items"], node_mark) for node, node_mark in nodes if isinstance(node.get("items"), dict)),
+                     None)
+        if full and isinstance(value, list) and value and items is not None:
+            yield from _field_edges(items[0], value[0], (*where, 0), items[1], full)
+    if "object" in types or any("properties" in node for node, _ in nodes):
         if where:
             yield where, ("empty object", {})
-        properties = {name: child for node in nodes for name, child in node.get("properties", {}).items()}
-        for name, child in properties.items():
+        if not full:
+            return
+        properties = {name: (child, node_mark) for node, node_mark in nodes
+                      for name, child in node.get("properties", {}).items()}
+        required = {name for node, _ in nodes for name in node.get("required", [])}
+        for name, (child, parent_mark) in properties.items():
             present = value.get(name, _MISSING) if isinstance(value, dict) else _MISSING
             if present is _MISSING:
                 present = _sample(child)
-            yield from _field_edges(child, present, (*where, name))
+            child_mark = child.get(MARK, parent_mark) if isinstance(child, dict) else parent_mark
+            added = child_mark == CONTRACT and name not in required
+            yield from _field_edges(child, present, (*where, name), child_mark, full and not added)
 
 
 _MISSING = object()
@@ -195,7 +210,10 @@ def _sample(schema: Any) -> Any:
             return node["default"]
         if node.get("enum"):
             return node["enum"][0]
-    types = {node.get("type") for node in nodes}
+        if "const" in node:
+            return node["const"]
+    types = {t for node in nodes for t in ([node["type"]] if isinstance(node.get("type"), str)
+                                           else node.get("type", []))}
     if "integer" in types or "number" in types:
         return _bound(nodes, "minimum", 1) or 1
     if "boolean" in types:
@@ -204,7 +222,7 @@ def _sample(schema: Any) -> Any:
         return []
     if "object" in types:
         return {}
-    return "x"
+    return "x" if "string" in types else None
 
 
 def _base_body(operation: Operation, contract: Contract) -> Any:

@@ -25,6 +25,7 @@ contract.
 from __future__ import annotations
 
 import contextlib
+import itertools
 import json
 import time
 from collections import Counter, deque
@@ -69,6 +70,7 @@ class Exploration:
     not_sent: Counter[str] = field(default_factory=Counter)  # by reason
     finished: list[str] = field(default_factory=list)  # sources done (first round)
     unfinished: list[str] = field(default_factory=list)  # sources started or planned, not done
+    more_available: list[str] = field(default_factory=list)  # finite sources with cases left at the end
     batches: int = 0
 
     @property
@@ -268,6 +270,10 @@ class _Plan:
         self._current: Iterator[Case] | None = None
         self._seen: set[str] = set()
         self._new_in_batch = 0
+        self._generated_dry = False  # a batch found no input not sent before
+        # Schemathesis' coverage cases, kept open across batches (a large schema has thousands).
+        self._coverage: Iterator[Case] | None = None
+        self._coverage_done = False
 
     def next(self) -> tuple[str, Case] | None:
         fuzzer = self.fuzzer
@@ -288,13 +294,19 @@ class _Plan:
 
     def close(self) -> None:
         self._current = None
+        if self._coverage is not None and not self._coverage_done:
+            self.record.more_available.append("coverage")
 
     def _open(self, source: str) -> Iterator[Case]:
         fuzzer, options = self.fuzzer, self.fuzzer.t.options
         if source == "edges":
             return case_sources.edges(self.api_operation, self.operation, fuzzer.t.contract)
         if source == "coverage":
-            return case_sources.coverage(self.api_operation)
+            if self._coverage is None:
+                self._coverage = self._flag_end(case_sources.coverage(self.api_operation))
+            if options.max_examples is not None:
+                return self._coverage  # counted by examples: all of them, as stock `st run` sends them
+            return itertools.islice(self._coverage, case_sources.COVERAGE_CHUNK)
         count = options.max_examples or BATCH
         seed = case_sources.batch_seed(options.seed, self.record.operation, source, self.record.batches)
         return iter(case_sources.generated(self.api_operation, source, count, seed, fuzzer.time_up))
@@ -306,14 +318,24 @@ class _Plan:
         self._current = None
 
     def _next_batch(self) -> bool:
-        """Another batch of generated cases, when the phase is budgeted by time alone and the
-        last batch still found inputs not sent before."""
-        if self.fuzzer.t.options.max_examples is not None or self._new_in_batch == 0:
+        """Another batch, when the phase is budgeted by time alone: the next coverage cases, and
+        generated cases while the last batch still found inputs not sent before."""
+        options = self.fuzzer.t.options
+        if options.max_examples is not None:
             return False
+        self._generated_dry = self._generated_dry or self._new_in_batch == 0
         self._new_in_batch = 0
-        self.record.batches += 1
-        self._queue.extend(s for s in case_sources.GENERATED if s in self.fuzzer.t.options.fuzz_sources)
+        if self._coverage is not None and not self._coverage_done:
+            self._queue.append("coverage")
+        if not self._generated_dry:
+            self._queue.extend(s for s in case_sources.GENERATED if s in options.fuzz_sources)
+        if self._queue:
+            self.record.batches += 1
         return bool(self._queue)
+
+    def _flag_end(self, cases: Iterator[Case]) -> Iterator[Case]:
+        yield from cases
+        self._coverage_done = True
 
     def _fresh(self, case: Case) -> bool:
         key = _fingerprint(case)

@@ -15,6 +15,7 @@ negative case's acceptance is judged by).
 
 from __future__ import annotations
 
+import functools
 import json
 from dataclasses import dataclass
 from typing import Any
@@ -22,7 +23,7 @@ from urllib.parse import unquote
 
 import jsonschema_rs
 
-from mockserver.contract import CONTRACT, DOCUMENTED, Operation
+from mockserver.contract import CONTRACT, Operation
 
 MARK = "x-quota-provenance"
 # Above this many bytes a body is large: the docs set no size limit, and every server has its
@@ -89,12 +90,16 @@ def broken(operation: Operation, case: Any) -> list[Broken]:
 def _value_reasons(value: Any, schema: Any, mark: str, where: str) -> list[str]:
     if not isinstance(schema, dict):
         return []
-    nodes = _nodes(schema, mark)
+    nodes = applicable(schema, mark, value)
     reasons: list[str] = []
     types = {t for node, _ in nodes for t in _types(node)}
     if isinstance(value, float) and value.is_integer() and "integer" in types and "number" not in types:
         reasons.append(f"{where} is {value!r}, an integral float: JSON Schema counts it an integer, but the docs "
                        f"show integers (like {int(value)}) and many servers (Go, Rust, Java) refuse a float there")
+    if value is None and "null" in types and len(types) > 1:
+        shown = " or ".join(sorted(types - {"null"}))
+        article = "an" if shown[0] in "aeiou" else "a"
+        reasons.append(f"{where} is null: the docs show {article} {shown} there (null is the contract's allowance)")
     if isinstance(value, str):
         reasons += _string_reasons(value, where)
     for node, node_mark in nodes:
@@ -110,8 +115,9 @@ def _value_reasons(value: Any, schema: Any, mark: str, where: str) -> list[str]:
     if isinstance(value, dict):
         properties = {name: (child, node_mark) for node, node_mark in nodes
                       for name, child in node.get("properties", {}).items()}
-        # A field a documented object requires is documented by that list, whatever marks its limits.
-        required = {name for node, node_mark in nodes if node_mark == DOCUMENTED for name in node.get("required", [])}
+        # A field its object requires is part of the shape the docs show (a message's role and
+        # content), whatever marks its limits; an optional field the contract marks is its addition.
+        required = {name for node, _ in nodes for name in node.get("required", [])}
         for name, item in value.items():
             if name not in properties:
                 reasons.append(f"{where} has the field {name!r}, which openapi.yaml does not define: the docs "
@@ -119,7 +125,7 @@ def _value_reasons(value: Any, schema: Any, mark: str, where: str) -> list[str]:
                 continue
             child, parent_mark = properties[name]
             child_mark = child.get(MARK, parent_mark) if isinstance(child, dict) else parent_mark
-            if child_mark == CONTRACT and parent_mark == DOCUMENTED and name not in required:
+            if child_mark == CONTRACT and name not in required:
                 reasons.append(f"{where}.{name} is the contract's addition: the docs do not list it")
             reasons += _value_reasons(item, child, child_mark, f"{where}.{name}")
     elif isinstance(value, list):
@@ -143,14 +149,38 @@ def _string_reasons(value: str, where: str) -> list[str]:
     return reasons
 
 
-def _nodes(schema: dict[str, Any], mark: str) -> list[tuple[dict[str, Any], str]]:
-    """The schema and its ``allOf`` branches, each with its own mark (inherited when unmarked)."""
+def applicable(schema: dict[str, Any], mark: str, value: Any) -> list[tuple[dict[str, Any], str]]:
+    """The parts of a schema that apply to ``value``, each with its own mark (inherited when
+    unmarked): the schema, its ``allOf`` branches, the ``anyOf``/``oneOf`` branches the value
+    matches, and the ``then`` (or ``else``) its ``if`` picks."""
     mark = schema.get(MARK, mark)
     found = [(schema, mark)]
     for branch in schema.get("allOf", []):
         if isinstance(branch, dict):
-            found += _nodes(branch, mark)
+            found += applicable(branch, mark, value)
+    for keyword in ("anyOf", "oneOf"):
+        for branch in schema.get(keyword, []):
+            if isinstance(branch, dict) and _valid(branch, value):
+                found += applicable(branch, mark, value)
+    if isinstance(schema.get("if"), dict):
+        chosen = schema.get("then") if _valid(schema["if"], value) else schema.get("else")
+        if isinstance(chosen, dict):
+            found += applicable(chosen, mark, value)
     return found
+
+
+def _valid(schema: dict[str, Any], value: Any) -> bool:
+    validator = _validator(json.dumps(schema, sort_keys=True))
+    return validator is not None and validator.is_valid(value)
+
+
+@functools.lru_cache(maxsize=512)
+def _validator(schema_text: str) -> Any:
+    """A compiled validator per schema (memoised: openapi.yaml's schemas never change in a run)."""
+    try:
+        return jsonschema_rs.validator_for(json.loads(schema_text))
+    except (ValueError, jsonschema_rs.ValidationError):  # a schema its own draft rejects judges nothing
+        return None
 
 
 def _types(node: dict[str, Any]) -> list[str]:
@@ -170,9 +200,8 @@ def _unique(items: list[str]) -> list[str]:
 
 
 def _errors(schema: dict[str, Any], value: Any, mark: str, where: str) -> list[Broken]:
-    try:
-        validator = jsonschema_rs.validator_for(schema)
-    except (ValueError, jsonschema_rs.ValidationError):  # a schema its own draft rejects judges nothing
+    validator = _validator(json.dumps(schema, sort_keys=True))
+    if validator is None:
         return []
     found = []
     for error in validator.iter_errors(value):

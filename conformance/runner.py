@@ -131,6 +131,10 @@ def fuzz_notes(fuzzer: fuzz.Fuzzer) -> list[str]:
         by_source.update(record.sent)
     notes = [f"schema-driven phase: {fuzzer.sent} requests in {fuzzer.seconds:.1f} s ({_fmt(by_source)})"
              + (f"; {sum(fuzzer.not_sent.values())} not sent ({_fmt(fuzzer.not_sent)})" if fuzzer.not_sent else "")]
+    left = [record.operation for record in fuzzer.explorations if record.more_available]
+    if left:
+        notes.append(f"schema-driven phase: coverage cases left when it stopped, for {', '.join(left)} "
+                     "(raise --fuzz-time to send more)")
     unexplored = fuzzer.unexplored
     if unexplored:
         notes.append(f"NOT EXPLORED by the schema-driven phase ({fuzzer.stopped or 'stopped'}):")
@@ -148,7 +152,8 @@ def fuzz_summary(fuzzer: fuzz.Fuzzer) -> dict[str, Any]:
         "stopped": fuzzer.stopped,
         "not_sent": dict(fuzzer.not_sent),
         "operations": [{"operation": r.operation, "sent": dict(r.sent), "not_sent": dict(r.not_sent),
-                        "finished": r.finished, "not_explored": r.unfinished, "extra_batches": r.batches}
+                        "finished": r.finished, "not_explored": r.unfinished, "more_available": r.more_available,
+                        "extra_batches": r.batches}
                        for r in fuzzer.explorations],
     }
 

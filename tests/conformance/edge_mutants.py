@@ -19,6 +19,7 @@ from urllib.parse import parse_qs, unquote
 from flask import Flask
 
 from mockserver import create_app
+from mockserver.contract import default_contract
 
 KEY = "sk-quota-conformance-test-key-000000000"
 CHAT_SUFFIX = "/chat/completions"
@@ -191,9 +192,22 @@ def huge_max_tokens(request: Request) -> Any:
 
 # -- correct but strict --------------------------------------------------------------------
 
-_GRANT_FIELDS = {"external_user_id", "amount", "description"}
-_CHAT_FIELDS = {"model", "messages", "max_tokens", "stream", "temperature"}
-_MESSAGE_FIELDS = {"role", "content"}
+def _fields(schema: Any) -> set[str]:
+    """Every property name a schema defines, its allOf/if-then branches included."""
+    if not isinstance(schema, dict):
+        return set()
+    names = set(schema.get("properties", {}))
+    for branch in schema.get("allOf", []):
+        names |= _fields(branch) | _fields(branch.get("then") if isinstance(branch, dict) else None)
+    return names
+
+
+def _contract_fields() -> tuple[set[str], set[str], set[str]]:
+    """The grant's, the chat's and a chat message's fields, as openapi.yaml defines them."""
+    contract = default_contract()
+    grant = contract.by_id["grantUserBalance"].body_schema or {}
+    chat = contract.by_id["createChatCompletion"].body_schema or {}
+    return _fields(grant), _fields(chat), _fields(chat["properties"]["messages"].get("items"))
 
 
 def strict_app() -> Flask:
@@ -204,21 +218,24 @@ def strict_app() -> Flask:
     def refuse(message: str) -> tuple[int, dict[str, Any]]:
         return 400, {"error": {"code": "bad_request", "message": message}}
 
+    grant_fields, chat_fields, message_fields = _contract_fields()
+
     def strict(request: Request) -> Any:
-        if not isinstance(request.body, dict):
+        # Like most servers, it reads the body only once the key is known good.
+        if not isinstance(request.body, dict) or request.headers.get("authorization") != f"Bearer {KEY}":
             return None
         if request.chat:
             tokens = request.field("max_tokens")
             if isinstance(tokens, float):
                 return refuse("max_tokens must be an integer")
-            allowed = _CHAT_FIELDS
+            allowed = chat_fields
             messages = request.field("messages")
             for message in messages if isinstance(messages, list) else []:
-                extra = sorted(set(message) - _MESSAGE_FIELDS) if isinstance(message, dict) else []
+                extra = sorted(set(message) - message_fields) if isinstance(message, dict) else []
                 if extra:
                     return refuse(f"Unrecognized request argument supplied: {extra[0]}")
         elif request.grant:
-            allowed = _GRANT_FIELDS
+            allowed = grant_fields
         else:
             return None
         extra = sorted(set(request.body) - allowed)

@@ -24,6 +24,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from conformance import Options, run
+from conformance.options import FUZZ_SOURCES
 from conformance.results import Status
 from mockserver.server import MockServer
 
@@ -53,8 +54,10 @@ def st_command() -> list[str] | None:
     return [found] if found else None
 
 
-def stock(mutant: str, examples: int, seed: int, timeout: float = 600.0) -> Detection:
-    """Stock ``st run --checks all`` against the mutant, served on a free local port."""
+def stock(mutant: str, examples: int, seed: int, timeout: float = 1800.0,
+          operation_ids: Sequence[str] = ()) -> Detection:
+    """Stock ``st run --checks all`` against the mutant, served on a free local port (every
+    operation, or those named)."""
     command = st_command()
     if command is None:
         raise RuntimeError("the Schemathesis CLI (st) is not installed")
@@ -64,7 +67,8 @@ def stock(mutant: str, examples: int, seed: int, timeout: float = 600.0) -> Dete
         result = subprocess.run(
             [*command, "run", str(CONTRACT), "--url", server.base_url, "--header", f"Authorization: Bearer {KEY}",
              "--checks", "all", "--max-examples", str(examples), "--seed", str(seed), "--workers", "1",
-             "--generation-database", "none", "--no-color"],
+             "--generation-database", "none", "--no-color",
+             *(arg for op in operation_ids for arg in ("--include-operation-id", op))],
             capture_output=True, text=True, timeout=timeout, check=False, cwd=scratch,
             env={**os.environ, "SCHEMATHESIS_TELEMETRY": "false"},
         )
@@ -72,11 +76,11 @@ def stock(mutant: str, examples: int, seed: int, timeout: float = 600.0) -> Dete
                      time.monotonic() - started)
 
 
-def ours(mutant: str, examples: int, seed: int) -> Detection:
+def ours(mutant: str, examples: int, seed: int, sources: Sequence[str] = FUZZ_SOURCES) -> Detection:
     """quota-conformance with the staging budget, bounded by the example count alone."""
     started = time.monotonic()
     report = run(Options(api_key=KEY, budget_micros=5_000_000, max_examples=examples, seed=seed,
-                         fuzz_seconds=3600.0), app=build(mutant))
+                         fuzz_seconds=3600.0, fuzz_sources=tuple(sources)), app=build(mutant))
     detected = report.results.records[SERVER_ERROR].status is Status.FAILED
     return Detection(mutant, "quota-conformance", examples, seed, detected, time.monotonic() - started)
 
