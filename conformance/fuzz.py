@@ -126,7 +126,7 @@ class Fuzzer:
             for plan in plans:
                 plan.close()
         if options.read_only:
-            t.results.note("negative_data_rejection", "GET operations only (read-only)")
+            t.results.note("schema.negative_data", "GET operations only (read-only)")
 
     def _funded_chat_user(self) -> tuple[str | None, str]:
         """A user of this run with a balance, for generated chats to bill: the code behind
