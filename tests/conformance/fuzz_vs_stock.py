@@ -32,7 +32,7 @@ from .edge_mutants import EDGE_MUTANTS, KEY, build
 
 ROOT = Path(__file__).resolve().parents[2]
 CONTRACT = ROOT / "openapi.yaml"
-SERVER_ERROR = "not_a_server_error"
+SERVER_ERROR = "errors.no_server_error"
 
 
 @dataclass(frozen=True)
