@@ -16,6 +16,7 @@ from schemathesis.checks import (
     response_headers_conformance,
     response_schema_conformance,
     status_code_conformance,
+    unsupported_method,
 )
 
 from mockserver.contract import CONTRACT, DOCUMENTED, Operation
@@ -103,9 +104,16 @@ builtin("schema.missing_header", missing_required_header,
 builtin("schema.ignored_auth", ignored_auth,
         description="Generated GET requests without a valid key are refused.",
         elements=("#/components/securitySchemes/bearerAuth",))
+# A method a path does not define answers the global 405 (x-quota-global-responses, the
+# contract's choice) with an Allow header (RFC 9110). By default only a GET on a POST-only route
+# is sent; other methods only with --unusual-methods.
+builtin("schema.unsupported_method", unsupported_method, provenance=CONTRACT,
+        description="A generated request with a method the path does not define answers 405 with an Allow header.",
+        elements=("#/x-quota-global-responses",))
 
 # Run on every response the suite receives.
 RESPONSE_CHECKS = (not_a_server_error, status_code_conformance, content_type_conformance,
                    response_headers_conformance, response_schema_conformance)
 # Need a generated case: they read its generation metadata.
-GENERATED_CASE_CHECKS = (negative_data_rejection, positive_data_acceptance, missing_required_header)
+GENERATED_CASE_CHECKS = (negative_data_rejection, positive_data_acceptance, missing_required_header,
+                         unsupported_method)

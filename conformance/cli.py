@@ -12,7 +12,16 @@ import sys
 from collections.abc import Iterator, Sequence
 from pathlib import Path
 
-from .options import DEFAULT_BUDGET, DEFAULT_PREFIX, Options, OptionsError, Profile, parse_budget
+from .options import (
+    DEFAULT_BUDGET,
+    DEFAULT_FUZZ_SECONDS,
+    DEFAULT_PREFIX,
+    FUZZ_SOURCES,
+    Options,
+    OptionsError,
+    Profile,
+    parse_budget,
+)
 from .registry import REGISTRY
 from .report import as_json, as_junit, human, redact, rules_markdown
 from .runner import EXIT_USAGE, TargetUnreachable, run
@@ -53,10 +62,17 @@ def build_parser() -> argparse.ArgumentParser:
                    help=f"users the run creates are PREFIX + random suffix (default {DEFAULT_PREFIX})")
     p.add_argument("--junit-xml", type=Path, metavar="PATH", help="write a JUnit XML report")
     p.add_argument("--json", type=Path, metavar="PATH", help="write a JSON report")
-    p.add_argument("--max-examples", type=int, default=8, metavar="N",
-                   help="Schemathesis examples per operation and mode (default 8)")
+    p.add_argument("--fuzz-time", type=float, default=DEFAULT_FUZZ_SECONDS, metavar="SECONDS",
+                   help="time budget of the schema-driven phase, shared by the operations in turn "
+                   f"(default {DEFAULT_FUZZ_SECONDS:g})")
+    p.add_argument("--max-examples", type=int, default=None, metavar="N",
+                   help="generated cases per operation and mode (default: as many as --fuzz-time allows)")
+    p.add_argument("--fuzz-sources", default=",".join(FUZZ_SOURCES), metavar="LIST",
+                   help="where the schema-driven phase's requests come from, in order: "
+                   f"{', '.join(FUZZ_SOURCES)} (default: all)")
     p.add_argument("--seed", type=int, default=0, metavar="N", help="Hypothesis seed (default 0)")
-    p.add_argument("--max-requests", type=int, default=1500, metavar="N", help="request bound (default 1500)")
+    p.add_argument("--max-requests", type=int, default=None, metavar="N",
+                   help="request bound for the whole run (default: none; the time bounds apply)")
     p.add_argument("--time-limit", type=float, default=300.0, metavar="SECONDS", help="time bound (default 300)")
     p.add_argument("--no-chat", action="store_true", help="send no chat completions (skips the 402 check)")
     p.add_argument("--chat-model", default="gpt-4o", help="model for the 402 drain chats (default gpt-4o)")
@@ -88,7 +104,9 @@ def options_from(args: argparse.Namespace) -> Options:
         read_only=args.read_only,
         budget_micros=parse_budget(args.budget),
         user_prefix=args.user_prefix,
+        fuzz_seconds=args.fuzz_time,
         max_examples=args.max_examples,
+        fuzz_sources=tuple(part.strip() for part in args.fuzz_sources.split(",") if part.strip()),
         seed=args.seed,
         max_requests=args.max_requests,
         time_limit_seconds=args.time_limit,

@@ -31,6 +31,9 @@ from .results import Finding, Results
 from .safety import GuardedSession, SafetyGuard
 
 CheckFunction = Callable[..., Any]
+# (check name, failure, exchange) -> a re-judged failure, PASSED to drop it, or None to keep it.
+Judge = Callable[[str, Failure, "Exchange"], Any]
+PASSED = object()
 # Run on every response the suite receives: Schemathesis' response checks, then the suite's own.
 ALL_RESPONSE_CHECKS: tuple[CheckFunction, ...] = (*builtin_checks.RESPONSE_CHECKS, *REGISTRY.response_checks())
 _NO_BODY = object()
@@ -189,7 +192,9 @@ class Target:
     # -- checking ----------------------------------------------------------------------
 
     def check_response(self, exchange: Exchange, checks: Sequence[CheckFunction],
-                       explicit_auth: bool = True) -> None:
+                       explicit_auth: bool = True, judge: Judge | None = None) -> None:
+        """Run ``checks`` on one answer and record each verdict; ``judge`` may re-read a
+        failure first (the schema-driven phase's, see :mod:`conformance.judging`)."""
         case, response = exchange.case, exchange.response
         self._local.results = []
         headers = dict(case.headers or {})
@@ -203,13 +208,18 @@ class Target:
                 transport_kwargs={"session": self.session, "base_url": self.base_url},
             )
         for result in self._local.results:
+            # The judge reads Schemathesis' own check name; results are kept under the rule's id.
             rule = REGISTRY.by_check_name(result.name).name
-            if result.failure is not None and self.route_missed(exchange):
+            failure = result.failure
+            if failure is not None and judge is not None:
+                judged = judge(result.name, failure, exchange)
+                failure = None if judged is PASSED else judged or failure
+            if failure is not None and self.route_missed(exchange):
                 self.results.ran(rule)  # not this operation's answer: nothing to hold it to
-            elif result.failure is None:
+            elif failure is None:
                 self.results.ran(rule)
             else:
-                self.report(rule, result.failure, [exchange])
+                self.report(rule, failure, [exchange])
 
     def route_missed(self, exchange: Exchange) -> bool:
         """A generated path parameter so invalid that it missed the route, answered by the

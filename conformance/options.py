@@ -10,6 +10,8 @@ from mockserver.domain.money import MoneyError, parse_dollar_string
 DEFAULT_PREFIX = "conformance-"
 DEFAULT_BUDGET = "0.10"
 IN_PROCESS_URL = "http://quota.in-process"
+DEFAULT_FUZZ_SECONDS = 8.0
+FUZZ_SOURCES = ("edges", "coverage", "positive", "negative")
 
 
 class Profile(StrEnum):
@@ -44,11 +46,15 @@ class Options:
     # The most the run may grant in total, in micro-dollars (default $0.10).
     budget_micros: int = parse_budget(DEFAULT_BUDGET)
     user_prefix: str = DEFAULT_PREFIX
-    # Schemathesis examples per operation and generation mode.
-    max_examples: int = 8
+    # The schema-driven phase's time budget, in seconds; it takes turns between operations.
+    fuzz_seconds: float = DEFAULT_FUZZ_SECONDS
+    # Generated cases per operation and mode; None: batch after batch until fuzz_seconds is spent.
+    max_examples: int | None = None
+    # Where the schema-driven phase's requests come from (conformance.case_sources), in order.
+    fuzz_sources: tuple[str, ...] = FUZZ_SOURCES
     seed: int = 0
-    # Hard bounds on the whole run.
-    max_requests: int = 1500
+    # Hard bounds on the whole run (None: no bound on the number of requests).
+    max_requests: int | None = None
     time_limit_seconds: float = 300.0
     request_timeout_seconds: float = 30.0
     # 429 handling: retries, and the longest Retry-After the suite is willing to wait.
@@ -88,9 +94,14 @@ class Options:
             raise OptionsError("--user-prefix must be 1 to 64 printable characters without spaces")
         if self.base_url is not None and not self.base_url.startswith(("http://", "https://")):
             raise OptionsError(f"--base-url must start with http:// or https://, not {self.base_url!r}")
-        if self.max_examples < 1 or self.max_examples > 1000:
+        if self.max_examples is not None and not 1 <= self.max_examples <= 1000:
             raise OptionsError("--max-examples must be 1 to 1000")
-        if self.max_requests < 10:
+        unknown = set(self.fuzz_sources) - set(FUZZ_SOURCES)
+        if unknown or not self.fuzz_sources:
+            raise OptionsError(f"--fuzz-sources: a comma-separated choice of {', '.join(FUZZ_SOURCES)}")
+        if self.fuzz_seconds <= 0:
+            raise OptionsError("--fuzz-time must be positive")
+        if self.max_requests is not None and self.max_requests < 10:
             raise OptionsError("--max-requests must be at least 10")
         if self.time_limit_seconds <= 0:
             raise OptionsError("--time-limit must be positive")

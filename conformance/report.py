@@ -16,6 +16,8 @@ from typing import Any
 
 import requests
 
+from . import coverage
+from .coverage import Coverage
 from .results import CheckRecord, Status
 
 REDACTED = "[REDACTED]"
@@ -72,6 +74,9 @@ class Summary:
     budget_reserved_micros: int
     refused: dict[str, int] = field(default_factory=dict)
     notes: list[str] = field(default_factory=list)
+    # What the run exercised (conformance.coverage), and what the schema-driven phase did.
+    coverage: Coverage | None = None
+    fuzz: dict[str, Any] | None = None
 
     @property
     def counts(self) -> dict[str, int]:
@@ -122,6 +127,8 @@ def human(summary: Summary, api_key: Secrets, verbose: bool = True) -> str:
         refused = ", ".join(f"{n} {why}" for why, n in sorted(summary.refused.items()))
         lines.append(f"not sent, by the safety guard: {refused}")
     lines += summary.notes
+    if summary.coverage is not None:
+        lines += ["", *coverage.human_lines(summary.coverage), ""]
     lines.append(f"Time taken: {summary.elapsed_seconds:.1f} s")
     lines.append("RESULT: " + ("conformant" if summary.conformant else "NOT conformant"))
     return redact("\n".join(lines), api_key)
@@ -139,6 +146,8 @@ def as_json(summary: Summary, api_key: Secrets) -> str:
                    "granted_at_most_microdollars": summary.budget_reserved_micros},
         "refused_by_guard": summary.refused,
         "counts": summary.counts,
+        "coverage": coverage.as_dict(summary.coverage) if summary.coverage is not None else None,
+        "fuzz": summary.fuzz,
         "rules": [
             {
                 "id": r.name,
@@ -170,6 +179,10 @@ def as_junit(summary: Summary, api_key: Secrets) -> str:
         errors="0",
         time=f"{summary.elapsed_seconds:.3f}",
     )
+    if summary.coverage is not None:
+        properties = ET.SubElement(suite, "properties")
+        for name, value in coverage.junit_properties(summary.coverage).items():
+            ET.SubElement(properties, "property", name=name, value=value)
     for record in summary.records:
         case = ET.SubElement(suite, "testcase", classname="quota-conformance", name=record.name)
         status = record.status

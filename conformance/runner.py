@@ -4,9 +4,11 @@ left for the end, then the schema-driven phase."""
 from __future__ import annotations
 
 import time
+from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
+from urllib.parse import urlsplit
 
 import requests
 
@@ -22,6 +24,7 @@ from . import (  # noqa: F401
     rules_identity,
     rules_retention,
 )
+from .coverage import StatusObserver, measure
 from .engine import Target
 from .facts import BALANCE, ContractFacts
 from .options import Options
@@ -81,6 +84,8 @@ def run(options: Options, app: Any = None, session: GuardedSession | None = None
 def _run(options: Options, session: GuardedSession, started: float, sleep: Callable[[float], None]) -> RunReport:
     results = Results(REGISTRY)
     target = Target(options, session, results, sleep=sleep)
+    observer = StatusObserver(target.contract, urlsplit(options.target_url).path)
+    session.observers.append(observer)
     notes: list[str] = []
     _preflight(target)
     probes = []
@@ -90,6 +95,8 @@ def _run(options: Options, session: GuardedSession, started: float, sleep: Calla
         else:
             for name in (rule.name, *rule.records):
                 results.skip(name, "not selected (--rule)")
+    # Before the probes: it watches their grants (a funded user for its chats, see fuzz.py).
+    fuzzer = fuzz.Fuzzer(target)
     try:
         shares = plan(probes, target)
         for rule in probes:
@@ -99,35 +106,33 @@ def _run(options: Options, session: GuardedSession, started: float, sleep: Calla
             _run_deferred(target, rule_name, work)
     except LimitReached as limit:
         notes.append(f"stopped early: {limit}")
-    fuzzer = fuzz.Fuzzer(target)
     builtins = [rule.name for rule in REGISTRY.of_kind(Kind.BUILTIN)]
     if options.fuzz and not target.guard.seconds_left <= 0:
         try:
             fuzzer.run()
         except LimitReached as limit:
             notes.append(f"stopped early: {limit}")
-        notes.append(f"schema-driven phase: {fuzzer.sent} generated requests sent"
-                     + (f", {sum(fuzzer.not_sent.values())} not sent ({_fmt(fuzzer.not_sent)})"
-                        if fuzzer.not_sent else ""))
-        if fuzzer.stopped:
-            notes.append(f"schema-driven phase stopped early: {fuzzer.stopped}")
+        notes += fuzz_notes(fuzzer)
     else:
         for name in builtins:
             results.skip(name, "schema-driven phase disabled (--no-fuzz)")
     for name in builtins:
         results.skip(name, "read-only mode: not exercised" if options.read_only else "not exercised")
     guard = session.guard
+    records = list(results.records.values())
     summary = Summary(
         target=options.base_url or "in-process mock",
         profile=options.profile.value,
         read_only=options.read_only,
-        records=list(results.records.values()),
+        records=records,
         elapsed_seconds=time.monotonic() - started,
         requests_sent=guard.stats.requests,
         budget_total_micros=guard.budget.total,
         budget_reserved_micros=guard.budget.reserved,
         refused=dict(guard.stats.refused),
         notes=notes,
+        coverage=measure(target.contract, observer, records),
+        fuzz=fuzz_summary(fuzzer) if options.fuzz and fuzzer.explorations else None,
     )
     return RunReport(summary, results, options.api_key, options.secrets)
 
@@ -159,6 +164,40 @@ def _preflight(target: Target) -> None:
     if second_answer is not None and second_answer.status_code == refused:
         raise TargetUnreachable("the target refused the second API key (401 on GET /v1/balance): "
                                 "check --second-api-key")
+
+
+def fuzz_notes(fuzzer: fuzz.Fuzzer) -> list[str]:
+    """What the schema-driven phase sent, and what it planned but did not explore."""
+    by_source: Counter[str] = Counter()
+    for record in fuzzer.explorations:
+        by_source.update(record.sent)
+    notes = [f"schema-driven phase: {fuzzer.sent} requests in {fuzzer.seconds:.1f} s ({_fmt(by_source)})"
+             + (f"; {sum(fuzzer.not_sent.values())} not sent ({_fmt(fuzzer.not_sent)})" if fuzzer.not_sent else "")]
+    left = [record.operation for record in fuzzer.explorations if record.more_available]
+    if left:
+        notes.append(f"schema-driven phase: coverage cases left when it stopped, for {', '.join(left)} "
+                     "(raise --fuzz-time to send more)")
+    unexplored = fuzzer.unexplored
+    if unexplored:
+        notes.append(f"NOT EXPLORED by the schema-driven phase ({fuzzer.stopped or 'stopped'}):")
+        for record in unexplored:
+            done = f"; sent {_fmt(record.sent)}" if record.sent else ""
+            notes.append(f"  {record.operation}: {', '.join(record.unfinished)} not finished{done}")
+    return notes
+
+
+def fuzz_summary(fuzzer: fuzz.Fuzzer) -> dict[str, Any]:
+    """The schema-driven phase for the JSON report."""
+    return {
+        "requests": fuzzer.sent,
+        "seconds": round(fuzzer.seconds, 3),
+        "stopped": fuzzer.stopped,
+        "not_sent": dict(fuzzer.not_sent),
+        "operations": [{"operation": r.operation, "sent": dict(r.sent), "not_sent": dict(r.not_sent),
+                        "finished": r.finished, "not_explored": r.unfinished, "more_available": r.more_available,
+                        "extra_batches": r.batches}
+                       for r in fuzzer.explorations],
+    }
 
 
 def _fmt(counter: Any) -> str:

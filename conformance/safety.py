@@ -148,7 +148,7 @@ class SafetyGuard:
         if self._base_path and path.startswith(self._base_path):
             path = path[len(self._base_path):]
         with self._lock:
-            if self.stats.requests >= self.options.max_requests:
+            if self.options.max_requests is not None and self.stats.requests >= self.options.max_requests:
                 raise LimitReached(f"request bound reached ({self.options.max_requests}; raise --max-requests)")
             if self.seconds_left <= 0:
                 raise LimitReached(f"time bound reached ({self.options.time_limit_seconds:g} s; raise --time-limit)")

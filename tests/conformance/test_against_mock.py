@@ -106,7 +106,23 @@ def test_request_bound_stops_the_run(run_app):
     assert any("request bound" in note for note in report.summary.notes)
 
 
-def test_default_run_is_fast_and_prints_time(run_app):
-    report = run_app(max_examples=Options(api_key="x").max_examples, seed=0)
+def test_by_default_the_schema_driven_phase_is_budgeted_by_time(run_app):
+    """Without --max-examples, generation goes on batch after batch until --fuzz-time is spent
+    (the chat operations never run out of new inputs), then stops: no request cap decides."""
+    assert Options(api_key="x").max_examples is None and Options(api_key="x").max_requests is None
+    report = run_app(max_examples=None, fuzz_seconds=2.0, seed=0)
     assert report.exit_code == 0
+    assert "time budget spent" in report.summary.fuzz["stopped"]
     assert report.summary.elapsed_seconds > 0  # reported; never a timing gate (CI machines are shared and noisy)
+
+
+def test_without_max_examples_batches_go_on_while_there_is_room(run_app):
+    """Batch after batch while new inputs come (a request bound stops it here, not the clock,
+    so that the test does not depend on the machine's speed); the first batch was all sent, so
+    nothing is reported unexplored."""
+    probes = run_app(read_only=True, fuzz=False).summary.requests_sent
+    report = run_app(read_only=True, max_examples=None, fuzz_seconds=3600.0, max_requests=probes + 150)
+    fuzz = report.summary.fuzz
+    assert "request bound" in fuzz["stopped"]
+    assert any(op["extra_batches"] for op in fuzz["operations"])
+    assert not any(op["not_explored"] for op in fuzz["operations"])

@@ -11,7 +11,8 @@ from conformance.cli import main
 
 from .mutants import KEY, Exchange, base_app, middleware, replay_credits_again
 
-FAST = ["--max-examples", "2", "--seed", "1"]
+# Generated cases only, as in conftest.FAST (the edge and coverage sources have tests of their own).
+FAST = ["--max-examples", "2", "--seed", "1", "--fuzz-sources", "positive,negative"]
 
 
 def test_demo_without_base_url_exits_0(capsys):

@@ -19,6 +19,4 @@ EXPECTED_MISSES: frozenset[str] = frozenset({
 })
 
 EXPECTED_FALSE_FAILURES: frozenset[str] = frozenset({
-    # positive_data_acceptance blames a documented check for an unknown field
-    "unknown_fields_rejected",
 })

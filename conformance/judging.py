@@ -1,0 +1,108 @@
+"""How a failure on a *generated* request is judged: documented, or the contract's call.
+
+Schemathesis judges generated requests by JSON Schema, which is more generous than the
+vendor's docs. Its failures are re-read here with :mod:`conformance.plain`:
+
+- a refusal of valid data (``positive_data_acceptance``), an unlisted status
+  (``status_code_conformance``), a header or method probe answered otherwise
+  (``missing_required_header``, ``unsupported_method``) is documented only when the request
+  is plainly documented; otherwise it is the contract's call, reported with the true reasons
+  (Schemathesis' hint, which guesses "additional properties", is dropped);
+- an accepted invalid request (``negative_data_rejection``) is documented only when it breaks
+  a documented element (a type, a required field), not only the contract's own limits;
+- a valid body larger than the server takes, refused with the 413 openapi.yaml lists, is no
+  failure at all: every server has a size limit, and the docs name none.
+
+Every other check (a 5xx, a malformed error envelope, a response schema) judges the answer,
+not the request: its failure stands as Schemathesis and the rule classify it.
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+from schemathesis.core.failures import Failure
+
+from mockserver.contract import CONTRACT, DOCUMENTED
+
+from .checks import ContractViolation, json_body
+from .engine import PASSED
+from .facts import operation_of
+from .plain import LARGE_BODY_BYTES, broken, unplain
+
+# Judged by whether the request was plainly documented.
+BY_REQUEST = frozenset({"positive_data_acceptance", "status_code_conformance", "missing_required_header",
+                        "unsupported_method"})
+PAYLOAD_TOO_LARGE = 413
+
+
+def judge(check: str, failure: Failure, exchange: Any) -> Failure | object | None:
+    """A re-judged failure, :data:`PASSED` to drop it, or None to leave it as it is."""
+    case, response = exchange.case, exchange.response
+    operation = operation_of(case)
+    if check == "negative_data_rejection":
+        return _accepted_invalid(failure, operation, case)
+    if check not in BY_REQUEST:
+        return None
+    if check == "positive_data_acceptance" and _large_body_refused(operation, case, response):
+        return PASSED
+    reasons = unplain(operation, case)
+    answer = _answer(response)
+    if not reasons:
+        if check != "positive_data_acceptance":
+            return None
+        expected = [line for line in failure.message.splitlines() if line.startswith("Expected")]
+        return ContractViolation(
+            operation=failure.operation, title=failure.title, provenance=DOCUMENTED,
+            message="\n".join([answer, *expected,
+                               "The request is plainly documented: the fields the docs list, in their JSON types."]))
+    return ContractViolation(
+        operation=failure.operation,
+        title=f"{failure.title} (a request the docs do not plainly cover)",
+        message="\n".join([answer if check == "positive_data_acceptance" else _first_line(failure.message),
+                           "This is the contract's call, not the docs': the request is not plainly documented.",
+                           *(f"- {reason}" for reason in reasons)]),
+        provenance=CONTRACT,
+    )
+
+
+def _accepted_invalid(failure: Failure, operation: Any, case: Any) -> Failure | None:
+    errors = broken(operation, case)
+    if not errors:
+        return None  # nothing this module can read (a body that is not JSON): the rule classifies it
+    documented = [error for error in errors if error.mark == DOCUMENTED]
+    shown = documented or errors
+    lines = [f"- {error.where}: {error.message} ({error.mark})" for error in shown[:5]]
+    if documented:
+        return ContractViolation(operation=failure.operation, title=failure.title, provenance=DOCUMENTED,
+                                 message="\n".join([_first_line(failure.message),
+                                                    "It breaks what the docs document:", *lines]))
+    return ContractViolation(
+        operation=failure.operation, title=f"{failure.title} (only the contract's own limits)", provenance=CONTRACT,
+        message="\n".join([_first_line(failure.message),
+                           "The request breaks only limits the contract chose where the docs are silent:", *lines]))
+
+
+def _large_body_refused(operation: Any, case: Any, response: Any) -> bool:
+    if response.status_code != PAYLOAD_TOO_LARGE or str(PAYLOAD_TOO_LARGE) not in operation.responses:
+        return False
+    body = case.body
+    if isinstance(body, bytes | str):
+        return len(body) > LARGE_BODY_BYTES
+    try:
+        return len(json.dumps(body).encode()) > LARGE_BODY_BYTES
+    except (TypeError, ValueError):
+        return False
+
+
+def _answer(response: Any) -> str:
+    body = json_body(response)
+    error = body.get("error") if isinstance(body, dict) else None
+    if isinstance(error, dict):
+        return f"The server refused it: {response.status_code} {error.get('code')!s}: {error.get('message')!s}"
+    return f"The server refused it: {response.status_code}"
+
+
+def _first_line(text: str) -> str:
+    return (text or "").strip().split("\n", 1)[0]
