@@ -93,7 +93,9 @@ class _GuardedTransport:
 
 def load_schema(base_url: str, session: GuardedSession, facts: ContractFacts) -> Any:
     """Schemathesis' view of the contract, its checks judging by ``facts``, its requests guarded."""
-    schema = schemathesis.openapi.from_dict(copy.deepcopy(facts.contract.document))
+    # An explicit default config: a schemathesis.toml in the working directory (the kit ships
+    # one for stock `st run`) must not change what the suite sends or expects.
+    schema = schemathesis.openapi.from_dict(copy.deepcopy(facts.contract.document), config=schemathesis.Config())
     schema.config.update(base_url=base_url)
     attach(schema, facts)
     guarded = _GuardedTransport(schema.transport, session)

@@ -63,6 +63,8 @@ class MockConfig:
     seed: Mapping[str, Any] | None = None
     # The grant pool in dollars, overriding the seed's.
     pool: str | None = None
+    # The body limit of requests outside openapi.yaml (the control API); the public API's
+    # operations take theirs from the contract (x-quota-body-limit).
     max_body_bytes: int = DEFAULT_MAX_BODY_BYTES
     idempotency_ttl_seconds: float = DEFAULT_TTL_SECONDS
     max_idempotency_keys: int = DEFAULT_MAX_KEYS

@@ -19,6 +19,7 @@ import yaml
 HTTP_METHODS = ("get", "put", "post", "delete", "options", "head", "patch", "trace")
 DOCUMENTED = "documented"
 CONTRACT = "contract"
+BODY_LIMIT = "x-quota-body-limit"
 
 try:  # The C loader reads the contract several times faster, which start-up time feels.
     _YamlLoader: type = yaml.CSafeLoader
@@ -47,10 +48,18 @@ class Operation:
     body_required: bool
     public: bool
     responses: dict[str, dict[str, Any]] = field(default_factory=dict)
+    # The media types the request body may be sent as (its requestBody's content).
+    body_media_types: tuple[str, ...] = ()
 
     @property
     def provenance(self) -> str:
         return self.spec.get("x-quota-provenance", DOCUMENTED)
+
+    @property
+    def max_body_bytes(self) -> int | None:
+        """The largest request body the operation accepts (``x-quota-body-limit``), if it sets one."""
+        limit = self.spec.get(BODY_LIMIT)
+        return None if limit is None else int(limit["bytes"])
 
     def response_provenance(self, status: int | str) -> str:
         response = self.responses.get(str(status))
@@ -126,6 +135,7 @@ class Contract:
                         responses={
                             status: self.resolve(response) for status, response in spec.get("responses", {}).items()
                         },
+                        body_media_types=tuple(body.get("content", {})) if body is not None else (),
                     )
                 )
         return operations

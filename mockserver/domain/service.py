@@ -13,7 +13,7 @@ from dataclasses import dataclass, replace
 
 from .accounts import Seed
 from .clock import Clock
-from .completions import FakeCompletion, Message, complete
+from .completions import ChatOptions, FakeCompletion, Message, complete
 from .errors import BAD_REQUEST, QuotaError, UserNotFound
 from .records import ChargeResult, Conservation, GrantResult, LedgerEntry
 from .store import StateStore
@@ -111,11 +111,18 @@ class FundingService:
     def developer_balance(self) -> int:
         return self.store.pool_balance()
 
-    def chat(self, user_id: str | None, model: str, messages: Sequence[Message], max_tokens: int | None) -> ChatOutcome:
-        """Answer and charge one completion; the user (``None``: the developer) pays."""
+    def chat(
+        self,
+        user_id: str | None,
+        model: str,
+        messages: Sequence[Message],
+        max_tokens: int | None,
+        options: ChatOptions | None = None,
+    ) -> ChatOutcome:
+        """Answer and charge one completion (every choice of it); the user (``None``: the developer) pays."""
         if user_id is not None:
             self.user_balance(user_id)  # 404 before any cost is worked out
-        completion = complete(model, messages, max_tokens)
+        completion = complete(model, messages, max_tokens, options)
         cost = self.seed.prices.cost(model, completion.prompt_tokens, completion.completion_tokens)
         now = self.clock.now()
         charge = self.store.apply_charge(

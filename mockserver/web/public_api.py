@@ -31,8 +31,12 @@ def register_operations(app: Flask, state: MockState) -> None:
 
 def _make_view(state: MockState, operation: Operation, handler: Handler) -> Callable[..., Response]:
     validator = state.validators[operation.operation_id]
+    # The operation's own limit from openapi.yaml (x-quota-body-limit); werkzeug answers 413
+    # past it without reading the body.
+    body_limit = operation.max_body_bytes or state.config.max_body_bytes
 
     def view(**path_args: str) -> Response:
+        request.max_content_length = body_limit
         if state.rate_limiter is not None:  # before authentication: floods of bad keys count too
             check_rate_limit(state.rate_limiter, state.clock.now())
         caller = Caller(None if operation.public else authenticate(state.service, request.headers.get("Authorization")))

@@ -68,7 +68,7 @@ def _contract_with_bad_request_code(code: str) -> Contract:
 
 def test_checks_judge_by_the_contract_of_the_operation():
     other = _contract_with_bad_request_code("invalid_request")
-    schema = schemathesis.openapi.from_dict(copy.deepcopy(other.document))
+    schema = schemathesis.openapi.from_dict(copy.deepcopy(other.document), config=schemathesis.Config())
     attach(schema, ContractFacts(other))
     case = schema["/v1/funding/grant"]["POST"].Case(body={})
     answer = _Response(400, b'{"error": {"code": "bad_request", "message": "Missing required fields"}}')
@@ -77,7 +77,7 @@ def test_checks_judge_by_the_contract_of_the_operation():
     right = _Response(400, b'{"error": {"code": "invalid_request", "message": "Missing required fields"}}')
     assert error_code_matches_status(None, right, case) is None
     # A schema loaded without the suite (stock Schemathesis) is judged by its own document too.
-    plain = schemathesis.openapi.from_dict(copy.deepcopy(other.document))
+    plain = schemathesis.openapi.from_dict(copy.deepcopy(other.document), config=schemathesis.Config())
     assert facts_of(plain["/v1/funding/grant"]["POST"].Case(body={})).error("BadRequest").code == "invalid_request"
 
 

@@ -118,8 +118,7 @@ EXPECTED_MISSES: frozenset[str] = frozenset({
 })
 
 EXPECTED_FALSE_FAILURES: frozenset[str] = frozenset({
-    # positive_data_acceptance blames a documented check for 803.0 and for an unknown field
-    "strict_integer_parsing",
+    # positive_data_acceptance blames a documented check for an unknown field
     "unknown_fields_rejected",
     # 404 for a never-granted user is the contract's choice, failed as documented
     "users_known_before_first_grant",
