@@ -74,21 +74,35 @@ def _request_mark(provenance: Provenance, failure: Any, exchange: Any) -> str:
     return marks[0]
 
 
-builtin(not_a_server_error, description="Schemathesis: no 5xx answers.", classify=_server_error_mark)
-builtin(status_code_conformance, description="Schemathesis: every status is one openapi.yaml lists for the operation.",
-        classify=_response_mark)
-builtin(content_type_conformance, description="Schemathesis: every Content-Type is one openapi.yaml lists.",
-        classify=_response_mark)
-builtin(response_headers_conformance, description="Schemathesis: response headers as openapi.yaml defines them.",
-        classify=_header_mark)
-builtin(response_schema_conformance, description="Schemathesis: response bodies match openapi.yaml's schemas.",
-        classify=_schema_mark)
-builtin(negative_data_rejection, description="Schemathesis: invalid requests are rejected with 4xx.",
-        classify=_request_mark)
-builtin(positive_data_acceptance, description="Schemathesis: valid requests are not rejected as invalid.")
-builtin(missing_required_header, description="Schemathesis: a request missing a required header is rejected.")
-builtin(ignored_auth,
-        description="Schemathesis: operations needing a key refuse requests without a valid one (GET).")
+ROOT = ("#/paths",)
+# Generated data meets every schema; a finding takes the mark of the element it breaks.
+SCHEMAS = ("#/components/schemas",)
+builtin("errors.no_server_error", not_a_server_error, description="No answer is a server error (5xx), "
+        "unless it is one the contract lists, with its code (an upstream outage).", classify=_server_error_mark,
+        elements=ROOT)
+builtin("schema.status_code", status_code_conformance,
+        description="Every status is one openapi.yaml lists for the operation.", classify=_response_mark,
+        elements=ROOT)
+builtin("schema.content_type", content_type_conformance,
+        description="Every Content-Type is one openapi.yaml lists.", classify=_response_mark, elements=ROOT)
+builtin("schema.headers", response_headers_conformance,
+        description="Response headers are as openapi.yaml defines them.", classify=_header_mark, elements=ROOT,
+        choices=("#/components/headers/RetryAfter", "#/components/headers/RateLimitLimit",
+                 "#/components/headers/RateLimitRemaining", "#/components/headers/RateLimitReset",
+                 "#/components/headers/IdempotentReplayed"))
+builtin("schema.response", response_schema_conformance,
+        description="Response bodies match openapi.yaml's schemas.", classify=_schema_mark, elements=ROOT,
+        choices=SCHEMAS)
+builtin("schema.negative_data", negative_data_rejection,
+        description="Generated invalid requests are rejected with a 4xx.", classify=_request_mark, elements=ROOT,
+        choices=(*SCHEMAS, "#/components/parameters/IdempotencyKey/schema"))
+builtin("schema.positive_data", positive_data_acceptance,
+        description="Generated valid requests are not rejected as invalid.", elements=ROOT, choices=SCHEMAS)
+builtin("schema.missing_header", missing_required_header,
+        description="A generated request missing a required header is rejected.", elements=ROOT)
+builtin("schema.ignored_auth", ignored_auth,
+        description="Generated GET requests without a valid key are refused.",
+        elements=("#/components/securitySchemes/bearerAuth",))
 
 # Run on every response the suite receives.
 RESPONSE_CHECKS = (not_a_server_error, status_code_conformance, content_type_conformance,

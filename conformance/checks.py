@@ -52,7 +52,8 @@ def json_body(response: Any) -> Any:
         return None
 
 
-@response_check(sources=("seed: All errors return a JSON body",))
+@response_check("errors.envelope", sources=("seed: All errors return a JSON body",),
+                elements=("#/components/schemas/Error",))
 def errors_use_json_envelope(ctx: Any, response: Any, case: Any) -> bool | None:
     """Every 4xx/5xx is JSON: ``{"error": {"code": "...", "message": "..."}}`` (seed: "All errors")."""
     if response.status_code < 400:
@@ -67,10 +68,36 @@ def errors_use_json_envelope(ctx: Any, response: Any, case: Any) -> bool | None:
             message=f"{response.status_code} answered {excerpt!r}; expected "
             '{"error": {"code": "...", "message": "..."}}',
         )
+    media = _media_type(response)
+    if not (media == "application/json" or media.endswith("+json")):
+        raise ContractViolation(
+            operation=case.operation.label,
+            title="Error response not sent as JSON",
+            message=f"{response.status_code} answered the envelope as Content-Type {media or 'none'!r}; "
+            "a JSON body is application/json",
+        )
     return None
 
 
-@response_check()
+def _media_type(response: Any) -> str:
+    headers = response.headers
+    for name, value in (headers.items() if hasattr(headers, "items") else []):
+        if name.lower() == "content-type":
+            text = value[0] if isinstance(value, list) and value else value
+            return str(text).split(";")[0].strip().lower()
+    return ""
+
+
+@response_check("errors.code", sources=(
+    "seed: 401 invalid_api_key All Missing or invalid API key",
+    "seed: 400 bad_request POST /v1/funding/grant Missing required fields",
+    "seed: 404 user_not_found GET /v1/users/:id/balance User not found",
+    "seed: 402 insufficient_balance POST /v1/users/:id/chat/completions User balance too low",
+), elements=("#/components/responses/BadRequest", "#/components/responses/InvalidApiKey",
+             "#/components/responses/UserNotFound", "#/components/responses/InsufficientBalance"),
+    choices=("#/components/responses/IdempotencyKeyInFlight", "#/components/responses/PayloadTooLarge",
+             "#/components/responses/ServiceUnavailable", "#/components/responses/GrantPoolTooLow",
+             "#/components/responses/IdempotencyKeyReused", "#/x-quota-global-responses"))
 def error_code_matches_status(ctx: Any, response: Any, case: Any) -> bool | None:
     """The envelope's ``code`` is the one openapi.yaml gives that status on that operation."""
     if response.status_code < 400:
@@ -83,18 +110,20 @@ def error_code_matches_status(ctx: Any, response: Any, case: Any) -> bool | None
     expected = provenance.expected_codes(operation, response.status_code)
     if not expected:
         return True  # an unlisted status: status_code_conformance's business
+    if "code" not in error:
+        return True  # errors_use_json_envelope reports it
     if error.get("code") not in expected:
         raise ContractViolation(
             operation=case.operation.label,
             title=f"Wrong error code for {response.status_code}",
-            message=f"code {error.get('code')!r}; openapi.yaml gives {response.status_code} "
+            message=f"code {json.dumps(error['code'])}; openapi.yaml gives {response.status_code} "
             f"on {case.operation.label} the code {' or '.join(map(repr, expected))}",
             provenance=provenance.of_response(operation, response.status_code),
         )
     return None
 
 
-@response_check()
+@response_check("money.format", sources=('seed: "balance": "$15.00"',), elements=("#/components/schemas/Money",))
 def money_strings_well_formed(ctx: Any, response: Any, case: Any) -> bool | None:
     """Every Money field is ``$`` + whole dollars + a dot + exactly two decimals, never negative."""
     operation, money = operation_of(case), facts_of(case).money
@@ -119,7 +148,7 @@ def money_strings_well_formed(ctx: Any, response: Any, case: Any) -> bool | None
     return None
 
 
-@response_check()
+@response_check("grant.arithmetic", elements=("#/components/schemas/GrantResponse",))
 def grant_arithmetic_is_exact(ctx: Any, response: Any, case: Any) -> bool | None:
     """On a grant, ``balance_after`` = ``balance_before`` + ``amount_granted``, to the cent."""
     if operation_of(case).operation_id != GRANT or response.status_code != 200:

@@ -13,10 +13,12 @@ from collections.abc import Iterator, Sequence
 from pathlib import Path
 
 from .options import DEFAULT_BUDGET, DEFAULT_PREFIX, Options, OptionsError, Profile, parse_budget
-from .report import as_json, as_junit, human, redact
+from .registry import REGISTRY
+from .report import as_json, as_junit, human, redact, rules_markdown
 from .runner import EXIT_USAGE, TargetUnreachable, run
 
 KEY_ENV = "QUOTA_API_KEY"
+SECOND_KEY_ENV = "QUOTA_SECOND_API_KEY"
 DEMO_KEY = "sk-quota-your-api-key"
 
 
@@ -24,11 +26,11 @@ class _Parser(argparse.ArgumentParser):
     def error(self, message: str) -> None:  # type: ignore[override]
         # argparse echoes bad values; never let it echo a key.
         self.print_usage(sys.stderr)
-        key = os.environ.get(KEY_ENV, "")
+        keys = [os.environ.get(KEY_ENV, ""), os.environ.get(SECOND_KEY_ENV, "")]
         for i, arg in enumerate(sys.argv):
-            if arg == "--api-key" and i + 1 < len(sys.argv):
-                key = sys.argv[i + 1]
-        sys.stderr.write(redact(f"{self.prog}: error: {message}\n", key))
+            if arg in ("--api-key", "--second-api-key") and i + 1 < len(sys.argv):
+                keys.append(sys.argv[i + 1])
+        sys.stderr.write(redact(f"{self.prog}: error: {message}\n", keys))
         raise SystemExit(EXIT_USAGE)
 
 
@@ -61,7 +63,19 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--max-drain-chats", type=int, default=5, metavar="N",
                    help="chats spent draining a one-cent user to reach 402 (default 5)")
     p.add_argument("--no-fuzz", action="store_true", help="skip the Schemathesis-generated phase")
-    p.add_argument("--quiet", action="store_true", help="print the one-line-per-check summary without details")
+    p.add_argument("--second-api-key", metavar="KEY",
+                   help=f"a second key of the same account (default: ${SECOND_KEY_ENV}): checks that "
+                   "Idempotency-Keys are scoped per API key; never printed")
+    p.add_argument("--unusual-methods", action="store_true",
+                   help="also send PUT, PATCH and DELETE to routes that do not define them (expecting 405)")
+    p.add_argument("--retention-check", type=float, default=0.0, metavar="SECONDS",
+                   help="make a grant first, wait until SECONDS have passed, and replay its key")
+    p.add_argument("--state-file", type=Path, metavar="PATH",
+                   help="replay the grant the previous run saved in PATH, and save this run's for the next")
+    p.add_argument("--rule", action="append", default=[], metavar="ID",
+                   help="run only this rule (an id such as idem.replay, or a family such as idem); repeatable")
+    p.add_argument("--quiet", action="store_true", help="print the one-line-per-rule summary without details")
+    p.add_argument("--list-rules", action="store_true", help="print every rule (id, provenance, needs) and exit")
     return p
 
 
@@ -82,22 +96,35 @@ def options_from(args: argparse.Namespace) -> Options:
         chat_model=args.chat_model,
         max_drain_chats=args.max_drain_chats,
         fuzz=not args.no_fuzz,
+        second_api_key=args.second_api_key or os.environ.get(SECOND_KEY_ENV) or None,
+        unusual_methods=args.unusual_methods,
+        retention_check_seconds=args.retention_check,
+        state_file=str(args.state_file) if args.state_file else None,
+        rules=tuple(args.rule),
     ).checked()
 
 
 @contextlib.contextmanager
-def embedded_mock(api_key: str) -> Iterator[str]:
-    """A quota-mock on a free local port, accepting ``api_key``."""
+def embedded_mock(*api_keys: str) -> Iterator[str]:
+    """A quota-mock on a free local port, accepting ``api_keys``."""
     from mockserver import create_app
     from mockserver.server import MockServer
 
-    with MockServer(create_app({"api_keys": [api_key]}), port=0) as server:
+    with MockServer(create_app({"api_keys": list(api_keys)}), port=0) as server:
         yield server.base_url
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    if argv[:1] == ["proxy"]:  # the validation proxy, a command of its own
+        from .proxy.cli import main as proxy_main
+
+        return proxy_main(argv[1:])
     args = build_parser().parse_args(argv)
-    key_hint = args.api_key or os.environ.get(KEY_ENV, "")
+    if args.list_rules:
+        print(rules_markdown(list(REGISTRY)))
+        return 0
+    key_hint = [args.api_key or os.environ.get(KEY_ENV, ""), args.second_api_key or ""]
     try:
         options = options_from(args)
     except OptionsError as exc:
@@ -105,20 +132,20 @@ def main(argv: Sequence[str] | None = None) -> int:
         return EXIT_USAGE
     try:
         if options.base_url is None:
-            with embedded_mock(options.api_key) as url:
+            with embedded_mock(*options.secrets) as url:
                 print(f"No --base-url: testing an embedded quota-mock at {url} (a demo).", flush=True)
                 report = run(Options(**{**options.__dict__, "base_url": url}))
         else:
             report = run(options)
     except TargetUnreachable as exc:
-        sys.stderr.write(redact(f"quota-conformance: {exc}\n", options.api_key))
+        sys.stderr.write(redact(f"quota-conformance: {exc}\n", options.secrets))
         return EXIT_USAGE
-    print(human(report.summary, options.api_key, verbose=not args.quiet))
+    print(human(report.summary, options.secrets, verbose=not args.quiet))
     try:
         if args.junit_xml:
-            args.junit_xml.write_text(as_junit(report.summary, options.api_key), encoding="utf-8")
+            args.junit_xml.write_text(as_junit(report.summary, options.secrets), encoding="utf-8")
         if args.json:
-            args.json.write_text(as_json(report.summary, options.api_key), encoding="utf-8")
+            args.json.write_text(as_json(report.summary, options.secrets), encoding="utf-8")
     except OSError as exc:
         sys.stderr.write(f"quota-conformance: cannot write a report: {exc}\n")
         return EXIT_USAGE

@@ -6,9 +6,11 @@ from __future__ import annotations
 import contextlib
 import copy
 import threading
+import time
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any
+from urllib.parse import quote, urlsplit
 
 import schemathesis
 from schemathesis.core.failures import Failure
@@ -23,15 +25,14 @@ from .checks import ContractViolation, json_body
 from .facts import ContractFacts, attach
 from .options import Options
 from .profiles import severity
-from .registry import REGISTRY, Kind
+from .registry import REGISTRY
 from .report import curl_command
 from .results import Finding, Results
 from .safety import GuardedSession, SafetyGuard
 
 CheckFunction = Callable[..., Any]
 # Run on every response the suite receives: Schemathesis' response checks, then the suite's own.
-ALL_RESPONSE_CHECKS: tuple[CheckFunction, ...] = (*builtin_checks.RESPONSE_CHECKS,
-                                                  *REGISTRY.functions(Kind.RESPONSE))
+ALL_RESPONSE_CHECKS: tuple[CheckFunction, ...] = (*builtin_checks.RESPONSE_CHECKS, *REGISTRY.response_checks())
 _NO_BODY = object()
 # An operation that lists no responses: its expected codes are the global ones.
 _NO_OPERATION = Operation(operation_id="", method="", path="", spec={}, parameters=(), body_schema=None,
@@ -40,10 +41,19 @@ _NO_OPERATION = Operation(operation_id="", method="", path="", spec={}, paramete
 
 @dataclass
 class Exchange:
-    """One request and its answer."""
+    """One request and its answer (``case`` is None for a request outside the contract's
+    operations, such as an unknown route)."""
 
-    case: Case
+    case: Case | None
     response: Response
+
+    @property
+    def label(self) -> str:
+        """The operation, as reports name it: ``GET /v1/balance``."""
+        if self.case is not None:
+            return str(self.case.operation.label)
+        request = self.response.request
+        return f"{request.method} {urlsplit(request.url or '').path}"
 
     @property
     def status(self) -> int:
@@ -106,8 +116,13 @@ def load_schema(base_url: str, session: GuardedSession, facts: ContractFacts) ->
 class Target:
     """The deployment under test, as the checks see it."""
 
-    def __init__(self, options: Options, session: GuardedSession, results: Results) -> None:
+    def __init__(self, options: Options, session: GuardedSession, results: Results,
+                 sleep: Callable[[float], None] = time.sleep) -> None:
         self.options = options
+        # How the run waits (--retention-check); a test moves a mock's clock instead.
+        self.sleep = sleep
+        # Work a probe leaves for the end of the probes (a replay after others' keys).
+        self.deferred: list[tuple[str, Callable[[], None]]] = []
         self.session = session
         self.guard: SafetyGuard = session.guard
         self.results = results
@@ -138,7 +153,10 @@ class Target:
         op = self.operation(operation_id)
         api_operation = self.schema[op.path][op.method]
         all_headers = {**(self.auth_header if auth else {}), **(headers or {})}
-        kwargs: dict[str, Any] = {"path_parameters": path or {}, "query": query or {}, "headers": all_headers}
+        # Quoted here, every character but the unreserved ones: Schemathesis leaves '%' and '/'
+        # as they are, and a user id may hold both (sent as %25 and %2F, read back as sent).
+        quoted = {name: quote(str(value), safe="") for name, value in (path or {}).items()}
+        kwargs: dict[str, Any] = {"path_parameters": quoted, "query": query or {}, "headers": all_headers}
         if raw_body is not None:
             kwargs["body"] = raw_body
             kwargs["media_type"] = "application/json"
@@ -150,6 +168,16 @@ class Target:
     def call(self, case: Case) -> Response:
         """Send one case through the guarded session (raises RequestRefused if the guard says no)."""
         return case.call(base_url=self.base_url, session=self.session)
+
+    def defer(self, rule: str, work: Callable[[], None]) -> None:
+        """Run ``work`` (recording ``rule``'s verdicts) once every probe has run."""
+        self.deferred.append((rule, work))
+
+    def raw(self, method: str, path: str, headers: dict[str, str] | None = None) -> Exchange:
+        """Send a request outside the contract's operations (an unknown route, a wrong method);
+        the path is sent as given (already quoted). The response checks do not apply to it."""
+        response = self.session.request(method, self.base_url + path, headers={**self.auth_header, **(headers or {})})
+        return Exchange(None, Response.from_requests(response, verify=True))
 
     def send(self, operation_id: str, **kwargs: Any) -> Exchange:
         """Build, send and check one request of a scenario."""
@@ -175,12 +203,13 @@ class Target:
                 transport_kwargs={"session": self.session, "base_url": self.base_url},
             )
         for result in self._local.results:
+            rule = REGISTRY.by_check_name(result.name).name
             if result.failure is not None and self.route_missed(exchange):
-                self.results.ran(result.name)  # not this operation's answer: nothing to hold it to
+                self.results.ran(rule)  # not this operation's answer: nothing to hold it to
             elif result.failure is None:
-                self.results.ran(result.name)
+                self.results.ran(rule)
             else:
-                self.report(result.name, result.failure, [exchange])
+                self.report(rule, result.failure, [exchange])
 
     def route_missed(self, exchange: Exchange) -> bool:
         """A generated path parameter so invalid that it missed the route, answered by the
@@ -212,9 +241,12 @@ class Target:
     def violation(self, check: str, exchanges: Sequence[Exchange], title: str, message: str,
                   provenance: str = DOCUMENTED, operation: str | None = None) -> None:
         """Record a scenario's finding."""
-        label = operation or (exchanges[-1].case.operation.label if exchanges else "")
+        label = operation or (exchanges[-1].label if exchanges else "")
         self.report(check, ContractViolation(operation=label, title=title, message=message, provenance=provenance),
                     exchanges, provenance)
+
+    def registry_provenance(self, rule: str) -> str:
+        return REGISTRY[rule].provenance
 
     def classify(self, check: str, failure: Failure, exchange: Exchange) -> str:
         """documented or contract: which kind of openapi.yaml element this failure breaks.

@@ -24,6 +24,8 @@ USER_BALANCE = "getUserBalance"
 BALANCE = "getBalance"
 USER_CHAT = "createUserChatCompletion"
 CHAT = "createChatCompletion"
+ME = "getMe"
+PACKAGES = "listPackages"
 _FACTS_ATTRIBUTE = "_quota_contract_facts"
 
 
@@ -85,6 +87,17 @@ class ContractFacts:
             maximum=dollars_to_micros(Decimal(str(found.get("maximum", 10**12)))),
             step=dollars_to_micros(Decimal(str(found.get("multipleOf", "0.000001")))),
         )
+
+    @cached_property
+    def retention_seconds(self) -> float:
+        """How long the contract keeps an Idempotency-Key (its ``x-quota-retention-seconds``)."""
+        parameter = self.contract.document["components"]["parameters"]["IdempotencyKey"]
+        return float(parameter["x-quota-retention-seconds"])
+
+    @cached_property
+    def documented_packages(self) -> list[dict[str, Any]]:
+        """The packages the vendor's docs list (the contract's example, verbatim from them)."""
+        return list(self.contract.example(PACKAGES)["packages"])
 
     @cached_property
     def user_header(self) -> str:

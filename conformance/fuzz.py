@@ -57,7 +57,7 @@ class Fuzzer:
                     return
                 self._examples(api_operation.as_strategy(generation_mode=mode), op.method == "GET")
         if t.options.read_only:
-            t.results.note("negative_data_rejection", "GET operations only (read-only)")
+            t.results.note("schema.negative_data", "GET operations only (read-only)")
 
     def _examples(self, strategy: Any, is_get: bool) -> None:
         options = self.t.options

@@ -59,8 +59,18 @@ class Options:
     chat_model: str = "gpt-4o"
     max_drain_chats: int = 5
     concurrent_requests: int = 3
-    # Run the schema-driven (Schemathesis) phase; the behavioural scenarios always run.
+    # Run the schema-driven (Schemathesis) phase; the rules' probes always run.
     fuzz: bool = True
+    # A second key of the same account: Idempotency-Keys are scoped per API key.
+    second_api_key: str | None = None
+    # Also send PUT, PATCH and DELETE (to check the 405 envelope); off by default.
+    unusual_methods: bool = False
+    # Wait this long within the run, then replay a grant's key (0: no wait).
+    retention_check_seconds: float = 0.0
+    # Replay the keys the previous run saved here, and save this run's for the next.
+    state_file: str | None = None
+    # Run only these rules (ids, or families such as "idem"); empty: all.
+    rules: tuple[str, ...] = ()
 
     def __post_init__(self) -> None:
         try:
@@ -88,7 +98,23 @@ class Options:
             raise OptionsError("--concurrent-requests must be at least 2")
         if self.max_drain_chats < 1:
             raise OptionsError("--max-drain-chats must be at least 1")
+        if self.second_api_key is not None:
+            if not self.second_api_key.strip() or any(ch.isspace() for ch in self.second_api_key):
+                raise OptionsError("--second-api-key must be a key without whitespace")
+            if self.second_api_key == self.api_key:
+                raise OptionsError("--second-api-key must differ from the API key")
+        if self.retention_check_seconds < 0:
+            raise OptionsError("--retention-check must not be negative")
         return self
+
+    @property
+    def secrets(self) -> tuple[str, ...]:
+        """Every key the reports must never show."""
+        return tuple(key for key in (self.api_key, self.second_api_key) if key)
+
+    def selects(self, rule: str) -> bool:
+        """Whether ``rule`` is among those ``--rule`` chose (all when none was given)."""
+        return not self.rules or any(rule == r or rule.startswith(r + ".") for r in self.rules)
 
     @property
     def target_url(self) -> str:

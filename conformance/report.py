@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 import shlex
 import xml.etree.ElementTree as ET
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -23,10 +24,15 @@ KEY_VARIABLE = "$QUOTA_API_KEY"
 _NOISE = {"user-agent", "accept-encoding", "accept", "connection", "content-length", "x-schemathesis-testcaseid"}
 
 
-def redact(text: str, secret: str) -> str:
-    if not secret:
-        return text
-    return text.replace(secret, REDACTED)
+Secrets = str | Sequence[str]
+
+
+def redact(text: str, secret: Secrets) -> str:
+    """``text`` with every key in ``secret`` (one key, or several) masked."""
+    for key in sorted([secret] if isinstance(secret, str) else list(secret), key=len, reverse=True):
+        if key:
+            text = text.replace(key, REDACTED)
+    return text
 
 
 def curl_command(request: requests.PreparedRequest | None, api_key: str) -> str:
@@ -83,7 +89,7 @@ def _dollars(micros: int) -> str:
     return f"${micros / 1_000_000:.2f}" if micros % 10_000 == 0 else f"${micros / 1_000_000:.6f}"
 
 
-def human(summary: Summary, api_key: str, verbose: bool = True) -> str:
+def human(summary: Summary, api_key: Secrets, verbose: bool = True) -> str:
     lines = [
         f"quota-conformance against {summary.target} (profile {summary.profile}"
         f"{', read-only' if summary.read_only else ''})",
@@ -91,7 +97,7 @@ def human(summary: Summary, api_key: str, verbose: bool = True) -> str:
     ]
     width = max((len(r.name) for r in summary.records), default=10)
     for record in summary.records:
-        lines.append(f"{record.status.value.upper():<8} {record.name:<{width}}  {record.reason}")
+        lines.append(f"{record.status.value.upper():<12} {record.name:<{width}}  {record.reason}")
     details = [r for r in summary.records if r.findings]
     if verbose and details:
         lines += ["", "Details (reproduce with QUOTA_API_KEY set in your shell):"]
@@ -107,7 +113,8 @@ def human(summary: Summary, api_key: str, verbose: bool = True) -> str:
     counts = summary.counts
     lines += [
         "",
-        f"{counts['passed']} passed, {counts['failed']} failed, {counts['warned']} warned, {counts['skipped']} skipped",
+        f"{counts['passed']} passed, {counts['failed']} failed, {counts['warned']} warned, "
+        f"{counts['inconclusive']} inconclusive, {counts['skipped']} skipped",
         f"{summary.requests_sent} requests; granted at most {_dollars(summary.budget_reserved_micros)} "
         f"of the {_dollars(summary.budget_total_micros)} budget",
     ]
@@ -120,7 +127,7 @@ def human(summary: Summary, api_key: str, verbose: bool = True) -> str:
     return redact("\n".join(lines), api_key)
 
 
-def as_json(summary: Summary, api_key: str) -> str:
+def as_json(summary: Summary, api_key: Secrets) -> str:
     document: dict[str, Any] = {
         "target": summary.target,
         "profile": summary.profile,
@@ -132,13 +139,14 @@ def as_json(summary: Summary, api_key: str) -> str:
                    "granted_at_most_microdollars": summary.budget_reserved_micros},
         "refused_by_guard": summary.refused,
         "counts": summary.counts,
-        "checks": [
+        "rules": [
             {
-                "name": r.name,
+                "id": r.name,
                 "description": r.description,
+                "provenance": r.provenance,
                 "status": r.status.value,
                 "reason": r.reason,
-                "responses_checked": r.runs,
+                "observations": r.runs,
                 "findings": [
                     {"severity": f.severity.value, "provenance": f.provenance, "operation": f.operation,
                      "title": f.title, "message": f.message, "curl": list(f.curl)}
@@ -151,14 +159,14 @@ def as_json(summary: Summary, api_key: str) -> str:
     return redact(json.dumps(document, indent=2), api_key)
 
 
-def as_junit(summary: Summary, api_key: str) -> str:
+def as_junit(summary: Summary, api_key: Secrets) -> str:
     counts = summary.counts
     suite = ET.Element(
         "testsuite",
         name="quota-conformance",
         tests=str(len(summary.records)),
         failures=str(counts["failed"]),
-        skipped=str(counts["skipped"]),
+        skipped=str(counts["skipped"] + counts["inconclusive"]),
         errors="0",
         time=f"{summary.elapsed_seconds:.3f}",
     )
@@ -173,8 +181,24 @@ def as_junit(summary: Summary, api_key: str) -> str:
             ET.SubElement(case, "failure", message=record.reason, type="ContractViolation").text = text
         elif status is Status.SKIPPED:
             ET.SubElement(case, "skipped", message=record.reason)
+        elif status is Status.INCONCLUSIVE:
+            ET.SubElement(case, "skipped", message=f"inconclusive: {record.reason}")
         elif status is Status.WARNED:
             ET.SubElement(case, "system-out").text = "WARNING (the contract's own choice)\n" + text
     root = ET.Element("testsuites")
     root.append(suite)
     return redact(ET.tostring(root, encoding="unicode", xml_declaration=True), api_key)
+
+
+def rules_markdown(rules: Sequence[Any]) -> str:
+    """The rule catalogue as a Markdown table (``quota-conformance --list-rules``; docs/conformance.md
+    holds the same table, and a test keeps the two equal)."""
+    lines = ["| rule | provenance | needs | what it verifies |", "| --- | --- | --- | --- |"]
+    for rule in rules:
+        needs = ", ".join(sorted(str(n) for n in rule.needs)) or "-"
+        budget = rule.cost.least
+        if budget:
+            needs = f"{needs}, ${budget / 1_000_000:.2f}" if needs != "-" else f"${budget / 1_000_000:.2f}"
+        text = rule.description.replace("|", "\\|")
+        lines.append(f"| `{rule.name}` | {rule.provenance} | {needs} | {text} |")
+    return "\n".join(lines)

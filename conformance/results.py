@@ -1,4 +1,5 @@
-"""What a run found: one record per check, each passed, failed, warned or skipped."""
+"""What a run found: one record per rule, each passed, failed, warned, inconclusive or skipped,
+with the reason."""
 
 from __future__ import annotations
 
@@ -15,6 +16,8 @@ class Status(StrEnum):
     PASSED = "passed"
     FAILED = "failed"
     WARNED = "warned"
+    # Ran, but what it saw cannot decide (another client moved a shared balance meanwhile).
+    INCONCLUSIVE = "inconclusive"
     SKIPPED = "skipped"
 
 
@@ -34,8 +37,10 @@ class Finding:
 class CheckRecord:
     name: str
     description: str
+    provenance: str = ""
     runs: int = 0
     skip_reason: str | None = None
+    inconclusive: list[str] = field(default_factory=list)
     findings: list[Finding] = field(default_factory=list)
     notes: list[str] = field(default_factory=list)
 
@@ -46,7 +51,7 @@ class CheckRecord:
         if self.findings:
             return Status.WARNED
         if self.runs == 0:
-            return Status.SKIPPED
+            return Status.INCONCLUSIVE if self.inconclusive else Status.SKIPPED
         return Status.PASSED
 
     @property
@@ -55,9 +60,12 @@ class CheckRecord:
         status = self.status
         if status is Status.SKIPPED:
             return self.skip_reason or "not exercised by this run"
+        if status is Status.INCONCLUSIVE:
+            return self.inconclusive[0]
         if status is Status.PASSED:
-            detail = f"{self.runs} response{'s' if self.runs != 1 else ''} checked"
-            return "; ".join([detail, *self.notes])
+            detail = f"{self.runs} observation{'s' if self.runs != 1 else ''} checked"
+            undecided = [f"{len(self.inconclusive)} inconclusive ({self.inconclusive[0]})"] if self.inconclusive else []
+            return "; ".join([detail, *undecided, *self.notes])
         first = self.findings[0]
         more = f" (+{len(self.findings) - 1} more)" if len(self.findings) > 1 else ""
         return f"{first.operation}: {first.title}{more}"
@@ -69,7 +77,7 @@ class Results:
     must not quietly become a rule of its own."""
 
     def __init__(self, rules: Iterable[Rule]) -> None:
-        self.records = {rule.name: CheckRecord(rule.name, rule.description) for rule in rules}
+        self.records = {rule.name: CheckRecord(rule.name, rule.description, rule.provenance) for rule in rules}
         self._seen: set[tuple[str, str, str, str]] = set()
         self._lock = threading.Lock()
 
@@ -89,9 +97,16 @@ class Results:
             if record.skip_reason is None:
                 record.skip_reason = reason
 
+    def undecided(self, name: str, reason: str) -> None:
+        """The rule ran but could not decide (see :attr:`Status.INCONCLUSIVE`)."""
+        with self._lock:
+            self.record(name).inconclusive.append(reason)
+
     def note(self, name: str, note: str) -> None:
         with self._lock:
-            self.record(name).notes.append(note)
+            record = self.record(name)
+            if note not in record.notes:
+                record.notes.append(note)
 
     def add(self, finding: Finding) -> None:
         key = (finding.check, finding.operation, finding.title, finding.message.split("\n", 1)[0])

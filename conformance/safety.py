@@ -38,6 +38,13 @@ from .options import Options
 
 READ_METHODS = frozenset({"GET", "HEAD"})
 CONTRACT_METHODS = frozenset({"GET", "HEAD", "POST"})
+# Sent only with --unusual-methods, to see the 405 envelope of a route that does not define them.
+UNUSUAL_METHODS = frozenset({"PUT", "PATCH", "DELETE"})
+# A developer-billed chat is sent only when tiny, and this much is reserved from the budget for
+# it: a few dozen tokens cost far under a cent at any model's price.
+DEVELOPER_CHAT_RESERVE = MICROS_PER_DOLLAR // 100
+TINY_CHAT_MAX_TOKENS = 16
+TINY_CHAT_BYTES = 1024
 
 
 class RequestRefused(Exception):
@@ -156,7 +163,7 @@ class SafetyGuard:
     def _check(self, method: str, path: str, request: requests.PreparedRequest) -> None:
         if self.options.read_only and method not in READ_METHODS:
             raise RequestRefused(f"read-only: {method} {path} not sent")
-        if method not in CONTRACT_METHODS:
+        if method not in CONTRACT_METHODS and not (self.options.unusual_methods and method in UNUSUAL_METHODS):
             raise RequestRefused(f"unusual method: {method} {path} not sent")
         if method != "POST":
             return
@@ -166,8 +173,11 @@ class SafetyGuard:
             self._check_grant(_json_body(request))
         elif operation_id == CHAT:
             header = self.facts.user_header
-            if not self.owns(request.headers.get(header)):
-                raise RequestRefused(f"developer billing: a chat without a prefixed {header} not sent")
+            user = request.headers.get(header)
+            if user is None:
+                self._check_developer_chat(request)
+            elif not self.owns(user):
+                raise RequestRefused(f"foreign user: a chat for {user!r} not sent")
             self.stats.chats += 1
         elif operation_id == USER_CHAT:
             user = next(iter(path_parameters.values()), None)
@@ -176,6 +186,19 @@ class SafetyGuard:
             self.stats.chats += 1
         else:
             raise RequestRefused(f"unknown operation: POST {path} not sent")
+
+    def _check_developer_chat(self, request: requests.PreparedRequest) -> None:
+        """A chat billed to the developer: only a tiny one, its cost reserved like a grant's."""
+        body = _json_body(request)
+        size = len(request.body or b"")
+        max_tokens = body.get("max_tokens") if isinstance(body, dict) else None
+        tiny = (isinstance(max_tokens, int) and 0 < max_tokens <= TINY_CHAT_MAX_TOKENS
+                and size <= TINY_CHAT_BYTES and not body.get("n"))
+        if not tiny:
+            raise RequestRefused(f"developer billing: a chat without a prefixed {self.facts.user_header} not sent "
+                                 f"(only a tiny one: max_tokens <= {TINY_CHAT_MAX_TOKENS}, <= {TINY_CHAT_BYTES} bytes)")
+        if not self.budget.reserve(DEVELOPER_CHAT_RESERVE):
+            raise RequestRefused("budget: a developer-billed chat not sent (raise --budget)")
 
     def _check_grant(self, body: Any) -> None:
         if not isinstance(body, dict):

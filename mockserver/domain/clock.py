@@ -59,6 +59,11 @@ class Clock:
     def offset(self) -> float:
         return self._offset
 
+    def offset_kept_by(self, store: object) -> bool:
+        """Whether ``store`` keeps this clock's offset, so that it can read the time inside
+        its own atomic step instead of being told it (see RedisClock)."""
+        return False
+
 
 def iso8601(epoch_seconds: float) -> str:
     """UTC timestamp as RFC 3339 with a ``Z`` suffix."""

@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from typing import Generic, TypeVar
+
+T = TypeVar("T")
 
 # Ledger entry kinds. Deposits and adjustments bring money in from outside (seeding,
 # the control API); grants move it from the pool to a user; charges spend it.
@@ -83,3 +86,33 @@ class Conservation:
     @property
     def holds(self) -> bool:
         return self.replay_matches and self.external_in == self.pool + self.users + self.spent
+
+
+@dataclass(frozen=True, slots=True)
+class GrantRequest:
+    """One grant as the API asked for it. ``fingerprint`` is what makes two requests with the
+    same ``idempotency_key`` "the same" (route and body); ``scope`` is the API key's."""
+
+    scope: str
+    idempotency_key: str | None
+    fingerprint: bytes
+    user_id: str
+    amount: int
+    description: str | None
+
+
+@dataclass(frozen=True, slots=True)
+class Page(Generic[T]):
+    """One page of a listing, and the cursor of the next (``None``: this was the last)."""
+
+    items: list[T] = field(default_factory=list)
+    next_cursor: int | None = None
+
+
+# Every listing answers at most this many items a page, whatever it is asked for.
+MAX_PAGE_SIZE = 1000
+
+
+def page_size(limit: int) -> int:
+    """``limit`` held to 1..MAX_PAGE_SIZE: a page's cost is bounded whatever the caller asks."""
+    return max(1, min(limit, MAX_PAGE_SIZE))

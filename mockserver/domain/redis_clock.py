@@ -37,3 +37,10 @@ class RedisClock(Clock):
     @property
     def offset(self) -> float:
         return self._store.clock_offset()
+
+    def offset_kept_by(self, store: object) -> bool:
+        # The same offset key on the same server: a second store object on this namespace
+        # (another worker's, or a test's) reads the very same clock.
+        return (
+            isinstance(store, RedisStore) and store.url == self._store.url and store.clock_key == self._store.clock_key
+        )

@@ -1,10 +1,14 @@
 """A state store on Redis: one state shared by several worker processes or mock instances.
 
-Every method that changes state is one Lua script (see :mod:`.redis_scripts`) or one
-MULTI transaction, so each is atomic across processes exactly as the memory store's lock
-makes it atomic across threads. Idempotency records expire through Redis' own TTL; the
-mock clock's ``now`` still decides expiry logically, so moving the clock in a test expires
-keys just as it does in memory.
+Every method that changes state is one Lua script (see :mod:`.redis_scripts`), so each is
+atomic across processes exactly as the memory store's lock makes it atomic across threads.
+A grant is one script and one round trip: it reads the shared clock, claims its
+Idempotency-Key, moves the money and records the result in the same step. Reads that need
+several values (the dashboard's live part) go in one pipeline. Scripts are sent once and then
+run by their SHA (EVALSHA), and sent again only if Redis lost them (a restart).
+
+Idempotency records expire through Redis' own TTL; the mock clock's ``now`` still decides
+expiry logically, so moving the clock in a test expires keys just as it does in memory.
 
 Failures of Redis itself (refused, dropped, timed out) become ``service_unavailable``
 (503): a script either ran whole or not at all, so nothing is ever half-applied. There is
@@ -13,19 +17,22 @@ no automatic retry: re-sending a script whose reply was lost could apply it twic
 
 from __future__ import annotations
 
-import json
 import secrets
 import threading
+import time
 from collections.abc import Callable
 from typing import Any, TypeVar
 
 import redis
 from redis.backoff import NoBackoff
+from redis.commands.core import Script
 from redis.retry import Retry
 
 from ..config import DEFAULT_STORE_PREFIX as DEFAULT_PREFIX  # the configuration holds every default
+from . import redis_codec as codec
 from . import redis_scripts as scripts
 from .accounts import Seed
+from .clock import Clock
 from .errors import (
     MAX_SAFE_MICRODOLLARS,
     AmountOutOfRange,
@@ -42,10 +49,15 @@ from .records import (
     GRANT,
     ChargeResult,
     Conservation,
+    GrantRequest,
     GrantResult,
     IdempotencyView,
     LedgerEntry,
+    Page,
+    page_size,
 )
+from .store import Slices
+from .usage import Overview, UsageSummary
 
 __all__ = ["DEFAULT_PREFIX", "MAX_SAFE_MICRODOLLARS", "RedisStore"]
 # How long an in-flight claim survives its worker's death before the key frees itself.
@@ -98,13 +110,13 @@ class RedisStore:
             encoding_errors="surrogatepass",
         )
         self._redis = redis.Redis(connection_pool=pool)
-        self._keys = [prefix + name for name in ("pool", "users", "ledger", "meta", "idem")]
-        self._pool_key, self._users_key, self._ledger_key, self._meta_key, self._idem_key = self._keys
-        self._record_prefix = prefix + "idem:"
-        self.clock_key = prefix + "clock"
-        self._scripts = {
-            name: self._redis.register_script(getattr(scripts, name))
-            for name in ("LOAD", "CLAIM", "RELEASE", "GRANT", "CHARGE", "SET_BALANCE", "LEDGER_SINCE", "VIEWS")
+        # Every script gets the same KEYS, in redis_scripts.KEY_NAMES' order.
+        self._keys = [prefix + name for name in scripts.KEY_NAMES]
+        names = dict(zip(scripts.KEY_NAMES, self._keys, strict=True))
+        self._pool_key, self._users_key, self._order_key = names["pool"], names["users"], names["user_order"]
+        self._ledger_key, self._idem_key, self.clock_key = names["ledger"], names["idem"], names["clock"]
+        self._scripts: dict[str, Script] = {
+            name: self._redis.register_script(getattr(scripts, name)) for name in scripts.SCRIPTS
         }
         # The owner token of each claim this process holds, so that a release frees only
         # its own claim. Releases that failed while Redis was away are sent again before the
@@ -124,18 +136,18 @@ class RedisStore:
         if self._first_load_keeps_state:
             self._first_load_keeps_state = False
             mode = "init"
-        at = _time_text(now)
-        args: list[Any] = [mode, self._record_prefix]
+        at = codec.time_text(now)
+        args: list[Any] = [mode]
         deposits: list[tuple[str | None, int]] = [(None, seed.pool), *seed.users.items()]
         for user_id, amount in deposits:
             _check_amount(amount)
             description = "seed: grant pool" if user_id is None else "seed: user balance"
-            tail = _tail(new_ledger_id(), DEPOSIT, user_id, description)
+            tail = codec.tail(new_ledger_id(), DEPOSIT, user_id, description)
             args += ["pool" if user_id is None else "user", user_id or "", amount, at, tail]
         with self._pending_lock:
             self._pending_releases.clear()
             self._owners.clear()
-        loaded = self._run("LOAD", self._keys, args)
+        loaded = self._run("LOAD", args)
         self.loaded_seed = loaded[1] == 1
 
     def pool_balance(self) -> int:
@@ -149,23 +161,37 @@ class RedisStore:
         raw = self._call(lambda: self._redis.hgetall(self._users_key))
         return {user_id: int(balance) for user_id, balance in raw.items()}
 
+    def user_count(self) -> int:
+        return int(self._call(lambda: self._redis.llen(self._order_key)))
+
+    def users_page(self, cursor: int | None, limit: int) -> Page[tuple[str, int]]:
+        return _users_page(self._run("USERS_PAGE", [cursor or 0, page_size(limit)]), cursor or 0)
+
+    # -- grants --------------------------------------------------------------------------
+
+    def grant(self, request: GrantRequest, clock: Clock) -> GrantResult:
+        """Claim, grant and record in one script (one round trip), at the clock's time."""
+        _check_amount(request.amount)
+        ledger_id = new_ledger_id()
+        wall, shared = self._time_of(clock)
+        tail = codec.tail(ledger_id, GRANT, request.user_id, request.description)
+        args: list[Any] = ["plain", wall, shared, request.user_id, request.amount, tail, ledger_id]
+        if request.idempotency_key is not None:
+            args[0] = "once"
+            fingerprint = request.fingerprint
+            args += [codec.member(request.scope, request.idempotency_key), fingerprint, self.ttl_seconds, self.max_keys]
+        reply = self._run("GRANT", args)
+        if reply[0] == "replay":
+            user_id, amount, before, after, replayed_id = reply[1:6]
+            return GrantResult(user_id, int(amount), int(before), int(after), replayed_id, duplicate=True)
+        return GrantResult(request.user_id, request.amount, int(reply[1]), int(reply[2]), ledger_id)
+
     def claim_idempotency_key(self, scope: str, key: str, fingerprint: bytes, now: float) -> GrantResult | None:
-        member = _member(scope, key)
         owner = secrets.token_hex(8)
-        args = [
-            self._record_prefix,
-            member,
-            scope,
-            key,
-            fingerprint.hex(),
-            _time_text(now),
-            _time_text(now + self.ttl_seconds),
-            self.max_keys,
-            self._lease_ms,
-            owner,
-        ]
+        args = [codec.member(scope, key), fingerprint, codec.time_text(now), self.ttl_seconds, self.max_keys,
+                self._lease_ms, owner]
         try:
-            reply = self._run("CLAIM", [self._idem_key, self._meta_key, self._record_prefix + member], args)
+            reply = self._run("CLAIM", args)
         except StoreUnavailable:
             # The claim may have been applied with its reply lost: undo it once Redis
             # answers, or the key would stay "in flight" for its lease with nobody on it.
@@ -201,15 +227,18 @@ class RedisStore:
     ) -> GrantResult:
         _check_amount(amount)
         ledger_id = new_ledger_id()
-        keys = self._keys[:4]
+        tail = codec.tail(ledger_id, GRANT, user_id, description)
+        args: list[Any] = ["plain", codec.time_text(now), "0", user_id, amount, tail, ledger_id]
         if completes is not None:
-            keys.append(self._record_prefix + _member(*completes))
-        tail = _tail(ledger_id, GRANT, user_id, description)
-        reply = self._run("GRANT", keys, [user_id, amount, _time_text(now), tail, ledger_id])
+            args[0] = "complete"
+            args.append(codec.member(*completes))
+        reply = self._run("GRANT", args)
         if completes is not None:
             with self._pending_lock:
                 self._owners.pop(completes, None)
         return GrantResult(user_id, amount, int(reply[1]), int(reply[2]), ledger_id)
+
+    # -- charges and adjustments ---------------------------------------------------------
 
     def apply_charge(
         self,
@@ -222,52 +251,123 @@ class RedisStore:
     ) -> ChargeResult:
         _check_amount(amount)
         ledger_id = new_ledger_id()
-        tail = _tail(ledger_id, CHARGE, user_id, None, model, prompt_tokens, completion_tokens)
+        tail = codec.tail(ledger_id, CHARGE, user_id, None, model, prompt_tokens, completion_tokens)
         target = "pool" if user_id is None else "user"
-        reply = self._run("CHARGE", self._keys[:4], [target, user_id or "", amount, _time_text(now), tail])
+        reply = self._run(
+            "CHARGE",
+            [target, user_id or "", amount, codec.time_text(now), model or "", prompt_tokens, completion_tokens, tail],
+        )
         return ChargeResult(ledger_id, amount, int(reply[1]), int(reply[2]))
 
     def set_balance(self, user_id: str | None, amount: int, now: float, description: str) -> LedgerEntry:
         _check_amount(amount)
         ledger_id = new_ledger_id()
-        at = _time_text(now)
-        tail = _tail(ledger_id, ADJUSTMENT, user_id, description)
+        at = codec.time_text(now)
+        tail = codec.tail(ledger_id, ADJUSTMENT, user_id, description)
         target = "pool" if user_id is None else "user"
-        reply = self._run("SET_BALANCE", self._keys[:4], [target, user_id or "", amount, at, tail])
+        reply = self._run("SET_BALANCE", [target, user_id or "", amount, at, tail])
         before, after = int(reply[1]), int(reply[2])
         return LedgerEntry(ledger_id, ADJUSTMENT, after - before, user_id, float(at), before, after, description)
+
+    # -- usage ------------------------------------------------------------------------------
+
+    def usage(self, since: float, until: float) -> UsageSummary:
+        reply = self._run("USAGE", ["0", "0", codec.time_text(since), codec.time_text(until)])
+        return codec.usage_summary(reply)
+
+    def overview(self, clock: Clock) -> Overview:
+        """The pool and the usage window ending now, in one round trip."""
+        wall, shared = self._time_of(clock)
+        reply = self._run("USAGE", [wall, shared])
+        return Overview(int(reply[3]), codec.usage_summary(reply))
+
+    # -- the ledger ---------------------------------------------------------------------
 
     def ledger(self, since: float | None = None) -> list[LedgerEntry]:
         if since is None:
             raw = self._call(lambda: self._redis.lrange(self._ledger_key, 0, -1))
-            return [_decode(item) for item in raw]
-        raw = self._run("LEDGER_SINCE", [self._ledger_key, self._meta_key], [_time_text(since)])
+            return [codec.ledger_entry(item) for item in raw]
+        raw = self._run("LEDGER_SINCE", [codec.time_text(since)])
         # When the clock was moved back the script returns everything: filter here.
-        return [entry for entry in map(_decode, raw) if entry.at >= since]
+        return [entry for entry in map(codec.ledger_entry, raw) if entry.at >= since]
 
     def ledger_tail(self, limit: int) -> list[LedgerEntry]:
         if limit <= 0:
             return []
-        return [_decode(item) for item in self._call(lambda: self._redis.lrange(self._ledger_key, -limit, -1))]
+        raw = self._call(lambda: self._redis.lrange(self._ledger_key, -limit, -1))
+        return [codec.ledger_entry(item) for item in raw]
+
+    def ledger_page(self, cursor: int | None, limit: int) -> Page[LedgerEntry]:
+        """Newest first, from position ``cursor`` (the newest entry when None) down."""
+        limit = page_size(limit)
+        if cursor is None:
+
+            def newest() -> list[Any]:
+                pipe = self._redis.pipeline(transaction=True)
+                pipe.llen(self._ledger_key)
+                pipe.lrange(self._ledger_key, -limit, -1)
+                return pipe.execute()
+
+            size, raw = self._call(newest)
+            lowest = size - len(raw)
+        else:
+            lowest = max(0, cursor - limit + 1)
+            raw = self._call(lambda: self._redis.lrange(self._ledger_key, lowest, cursor))
+        entries = [codec.ledger_entry(item) for item in reversed(raw)]
+        return Page(entries, lowest - 1 if entries and lowest > 0 else None)
 
     def ledger_size(self) -> int:
         return int(self._call(lambda: self._redis.llen(self._ledger_key)))
 
+    # -- idempotency keys -------------------------------------------------------------------
+
     def idempotency_keys(self, now: float) -> list[IdempotencyView]:
-        rows = self._run("VIEWS", [self._idem_key], [self._record_prefix, _time_text(now)])
-        return [
-            IdempotencyView(
-                scope=scope,
-                key=key,
-                state="in_flight" if state == "flight" else "completed",
-                expires_at=float(expires_at),
-                ledger_id=ledger_id or None,
-            )
-            for scope, key, state, expires_at, ledger_id in rows
-        ]
+        views: list[IdempotencyView] = []
+        cursor: int | None = 0
+        while cursor is not None:
+            page = self.idempotency_key_page(now, cursor, 1000)
+            views += page.items
+            cursor = page.next_cursor
+        return views
+
+    def idempotency_key_page(self, now: float, cursor: int | None, limit: int) -> Page[IdempotencyView]:
+        return _keys_page(self._run("KEYS_PAGE", [codec.time_text(now), "0", cursor or 0, page_size(limit)]))
 
     def idempotency_key_count(self) -> int:
         return int(self._call(lambda: self._redis.zcard(self._idem_key)))
+
+    def slices(self, clock: Clock, rows: int) -> Slices:
+        """Every read in one MULTI pipeline: one round trip, one instant."""
+        rows = page_size(rows)
+        wall, shared = self._time_of(clock)
+        calls: list[tuple[str, list[Any]]] = [
+            ("USAGE", [wall, shared]),
+            ("USERS_PAGE", [0, rows]),
+            ("KEYS_PAGE", [wall, shared, 0, rows]),
+        ]
+
+        def read() -> list[Any]:
+            pipe = self._redis.pipeline(transaction=True)
+            for name, args in calls:
+                pipe.evalsha(self._scripts[name].sha, len(self._keys), *self._keys, self.prefix, *args)
+            pipe.llen(self._ledger_key)
+            pipe.lrange(self._ledger_key, -rows, -1)
+            pipe.zcard(self._idem_key)
+            return pipe.execute()
+
+        usage, users, keys, ledger_size, ledger, key_count = self._call(lambda: self._with_scripts_loaded(read))
+        entries = [codec.ledger_entry(item) for item in reversed(ledger)]
+        lowest = ledger_size - len(entries)
+        return Slices(
+            now=float(usage[0]),
+            overview=Overview(int(usage[3]), codec.usage_summary(usage)),
+            users=_users_page(users, 0),
+            user_count=int(users[0]),
+            ledger=Page(entries, lowest - 1 if entries and lowest > 0 else None),
+            ledger_size=int(ledger_size),
+            keys=_keys_page(keys),
+            key_count=int(key_count),
+        )
 
     def conservation(self) -> Conservation:
         def snapshot() -> list[Any]:
@@ -280,7 +380,7 @@ class RedisStore:
 
         raw_ledger, pool, users = self._call(snapshot)
         balances = {user_id: int(balance) for user_id, balance in users.items()}
-        return check_conservation(map(_decode, raw_ledger), int(pool or 0), balances)
+        return check_conservation(map(codec.ledger_entry, raw_ledger), int(pool or 0), balances)
 
     # -- the shared clock (see redis_clock.RedisClock) ---------------------------------
 
@@ -295,14 +395,30 @@ class RedisStore:
 
     # -- plumbing -----------------------------------------------------------------------
 
-    def _release(self, scope: str, key: str, owner: str) -> None:
-        member = _member(scope, key)
-        self._run("RELEASE", [self._idem_key, self._record_prefix + member], [member, owner], flush_pending=False)
+    def _time_of(self, clock: Clock) -> tuple[str, str]:
+        """What a script needs to read ``clock`` inside its own step: wall time, and whether
+        to add the offset this namespace keeps (saving a round trip to read it first)."""
+        if clock.offset_kept_by(self):
+            return codec.time_text(time.time()), "1"
+        return codec.time_text(clock.now()), "0"
 
-    def _run(self, name: str, keys: list[str], args: list[Any], *, flush_pending: bool = True) -> Any:
-        """Run a script; a failure it names by reply tag is raised as that error type."""
+    def _with_scripts_loaded(self, operation: Callable[[], T]) -> T:
+        # A pipeline runs scripts by SHA only; after a Redis restart they must be sent again.
+        try:
+            return operation()
+        except redis.exceptions.NoScriptError:
+            for script in self._scripts.values():
+                script.sha = self._redis.script_load(script.script)
+            return operation()
+
+    def _release(self, scope: str, key: str, owner: str) -> None:
+        self._run("RELEASE", [codec.member(scope, key), owner], flush_pending=False)
+
+    def _run(self, name: str, args: list[Any], *, flush_pending: bool = True) -> Any:
+        """Run a script (by SHA); a failure it names by reply tag is raised as that error type."""
         script = self._scripts[name]
-        reply = self._call(lambda: script(keys=keys, args=args), flush_pending=flush_pending)
+        keys, full_args = self._keys, [self.prefix, *args]
+        reply = self._call(lambda: script(keys=keys, args=full_args), flush_pending=flush_pending)
         if isinstance(reply, list) and reply and is_store_error_reply(reply[0]):
             raise store_error(reply)
         return reply
@@ -329,34 +445,17 @@ class RedisStore:
                 self._pending_releases.discard((scope, key, owner))
 
 
-def _member(scope: str, key: str) -> str:
-    # Length-prefixed, so that no (scope, key) pair can collide with another one.
-    return f"{len(scope)}:{scope}:{key}"
+def _users_page(reply: list[Any], start: int) -> Page[tuple[str, int]]:
+    total, flat = int(reply[0]), reply[1:]
+    items = [(flat[i], int(flat[i + 1])) for i in range(0, len(flat), 2)]
+    end = start + len(items)
+    return Page(items, end if items and end < total else None)
 
 
-def _time_text(seconds: float) -> str:
-    # repr() round-trips a float exactly; Lua and json.loads read the same value back.
-    return repr(float(seconds))
-
-
-def _tail(
-    ledger_id: str,
-    kind: str,
-    user_id: str | None,
-    description: str | None,
-    model: str | None = None,
-    prompt_tokens: int = 0,
-    completion_tokens: int = 0,
-) -> str:
-    # ASCII-only JSON: any user id or description is escaped, so the entry always parses.
-    return "," + json.dumps([ledger_id, kind, user_id, description, model, prompt_tokens, completion_tokens])[1:]
-
-
-def _decode(raw: str) -> LedgerEntry:
-    at, amount, before, after, ledger_id, kind, user_id, description, model, prompt, completion = json.loads(raw)
-    return LedgerEntry(
-        ledger_id, kind, amount, user_id, float(at), before, after, description, model, prompt, completion
-    )
+def _keys_page(reply: list[Any]) -> Page[IdempotencyView]:
+    rows = reply[1:]
+    views = [codec.key_view(*rows[i : i + 4]) for i in range(0, len(rows), 4)]
+    return Page(views, int(float(reply[0])) if reply[0] else None)
 
 
 def _check_amount(amount: int) -> None:

@@ -15,9 +15,9 @@ from .accounts import Seed
 from .clock import Clock
 from .completions import ChatOptions, FakeCompletion, Message, complete
 from .errors import BAD_REQUEST, QuotaError, UserNotFound
-from .records import ChargeResult, Conservation, GrantResult, LedgerEntry
+from .records import ChargeResult, Conservation, GrantRequest, GrantResult, LedgerEntry
 from .store import StateStore
-from .usage import USAGE_WINDOW_SECONDS, UsageSummary, summarize
+from .usage import Overview, UsageSummary
 
 
 @dataclass(frozen=True, slots=True)
@@ -86,8 +86,12 @@ class FundingService:
         """Grant ``amount`` micro-dollars from the pool to ``user_id``, at most once per key.
 
         ``processing_delay`` holds the request in flight before it applies (latency faults),
-        which is also when a second request with the same key meets ``in_flight``.
+        which is also when a second request with the same key meets ``in_flight``. Without
+        one, the store claims the key, grants and records the result in one step.
         """
+        if processing_delay <= 0:
+            request = GrantRequest(scope, idempotency_key, fingerprint, user_id, amount, description)
+            return self.store.grant(request, self.clock)
         if idempotency_key is None:
             self._hold(processing_delay)
             return self.store.apply_grant(user_id, amount, description, self.clock.now(), None)
@@ -131,9 +135,12 @@ class FundingService:
         return ChatOutcome(completion, charge, now)
 
     def usage(self) -> UsageSummary:
-        until = self.clock.now()
-        since = until - USAGE_WINDOW_SECONDS
-        return summarize(self.store.ledger(since), since, until)
+        """The last 30 days' usage, kept by the store as money moves (never a ledger scan)."""
+        return self.store.overview(self.clock).usage
+
+    def overview(self) -> Overview:
+        """The pool and the 30-day usage together, as ``GET /v1/me`` shows them."""
+        return self.store.overview(self.clock)
 
     def _hold(self, seconds: float) -> None:
         if seconds > 0:

@@ -6,10 +6,28 @@ service, the web layer and the store tests run unchanged against each of them.
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Protocol
 
 from .accounts import Seed
-from .records import ChargeResult, Conservation, GrantResult, IdempotencyView, LedgerEntry
+from .clock import Clock
+from .records import ChargeResult, Conservation, GrantRequest, GrantResult, IdempotencyView, LedgerEntry, Page
+from .usage import Overview, UsageSummary
+
+
+@dataclass(frozen=True, slots=True)
+class Slices:
+    """Bounded slices of the state, read at one instant: what a live view (the dashboard)
+    shows, at a cost that does not grow with the books."""
+
+    now: float
+    overview: Overview
+    users: Page[tuple[str, int]]
+    user_count: int
+    ledger: Page[LedgerEntry]
+    ledger_size: int
+    keys: Page[IdempotencyView]
+    key_count: int
 
 
 class StateStore(Protocol):
@@ -21,7 +39,22 @@ class StateStore(Protocol):
     def user_balance(self, user_id: str) -> int | None:
         """The user's balance in micro-dollars, or ``None`` for an unknown user."""
 
-    def users(self) -> dict[str, int]: ...
+    def users(self) -> dict[str, int]:
+        """Every balance: for the conservation check and small states; listings use pages."""
+
+    def user_count(self) -> int: ...
+
+    def users_page(self, cursor: int | None, limit: int) -> Page[tuple[str, int]]:
+        """Users and balances in the order the users appeared, ``limit`` (at most
+        MAX_PAGE_SIZE) from ``cursor`` on."""
+
+    def grant(self, request: GrantRequest, clock: Clock) -> GrantResult:
+        """Claim the request's Idempotency-Key (if any), grant and record the result, as one
+        atomic step at the clock's time; a replay comes back with ``duplicate`` set.
+
+        Raises a StoreError: the key is in flight, reused or cannot be stored (the key store
+        is full), or the pool cannot cover the grant. A failure stores nothing for the key.
+        """
 
     def claim_idempotency_key(self, scope: str, key: str, fingerprint: bytes, now: float) -> GrantResult | None:
         """Claim the key, or return the result to replay; raises QuotaError on conflict."""
@@ -67,11 +100,28 @@ class StateStore(Protocol):
         """The newest ``limit`` entries, oldest first: what a live view needs, without
         reading a ledger of millions."""
 
+    def ledger_page(self, cursor: int | None, limit: int) -> Page[LedgerEntry]:
+        """Entries newest first, from position ``cursor`` (the newest when None) down."""
+
     def ledger_size(self) -> int: ...
+
+    def usage(self, since: float, until: float) -> UsageSummary:
+        """Usage within ``[since, until]``, from running totals kept as money moved: equal to
+        :func:`.usage.summarize` over the ledger, at a cost that does not grow with it."""
+
+    def overview(self, clock: Clock) -> Overview:
+        """The pool and the usage of the window ending at the clock's now, read together."""
 
     def idempotency_keys(self, now: float) -> list[IdempotencyView]: ...
 
+    def idempotency_key_page(self, now: float, cursor: int | None, limit: int) -> Page[IdempotencyView]:
+        """Live keys in first-use order from ``cursor`` on; a page may hold fewer than
+        ``limit`` (its cursor still leads on)."""
+
     def idempotency_key_count(self) -> int: ...
+
+    def slices(self, clock: Clock, rows: int) -> Slices:
+        """The first page (``rows`` items) of every listing, the counts, the pool and usage."""
 
     def conservation(self) -> Conservation:
         """Check that money is conserved; see :class:`Conservation`."""

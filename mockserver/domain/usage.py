@@ -61,3 +61,11 @@ def summarize(entries: Iterable[LedgerEntry], since: float, until: float) -> Usa
                 bucket.completion_tokens += entry.completion_tokens
                 bucket.spend += entry.amount
     return summary
+
+
+@dataclass(frozen=True, slots=True)
+class Overview:
+    """What ``GET /v1/me`` shows of the books: the pool, and the usage window ending now."""
+
+    pool: int
+    usage: UsageSummary

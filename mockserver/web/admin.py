@@ -24,7 +24,7 @@ from .validation import ValidatedRequest, parse_json_body
 ADMIN_TOKEN_HEADER = "X-Mock-Admin-Token"  # noqa: S105 - a header name, not a secret
 # The dashboard's browser session: ``/_mock/?token=...`` once, then this cookie.
 ADMIN_TOKEN_COOKIE = "quota_mock_admin_token"  # noqa: S105 - a cookie name, not a secret
-DEFAULT_LEDGER_PAGE = 100
+DEFAULT_PAGE = 100  # items a listing answers when not asked (admin-openapi.yaml's default)
 
 
 def require_admin_token(state: MockState, dashboard_page: bool) -> None:
@@ -71,7 +71,16 @@ def state_snapshot(state: MockState, req: ValidatedRequest) -> Response:
 
 
 def users(state: MockState, req: ValidatedRequest) -> Response:
-    return jsonify({"users": [user_view(uid, bal) for uid, bal in sorted(state.service.store.users().items())]})
+    """Users in the order they appeared, a page at a time."""
+    store = state.service.store
+    page = store.users_page(_cursor(req), req.query.get("limit", DEFAULT_PAGE))
+    return jsonify(
+        {
+            "count": store.user_count(),
+            "users": [user_view(uid, balance) for uid, balance in page.items],
+            "next_cursor": _cursor_text(page.next_cursor),
+        }
+    )
 
 
 def user(state: MockState, req: ValidatedRequest) -> Response:
@@ -94,22 +103,41 @@ def set_pool(state: MockState, req: ValidatedRequest) -> Response:
 
 
 def ledger(state: MockState, req: ValidatedRequest) -> Response:
-    limit = req.query.get("limit", DEFAULT_LEDGER_PAGE)  # its range is admin-openapi.yaml's
+    """The ledger newest first, a page at a time."""
     store = state.service.store
-    newest_first = [ledger_entry_view(e) for e in reversed(store.ledger_tail(limit))]
-    return jsonify({"total": store.ledger_size(), "entries": newest_first})
+    page = store.ledger_page(_cursor(req), req.query.get("limit", DEFAULT_PAGE))
+    return jsonify(
+        {
+            "total": store.ledger_size(),
+            "entries": [ledger_entry_view(e) for e in page.items],
+            "next_cursor": _cursor_text(page.next_cursor),
+        }
+    )
 
 
 def idempotency_keys(state: MockState, req: ValidatedRequest) -> Response:
-    views = state.service.store.idempotency_keys(state.clock.now())
+    """Live keys in first-use order, a page at a time."""
+    store = state.service.store
+    page = store.idempotency_key_page(state.clock.now(), _cursor(req), req.query.get("limit", DEFAULT_PAGE))
     return jsonify(
         {
-            "count": len(views),
+            "count": store.idempotency_key_count(),
             "ttl_seconds": state.config.idempotency_ttl_seconds,
             "max_keys": state.config.max_idempotency_keys,
-            "keys": [idempotency_key_view(v) for v in views],
+            "keys": [idempotency_key_view(v) for v in page.items],
+            "next_cursor": _cursor_text(page.next_cursor),
         }
     )
+
+
+def _cursor(req: ValidatedRequest) -> int | None:
+    # Opaque to clients; here, a position (its form is admin-openapi.yaml's Cursor).
+    cursor = req.query.get("cursor")
+    return None if cursor is None else int(cursor)
+
+
+def _cursor_text(cursor: int | None) -> str | None:
+    return None if cursor is None else str(cursor)
 
 
 def clock(state: MockState, req: ValidatedRequest) -> Response:

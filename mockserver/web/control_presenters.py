@@ -8,6 +8,7 @@ from ..domain.clock import iso8601
 from ..domain.faults import FaultRule
 from ..domain.money import format_money
 from ..domain.records import IdempotencyView, LedgerEntry
+from ..domain.store import Slices
 from .state import MockState
 
 
@@ -62,6 +63,17 @@ def fault_view(rule: FaultRule) -> dict[str, Any]:
 def clock_view(state: MockState) -> dict[str, Any]:
     now = state.clock.now()
     return {"now": iso8601(now), "epoch_seconds": now, "offset_seconds": state.clock.offset}
+
+
+def live_state(slices: Slices) -> dict[str, Any]:
+    """The dashboard's bounded view: counts instead of every user, no ledger replay."""
+    return {
+        "pool": pool_view(slices.overview.pool),
+        "user_count": slices.user_count,
+        "ledger_size": slices.ledger_size,
+        "idempotency_key_count": slices.key_count,
+        "now": iso8601(slices.now),
+    }
 
 
 def snapshot(state: MockState) -> dict[str, Any]:

@@ -22,10 +22,11 @@ from flask import Response, redirect, render_template, request
 from ..domain.clock import iso8601
 from ..domain.errors import QuotaError
 from ..domain.money import format_money, micros_to_decimal
+from ..domain.store import Slices
 from ..domain.usage import USAGE_WINDOW_DAYS
 from . import control
 from .admin import ADMIN_TOKEN_COOKIE
-from .control_presenters import fault_view, idempotency_key_view, ledger_entry_view, snapshot
+from .control_presenters import fault_view, idempotency_key_view, ledger_entry_view, live_state
 from .handlers import apply_grant
 from .journal_api import recent_requests
 from .request_log import redact_key
@@ -33,9 +34,10 @@ from .state import Caller, ControlHandler, MockState
 from .validation import ValidatedRequest
 
 _SHOWN_ROWS = 50  # per table: the page stays readable, the JSON API has the rest
-# The page refreshes every second: past this many entries it stops replaying the whole
-# ledger for the conservation check each time (GET /_mock/state still does).
-_CONSERVATION_CHECK_MAX_ENTRIES = 100_000
+# The page refreshes every second and reads only bounded slices of the state; the one full
+# scan, the conservation check (a replay of the ledger), runs live only up to this many
+# entries (a few milliseconds). GET /_mock/state always runs it.
+_CONSERVATION_CHECK_MAX_ENTRIES = 10_000
 POLL_MILLISECONDS = 1000
 
 
@@ -62,8 +64,9 @@ def dashboard(state: MockState, req: ValidatedRequest) -> Response:
 
 
 def dashboard_data(state: MockState, req: ValidatedRequest) -> Response:
-    html = _render_live(state)
-    body = {"version": hashlib.sha256(html.encode()).hexdigest()[:16], "html": html, "state": snapshot(state)}
+    slices = state.service.store.slices(state.clock, _SHOWN_ROWS)
+    html = _render_live(state, slices)
+    body = {"version": hashlib.sha256(html.encode()).hexdigest()[:16], "html": html, "state": live_state(slices)}
     return Response(json.dumps(body), mimetype="application/json")
 
 
@@ -147,33 +150,30 @@ def _error_statuses(state: MockState) -> list[str]:
     return sorted(statuses)
 
 
-def _render_live(state: MockState) -> str:
+def _render_live(state: MockState, slices: Slices | None = None) -> str:
     service = state.service
-    now = state.clock.now()
-    users = sorted(service.store.users().items())
-    ledger_count = service.store.ledger_size()
-    keys = service.store.idempotency_keys(now)
-    usage = service.usage()
-    pool = service.developer_balance()
+    if slices is None:
+        slices = service.store.slices(state.clock, _SHOWN_ROWS)
+    usage = slices.overview.usage
     return render_template(
         "_live.html",
-        now=iso8601(now),
+        now=iso8601(slices.now),
         clock_offset=round(state.clock.offset),
-        pool=format_money(pool),
+        pool=format_money(slices.overview.pool),
         conservation=(
-            service.conservation().holds if ledger_count <= _CONSERVATION_CHECK_MAX_ENTRIES else None
+            service.conservation().holds if slices.ledger_size <= _CONSERVATION_CHECK_MAX_ENTRIES else None
         ),
-        users=[(uid, format_money(balance)) for uid, balance in users[:_SHOWN_ROWS]],
-        user_count=len(users),
-        ledger=[ledger_entry_view(e) for e in reversed(service.store.ledger_tail(_SHOWN_ROWS))],
-        ledger_count=ledger_count,
-        keys=[idempotency_key_view(k) for k in keys[:_SHOWN_ROWS]],
-        key_count=len(keys),
+        users=[(uid, format_money(balance)) for uid, balance in slices.users.items],
+        user_count=slices.user_count,
+        ledger=[ledger_entry_view(e) for e in slices.ledger.items],
+        ledger_count=slices.ledger_size,
+        keys=[idempotency_key_view(k) for k in slices.keys.items],
+        key_count=slices.key_count,
         usage=usage,
         usage_days=USAGE_WINDOW_DAYS,
         spend=format_money(usage.spend),
         grant_total=format_money(usage.grant_total),
-        faults=[fault_view(rule) for rule in state.faults.rules(now)],
+        faults=[fault_view(rule) for rule in state.faults.rules(slices.now)],
         rate_limit=state.rate_limiter.rate.describe() if state.rate_limiter else None,
         requests=recent_requests(state, _SHOWN_ROWS),
     )

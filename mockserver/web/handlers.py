@@ -65,9 +65,8 @@ def get_balance(state: MockState, req: ValidatedRequest, caller: Caller) -> Resp
 
 def get_me(state: MockState, req: ValidatedRequest, caller: Caller) -> Response:
     service = state.service
-    return presenters.json_response(
-        presenters.me_body(service.seed.developer, service.developer_balance(), service.usage())
-    )
+    overview = service.overview()  # pool and usage in one read, kept as money moved
+    return presenters.json_response(presenters.me_body(service.seed.developer, overview.pool, overview.usage))
 
 
 def list_packages(state: MockState, req: ValidatedRequest, caller: Caller) -> Response:

@@ -39,14 +39,15 @@ BodyRules = Callable[[str], tuple[tuple[str, ...], int]]
 
 
 def body_rules(state: MockState) -> BodyRules:
-    """A route's body rules from its operation (public or control API) in ``state.validators``."""
+    """A route's body rules from its operation (public or control API) in ``state.validators``:
+    the media types of its documented body, and its limit (openapi.yaml's
+    ``x-quota-body-limit``, or the configured one for the control API)."""
     default_limit = state.config.max_body_bytes
 
     def rules_for(endpoint: str) -> tuple[tuple[str, ...], int]:
         validator = state.validators.get(endpoint.rpartition(".")[2])  # "mock_admin.mockSeed" -> mockSeed
         if validator is None:
             return (), default_limit
-        # The operation's own limit from openapi.yaml (x-quota-body-limit), else the default.
         operation = validator.operation
         return operation.body_media_types, operation.max_body_bytes or default_limit
 

@@ -22,8 +22,9 @@ FAST = {"max_examples": 3, "seed": 1}
 def run_app() -> Callable[..., RunReport]:
     """Run the suite in-process against ``app`` (a fresh mock by default)."""
 
-    def go(app: Flask | None = None, **options: Any) -> RunReport:
-        return run(Options(api_key=KEY, **{**FAST, **options}), app=app or base_app())
+    def go(app: Flask | None = None, sleep: Callable[[float], None] | None = None, **options: Any) -> RunReport:
+        extra = {"sleep": sleep} if sleep is not None else {}
+        return run(Options(api_key=KEY, **{**FAST, **options}), app=app or base_app(), **extra)
 
     return go
 

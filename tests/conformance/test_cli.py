@@ -28,14 +28,15 @@ def test_conformant_target_exits_0_and_writes_reports(served, tmp_path, capsys):
     document = json.loads(report.read_text())
     assert document["conformant"] is True and document["counts"]["failed"] == 0
     suite = ET.parse(junit).getroot().find("testsuite")
-    assert suite is not None and suite.get("failures") == "0" and int(suite.get("tests")) == len(document["checks"])
+    assert suite is not None and suite.get("failures") == "0" and int(suite.get("tests")) == len(document["rules"])
+    assert {rule["provenance"] for rule in document["rules"]} == {"documented", "contract"}
 
 
 def test_violations_exit_1_naming_the_check(served, capsys):
     url = served(replay_credits_again())
     assert main(["--base-url", url, "--api-key", KEY, *FAST]) == 1
     out = capsys.readouterr().out
-    assert "FAILED   duplicate_grant_credited_once" in out and "RESULT: NOT conformant" in out
+    assert "FAILED       idem.replay" in out and "RESULT: NOT conformant" in out
     assert "curl -X POST" in out
 
 

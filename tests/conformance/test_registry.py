@@ -25,28 +25,37 @@ class _Response:
 
 def test_results_refuse_an_unknown_name():
     results = Results(REGISTRY)
-    with pytest.raises(UnknownRule, match="grant_arithmetic_is_exakt"):
-        results.ran("grant_arithmetic_is_exakt")
-    results.ran("grant_arithmetic_is_exact")
-    assert results.records["grant_arithmetic_is_exact"].status is Status.PASSED
+    with pytest.raises(UnknownRule, match=r"grant\.arithmetik"):
+        results.ran("grant.arithmetik")
+    results.ran("grant.arithmetic")
+    assert results.records["grant.arithmetic"].status is Status.PASSED
 
 
 def test_a_new_check_is_one_decorated_function():
     registry = Registry()
 
-    @registry.response_check(provenance="contract")
+    @registry.response_check("grant.short_ledger_ids", provenance="contract")
     def ledger_ids_are_short(ctx, response, case):
         """Ledger ids are at most 64 characters."""
 
-    rule = registry["ledger_ids_are_short"]
-    assert (rule.kind, rule.provenance, rule.description) == (Kind.RESPONSE, "contract",
-                                                               "Ledger ids are at most 64 characters.")
-    assert registry.functions(Kind.RESPONSE) == (ledger_ids_are_short,)
-    assert Results(registry).records.keys() == {"ledger_ids_are_short"}
+    rule = registry["grant.short_ledger_ids"]
+    assert (rule.kind, rule.provenance, rule.description, rule.family) == (
+        Kind.RESPONSE, "contract", "Ledger ids are at most 64 characters.", "grant")
+    assert registry.response_checks() == (ledger_ids_are_short,)
+    assert Results(registry).records.keys() == {"grant.short_ledger_ids"}
     with pytest.raises(ValueError, match="twice"):
-        registry.response_check()(ledger_ids_are_short)
+        registry.response_check("grant.short_ledger_ids")(ledger_ids_are_short)
     with pytest.raises(ValueError, match="provenance"):
-        registry.probe(provenance="vendor")(lambda t: None)
+        registry.probe("grant.other", provenance="vendor")(lambda p: None)
+
+    # A probe of the same rule joins its response check: one rule, both ways of checking it.
+    @registry.probe("grant.short_ledger_ids", provenance="contract")
+    def probe_ledger_ids(p):
+        """Grants answer short ledger ids."""
+
+    rule = registry["grant.short_ledger_ids"]
+    assert rule.check is ledger_ids_are_short and rule.probe is probe_ledger_ids
+    assert registry.probes() == [rule]
 
 
 def test_every_rule_is_reported_once_with_its_description():
@@ -54,9 +63,11 @@ def test_every_rule_is_reported_once_with_its_description():
     assert len(names) == len(set(names)) == len(REGISTRY.rules)
     assert all(catalogue().values())
     # Each probe and response check is registered where it is defined.
-    assert REGISTRY["valid_grant_accepted"].kind is Kind.PROBE
-    assert REGISTRY["errors_use_json_envelope"].kind is Kind.RESPONSE
-    assert REGISTRY["response_schema_conformance"].classify is not None
+    assert REGISTRY["idem.replay"].kind is Kind.PROBE
+    assert REGISTRY["errors.envelope"].kind is Kind.RESPONSE
+    assert REGISTRY["schema.response"].classify is not None
+    arithmetic = REGISTRY["grant.arithmetic"]
+    assert arithmetic.check is not None and arithmetic.probe is not None
 
 
 def _contract_with_bad_request_code(code: str) -> Contract:

@@ -1,5 +1,7 @@
 """The /_mock control API: reset, seed, inspect, set balances, move the clock."""
 
+import pytest
+
 from mockserver import create_app
 from mockserver.domain.idempotency import DEFAULT_MAX_KEYS
 
@@ -65,6 +67,28 @@ def test_idempotency_keys_are_listed(client):
     assert [k["key"] for k in keys["keys"]] == ["visible"]
     assert keys["keys"][0]["state"] == "completed"
     assert keys["max_keys"] == DEFAULT_MAX_KEYS
+
+
+@pytest.mark.parametrize(
+    ("path", "items"), [("/_mock/ledger", "entries"), ("/_mock/users", "users"), ("/_mock/idempotency-keys", "keys")]
+)
+def test_every_listing_pages_with_a_cursor(client, path, items):
+    for i in range(7):
+        grant(client, f"pager{i}", 1, key=f"page-{i}")
+    everything = client.get(f"{path}?limit=1000").json
+    assert everything["next_cursor"] is None
+    seen, cursor = [], None
+    while True:
+        page = client.get(path, query_string={"limit": 3, **({"cursor": cursor} if cursor else {})}).json
+        assert len(page[items]) <= 3
+        seen += page[items]
+        cursor = page["next_cursor"]
+        if cursor is None:
+            break
+    assert seen == everything[items] and len(seen) >= 7
+    assert client.get(f"{path}?limit=1001").status_code == 400
+    assert client.get(f"{path}?cursor=-1").status_code == 400
+    assert client.get(f"{path}?cursor=abc").status_code == 400
 
 
 def test_clock_moves_and_resets(client):

@@ -184,3 +184,25 @@ def test_store_urls_are_checked_with_clear_messages(store, message):
 def test_a_valid_store_url_is_accepted():
     assert MockConfig.from_mapping({"store": "redis://127.0.0.1:6379/0"}).uses_redis
     assert not MockConfig.from_mapping({}).uses_redis
+
+
+def test_scripts_lost_by_a_redis_restart_are_sent_again(redis_server, make_store):
+    store = make_store()
+    service = FundingService(store, RedisClock(store), SEED)
+    grant(service, key="before")
+    with redis_server.client() as client:
+        client.script_flush()  # what a restarted Redis has: no scripts
+    assert grant(service, key="after").duplicate is False
+    with redis_server.client() as client:
+        client.script_flush()
+    assert store.slices(service.clock, 10).key_count == 2
+
+
+def test_usage_totals_stay_exact_past_two_to_the_53(make_store):
+    store = make_store()
+    service = FundingService(store, RedisClock(store), SEED)
+    for _ in range(3):
+        service.set_balance(None, MAX_SAFE_MICRODOLLARS)
+        service.set_balance("alice", 0)
+        grant(service, amount=MAX_SAFE_MICRODOLLARS)
+    assert service.usage().grant_total == 3 * MAX_SAFE_MICRODOLLARS

@@ -44,15 +44,16 @@ def pool_never_debited() -> Flask:
 @mutant(POOL, "grant.pool_debit",
         "a replay debits the grant pool again (the user is not credited again)")
 def pool_debited_on_replay() -> Flask:
+    # The store's one-step grant (claim, apply and record under one lock) answers replays.
     def wrap(service: Any, original: Any) -> Any:
-        def claim(scope: str, key: str, fingerprint: bytes, now: float) -> Any:
-            replay = original(scope, key, fingerprint, now)
-            if replay is not None:
-                add_to_balance(service, None, -replay.amount)
-            return replay
-        return claim
+        def grant(request: Any, clock: Any) -> Any:
+            result = original(request, clock)
+            if result.duplicate:
+                add_to_balance(service, None, -result.amount)
+            return result
+        return grant
 
-    return _store_patch("claim_idempotency_key", wrap)
+    return _store_patch("grant", wrap)
 
 
 @mutant(POOL, "grant.pool_debit",

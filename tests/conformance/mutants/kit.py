@@ -7,6 +7,7 @@ the mock only where the vendor's docs are silent. Both start from :func:`correct
 
 from __future__ import annotations
 
+import dataclasses
 import io
 import json
 import threading
@@ -169,6 +170,29 @@ def write_balance(service: FundingService, user_id: str | None, micros: int) -> 
     """A buggy deployment's stray write to a stored balance (``None``: the grant pool), made
     through the store's own adjustment so that it works whatever the store keeps inside."""
     service.store.set_balance(user_id, micros, service.clock.now(), "mutant: a stray write")
+
+
+def unlocked_grants(service: FundingService) -> None:
+    """Grants as a deployment without a transaction makes them: claim the key, then apply,
+    each step on its own, so a race mutant's read-modify-write in ``apply_grant`` can interleave
+    with another request (the store's own one-step grant holds its lock across all three)."""
+    store = service.store
+
+    def grant(request: Any, clock: Any) -> Any:
+        key = request.idempotency_key
+        if key is not None:
+            replayed = store.claim_idempotency_key(request.scope, key, request.fingerprint, clock.now())
+            if replayed is not None:
+                return dataclasses.replace(replayed, duplicate=True)
+        try:
+            completes = None if key is None else (request.scope, key)
+            return store.apply_grant(request.user_id, request.amount, request.description, clock.now(), completes)
+        except BaseException:
+            if key is not None:
+                store.release_idempotency_key(request.scope, key)
+            raise
+
+    store.grant = grant  # type: ignore[method-assign]
 
 
 def add_to_balance(service: FundingService, user_id: str | None, delta: int) -> None:

@@ -8,7 +8,7 @@ from typing import Any
 
 from flask import Flask
 
-from .kit import Exchange, Rendezvous, correct_app, middleware, mutant, service_of, write_balance
+from .kit import Exchange, Rendezvous, correct_app, middleware, mutant, service_of, unlocked_grants, write_balance
 
 LOST = "lost update"
 STALE = "stale read"
@@ -23,6 +23,7 @@ def concurrent_grants_lose_update() -> Flask:
     store = service.store
     original = store.apply_grant
     race = Rendezvous(app)
+    unlocked_grants(service)
 
     def apply_grant(user_id: str, amount: int, description: Any, now: float, completes: Any) -> Any:
         before = store.user_balance(user_id) or 0
@@ -44,6 +45,7 @@ def concurrent_first_grants_overwrite() -> Flask:
     store = service.store
     original = store.apply_grant
     race = Rendezvous(app)
+    unlocked_grants(service)
 
     def apply_grant(user_id: str, amount: int, description: Any, now: float, completes: Any) -> Any:
         if store.user_balance(user_id) is not None:
@@ -66,6 +68,7 @@ def concurrent_pool_debit_lost() -> Flask:
     store = service.store
     original = store.apply_grant
     race = Rendezvous(app)
+    unlocked_grants(service)
 
     def apply_grant(user_id: str, amount: int, description: Any, now: float, completes: Any) -> Any:
         pool = store.pool_balance()

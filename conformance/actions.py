@@ -1,0 +1,156 @@
+"""The requests the rules' probes send, as small functions: a grant, the balance reads, a chat,
+/v1/me. Each goes through the target's guarded session and the response checks, and each
+grant is counted against the probe's share of the budget before it is sent."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+from mockserver.domain.money import MICROS_PER_CENT
+
+from .checks import parse_money
+from .engine import Exchange
+from .facts import BALANCE, CHAT, GRANT, ME, USER_BALANCE, USER_CHAT, facts_of
+from .properties import Probe
+from .strategies import amount_json
+
+NEW_KEY = object()  # a fresh Idempotency-Key
+DESCRIPTION = "quota-conformance"
+ABSENT = object()  # leave the field out
+SMALL_PROMPT = "Say hello."
+# About 9,000 tokens of prompt (four messages, each within the contract's 32,768 characters):
+# one chat costs more than a cent at any usual price.
+BIG_PROMPT = ("Count the words in this sentence please. " * 220).strip()
+BIG_MESSAGES = 4
+
+
+@dataclass(frozen=True)
+class Balance:
+    """A balance read: its answer, the display form in cents and the micro-dollar form
+    (``balance_microdollars``, when the answer has one)."""
+
+    exchange: Exchange
+    cents: int | None
+    micros: int | None
+
+    @property
+    def ok(self) -> bool:
+        return self.exchange.status == 200 and self.cents is not None
+
+    @property
+    def shown(self) -> str:
+        """The balance as answered, for messages: never Python's None."""
+        if self.exchange.status != 200:
+            return f"an answer {self.exchange.status} {self.exchange.error_code or ''}".strip()
+        value = self.exchange.field("balance")
+        return repr(value) if value is not None else "no balance field"
+
+    def agrees_with(self, micros: int) -> bool:
+        """Whether this read shows exactly ``micros``: the micro form equal, the display form
+        ``micros`` truncated or rounded to the cent (the contract truncates; the docs are silent)."""
+        if self.micros is not None and self.micros != micros:
+            return False
+        return self.cents is not None and self.cents in display_cents(micros)
+
+
+def display_cents(micros: int) -> set[int]:
+    """The cents a display form of ``micros`` may show: truncated, or rounded half up."""
+    down = micros // MICROS_PER_CENT
+    rounded = (micros + MICROS_PER_CENT // 2) // MICROS_PER_CENT
+    return {down, rounded}
+
+
+def shown(value: Any) -> str:
+    """A field's value for a message; a missing one says so rather than printing None."""
+    return "missing" if value is None else repr(value)
+
+
+def code_text(exchange: Exchange, otherwise: Any = None) -> str:
+    """An answer's error code for a message: ``'bad_request'``, or what it had instead."""
+    code = exchange.error_code
+    if code is not None:
+        return repr(code)
+    if otherwise is not None:
+        return repr(otherwise)
+    return "without an error code" if exchange.status >= 400 else "(no error)"
+
+
+def auth_headers(p: Probe, api_key: str | None) -> dict[str, str]:
+    return {"Authorization": f"Bearer {api_key}"} if api_key else {}
+
+
+def grant(p: Probe, user: Any, cents: int | None = None, *, amount: Any = ABSENT, key: Any = NEW_KEY,
+          description: Any = DESCRIPTION, api_key: str | None = None, extra: dict[str, Any] | None = None
+          ) -> Exchange:
+    """POST a grant of ``cents`` (or of the raw ``amount``) to ``user``; ``key=None`` sends no
+    Idempotency-Key, ``description=ABSENT`` none either."""
+    if amount is ABSENT:
+        amount = amount_json(cents if cents is not None else 1)
+    p.spend(amount)
+    body: dict[str, Any] = {"external_user_id": user, "amount": amount}
+    if description is not ABSENT:
+        body["description"] = description
+    body.update(extra or {})
+    headers = auth_headers(p, api_key)
+    if key is NEW_KEY:
+        key = p.t.guard.new_idempotency_key()
+    if key is not None:
+        headers["Idempotency-Key"] = key
+    return p.t.send(GRANT, headers=headers, body=body, auth=api_key is None)
+
+
+def _balance(exchange: Exchange) -> Balance:
+    cents = parse_money(exchange.field("balance"), exchange_money(exchange)) if exchange.status == 200 else None
+    micros = exchange.field("balance_microdollars") if exchange.status == 200 else None
+    return Balance(exchange, cents, micros if isinstance(micros, int) and not isinstance(micros, bool) else None)
+
+
+def exchange_money(exchange: Exchange) -> Any:
+    return facts_of(exchange.case).money
+
+
+def user_balance(p: Probe, user: str, api_key: str | None = None) -> Balance:
+    """GET /v1/users/{id}/balance."""
+    return _balance(p.t.send(USER_BALANCE, path={"external_user_id": user}, headers=auth_headers(p, api_key),
+                             auth=api_key is None))
+
+
+def query_balance(p: Probe, user: str) -> Balance:
+    """GET /v1/balance?external_user_id=."""
+    return _balance(p.t.send(BALANCE, query={"external_user_id": user}))
+
+
+def developer_balance(p: Probe) -> Balance:
+    """GET /v1/balance: the developer balance, the grant pool."""
+    return _balance(p.t.send(BALANCE))
+
+
+def chat_body(p: Probe, prompt: str = SMALL_PROMPT, copies: int = 1, max_tokens: int = 1,
+              stream: bool = False) -> dict[str, Any]:
+    body: dict[str, Any] = {"model": p.t.options.chat_model,
+                            "messages": [{"role": "user", "content": prompt}] * copies, "max_tokens": max_tokens}
+    if stream:
+        body["stream"] = True
+    return body
+
+
+def user_chat(p: Probe, user: str, body: dict[str, Any]) -> Exchange:
+    """POST /v1/users/{id}/chat/completions."""
+    return p.t.send(USER_CHAT, path={"external_user_id": user}, body=body)
+
+
+def header_chat(p: Probe, user: str | None, body: dict[str, Any]) -> Exchange:
+    """POST /v1/chat/completions, naming the user in the header (or the developer: None)."""
+    headers = {p.t.facts.user_header: user} if user is not None else {}
+    return p.t.send(CHAT, headers=headers, body=body)
+
+
+def me(p: Probe) -> Exchange:
+    return p.t.send(ME)
+
+
+def quota_micros(exchange: Exchange) -> int | None:
+    """``quota.credits_used`` of a chat answer (micro-dollars), when it is an integer."""
+    value = exchange.field("quota", "credits_used")
+    return value if isinstance(value, int) and not isinstance(value, bool) else None

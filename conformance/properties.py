@@ -1,0 +1,247 @@
+"""Rules as properties: each probe is run as a Hypothesis property (its inputs drawn, one
+example after another) within the money the run's plan gives it, and records verdicts
+through a :class:`Probe`.
+
+The plan walks the probes in order. Each gets what its first example costs while the budget
+lasts; a probe the budget cannot cover is reported skipped with the budget that would run it
+("needs --budget >= $X"). What is left then buys further examples, in the same order.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import traceback
+import zlib
+from collections.abc import Callable
+from dataclasses import dataclass
+from decimal import Decimal
+from typing import Any, NoReturn, TypeVar
+
+import requests
+from hypothesis import HealthCheck, Phase, given, seed, settings
+from hypothesis import strategies as st
+from hypothesis.errors import Flaky, Unsatisfiable
+
+from mockserver.domain.money import MICROS_PER_CENT, MICROS_PER_DOLLAR
+
+from .engine import Exchange, Target
+from .registry import Needs, Rule
+from .safety import LimitReached, RequestRefused, potential_credit
+
+T = TypeVar("T")
+# The part of the budget the plan leaves to the schema-driven phase (generated grants).
+FUZZ_SHARE_PERCENT = 2
+
+
+class Skip(Exception):
+    """The rule cannot run here; the message says why (it is reported skipped)."""
+
+
+class NeedsBudget(Skip):
+    """The rule's share of the budget is spent."""
+
+
+def usd(micros: int) -> str:
+    """Micro-dollars as dollars for a message: ``$0.29``, or ``$0.000053`` below the cent."""
+    sign, micros = ("-" if micros < 0 else ""), abs(micros)
+    if micros % MICROS_PER_CENT == 0:
+        return f"{sign}${Decimal(micros) / MICROS_PER_DOLLAR:.2f}"
+    return f"{sign}${Decimal(micros) / MICROS_PER_DOLLAR:.6f}"
+
+
+@dataclass
+class Wallet:
+    """What one rule may still grant, in micro-dollars (the guard holds the run's total)."""
+
+    allowance: int
+    spent: int = 0
+
+    @property
+    def left(self) -> int:
+        return self.allowance - self.spent
+
+    def take(self, micros: int) -> None:
+        if micros > self.left:
+            raise NeedsBudget(f"its share of the budget is spent ({usd(self.allowance)})")
+        self.spent += micros
+
+
+class Probe:
+    """One example of a rule's property: the target, the rule's wallet, Hypothesis' draw, and
+    the verdicts it records (under its own rule or one it ``records`` too)."""
+
+    def __init__(self, t: Target, rule: Rule, wallet: Wallet, draw: Callable[[st.SearchStrategy[T]], T],
+                 index: int, first: bool) -> None:
+        self.t = t
+        self.rule = rule
+        self.wallet = wallet
+        self._draw = draw
+        self.index = index  # how many examples ran before this one
+        # The example where a rule puts its sharpest inputs (Hypothesis' simplest, run first).
+        self.first = first
+
+    def draw(self, strategy: st.SearchStrategy[T]) -> T:
+        """Draw from ``strategy``; its shape must not depend on what the run has spent so far
+        (Hypothesis replays draws): bounds that do go through :meth:`draw_int`."""
+        return self._draw(strategy)
+
+    def draw_int(self, low: int, high: int) -> int:
+        """An integer in [low, high] where the bounds may depend on the run's state (what is
+        left to spend): drawn from a fixed range, then folded into [low, high]."""
+        if high <= low:
+            return low
+        return low + self._draw(st.integers(0, 1 << 20)) % (high - low + 1)
+
+    def draw_cents(self, most_micros: int) -> int:
+        """A whole-cent amount the contract allows, at most ``most_micros`` (and at least a cent)."""
+        limits = self.t.facts.amount_limits
+        step = max(1, limits.step // MICROS_PER_CENT)
+        high = max(1, min(limits.maximum, most_micros) // MICROS_PER_CENT)
+        cents = self.draw_int(1, high)
+        return max(step, cents - cents % step)
+
+    # -- verdicts ------------------------------------------------------------------------
+
+    def _name(self, rule: str | None) -> str:
+        name = rule or self.rule.name
+        if name != self.rule.name and name not in self.rule.records:
+            raise ValueError(f"{self.rule.name} does not record {name}")
+        return name
+
+    def passed(self, rule: str | None = None) -> None:
+        self.t.results.ran(self._name(rule))
+
+    def fail(self, exchanges: list[Exchange], title: str, message: str, provenance: str | None = None,
+             rule: str | None = None) -> None:
+        name = self._name(rule)
+        self.t.violation(name, exchanges, title, message, provenance or self.t.registry_provenance(name))
+
+    def require(self, ok: bool, exchanges: list[Exchange], title: str, message: str,
+                provenance: str | None = None, rule: str | None = None) -> bool:
+        if ok:
+            self.passed(rule)
+        else:
+            self.fail(exchanges, title, message, provenance, rule)
+        return ok
+
+    def undecided(self, reason: str, rule: str | None = None) -> None:
+        self.t.results.undecided(self._name(rule), reason)
+
+    def skip(self, reason: str) -> NoReturn:
+        raise Skip(reason)
+
+    # -- money -----------------------------------------------------------------------------
+
+    def spend(self, amount: Any) -> None:
+        """Count what a grant of ``amount`` could credit against this rule's share."""
+        self.wallet.take(potential_credit(amount))
+
+    def affordable(self, amount: Any) -> bool:
+        return potential_credit(amount) <= self.wallet.left
+
+
+def blocked(rule: Rule, t: Target) -> str | None:
+    """Why ``rule`` cannot run with these options, naming the option that enables it."""
+    options = t.options
+    if Needs.WRITES in rule.needs and options.read_only:
+        return "read-only mode sends no grants or chats; run without --read-only to enable"
+    if Needs.CHAT in rule.needs and not options.chat:
+        return "chats disabled by --no-chat; drop it to enable"
+    if Needs.SECOND_KEY in rule.needs and not options.second_api_key:
+        return "needs a second API key of the same account: --second-api-key"
+    if Needs.RETENTION in rule.needs and not (options.retention_check_seconds or options.state_file):
+        return "needs --retention-check SECONDS (replays within this run) or --state-file PATH (the next run)"
+    return None
+
+
+def plan(rules: list[Rule], t: Target) -> dict[str, int]:
+    """Each runnable rule's share of the budget, in micro-dollars; the others are reported
+    skipped here with the reason (the option, or the budget, that would run them).
+
+    First pass, in priority order: each rule's first example. Second pass, what is left, to the
+    rules wanting least more first (the sharpest inputs of grant.arithmetic want the most)."""
+    remaining = t.guard.budget.remaining
+    shares: dict[str, int] = {}
+    needed = 0
+    for rule in rules:
+        reason = blocked(rule, t)
+        if reason is not None:
+            _skip_all(t, rule, reason)
+            continue
+        first, least = rule.cost.per_example, rule.cost.least
+        needed += first
+        if least > remaining:
+            _skip_all(t, rule, f"needs --budget >= {usd(needed - first + least)}")
+            continue
+        shares[rule.name] = min(first, remaining)
+        remaining -= shares[rule.name]
+    # What is left buys further examples, bar a part kept for the schema-driven phase's grants.
+    if t.options.fuzz:
+        remaining -= min(remaining, t.guard.budget.total * FUZZ_SHARE_PERCENT // 100)
+    # Smallest wants first: many rules served in full rather than one rule's long tail.
+    for rule in sorted((r for r in rules if r.name in shares), key=lambda r: r.cost.full - shares[r.name]):
+        if rule.name in shares:
+            more = max(0, min(rule.cost.full - shares[rule.name], remaining))
+            shares[rule.name] += more
+            remaining -= more
+    return shares
+
+
+def run_rule(t: Target, rule: Rule, share: int) -> None:
+    """Run ``rule``'s probe as a property: as many examples as its share and its cost allow."""
+    assert rule.probe is not None
+    per = rule.cost.per_example
+    examples = rule.cost.examples if per == 0 else max(1, min(rule.cost.examples, share // per))
+    wallet = Wallet(share)
+    count = [0]
+    stopped: list[BaseException] = []
+
+    @seed(t.options.seed ^ zlib.crc32(rule.name.encode()))
+    @settings(max_examples=examples, database=None, deadline=None, phases=[Phase.generate],
+              suppress_health_check=list(HealthCheck))
+    @given(st.data())
+    def prop(data: st.DataObject) -> None:
+        if stopped:
+            return
+        # Every example starts with the same draw from a vast range: Hypothesis never finds the
+        # space exhausted after a first example that draws nothing else, and what an example
+        # draws later (which may depend on what is left to spend) hangs off its own prefix.
+        nonce = data.draw(st.integers(0, 1 << 62), label="example")
+        probe = Probe(t, rule, wallet, data.draw, count[0], first=nonce == 0)
+        count[0] += 1
+        try:
+            rule.probe(probe)
+        except NeedsBudget as spent:
+            if probe.first:
+                _skip_all(t, rule, f"not run: {spent}")
+            stopped.append(spent)
+        except LimitReached as limit:
+            stopped.append(limit)
+        except (Skip, RequestRefused) as skip:
+            _skip_all(t, rule, str(skip))
+            stopped.append(skip)
+        except requests.RequestException as exc:
+            t.results.undecided(rule.name, f"a request failed: {type(exc).__name__}")
+            stopped.append(exc)
+
+    try:
+        with contextlib.suppress(Unsatisfiable):
+            prop()
+    except LimitReached:
+        raise
+    except Flaky:
+        # Hypothesis saw an example draw differently from an earlier one with the same start
+        # (the state of the target moved under it); the examples already run stand.
+        t.results.note(rule.name, f"{count[0]} example(s) run")
+    except Exception as exc:  # a bug in a probe must not hide the other rules' verdicts
+        detail = "".join(traceback.format_exception_only(type(exc), exc)).strip()
+        t.results.skip(rule.name, f"the probe stopped on an internal error: {detail}")
+        t.results.note(rule.name, "internal error: " + traceback.format_exc(limit=3).replace("\n", " | "))
+    for stop in stopped:
+        if isinstance(stop, LimitReached):
+            raise stop
+
+
+def _skip_all(t: Target, rule: Rule, reason: str) -> None:
+    for name in (rule.name, *rule.records):
+        t.results.skip(name, reason)

@@ -1,0 +1,235 @@
+"""Rules of idempotency, in depth: a replay is the original in every field and credits
+nothing; a key reused with any field changed moves no money; concurrent grants with one key
+credit once and with distinct keys all land; keys are scoped per API key and kept over time.
+
+Documented: "Provide an Idempotency-Key header to prevent duplicates". The statuses a
+deployment answers for a reused or in-flight key, the Idempotent-Replayed header, the scope
+and the retention are the contract's choices, and are marked so on each finding.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from hypothesis import strategies as st
+
+from mockserver.contract import CONTRACT, DOCUMENTED
+from mockserver.domain.money import MICROS_PER_CENT
+
+from .actions import ABSENT, code_text, grant, shown, user_balance
+from .checks import parse_money
+from .engine import Exchange
+from .facts import GRANT
+from .properties import Probe, usd
+from .registry import Cost, Needs, probe, shared
+from .rules_grants import DESCRIPTIONS, concurrently, watch_pool
+from .strategies import amount_json
+
+CENT = MICROS_PER_CENT
+IDEMPOTENCY = "#/components/parameters/IdempotencyKey"
+SOURCE = ("seed: Provide an Idempotency-Key header to prevent duplicates.",)
+# The fields a replay answers as the original did (duplicate aside).
+REPLAYED_FIELDS = ("external_user_id", "amount_granted", "balance_before", "balance_after")
+
+REPLAY_HEADER = shared("idem.replay_header", provenance=CONTRACT,
+                       description="A replay carries the Idempotent-Replayed: true header.",
+                       elements=("#/components/headers/IdempotentReplayed",))
+
+
+def _cents(p: Probe, most: int) -> int:
+    return 1 if p.first else p.draw_cents(min(most, p.wallet.left))
+
+
+@probe("idem.replay", sources=SOURCE, elements=(IDEMPOTENCY, "#/components/schemas/GrantResponse/properties/duplicate"),
+       choices=("#/components/headers/IdempotentReplayed",),
+       cost=Cost(2 * CENT, 3), needs=(Needs.WRITES,), records=(REPLAY_HEADER,), stage=2)
+def idem_replay(p: Probe) -> None:
+    """The same key and the same body again: 200, duplicate: true, the original's ledger_id,
+    and the user credited once (the contract's choice: every other field as the original's)."""
+    cents = _cents(p, p.wallet.left // 2)
+    user, key = p.t.guard.new_user(), p.t.guard.new_idempotency_key()
+    description = "quota-conformance replay" if p.first else p.draw(DESCRIPTIONS)
+    first = grant(p, user, cents, key=key, description=description)
+    if first.status != 200:
+        p.skip(f"the first grant answered {first.status} (see grant.arithmetic)")
+    replay = grant(p, user, cents, key=key, description=description)
+    read = user_balance(p, user)
+    steps = [first, replay, read.exchange]
+    problems = []
+    if replay.status != 200 or replay.field("duplicate") is not True:
+        problems.append(f"the replay answered {replay.status} with duplicate {shown(replay.field('duplicate'))} "
+                        "(expected 200 and true)")
+    if replay.status == 200 and replay.field("ledger_id") != first.field("ledger_id"):
+        problems.append(f"the replay answered ledger_id {shown(replay.field('ledger_id'))}, the original "
+                        f"{shown(first.field('ledger_id'))}")
+    if read.cents != parse_money(first.field("balance_after")):
+        problems.append(f"after the replay the balance is {read.shown}; the first grant left "
+                        f"{shown(first.field('balance_after'))}")
+    p.require(not problems, steps, "A replay is not the original grant", "; ".join(problems))
+    # What a replay answers beyond duplicate and its ledger_id is the contract's choice: the
+    # original answer again (IETF draft, Stripe).
+    changed = [f for f in REPLAYED_FIELDS if replay.status == 200 and replay.field(f) != first.field(f)]
+    if changed:
+        p.fail(steps, "A replay answered other fields than the original", "the replay changed " + ", ".join(
+            f"{f} ({shown(first.field(f))} -> {shown(replay.field(f))})" for f in changed), CONTRACT)
+    if replay.status == 200:
+        value = replay.header("Idempotent-Replayed")
+        p.require(value == "true", [first, replay], "The replay lacks Idempotent-Replayed: true",
+                  f"Idempotent-Replayed is {shown(value)}", rule=REPLAY_HEADER)
+
+
+# The ways a reused key's body can differ from the first request's.
+CHANGES = ("amount", "description", "description removed", "user")
+
+
+@probe("idem.reuse_changed", sources=SOURCE, elements=(IDEMPOTENCY,), cost=Cost(3 * CENT, 4, most=16 * CENT),
+       choices=("#/components/responses/IdempotencyKeyReused",),
+       needs=(Needs.WRITES,), stage=9)
+def idem_reuse_changed(p: Probe) -> None:
+    """The same key with any field of the body changed (the amount included) moves no money:
+    neither user nor the grant pool. The contract's choice is to refuse it with 422
+    idempotency_key_reused; another refusal is a warning, money moved is a failure."""
+    reused = p.t.facts.error("IdempotencyKeyReused")
+    # Each example changes the next field in turn (the first, the amount): every kind is tried.
+    change = CHANGES[0] if p.first else CHANGES[(p.index % (len(CHANGES) - 1)) + 1]
+    more = p.draw_int(1, min(5, p.wallet.left // CENT - 1))
+    user, key = p.t.guard.new_user(), p.t.guard.new_idempotency_key()
+    first = grant(p, user, 1, key=key, description="quota-conformance first")
+    if first.status != 200:
+        p.skip(f"the first grant answered {first.status} (see grant.arithmetic)")
+    other_user = p.t.guard.new_user()
+    kwargs: dict[str, Any] = {"key": key, "description": "quota-conformance first"}
+    target, cents = user, 1
+    if change == "amount":
+        cents = 1 + more
+    elif change == "description":
+        kwargs["description"] = "quota-conformance changed"
+    elif change == "description removed":
+        kwargs["description"] = ABSENT
+    else:
+        target = other_user
+    before = user_balance(p, user)
+    moved, still, reads, again = watch_pool(p, lambda: grant(p, target, cents, **kwargs))
+    after, other = user_balance(p, user), user_balance(p, other_user)
+    steps = [first, again, after.exchange]
+    what = f"the same key with the {change} changed"
+    money_moved = []
+    if after.cents != before.cents:
+        money_moved.append(f"the user's balance went {before.shown} -> {after.shown}")
+    if other.ok and other.cents:
+        money_moved.append(f"the other user now holds {other.shown}")
+    if moved and still:
+        money_moved.append(f"the grant pool moved by {usd(moved)}")
+    elif moved and not still:
+        p.undecided("the developer balance moved for other reasons meanwhile")
+    if money_moved:
+        p.fail([*steps, *reads], "Money moved under a reused Idempotency-Key",
+               f"{what} answered {again.status} {shown(again.error_code or again.field('duplicate'))}; "
+               + "; ".join(money_moved), DOCUMENTED)
+        return
+    p.require(again.status == reused.status and again.error_code == reused.code, steps,
+              f"A reused key was not refused with {reused.status} {reused.code}",
+              f"{what} answered {again.status} {code_text(again)}", reused.provenance)
+
+
+@probe("idem.new_key_new_grant", sources=SOURCE, elements=(IDEMPOTENCY,), cost=Cost(2 * CENT, 2),
+       needs=(Needs.WRITES,), stage=8)
+def idem_new_key_new_grant(p: Probe) -> None:
+    """The same body under a new key (or with no key at all) is a new grant: 200,
+    duplicate: false, a new ledger_id, credited again."""
+    cents = _cents(p, p.wallet.left // 2)
+    user = p.t.guard.new_user()
+    keyless = not p.first and p.draw(st.booleans())
+    first = grant(p, user, cents, key=None if keyless else p.t.guard.new_idempotency_key())
+    if first.status != 200:
+        p.skip(f"the first grant answered {first.status} (see grant.arithmetic)")
+    second = grant(p, user, cents, key=None if keyless else p.t.guard.new_idempotency_key())
+    read = user_balance(p, user)
+    how = "without a key" if keyless else "under a new key"
+    ok = (second.status == 200 and second.field("duplicate") is False
+          and second.field("ledger_id") != first.field("ledger_id") and read.cents == 2 * cents)
+    p.require(ok, [first, second, read.exchange], f"The same body {how} was not a new grant",
+              f"the second grant answered {second.status}, duplicate {shown(second.field('duplicate'))}, ledger_id "
+              f"{shown(second.field('ledger_id'))} (first {shown(first.field('ledger_id'))}); the balance is "
+              f"{read.shown}, expected {usd(2 * cents * CENT)}")
+
+
+def _sent(p: Probe, answers: list[Exchange | BaseException]) -> list[Exchange]:
+    sent = [a for a in answers if isinstance(a, Exchange)]
+    if not sent:
+        raise answers[0] if isinstance(answers[0], BaseException) else RuntimeError("nothing sent")
+    return sent
+
+
+@probe("idem.concurrent_same", sources=SOURCE, elements=(IDEMPOTENCY,), cost=Cost(3 * CENT, 2),
+       choices=("#/components/responses/IdempotencyKeyInFlight",),
+       needs=(Needs.WRITES,), stage=9)
+def idem_concurrent_same(p: Probe) -> None:
+    """Grants with one key sent at the same moment credit the user once (the others are
+    replays, or refused as in flight)."""
+    n = p.t.options.concurrent_requests
+    cents = max(1, min(5, p.wallet.left // (n * CENT))) if not p.first else 1
+    user, key = p.t.guard.new_user(), p.t.guard.new_idempotency_key()
+    for _ in range(n):
+        p.spend(amount_json(cents))
+    sent = _sent(p, concurrently(n, lambda i: p.t.send(GRANT, headers={"Idempotency-Key": key}, body={
+        "external_user_id": user, "amount": amount_json(cents), "description": "quota-conformance"})))
+    read = user_balance(p, user)
+    ledger_ids = {a.field("ledger_id") for a in sent if a.status == 200}
+    statuses = sorted(a.status for a in sent)
+    p.require(read.cents == cents and len(ledger_ids) == 1, [*sent, read.exchange],
+              "Concurrent grants with one key were not credited once",
+              f"{n} concurrent grants of {usd(cents * CENT)} with one key answered {statuses} with "
+              f"{len(ledger_ids)} ledger id(s); the balance is {read.shown}, expected {usd(cents * CENT)}")
+
+
+@probe("idem.concurrent_distinct", sources=SOURCE, elements=(IDEMPOTENCY,), cost=Cost(3 * CENT, 3),
+       needs=(Needs.WRITES,), stage=8)
+def idem_concurrent_distinct(p: Probe) -> None:
+    """Grants with different keys sent to one user at the same moment all land: each answers
+    200 with its own ledger_id, and the balance is their sum (no lost update)."""
+    n = p.t.options.concurrent_requests if p.first else p.draw(st.integers(2, 6))
+    cents = [1] * n if p.first else [p.draw_cents(min(5 * CENT, p.wallet.left // n)) for _ in range(n)]
+    user = p.t.guard.new_user()
+    for c in cents:
+        p.spend(amount_json(c))
+    keys = [p.t.guard.new_idempotency_key() for _ in range(n)]
+    sent = _sent(p, concurrently(n, lambda i: p.t.send(GRANT, headers={"Idempotency-Key": keys[i]}, body={
+        "external_user_id": user, "amount": amount_json(cents[i]), "description": "quota-conformance"})))
+    read = user_balance(p, user)
+    ledger_ids = {a.field("ledger_id") for a in sent if a.status == 200}
+    statuses = sorted(a.status for a in sent)
+    total = sum(cents)
+    p.require(read.cents == total and len(ledger_ids) == n and statuses == [200] * n, [*sent, read.exchange],
+              "Concurrent grants with different keys did not all land",
+              f"{n} concurrent grants ({', '.join(usd(c * CENT) for c in cents)}) with different keys answered "
+              f"{statuses} with {len(ledger_ids)} distinct ledger id(s); the balance is {read.shown}, "
+              f"expected {usd(total * CENT)}")
+
+
+@probe("idem.scope_per_key", provenance=CONTRACT, elements=(f"{IDEMPOTENCY}/schema",), cost=Cost(2 * CENT, 2),
+       needs=(Needs.WRITES, Needs.SECOND_KEY), stage=9)
+def idem_scope_per_key(p: Probe) -> None:
+    """Idempotency-Keys are scoped per API key: the second key (--second-api-key) using a key
+    the first key used, for another user, makes a new grant for that user. An answer that
+    replays the first key's grant (it names the other user) moves the wrong money: a failure."""
+    second = p.t.options.second_api_key
+    assert second is not None
+    key = p.t.guard.new_idempotency_key()
+    first_user, second_user = p.t.guard.new_user(), p.t.guard.new_user()
+    first = grant(p, first_user, 1, key=key)
+    if first.status != 200:
+        p.skip(f"the first key's grant answered {first.status} (see grant.arithmetic)")
+    other = grant(p, second_user, 1, key=key, api_key=second)
+    read = user_balance(p, second_user)
+    steps = [first, other, read.exchange]
+    if other.status == 200 and other.field("external_user_id") != second_user:
+        p.fail(steps, "Another API key's grant was answered with the first key's",
+               f"the second key's grant for a new user answered external_user_id "
+               f"{shown(other.field('external_user_id'))} and ledger_id {shown(other.field('ledger_id'))} "
+               "(the first key's grant): its own grant was not made", DOCUMENTED)
+        return
+    p.require(other.status == 200 and other.field("duplicate") is False and read.cents == 1, steps,
+              "Idempotency-Keys are not scoped per API key",
+              f"the second key's grant with a key the first key used answered {other.status} "
+              f"{shown(other.error_code or other.field('duplicate'))}; the user's balance is {read.shown}")

@@ -1,0 +1,114 @@
+"""Rules of identity: a user id of any shape the contract allows round-trips through the grant
+body, the path and the query; ids that differ only in case are different users; a user never
+granted is 404 user_not_found."""
+
+from __future__ import annotations
+
+from hypothesis import strategies as st
+
+from mockserver.contract import CONTRACT, DOCUMENTED
+from mockserver.domain.money import MICROS_PER_CENT
+
+from .actions import code_text, grant, query_balance, shown, user_balance
+from .checks import parse_money
+from .engine import Exchange
+from .properties import Probe
+from .registry import Cost, Needs, probe
+from .strategies import user_suffixes
+
+CENT = MICROS_PER_CENT
+USER_ID = "#/components/schemas/ExternalUserId"
+SOURCES = ("seed: external_user_id string Your unique identifier for the user",)
+# One id with every awkward class at once: a space (also at the end), '%' (and an escape that
+# a second decoding would read), '@', '/', a capital letter, non-ASCII, an emoji.
+AWKWARD = "-Zoë a%41b%2Fc@d/e 中😀 "
+MAX_LENGTH = 255
+
+
+def _long_pair(p: Probe) -> tuple[str, str]:
+    """Two ids of the contract's full length that share all but their last characters."""
+    base = p.t.guard.new_user() + "-long-"
+    body = base + "x" * (MAX_LENGTH - len(base) - 1)
+    return body + "A", body + "B"
+
+
+def _roundtrip(p: Probe, user: str, cents: int, steps: list[Exchange]) -> list[str]:
+    """Grant ``cents`` to ``user`` and read it back both ways; what went wrong."""
+    granted = grant(p, user, cents, description="quota-conformance identity")
+    steps.append(granted)
+    if granted.status != 200:
+        return [f"a grant to {user!r} answered {granted.status} {code_text(granted)}"]
+    problems = []
+    if granted.field("external_user_id") != user:
+        problems.append(f"the grant to {user!r} answered external_user_id {shown(granted.field('external_user_id'))}")
+    for read, how in ((user_balance(p, user), "the path"), (query_balance(p, user), "the query")):
+        steps.append(read.exchange)
+        if read.exchange.status != 200:
+            problems.append(f"{user!r} read through {how} answered {read.exchange.status} "
+                            f"{code_text(read.exchange)}")
+        elif read.exchange.field("external_user_id") != user or read.cents != cents:
+            problems.append(f"{user!r} read through {how} answered external_user_id "
+                            f"{shown(read.exchange.field('external_user_id'))} with balance {read.shown}")
+    return problems
+
+
+@probe("identity.roundtrip", sources=SOURCES, elements=(USER_ID, "#/components/parameters/ExternalUserIdPath"),
+       choices=("#/components/schemas/ExternalUserId/allOf/0",),
+       cost=Cost(3 * CENT, 4), needs=(Needs.WRITES,), stage=8)
+def identity_roundtrip(p: Probe) -> None:
+    """A user id of any shape the contract allows (spaces, '%', '@', '/' escaped, non-ASCII, up
+    to 255 characters) is granted, echoed and read back exactly, through the path and the query."""
+    if p.first:
+        users = [p.t.guard.new_user() + AWKWARD, *_long_pair(p)]
+    else:
+        users = [p.t.guard.new_user() + "-" + p.draw(user_suffixes())]
+    problems: list[str] = []
+    steps: list[Exchange] = []
+    for user in users:
+        problems += _roundtrip(p, user, 1, steps)
+    p.require(not problems, steps, "A user id did not round-trip", "; ".join(problems))
+
+
+@probe("identity.case_sensitive", sources=SOURCES, elements=(USER_ID,), cost=Cost(2 * CENT, 1),
+       needs=(Needs.WRITES,), stage=9)
+def identity_case_sensitive(p: Probe) -> None:
+    """Ids that differ only in case are different users: each keeps its own balance."""
+    base = p.t.guard.new_user()
+    upper, lower = base + "-Alice", base + "-alice"
+    first = grant(p, upper, 1)
+    second = grant(p, lower, 1)
+    reads = [(user_balance(p, upper), upper, 1), (user_balance(p, lower), lower, 1)]
+    problems = [f"{user!r} reads {read.shown}, expected its own ${cents / 100:.2f}"
+                for read, user, cents in reads if read.cents != cents]
+    if second.status == 200 and parse_money(second.field("balance_before")) not in (0, None):
+        problems.insert(0, f"the first grant to {lower!r} answered balance_before "
+                           f"{shown(second.field('balance_before'))}")
+    p.require(not problems, [first, second, *(r.exchange for r, _, _ in reads)],
+              "Ids that differ only in case are one user", "; ".join(problems))
+
+
+@probe("user.not_found", sources=("seed: 404 user_not_found GET /v1/users/:id/balance User not found",),
+       elements=("#/components/responses/UserNotFound",), cost=Cost(0, 4), stage=0)
+def user_not_found(p: Probe) -> None:
+    """A user never granted answers 404 user_not_found, on GET /v1/users/{id}/balance and
+    GET /v1/balance?external_user_id= alike (never the developer's balance)."""
+    not_found = p.t.facts.error("UserNotFound")
+    nobody = p.t.guard.new_user() + ("" if p.first else "-" + p.draw(st.one_of(st.just("x"), user_suffixes())))
+    for read, how in ((user_balance(p, nobody), "GET /v1/users/{never granted}/balance"),
+                      (query_balance(p, nobody), "GET /v1/balance?external_user_id={never granted}")):
+        _judge_unknown(p, read.exchange, how, nobody, not_found.status, not_found.code)
+
+
+def _judge_unknown(p: Probe, exchange: Exchange, how: str, nobody: str, status: int, code: str) -> None:
+    if exchange.status == status and exchange.error_code == code:
+        p.passed()
+        return
+    title = f"{how}: expected {status} {code}"
+    message = f"{how} answered {exchange.status} {code_text(exchange)}"
+    if exchange.status == 200 and exchange.field("external_user_id") == nobody:
+        # Knowing every user, at $0.00, is a choice the docs leave open.
+        p.fail([exchange], title, message + " (the user, known before any grant)", CONTRACT)
+    elif exchange.status == 200:
+        p.fail([exchange], title, message + ": not that user's balance (the developer's?)", DOCUMENTED)
+    else:
+        p.fail([exchange], title, message, p.t.provenance.of_response(p.t.operation("getUserBalance"), status))
