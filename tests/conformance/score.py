@@ -217,6 +217,14 @@ def _judge_packed(args: tuple[str, str, bool, tuple[str, ...]]) -> Verdict:
     return judge(*args)
 
 
+def _warm_up() -> None:
+    """Load every module a run may load lazily, so each run starts from the same ones."""
+    import conformance.cli
+    import conformance.runner  # noqa: F401
+
+    correct_app().test_client().get("/v1/packages")
+
+
 def fast_extra(kind: str, name: str) -> tuple[str, ...]:
     """``--no-fuzz`` for a mutant whose rule does not come from the schema-driven phase."""
     if kind == "mutant" and MUTANTS[name].rule not in FUZZ_RULES:
@@ -230,10 +238,10 @@ def sweep(only: Sequence[str] = (), socket: bool = False, jobs: int | None = Non
     # Retention runs mostly wait: start them first so that their waits overlap the rest.
     work.sort(key=lambda item: not _needs_retention(item[0], item[1]))
     jobs = jobs or os.cpu_count() or 1
-    if jobs == 1:
-        return Score([judge(*item) for item in work])
-    # Forked workers inherit the imported modules; each builds its own app.
-    with ProcessPoolExecutor(jobs, mp_context=multiprocessing.get_context("fork")) as pool:
+    # Fresh (spawned) workers, warmed up alike: Hypothesis draws "local constants" from every
+    # module of the project that is loaded, so the generated requests, and so the verdicts,
+    # would otherwise depend on what the caller had imported (pytest's test modules, say).
+    with ProcessPoolExecutor(jobs, mp_context=multiprocessing.get_context("spawn"), initializer=_warm_up) as pool:
         verdicts = list(pool.map(_judge_packed, work))
     order = {name: i for i, (_, name) in enumerate(targets(only))}
     return Score(sorted(verdicts, key=lambda v: order[v.name]))

@@ -5,7 +5,7 @@ the conformance rule that must catch it. See tests/conformance/score.py for the 
 
 from __future__ import annotations
 
-from . import access, billing, idempotency, identity, money, state, statuses  # noqa: F401  (registers)
+from . import access, billing, display, idempotency, identity, money, spending, state, statuses  # noqa: F401  (registers)
 from .expected import EXPECTED_FALSE_FAILURES, EXPECTED_MISSES
 from .kit import KEY, KEY2, REGISTRY, Exchange, Mutant, base_app, correct_app, middleware
 

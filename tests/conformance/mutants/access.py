@@ -68,6 +68,22 @@ def bearer_scheme_optional() -> Flask:
     return on_request(before)
 
 
+@mutant(AUTH, "auth.missing_key",
+        "a development fallback left on: \"Authorization: Bearer\" with an empty token is served as "
+        "the default key")
+def empty_bearer_accepted() -> Flask:
+    app = correct_app()
+    key = service_of(app).seed.api_keys[0]
+
+    def before(ex: Exchange) -> bool:
+        value = ex.header("Authorization")
+        if value is not None and value.strip().lower() == "bearer":
+            ex.headers["Authorization"] = f"Bearer {key}"
+        return False
+
+    return middleware(app, None, before)
+
+
 def _public(path_matches: Any) -> Flask:
     """Requests matching ``path_matches`` skip authentication (served with the first key)."""
     app = correct_app()

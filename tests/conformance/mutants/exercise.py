@@ -29,6 +29,7 @@ _VOLATILE = [
     (re.compile(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\dZ"), "T"),
 ]
 _CHAT = {"model": "gpt-4o", "messages": [{"role": "user", "content": "Say hello."}], "max_tokens": 16}
+_HALF_CENT_CHAT = {"model": "gpt-4o", "messages": [{"role": "user", "content": "x " * 4000}], "max_tokens": 16}
 _BIG_CHAT = {"model": "gpt-4o", "messages": [{"role": "user", "content": "x " * 4000}] * 4, "max_tokens": 16}
 
 
@@ -140,7 +141,8 @@ def _idempotency(s: Script) -> None:
 
 def _identities(s: Script) -> None:
     long_a, long_b = "L" * 64 + "-a" * 20, "L" * 64 + "-b" * 20
-    for user in ["Zoë", "a/b", "ann lee", " bob ", "Case", "case", "50%41", "奖励", long_a, long_b]:
+    for user in ["Zoë", "a/b", "ann lee", " bob ", "Case", "case", "50%41", "奖励", "ann+tag@x.io", "007",
+                 long_a, long_b]:
         s.grant(f"grant {user!r}", user, 0.01)
         s.read(f"read {user!r}", user)
 
@@ -162,6 +164,11 @@ def _chats(s: Script) -> None:
     for i in range(3):
         s.call(f"drain {i}", "POST", "/v1/users/drained/chat/completions", body=_BIG_CHAT)
     s.read("drained", "drained")
+    s.grant("fund one chat", "spender", 0.01)
+    s.together("concurrent chats", *(lambda: s.call("", "POST", "/v1/users/spender/chat/completions",
+                                                    body=_HALF_CENT_CHAT) for _ in range(2)))
+    s.seen = [o for o in s.seen if o[0]]
+    s.read("after concurrent chats", "spender")
     s.call("float max_tokens", "POST", "/v1/users/Chatter/chat/completions", body={**_CHAT, "max_tokens": 3.0})
 
 
@@ -172,6 +179,9 @@ def _errors_and_auth(s: Script) -> None:
     s.call("not JSON", "POST", "/v1/funding/grant", raw=b"amount=1")
     s.grant("null description", "err-user", 0.01, description=None)
     s.grant("string amount", "err-user", "0.50")
+    for amount in (-0.5, 0.001, 20000):
+        s.grant(f"invalid amount {amount}", "err-user", amount)
+    s.pool("pool after refused grants")
     s.read("unknown user", "never-granted")
     s.call("unknown route", "GET", "/v1/nope")
     s.call("GET on a POST route", "GET", "/v1/funding/grant")
@@ -181,7 +191,7 @@ def _errors_and_auth(s: Script) -> None:
     for label, value in [("raw key", KEY), ("Token scheme", f"Token {KEY}"), ("near miss", f"Bearer {KEY[:-1]}X"),
                          ("upper-cased", f"Bearer {KEY.upper()}"), ("extra chars", f"Bearer {KEY}zz"),
                          ("unknown", "Bearer sk-quota-" + "0" * 32),
-                         ("lower-case scheme", f"bearer {KEY}")]:
+                         ("lower-case scheme", f"bearer {KEY}"), ("empty bearer", "Bearer ")]:
         s.call(label, "GET", "/v1/balance", key=None, headers={"Authorization": value})
     s.call("me without key", "GET", "/v1/me", key=None)
     s.call("query without key", "GET", "/v1/balance?external_user_id=idem-user", key=None)

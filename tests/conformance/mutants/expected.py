@@ -16,6 +16,20 @@ EXPECTED_MISSES: frozenset[str] = frozenset({
     # 1000.0; after the run's other grants the float pool drifts above the true value, and
     # int(pool * 1e6) is then exact on every delta the rule measures.
     "developer_balance_float_dollars",
+    # Found only when the schema-driven phase happens to generate an integral float
+    # max_tokens: Hypothesis mixes in constants from the project's loaded modules, so adding
+    # modules (these mutants) changed what it generates. Issue 10 wants this planted
+    # regression found every time: a rule that sends 3.0 for integer fields would.
+    "integral_float_max_tokens_crashes",
+    # Added after the last measurement and not caught by their rule yet.
+    "concurrent_chats_overspend",
+    "empty_bearer_accepted",
+    "grant_answer_echoes_request",
+    "insufficient_balance_as_200",
+    "money_with_thousands_separator",
+    "numeric_ids_coerced",
+    "pool_debited_for_refused_grants",
+    "refused_chat_still_charges",
 })
 
 EXPECTED_FALSE_FAILURES: frozenset[str] = frozenset({

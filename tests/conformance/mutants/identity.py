@@ -148,3 +148,26 @@ def header_user_id_lowercased() -> Flask:
         return False
 
     return middleware(correct_app(), None, before)
+
+
+@mutant(ENCODING, "identity.roundtrip",
+        "the path is decoded as a form (unquote_plus): '+' becomes a space, so \"ann+tag@x.io\" "
+        "is granted but its balance path reads \"ann tag@x.io\", 404")
+def path_plus_decoded_as_space() -> Flask:
+    def before(ex: Exchange) -> bool:
+        user = ex.user_in_path()
+        if user is not None and "+" in user:
+            ex.path = ex.path.replace(user, user.replace("+", " "), 1)
+        return False
+
+    return middleware(correct_app(), None, before)
+
+
+@mutant(ENCODING, "identity.roundtrip",
+        "external_user_id kept in a numeric column when it looks like a number: \"007\" is stored "
+        "and answered as \"7\"")
+def numeric_ids_coerced() -> Flask:
+    def coerce(user: str) -> str:
+        return str(int(user)) if user.isascii() and user.isdigit() else user
+
+    return _normalised_ids(coerce)

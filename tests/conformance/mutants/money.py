@@ -93,7 +93,7 @@ def _shown(value: float) -> str:
     return f"${cents // 100}.{cents % 100:02d}"
 
 
-@mutant(FLOAT, "schema.response",
+@mutant("money format", "schema.response",
         "money formatted with str(float): $0.50 shows as \"$0.5\" and $1.00 as \"$1.0\"; "
         "amounts with a non-zero last digit look right")
 def money_string_from_float() -> Flask:
