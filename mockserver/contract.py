@@ -48,6 +48,8 @@ class Operation:
     body_required: bool
     public: bool
     responses: dict[str, dict[str, Any]] = field(default_factory=dict)
+    # The media types the request body may be sent as (its requestBody's content).
+    body_media_types: tuple[str, ...] = ()
 
     @property
     def provenance(self) -> str:
@@ -133,6 +135,7 @@ class Contract:
                         responses={
                             status: self.resolve(response) for status, response in spec.get("responses", {}).items()
                         },
+                        body_media_types=tuple(body.get("content", {})) if body is not None else (),
                     )
                 )
         return operations

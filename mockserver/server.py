@@ -8,8 +8,10 @@ waitress, in a background thread.
 
 from __future__ import annotations
 
+import resource
 import socket
 import threading
+from dataclasses import dataclass
 from types import TracebackType
 
 from flask import Flask
@@ -17,6 +19,14 @@ from waitress.server import create_server
 
 # In-process (tests, the pytest plugin) concurrency matters more than raw throughput.
 IN_PROCESS_THREADS = 8
+# Connections waiting to be accepted, per listening socket (the kernel caps it at somaxconn).
+LISTEN_BACKLOG = 2048
+# A client on any network sends its request headers within this; an idle one is let go.
+HEADER_READ_TIMEOUT_MS = 10_000
+# Open files are what bounds the connections a worker may hold; some stay for the app itself
+# (Redis connections, the seed file, logs).
+MAX_OPEN_FILES = 65_536
+FILES_KEPT_FOR_THE_APP = 256
 
 
 def free_port(host: str = "127.0.0.1") -> int:
@@ -30,12 +40,15 @@ def free_port(host: str = "127.0.0.1") -> int:
 def serve(target: str, host: str, port: int, threads: int = 1, workers: int = 1) -> None:
     """Serve the WSGI app factory ``module:function`` on granian until Ctrl-C or SIGTERM.
 
-    Each worker process calls the factory to build its own app.
+    Each worker process calls the factory to build its own app. Idle and slow connections
+    cannot starve a fresh client (see :func:`connection_limits`).
     """
     from granian import Granian
     from granian.constants import Interfaces
+    from granian.http import HTTP1Settings
     from granian.log import LogLevels
 
+    limits = connection_limits()
     Granian(
         target,
         address=host,
@@ -44,10 +57,51 @@ def serve(target: str, host: str, port: int, threads: int = 1, workers: int = 1)
         factory=True,
         workers=workers,
         blocking_threads=threads,
+        backlog=limits.backlog,
+        backpressure=limits.backpressure,
+        http1_settings=HTTP1Settings(header_read_timeout=limits.header_read_timeout_ms, keep_alive=True),
         # Errors only: granian warns about threads beyond 2 x cores + 1, which is a choice here.
         log_level=LogLevels.error,
         respawn_failed_workers=True,
     ).serve()
+
+
+@dataclass(frozen=True)
+class ConnectionLimits:
+    backlog: int
+    backpressure: int
+    header_read_timeout_ms: int
+
+
+def connection_limits() -> ConnectionLimits:
+    """How many connections a worker holds, and how long one may take to send its headers.
+
+    granian's default admits 1,024 connections per worker (``backpressure``, the backlog)
+    and waits 30 s for each one's headers: 1,024 connections that never finish theirs (an
+    idle browser pool, a slow client, a flood) left the next client unanswered for 30 s.
+    Here a worker admits as many connections as it may open files (raising its soft limit to
+    the hard one first), and a connection gets :data:`HEADER_READ_TIMEOUT_MS` to send its
+    headers, idle keep-alive connections included: past that it is closed.
+    """
+    files = raise_open_files_limit()
+    return ConnectionLimits(
+        backlog=LISTEN_BACKLOG,
+        backpressure=max(LISTEN_BACKLOG, files - FILES_KEPT_FOR_THE_APP),
+        header_read_timeout_ms=HEADER_READ_TIMEOUT_MS,
+    )
+
+
+def raise_open_files_limit(ceiling: int = MAX_OPEN_FILES) -> int:
+    """Raise this process's soft limit on open files toward its hard limit; returns the new one."""
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    wanted = ceiling if hard == resource.RLIM_INFINITY else min(hard, ceiling)
+    if soft != resource.RLIM_INFINITY and soft < wanted:
+        try:
+            resource.setrlimit(resource.RLIMIT_NOFILE, (wanted, hard))
+            soft = wanted
+        except (ValueError, OSError):
+            pass  # keep the limit we have
+    return ceiling if soft == resource.RLIM_INFINITY else min(soft, ceiling)
 
 
 class MockServer:

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import time
 
-from .clock import Clock
+from .clock import Clock, checked_offset
 from .redis_store import RedisStore
 
 
@@ -23,10 +23,13 @@ class RedisClock(Clock):
         return time.time() + self._store.clock_offset()
 
     def advance(self, seconds: float) -> float:
+        # Checked before the move, so that a refused move leaves the shared offset unchanged.
+        checked_offset(self._store.clock_offset() + seconds, time.time())
         return time.time() + self._store.advance_clock_offset(seconds)
 
     def set(self, epoch_seconds: float) -> None:
-        self._store.set_clock_offset(epoch_seconds - time.time())
+        now = time.time()
+        self._store.set_clock_offset(checked_offset(epoch_seconds - now, now))
 
     def reset(self) -> None:
         self._store.set_clock_offset(0.0)

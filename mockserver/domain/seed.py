@@ -16,7 +16,8 @@ from typing import Any
 import yaml
 
 from .accounts import Developer, ModelPrice, PriceTable, Seed
-from .money import MoneyError, dollars_to_micros
+from .errors import MAX_SAFE_MICRODOLLARS
+from .money import MoneyError, dollars_to_micros, format_money
 
 _TOP_LEVEL = {"developer", "api_keys", "pool", "users", "prices"}
 _DEVELOPER_FIELDS = {"id", "email", "plan", "billing_mode"}
@@ -127,4 +128,7 @@ def _amount(raw: Any, where: str) -> int:
         raise SeedError(f"{where}: {exc}") from exc
     if micros < 0:
         raise SeedError(f"{where} must not be negative")
+    if micros > MAX_SAFE_MICRODOLLARS:
+        # Every store holds it exactly (Redis' doubles are the narrowest), and so do views.
+        raise SeedError(f"{where} exceeds the largest balance a store holds ({format_money(MAX_SAFE_MICRODOLLARS)})")
     return micros

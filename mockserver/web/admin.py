@@ -15,9 +15,9 @@ from typing import Any
 from flask import Response, jsonify, request
 
 from ..domain.errors import BAD_REQUEST, INVALID_API_KEY, USER_NOT_FOUND, QuotaError
-from ..domain.seed import SeedError, parse_seed_text
 from . import control
 from .control_presenters import clock_view, idempotency_key_view, ledger_entry_view, pool_view, snapshot, user_view
+from .json_input import parse_json, parse_yaml
 from .state import ControlHandler, MockState
 from .validation import ValidatedRequest, parse_json_body
 
@@ -128,10 +128,11 @@ def json_document() -> Any:
 
 
 def _seed_document() -> Any:
-    try:
-        return parse_seed_text(request.get_data(as_text=True), source="request body")
-    except SeedError as exc:
-        raise QuotaError(BAD_REQUEST, f"Invalid seed: {exc}") from exc
+    """The seed in the body: JSON parsed as JSON, YAML as YAML, each as strictly as any body."""
+    raw = request.get_data()
+    if request.mimetype == "application/json":
+        return parse_json(raw, "Seed document")
+    return parse_yaml(raw, "Seed document")
 
 
 CONTROL_HANDLERS: MappingProxyType[str, ControlHandler] = MappingProxyType(

@@ -14,11 +14,12 @@ from flask import Flask
 
 from ..config import MockConfig
 from .control_api import control_blueprint
-from .cors import install_cors
+from .cors import install_control_guard, install_cors
 from .drop import DropConnectionMiddleware
 from .errors import register_error_handlers
 from .journal_recorder import install_journal_recorder
 from .public_api import register_operations
+from .request_body import body_rules, install_body_reader
 from .request_log import install_request_log
 from .self_check import install_response_self_check
 from .simulation import install_extra_headers
@@ -41,6 +42,9 @@ def create_app(config: MockConfig | Mapping[str, Any] | None = None) -> Flask:
     register_error_handlers(app, state.contract, config.max_body_bytes)
     if config.cors_origins:
         install_cors(app, config.cors_origins)
+    if config.admin_enabled:
+        install_control_guard(app)
+    install_body_reader(app, body_rules(state))
     install_extra_headers(app)
     # "Commit then drop" fault rules hang up below Flask, once the response is built.
     app.wsgi_app = DropConnectionMiddleware(app.wsgi_app)  # type: ignore[method-assign]

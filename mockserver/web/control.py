@@ -12,9 +12,10 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
-from ..domain.errors import BAD_REQUEST, QuotaError
+from ..domain.clock import ClockError
+from ..domain.errors import BAD_REQUEST, MAX_SAFE_MICRODOLLARS, QuotaError
 from ..domain.faults import FAIL, FaultError, FaultRule
-from ..domain.money import MoneyError, dollars_to_micros
+from ..domain.money import MoneyError, dollars_to_micros, format_money
 from ..domain.seed import SeedError, build_seed
 from .state import MockState
 
@@ -26,7 +27,7 @@ def reset(state: MockState) -> None:
 
 def load_seed(state: MockState, document: Any) -> None:
     """Reset, with a seed document (the ``--seed`` format) replacing parts of the start."""
-    state.validators["mockSeed"].check_body(document)
+    document = state.validators["mockSeed"].check_body(document)
     try:
         seed = build_seed(document, base=state.config.build_seed())
     except SeedError as exc:
@@ -36,28 +37,35 @@ def load_seed(state: MockState, document: Any) -> None:
 
 def set_balance(state: MockState, user_id: str | None, document: Any) -> int:
     """Set a user's balance (``None``: the grant pool's) to ``{"balance": dollars}``."""
-    state.validators["mockSetPool" if user_id is None else "mockSetUserBalance"].check_body(document)
+    document = state.validators["mockSetPool" if user_id is None else "mockSetUserBalance"].check_body(document)
     micros = dollars_field(document["balance"], "balance")
     if micros < 0:
         raise QuotaError(BAD_REQUEST, "Invalid field 'balance': must not be negative")
+    if micros > MAX_SAFE_MICRODOLLARS:  # the same bound on every store, so none half-applies it
+        raise QuotaError(
+            BAD_REQUEST, f"Invalid field 'balance': at most {format_money(MAX_SAFE_MICRODOLLARS)}, what a store holds"
+        )
     state.service.set_balance(user_id, micros)
     return micros
 
 
 def move_clock(state: MockState, document: Any) -> None:
     """``{"advance_seconds": N}`` moves the mock clock; ``{"reset": true}`` returns to real time."""
-    state.validators["mockMoveClock"].check_body(document)
+    document = state.validators["mockMoveClock"].check_body(document)
     if document.get("reset") is True:
         state.clock.reset()
     elif document.get("advance_seconds") is not None:
-        state.clock.advance(float(document["advance_seconds"]))
+        try:
+            state.clock.advance(float(document["advance_seconds"]))
+        except ClockError as exc:
+            raise QuotaError(BAD_REQUEST, f"Invalid field 'advance_seconds': {exc}") from exc
     else:
         raise QuotaError(BAD_REQUEST, 'send {"advance_seconds": <number>} or {"reset": true}')
 
 
 def add_fault(state: MockState, document: Any) -> FaultRule:
     """Add a fault rule; its failure status must be one its operation documents."""
-    state.validators["mockAddFault"].check_body(document)
+    document = state.validators["mockAddFault"].check_body(document)
     # The schema has checked the fields, the operation among them; what needs the contract is here.
     operation = state.contract.by_id[document["operation_id"]]
     status = _whole(document, "status")

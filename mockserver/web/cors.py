@@ -1,10 +1,17 @@
-"""CORS, so that a browser app on another origin can call the mock directly, with no proxy.
+"""Cross-origin policy: the public API is open to browser apps, the control API is not.
 
-On by default (any origin) because the mock's first users are frontend developers running
-their app on ``localhost:3000`` and the mock on ``:8080``; ``--cors-origin`` narrows it and
-``--no-cors`` turns it off. Only what the Fetch standard needs, written out here rather than
-pulled in from flask-cors: the allowed request headers, the exposed response headers, and
-preflight answers.
+CORS is on by default (any origin) for the public API, because the mock's first users are
+frontend developers running their app on ``localhost:3000`` and the mock on ``:8080``;
+``--cors-origin`` narrows it and ``--no-cors`` turns it off. Only what the Fetch standard
+needs, written out here rather than pulled in from flask-cors: the allowed request headers,
+the exposed response headers, and preflight answers.
+
+The control API (``/_mock/``) belongs to its user, not to whatever page the user's browser
+has open, even on loopback with no admin token: it sends no CORS grant to any origin (so no
+page can read the ledger or send it JSON), and it refuses a state-changing request that a
+browser marks as coming from another site (``Origin``, ``Sec-Fetch-Site``, or the opaque
+``Origin: null`` of sandboxed frames and ``data:`` pages). Curl and the pytest fixture send
+neither header; the dashboard's own forms are same-origin.
 """
 
 from __future__ import annotations
@@ -13,6 +20,9 @@ from collections.abc import Sequence
 
 from flask import Flask, Response, request
 
+from ..domain.errors import QuotaError
+from .escaping import printable
+
 # What the API's callers send beyond the CORS-safelisted headers.
 ALLOWED_HEADERS = (
     "Authorization",
@@ -20,7 +30,6 @@ ALLOWED_HEADERS = (
     "Idempotency-Key",
     "X-External-User-ID",
     "Prefer",
-    "X-Mock-Admin-Token",
 )
 # Response headers a page's script may read (others are hidden from it by the browser).
 EXPOSED_HEADERS = (
@@ -34,6 +43,42 @@ EXPOSED_HEADERS = (
 )
 ALLOWED_METHODS = ("GET", "POST", "PUT", "DELETE", "OPTIONS")
 PREFLIGHT_MAX_AGE_SECONDS = 600
+CONTROL_PREFIX = "/_mock"
+CROSS_SITE_REFUSED = "cross_site_refused"
+# Methods that change nothing; everything else on the control API changes state.
+_SAFE_METHODS = frozenset(("GET", "HEAD", "OPTIONS"))
+# Sec-Fetch-Site values of requests the user made themselves: the page's own, or typed/bookmarked.
+_OWN_FETCH_SITES = frozenset(("same-origin", "none"))
+
+
+def is_control_path(path: str) -> bool:
+    return path == CONTROL_PREFIX or path.startswith(CONTROL_PREFIX + "/")
+
+
+def install_control_guard(app: Flask) -> None:
+    """Refuse state-changing control API requests made by a page of another origin (403)."""
+
+    @app.before_request
+    def _refuse_cross_site() -> None:
+        if request.method in _SAFE_METHODS or not is_control_path(request.path):
+            return
+        origin = request.headers.get("Origin")
+        fetch_site = request.headers.get("Sec-Fetch-Site")
+        own_origin = request.host_url.rstrip("/")
+        if origin is not None and origin.rstrip("/").lower() != own_origin.lower():
+            raise _cross_site(f"Origin {printable(origin, 100)}")
+        if fetch_site is not None and fetch_site.lower() not in _OWN_FETCH_SITES:
+            raise _cross_site(f"Sec-Fetch-Site {printable(fetch_site, 40)}")
+
+
+def _cross_site(evidence: str) -> QuotaError:
+    return QuotaError(
+        CROSS_SITE_REFUSED,
+        f"The control API refuses state-changing requests from other web pages ({evidence}): "
+        "call it with curl or the pytest fixture, or use the dashboard itself",
+    )
+
+
 
 
 def install_cors(app: Flask, origins: Sequence[str]) -> None:
@@ -41,8 +86,8 @@ def install_cors(app: Flask, origins: Sequence[str]) -> None:
     allowed = frozenset(origins)
 
     def allow_origin(origin: str | None) -> str | None:
-        if origin is None:
-            return None  # not a cross-origin browser request
+        if origin is None or is_control_path(request.path):
+            return None  # not a cross-origin browser request, or the control API: no grant
         if any_origin:
             return "*"
         return origin if origin in allowed else None
@@ -67,7 +112,7 @@ def install_cors(app: Flask, origins: Sequence[str]) -> None:
     @app.after_request
     def _cors_headers(response: Response) -> Response:
         origin = allow_origin(request.headers.get("Origin"))
-        if not any_origin:
+        if not any_origin and not is_control_path(request.path):
             # The answer depends on the Origin header: caches must keep them apart.
             response.vary.add("Origin")
         if origin is not None:

@@ -12,7 +12,7 @@ import logging
 from flask import Flask, Response
 from werkzeug.exceptions import HTTPException, MethodNotAllowed, NotFound, RequestEntityTooLarge
 
-from ..contract import Contract
+from ..contract import Contract, control_contract
 from ..domain.errors import (
     BAD_REQUEST,
     METHOD_NOT_ALLOWED,
@@ -20,6 +20,7 @@ from ..domain.errors import (
     PAYLOAD_TOO_LARGE,
     QuotaError,
 )
+from .escaping import printable
 from .presenters import json_response
 
 log = logging.getLogger("quota_mock")
@@ -29,10 +30,18 @@ REFUSAL_ENVIRON_KEY = "quota_mock.refusal"
 
 def envelope(contract: Contract, error: QuotaError) -> Response:
     body = {"error": {"code": error.code, "message": error.message}}
-    response = json_response(body, contract.status_for_code(error.code))
+    response = json_response(body, _status_for(contract, error.code))
     for name, value in error.headers.items():
         response.headers[name] = value
     return response
+
+
+def _status_for(contract: Contract, code: str) -> int:
+    """The status of an error code: the public contract's, or the control API's own codes'."""
+    try:
+        return contract.status_for_code(code)
+    except KeyError:
+        return control_contract().status_for_code(code)
 
 
 def register_error_handlers(app: Flask, contract: Contract, max_body_bytes: int) -> None:
@@ -53,7 +62,7 @@ def register_error_handlers(app: Flask, contract: Contract, max_body_bytes: int)
     @app.errorhandler(Exception)
     def _unexpected(error: Exception) -> Response:
         # A bug in the mock: still an enveloped answer, and the traceback goes to the log.
-        log.exception("unexpected error on %s %s", request.method, request.path)
+        log.exception("unexpected error on %s %s", printable(request.method, 20), printable(request.path, 500))
         # The journal names the exception; the client gets no internals.
         request.environ[REFUSAL_ENVIRON_KEY] = QuotaError(
             "internal_error", f"The mock hit an unexpected error ({type(error).__name__}; see its log)"

@@ -24,6 +24,7 @@ from ..domain.faults import MAX_LATENCY_MS, FaultBook
 from ..domain.faults import NONE as NO_FAULTS
 from ..domain.rate_limit import RateLimiter
 from .drop import request_drop
+from .state import bearer_token
 
 # Headers added to whatever answers this request (the error handler's envelope included).
 _EXTRA_HEADERS_KEY = "quota_mock.extra_headers"
@@ -106,11 +107,12 @@ def documented_error(contract: Contract, operation: Operation, status: int) -> Q
 
 def check_rate_limit(limiter: RateLimiter, now: float) -> None:
     """Count this request against its caller's window; 429 past the limit (headers either way)."""
-    authorization = request.headers.get("Authorization", "").strip()
-    # Per API key; a digest keeps raw keys out of memory. Without a key, per client address.
+    # Per API key, however the header spells the scheme (the key authenticates the same);
+    # a digest keeps raw keys out of memory. Without a bearer token, per client address.
+    token = bearer_token(request.headers.get("Authorization"))
     caller = (
-        "key:" + hashlib.sha256(authorization.encode("utf-8", "surrogateescape")).hexdigest()[:24]
-        if authorization
+        "key:" + hashlib.sha256(token.encode("utf-8", "surrogateescape")).hexdigest()[:24]
+        if token is not None
         else f"addr:{request.remote_addr}"
     )
     decision = limiter.hit(caller, now)

@@ -152,14 +152,25 @@ def control_rule(path: str) -> str:
     return re.sub(r"\{([^}]+)\}", r"<\1>", path)
 
 
+def bearer_token(authorization: str | None) -> str | None:
+    """The token of ``Authorization: Bearer <token>``, or None when the header is not that.
+
+    HTTP auth schemes are case-insensitive and may be followed by several spaces (RFC 9110,
+    section 11): ``bearer KEY`` and ``Bearer  KEY`` carry the same key as ``Bearer KEY``.
+    """
+    if not authorization:
+        return None
+    match = _BEARER.match(authorization.strip())
+    return None if match is None else match.group(1)
+
+
 def authenticate(service: FundingService, authorization: str | None) -> str:
     """The caller's API key from ``Authorization: Bearer <key>``, or a 401."""
     if not authorization or not authorization.strip():
         raise QuotaError(INVALID_API_KEY, "Missing API key: send Authorization: Bearer <key>")
-    match = _BEARER.match(authorization.strip())
-    if match is None:
+    key = bearer_token(authorization)
+    if key is None:
         raise QuotaError(INVALID_API_KEY, "Invalid Authorization header: use the Bearer scheme with your API key")
-    key = match.group(1)
     if not service.is_api_key(key):
         raise QuotaError(INVALID_API_KEY, "Invalid API key")
     return key

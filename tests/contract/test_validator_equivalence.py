@@ -4,7 +4,9 @@ Schemathesis generates valid and invalid requests for every operation from opena
 each goes through both validators. They must accept and reject the same requests, with one
 known exception: openapi-core checks ``multipleOf: 0.01`` in binary floating point, so it
 refuses whole-cent amounts such as 0.29 (0.29 / 0.01 is 28.999999999999996). There the
-mock's exact decimal check is right, and the test asserts exactly that.
+mock's exact decimal check is right, and the test asserts exactly that. The other way round,
+the mock refuses what its JSON edge bounds (``json_input``: numbers past 400 digits or 1e400,
+nesting past 64 levels, lone surrogates), as openapi.yaml's 400 says, whatever a schema allows.
 """
 
 from __future__ import annotations
@@ -24,6 +26,7 @@ from werkzeug.test import EnvironBuilder
 
 from mockserver.contract import contract_path, default_contract
 from mockserver.domain.errors import QuotaError
+from mockserver.web.json_input import parse_json
 from mockserver.web.validation import RequestValidator
 
 CONTRACT = default_contract()
@@ -65,6 +68,15 @@ def float_multiple_of_cents_defect(body: Any) -> bool:
     return exact_cents and not float_cents
 
 
+def beyond_the_edge_bounds(body: bytes) -> bool:
+    """A body the mock's JSON edge refuses whatever the schemas say."""
+    try:
+        parse_json(body)
+    except QuotaError:
+        return True
+    return False
+
+
 def rendered(case: Any) -> tuple[str, dict, dict, bytes, dict]:
     # Schemathesis keeps path parameters percent-encoded; the server sees them decoded.
     encoded = {k: str(v) for k, v in (case.path_parameters or {}).items()}
@@ -87,7 +99,7 @@ def rendered(case: Any) -> tuple[str, dict, dict, bytes, dict]:
 @pytest.mark.parametrize("mode", [GenerationMode.POSITIVE, GenerationMode.NEGATIVE], ids=lambda m: m.value)
 def test_both_validators_agree_on_generated_requests(operation, mode):
     api_operation = SCHEMA[operation.path][operation.method]
-    outcomes = {"both_accept": 0, "both_reject": 0, "float_defect": 0}
+    outcomes = {"both_accept": 0, "both_reject": 0, "float_defect": 0, "edge_bound": 0}
 
     @given(case=api_operation.as_strategy(generation_mode=mode))
     @settings(max_examples=60, deadline=None, database=None, derandomize=True, suppress_health_check=list(HealthCheck))
@@ -99,6 +111,9 @@ def test_both_validators_agree_on_generated_requests(operation, mode):
         theirs = openapi_core_accepts(operation.method, path, query, headers, body)
         if ours and not theirs and float_multiple_of_cents_defect(case.body):
             outcomes["float_defect"] += 1
+            return
+        if theirs and not ours and body and beyond_the_edge_bounds(body):
+            outcomes["edge_bound"] += 1
             return
         assert ours == theirs, (
             f"mock={'accepts' if ours else 'rejects'} openapi-core={'accepts' if theirs else 'rejects'}: {case!r}"
@@ -119,3 +134,11 @@ def test_the_known_defect_is_real_and_the_mock_is_exact():
     assert not openapi_core_accepts("POST", "/v1/funding/grant", {}, {}, body)
     assert float_multiple_of_cents_defect({"amount": 0.29})
     assert not float_multiple_of_cents_defect({"amount": 0.5})
+
+
+def test_the_edge_bounds_are_refused_by_the_mock_alone():
+    body = b'{"external_user_id": "u", "amount": 1, "extra": 1e401}'
+    assert beyond_the_edge_bounds(body)
+    assert not mock_accepts("grantUserBalance", {}, {}, {}, body)
+    assert openapi_core_accepts("POST", "/v1/funding/grant", {}, {}, body)
+    assert not beyond_the_edge_bounds(b'{"external_user_id": "u", "amount": 1, "extra": 1e-300}')

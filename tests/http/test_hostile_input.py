@@ -3,15 +3,14 @@ snapshot taken before and after proves that nothing moved."""
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-from typing import Any
+from collections.abc import Callable
 
 import pytest
 from flask import Flask
 
-from mockserver import create_app, mock_state
+from mockserver import mock_state
 
-from ..private_redis import shared_redis
+from .conftest import snapshot
 
 KEY = "sk-quota-your-api-key"
 AUTH = {"Authorization": f"Bearer {KEY}"}
@@ -19,26 +18,9 @@ JSON = {"Content-Type": "application/json"}
 GRANT = "/v1/funding/grant"
 
 
-@pytest.fixture(params=["memory", "redis"])
-def app(request: pytest.FixtureRequest) -> Iterator[Flask]:
-    settings: dict[str, Any] = {"validate_responses": True}
-    if request.param == "redis":
-        server = shared_redis()
-        server.flush()
-        settings.update(store=server.url, store_prefix="hostile:")
-    app = create_app(settings)
-    yield app
-    assert app.extensions["quota_mock_response_violations"] == []
-    close = getattr(mock_state(app).service.store, "close", None)
-    if close:
-        close()
-
-
-def snapshot(app: Flask) -> tuple:
-    service = mock_state(app).service
-    store = service.store
-    ledger = tuple((e.id, e.kind, e.amount, e.user_id, e.balance_after) for e in store.ledger())
-    return service.developer_balance(), tuple(sorted(store.users().items())), ledger, store.idempotency_key_count()
+@pytest.fixture
+def app(any_store: Callable[..., Flask]) -> Flask:
+    return any_store()
 
 
 def body_of(amount: str, user: str = '"hostile_user"') -> bytes:
