@@ -238,6 +238,11 @@ def chat_never_negative(p: Probe) -> None:
     if funded.status != 200:
         p.skip(f"could not fund a user: the grant answered {funded.status}")
     steps: list[Exchange] = [funded]
+    # max_tokens written 4.0: an integer in JSON Schema; served, or refused with a 4xx (the docs
+    # do not say), but never a server error (errors.no_server_error judges every answer).
+    odd = chat_body(p, max_tokens=4)
+    odd["max_tokens"] = 4.0
+    steps.append(user_chat(p, user, odd))
     for _ in range(p.t.options.max_drain_chats):
         before = user_balance(p, user)
         exchange = user_chat(p, user, chat_body(p, BIG_PROMPT, BIG_MESSAGES))

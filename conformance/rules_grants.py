@@ -92,7 +92,7 @@ def money_of(exchange: Exchange, field: str) -> int | None:
 def grant_arithmetic(p: Probe) -> None:
     """Every grant answers 200 with amount_granted equal to the amount asked for and
     balance_after = balance_before + amount_granted, exact to the cent for every amount
-    (float-prone ones such as 0.29, 0.57, 1.15 included), first and later grants to one user alike."""
+    (float-prone ones such as 0.29 and 2.01 included), first and later grants to one user alike."""
     if p.first:
         cents = float_prone_within(min(p.wallet.left, FLOAT_PRONE_CAP)) or [1]
         description: Any = "quota-conformance: exact money"
