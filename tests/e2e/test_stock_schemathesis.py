@@ -87,8 +87,9 @@ def test_the_expected_statuses_are_the_contracts_documented_refusals():
     positive = config["checks"]["positive_data_acceptance"]["expected-statuses"]
     negative = config["checks"]["negative_data_rejection"]["expected-statuses"]
     # Valid data: every documented refusal but 400 (invalid), 413 (past the body limit, which
-    # no valid body reaches) and 405 (a method the contract does not define).
-    assert positive == ["2xx", *map(str, sorted(refusals - {400, 405, 413})), "5xx"]
+    # no valid body reaches), 415 (a valid body is sent as application/json) and 405 (a
+    # method the contract does not define).
+    assert positive == ["2xx", *map(str, sorted(refusals - {400, 405, 413, 415})), "5xx"]
     # Invalid data: every documented refusal but 402 (nothing is charged before validation).
     assert negative == list(map(str, sorted(refusals - {402})))
 
