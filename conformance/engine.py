@@ -176,10 +176,13 @@ class Target:
         """Run ``work`` (recording ``rule``'s verdicts) once every probe has run."""
         self.deferred.append((rule, work))
 
-    def raw(self, method: str, path: str, headers: dict[str, str] | None = None) -> Exchange:
-        """Send a request outside the contract's operations (an unknown route, a wrong method);
-        the path is sent as given (already quoted). The response checks do not apply to it."""
-        response = self.session.request(method, self.base_url + path, headers={**self.auth_header, **(headers or {})})
+    def raw(self, method: str, path: str, headers: dict[str, str] | None = None, data: bytes | None = None
+            ) -> Exchange:
+        """Send a request outside the contract's operations (an unknown route, a wrong method,
+        a body that is not JSON); the path is sent as given (already quoted). The response
+        checks do not apply to it."""
+        response = self.session.request(method, self.base_url + path, data=data,
+                                        headers={**self.auth_header, **(headers or {})})
         return Exchange(None, Response.from_requests(response, verify=True))
 
     def send(self, operation_id: str, **kwargs: Any) -> Exchange:

@@ -6,6 +6,7 @@ answer the JSON error envelope."""
 from __future__ import annotations
 
 import itertools
+import json
 import secrets
 from fractions import Fraction
 from typing import Any
@@ -16,7 +17,7 @@ from hypothesis import strategies as st
 from mockserver.contract import CONTRACT, DOCUMENTED, Operation
 from mockserver.domain.money import MICROS_PER_CENT
 
-from .actions import SMALL_PROMPT, code_text, grant, me, shown
+from .actions import SMALL_PROMPT, amount_json, code_text, grant, me, shown
 from .checks import parse_money
 from .engine import Exchange
 from .facts import BALANCE, CHAT, GRANT, PACKAGES
@@ -250,3 +251,25 @@ def edges_wrong_method(p: Probe) -> None:
     if not p.t.options.unusual_methods:
         p.t.results.note(p.rule.name, "PUT, PATCH and DELETE not sent (--unusual-methods sends them)")
 
+
+
+# Media types a client might wrongly send a JSON body as; none of them is application/json.
+NOT_JSON_MEDIA_TYPES = ("text/plain", "application/x-www-form-urlencoded", "text/plain; charset=utf-8",
+                        "application/xml", "multipart/form-data; boundary=x", "application/octet-stream")
+
+
+@probe("edges.non_json_body", sources=("seed: All errors return a JSON body",),
+       elements=("#/components/schemas/Error",), cost=Cost(CENT, 1), needs=(Needs.WRITES,), stage=0,
+       choices=("#/components/responses/UnsupportedMediaType",))
+def edges_non_json_body(p: Probe) -> None:
+    """A grant whose body is a valid grant but whose Content-Type is not application/json is
+    refused with the JSON error envelope (the contract's choice: 415 unsupported_media_type),
+    and grants nothing."""
+    media_type = NOT_JSON_MEDIA_TYPES[0] if p.first else p.draw(st.sampled_from(NOT_JSON_MEDIA_TYPES))
+    amount = amount_json(1)
+    p.spend(amount)  # a deployment that reads it anyway grants the cent
+    body = json.dumps({"external_user_id": p.t.guard.new_user(), "amount": amount,
+                       "description": "quota-conformance: not JSON"}).encode()
+    headers = {"Content-Type": media_type, "Idempotency-Key": p.t.guard.new_idempotency_key()}
+    exchange = p.t.raw("POST", p.t.facts.operation(GRANT).path, headers=headers, data=body)
+    _edge(p, exchange, f"a grant sent as {media_type}", "UnsupportedMediaType")

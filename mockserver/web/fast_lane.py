@@ -12,6 +12,7 @@ Everything else goes to Flask untouched, so that every feature keeps its one imp
 - requests the lane does not handle: the control API, chat (streaming), unknown routes,
   other methods, bodies without a Content-Length or over the operation's limit, anything
   with a ``Prefer`` or ``Origin`` header;
+- requests for an operation whose Flask view was replaced (a test's sabotage, a plugin);
 - every request while a feature that hooks into Flask is on: fault rules, a rate limit,
   restricted CORS origins, the response self-check, the request log;
 - every refusal: a request the lane refuses (any QuotaError, any error at all) is handed to
@@ -33,7 +34,7 @@ from urllib.parse import parse_qsl
 
 from flask import Flask
 
-from .public_api import FAST_LANE_OPERATIONS, FAST_LANE_REFUSAL, answer
+from .public_api import FAST_LANE_OPERATIONS, FAST_LANE_REFUSAL, FAST_LANE_VIEW, answer
 from .request_body import check_media_type, read_body
 from .state import AnyTextConverter, MockState
 
@@ -98,6 +99,8 @@ class FastLane:
         if route is None:
             return self.flask_wsgi(environ, start_response)
         operation, validator, body_limit = route
+        if not getattr(self.app.view_functions.get(operation.operation_id), FAST_LANE_VIEW, False):
+            return self.flask_wsgi(environ, start_response)  # its view was replaced: Flask runs that one
         body = b""
         media_types = operation.body_media_types
         if media_types:

@@ -23,6 +23,9 @@ from .validation import RequestValidator
 FAST_LANE_OPERATIONS = frozenset({"grantUserBalance", "getUserBalance", "getBalance", "getMe", "listPackages"})
 # Where the fast lane leaves a refusal for the view to raise (see fast_lane.py).
 FAST_LANE_REFUSAL = "quota_mock.fast_lane.refusal"
+# Set on the views this module makes: the fast lane answers an operation only while its view
+# is still one of them (a view replaced by a test or a plugin sends its requests to Flask).
+FAST_LANE_VIEW = "quota_mock_answers_like_fast_lane"
 
 
 def register_operations(app: Flask, state: MockState) -> None:
@@ -75,4 +78,5 @@ def _make_view(state: MockState, operation: Operation, handler: Handler) -> Call
         return handler(state, validated, caller)
 
     view.__name__ = operation.operation_id
+    setattr(view, FAST_LANE_VIEW, True)
     return view
