@@ -18,6 +18,8 @@ import sys
 import time
 from statistics import median
 
+from mockserver.server import free_port
+
 from . import servers
 from .bare_app import create_bare_app
 from .load import SCENARIOS, LoadResult, run_wrk
@@ -33,7 +35,7 @@ def measure_startup(name: str, argv_for_port) -> float:
     """Median seconds from spawn to the first good response, over a few cold starts."""
     timings = []
     for _ in range(STARTUP_RUNS):
-        port = servers.free_port()
+        port = free_port()
         server = servers.start(name, argv_for_port(port), port)
         timings.append(server.startup_seconds)
         server.stop()
@@ -50,7 +52,7 @@ def load_interleaved(wrk: str, commands: dict, seconds: int, rounds: int) -> dic
     running = {}
     try:
         for name, argv_for_port in commands.items():
-            port = servers.free_port()
+            port = free_port()
             running[name] = servers.start(name, argv_for_port(port), port)
             run_wrk(wrk, running[name].base_url, "packages", 1)  # warm-up: imports, caches
         samples: dict[str, dict[str, list[LoadResult]]] = {n: {s: [] for s in SCENARIOS} for n in running}
@@ -66,7 +68,7 @@ def load_interleaved(wrk: str, commands: dict, seconds: int, rounds: int) -> dic
 
 def conformance_seconds() -> float:
     """Wall time of a full default ``quota-conformance`` run against a running quota-mock."""
-    port = servers.free_port()
+    port = free_port()
     server = servers.start("quota-mock", servers.mock_argv(port), port)
     try:
         started = time.perf_counter()

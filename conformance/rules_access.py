@@ -55,13 +55,14 @@ def _is_401(p: Probe, exchange: Exchange) -> bool:
 @probe("auth.missing_key", sources=AUTH, elements=(SECURITY, "#/components/responses/InvalidApiKey"),
        cost=Cost(2 * CENT, 1, minimum=0), stage=7)
 def auth_missing_key(p: Probe) -> None:
-    """No Authorization header, the key under another scheme or none, or an unknown key:
+    """No Authorization header, the key under another scheme, the scheme with no key, or an unknown key:
     401 invalid_api_key on every operation but the public one (grants and chats included)."""
     key = p.t.options.api_key
     variants = {
         "no Authorization header": None,
         "the key without the Bearer scheme": key,
         "the key with another scheme": f"Token {key}",
+        "the Bearer scheme with no key": "Bearer",
         "an unknown key": "Bearer sk-quota-" + secrets.token_hex(16),
     }
     not_probed: list[str] = []

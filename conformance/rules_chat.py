@@ -34,10 +34,12 @@ from .checks import parse_money
 from .engine import Exchange
 from .properties import Probe, usd
 from .registry import Cost, Needs, probe
-from .rules_grants import watch_pool
+from .rules_grants import concurrently, watch_pool
 from .safety import DEVELOPER_CHAT_RESERVE
 
 CENT = MICROS_PER_CENT
+# A prompt of a few hundred tokens: chats sized by how many copies of it they send.
+UNIT_PROMPT = ("Count the words in this sentence please. " * 20).strip()
 USER_CHAT_OP = "#/paths/~1v1~1users~1{external_user_id}~1chat~1completions/post"
 CHAT_OP = "#/paths/~1v1~1chat~1completions/post"
 BILLING = ("public-facts: POST /v1/chat/completions bills the developer; for user billing, "
@@ -184,11 +186,12 @@ def chat_developer_billing(p: Probe) -> None:
               "; ".join(problems))
 
 
-def _drain(p: Probe) -> tuple[str, list[Exchange], int]:
+def _drain(p: Probe) -> tuple[str, list[Exchange], int, str]:
     """Fund a user with one cent and send large chats until one is not served. The outcome:
-    "refused" (the last exchange is the refusal), "overserved" (a chat was served that the
-    balance, by the quota blocks, could not cover) or "still" (never refused); the exchanges;
-    and what the user should still hold."""
+    "refused" (the last exchange is the refusal, whatever its status: an error envelope
+    answered 200 included), "overserved" (a chat was served that the balance, by the quota
+    blocks, could not cover) or "still" (never refused); the exchanges; what the user should
+    still hold; and the user."""
     user = funded_user(p, 1)
     left, steps = CENT, []
     for i in range(p.t.options.max_drain_chats + 1):
@@ -196,13 +199,13 @@ def _drain(p: Probe) -> tuple[str, list[Exchange], int]:
         body = chat_body(p) if i == 0 else chat_body(p, BIG_PROMPT, BIG_MESSAGES)
         exchange = user_chat(p, user, body)
         steps.append(exchange)
-        if exchange.status != 200:
-            return "refused", steps, left
+        if exchange.status != 200 or isinstance(exchange.field("error"), dict):
+            return "refused", steps, left, user
         cost = charged(exchange)
         if left == 0 or (cost is not None and cost > left):
-            return "overserved", steps, left
+            return "overserved", steps, left, user
         left -= cost or 0
-    return "still", steps, left
+    return "still", steps, left, user
 
 
 @probe("chat.insufficient", sources=("seed: 402 insufficient_balance POST /v1/users/:id/chat/completions "
@@ -210,9 +213,10 @@ def _drain(p: Probe) -> tuple[str, list[Exchange], int]:
        elements=("#/components/responses/InsufficientBalance",), cost=Cost(CENT, 1), needs=NEEDS, stage=6)
 def chat_insufficient(p: Probe) -> None:
     """A chat the user's balance cannot cover answers 402 insufficient_balance (any other
-    answer is a failure: a 404 for a drained user, a 400, a completion served anyway)."""
+    answer is a failure: a 404 for a drained user, a 400, an error answered 200, a completion
+    served anyway), and charges nothing: the balance then reads what the quota blocks left."""
     insufficient = p.t.facts.error("InsufficientBalance")
-    outcome, steps, left = _drain(p)
+    outcome, steps, left, user = _drain(p)
     last = steps[-1]
     if outcome == "overserved":
         p.fail(steps, "A chat the balance could not cover was served",
@@ -222,9 +226,15 @@ def chat_insufficient(p: Probe) -> None:
     elif outcome == "still":
         p.skip(f"the user still held {usd(left)} after {len(steps)} chats; raise --max-drain-chats")
     else:
-        p.require(last.status == insufficient.status and last.error_code == insufficient.code, steps,
-                  f"A chat the balance could not cover was not refused with {insufficient.status} "
-                  f"{insufficient.code}", f"the chat answered {last.status} {code_text(last)}")
+        if not p.require(last.status == insufficient.status and last.error_code == insufficient.code, steps,
+                         f"A chat the balance could not cover was not refused with {insufficient.status} "
+                         f"{insufficient.code}", f"the chat answered {last.status} {code_text(last)}"):
+            return
+        after = user_balance(p, user)
+        micros = "" if after.micros is None else f" ({after.micros} micro-dollars)"
+        p.require(not after.ok or after.agrees_with(left), [*steps, after.exchange], "A refused chat charged the user",
+                  f"by the quota blocks the user held {usd(left)} when the chat was refused; the balance "
+                  f"then reads {after.shown}{micros}")
 
 
 @probe("chat.never_negative", sources=("public-facts: A balance never expires and cannot go negative: "
@@ -232,7 +242,8 @@ def chat_insufficient(p: Probe) -> None:
        elements=(USER_CHAT_OP,), cost=Cost(CENT, 1), needs=NEEDS, stage=8)
 def chat_never_negative(p: Probe) -> None:
     """Spending never takes a balance below $0.00: no chat answers a negative balance_after,
-    the balance never reads negative, and a refused chat charges nothing."""
+    the balance never reads negative (chats in flight together for a balance that covers only
+    some of them included), and a refused chat charges nothing."""
     user = p.t.guard.new_user()
     funded = grant(p, user, 1, description="quota-conformance chat funds")
     if funded.status != 200:
@@ -243,6 +254,8 @@ def chat_never_negative(p: Probe) -> None:
     odd = chat_body(p, max_tokens=4)
     odd["max_tokens"] = 4.0
     steps.append(user_chat(p, user, odd))
+    if not _concurrent_chats(p, user, steps):
+        return
     for _ in range(p.t.options.max_drain_chats):
         before = user_balance(p, user)
         exchange = user_chat(p, user, chat_body(p, BIG_PROMPT, BIG_MESSAGES))
@@ -259,6 +272,37 @@ def chat_never_negative(p: Probe) -> None:
             return
         p.passed()
     p.passed()
+
+
+def _concurrent_chats(p: Probe, user: str, steps: list[Exchange]) -> bool:
+    """Chats in flight together for a user whose balance covers one of them but not all: those
+    served never cost more than the balance held, and it never goes below zero. The chats are
+    sized from two measured ones (cost grows with the prompt's copies), so that each costs
+    about 70% of what the user holds, whatever the model's price. False when it failed."""
+    n = p.t.options.concurrent_requests
+    one = user_chat(p, user, chat_body(p, UNIT_PROMPT, 1))
+    two = user_chat(p, user, chat_body(p, UNIT_PROMPT, 2))
+    steps += [one, two]
+    costs = [charged(x) if x.status == 200 else None for x in (one, two)]
+    before = user_balance(p, user)
+    held = before.micros if before.micros is not None else None if before.cents is None else before.cents * CENT
+    if None in costs or held is None or costs[1] <= costs[0]:  # type: ignore[operator]
+        return True  # nothing to size the chats by: the sequential checks still run
+    per_copy = costs[1] - costs[0]  # type: ignore[operator]
+    base = costs[0] - per_copy  # type: ignore[operator]
+    copies = max(1, round((held * 0.7 - base) / per_copy))
+    if not held < n * (base + copies * per_copy) <= n * held:
+        return True
+    answers = concurrently(n, lambda _: user_chat(p, user, chat_body(p, UNIT_PROMPT, copies)))
+    sent = [a for a in answers if isinstance(a, Exchange)]
+    after = user_balance(p, user)
+    steps += [*sent, after.exchange]
+    served = [a for a in sent if a.status == 200 and not isinstance(a.field("error"), dict)]
+    spent = sum(charged(a) or 0 for a in served)
+    negative = any(_negative(a, after) for a in served) or _negative(after.exchange, after)
+    return p.require(not negative and spent <= held, steps, "Chats in flight together overspent the balance",
+                     f"{n} concurrent chats for a user holding {before.shown}: {len(served)} served, costing "
+                     f"{usd(spent)} together; the balance then reads {after.shown}")
 
 
 def _negative(exchange: Exchange, after: Balance) -> bool:

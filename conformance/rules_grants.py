@@ -8,7 +8,7 @@ whole cents, drawn by Hypothesis within the rule's share of the budget.
 from __future__ import annotations
 
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from decimal import Decimal
 from typing import Any, TypeVar
 
@@ -34,7 +34,7 @@ from .facts import CHAT, GRANT
 from .properties import Probe, usd
 from .registry import Cost, Needs, probe
 from .safety import DEVELOPER_CHAT_RESERVE
-from .strategies import amount_json, float_prone_within
+from .strategies import FLOAT_PRONE_CENTS, amount_json, float_prone_within
 
 T = TypeVar("T")
 CENT = MICROS_PER_CENT
@@ -134,11 +134,15 @@ def _check_grant(p: Probe, exchange: Exchange, cents: int, previous: Exchange | 
     "seed: When external_user_id is provided, it returns that user's balance instead.",
 ), elements=("#/paths/~1v1~1users~1{external_user_id}~1balance/get", "#/paths/~1v1~1balance/get"),
     choices=("#/components/schemas/UserBalance/properties/balance_microdollars",),
-    cost=Cost(2 * CENT, 4), needs=(Needs.WRITES,), stage=3)
+    cost=Cost(2 * CENT, 4, most=30 * CENT), needs=(Needs.WRITES,), stage=3)
 def grant_readback(p: Probe) -> None:
     """Right after grants, GET /v1/users/{id}/balance and GET /v1/balance?external_user_id=
     both answer that user with the last balance_after; the display and micro-dollar forms agree."""
-    cents = amounts(p, most_grants=3, cap=20 * CENT) if not p.first else [1, 1]
+    if p.first:  # a cent, then a float-prone amount: a cache right once is not right twice
+        fits = [c for c in FLOAT_PRONE_CENTS if c > 6 and (c + 1) * CENT <= p.wallet.left]
+        cents = [1, *fits[:1]] if fits else [1, 1]
+    else:
+        cents = amounts(p, most_grants=3, cap=20 * CENT)
     user = p.t.guard.new_user()
     total = 0
     for c in cents:  # read after every grant: a cache right once is not right twice
@@ -200,24 +204,41 @@ def lossy_through_float(micros: int) -> bool:
     return int(float(Decimal(micros) / MICROS_PER_DOLLAR) * MICROS_PER_DOLLAR) != micros
 
 
-def _adversarial_cents(p: Probe, pool: int | None) -> int:
-    """The smallest amount (cents, within the share less a replay's) that leaves the pool on a
-    value a float round-trip gets wrong; one cent when none is near."""
-    if pool is not None:
-        for cents in range(1, 40):
-            if (cents + 1) * CENT > p.wallet.left:
-                break
-            if lossy_through_float(pool - cents * CENT):
-                return cents
-    return 1
+def _float_dollars_drift(pool: int, cents: Sequence[int]) -> bool:
+    """Whether a pool kept in float dollars (``pool -= amount``, read as ``int(pool * 1e6)``)
+    shows a wrong micro-dollar at some point of these grants."""
+    dollars, exact = pool / MICROS_PER_DOLLAR, pool
+    for c in cents:
+        dollars -= c / 100
+        exact -= c * CENT
+        if int(dollars * MICROS_PER_DOLLAR) != exact or lossy_through_float(exact):
+            return True
+    return False
+
+
+def _adversarial_cents(p: Probe, pool: int | None) -> list[int]:
+    """The cheapest one, two or three grants (cents, within the share less a replay of the
+    smallest) after
+    which a pool kept in float dollars, or shown through a float, reads a wrong micro-dollar;
+    one cent when none is near."""
+    most = p.wallet.left // CENT
+    if pool is None or most < 2:
+        return [1]
+    candidates = [[c] for c in range(1, 61)]
+    candidates += [[a, b] for a in range(1, 41) for b in range(1, 41)]
+    candidates += [[a, b, c] for a in range(1, 16) for b in range(1, 16) for c in range(1, 16)]
+    for cents in sorted(candidates, key=lambda seq: sum(seq) + min(seq)):
+        if sum(cents) + min(cents) <= most and _float_dollars_drift(pool, cents):
+            return cents
+    return [1]
 
 
 @probe("grant.pool_debit", sources=(
     "seed: Add balance to an app user's account from your grant pool.",
     "seed: GET /v1/balance returns the developer balance.",
     "public-facts: grants move balance from the pool to a user",
-), elements=(GRANT_OP, "#/paths/~1v1~1balance/get"), cost=Cost(2 * CENT, 3, most=12 * CENT), needs=(Needs.WRITES,),
-    stage=4)
+), elements=(GRANT_OP, "#/paths/~1v1~1balance/get"), cost=Cost(2 * CENT, 3, most=22 * CENT), needs=(Needs.WRITES,),
+    stage=-2)  # first: the pool as the run found it, before any other rule's grant moved it
 def grant_pool_debit(p: Probe) -> None:
     """The developer balance (the grant pool, GET /v1/balance) drops by exactly what users
     receive, in micro-dollars, concurrent grants included; a replay moves it by nothing. When
@@ -228,18 +249,32 @@ def grant_pool_debit(p: Probe) -> None:
     if start.micros is not None and start.cents not in display_cents(start.micros):
         p.fail([start.exchange], "The developer balance's two forms disagree",
                f"balance {start.shown} but balance_microdollars {start.micros}")
-    if p.first and p.t.options.chat and p.wallet.left >= DEVELOPER_CHAT_RESERVE + 2 * CENT:
+    developer_chat = p.first and p.t.options.chat and p.wallet.left >= DEVELOPER_CHAT_RESERVE + 2 * CENT
+    if developer_chat:
+        p.wallet.take(DEVELOPER_CHAT_RESERVE)  # kept for the chat at the end, after the grants
+    _concurrent_pool_debit(p)
+    cents = _adversarial_cents(p, pool_micros(developer_balance(p))) if p.first else [
+        p.draw_cents(p.wallet.left // 3)]
+    user = p.t.guard.new_user()
+    made: list[tuple[int, str, Exchange]] = []
+    for c in cents:
+        key = p.t.guard.new_idempotency_key()
+        moved, still, reads, first = watch_pool(p, lambda: grant(p, user, c, key=key))  # noqa: B023
+        if first.status != 200:
+            p.skip(f"the grant answered {first.status} (see grant.arithmetic)")
+        _judge_pool(p, moved, still, -c * CENT, [first, *reads], f"a grant of {usd(c * CENT)}")
+        made.append((c, key, first))
+    c, key, first = min(made, key=lambda m: m[0])  # the cheapest to replay
+    moved, still, reads, replay = watch_pool(p, lambda: grant(p, user, c, key=key))
+    _judge_pool(p, moved, still, 0, [first, replay, *reads], f"a replay of the grant of {usd(c * CENT)}")
+    if developer_chat:
         _developer_spend(p)
-    cents = _adversarial_cents(p, pool_micros(start)) if p.first else p.draw_cents(p.wallet.left // 3)
-    user, key = p.t.guard.new_user(), p.t.guard.new_idempotency_key()
-    moved, still, reads, first = watch_pool(p, lambda: grant(p, user, cents, key=key))
-    if first.status != 200:
-        p.skip(f"the grant answered {first.status} (see grant.arithmetic)")
-    _judge_pool(p, moved, still, -cents * CENT, [first, *reads], f"a grant of {usd(cents * CENT)}")
-    moved, still, reads, replay = watch_pool(p, lambda: grant(p, user, cents, key=key))
-    _judge_pool(p, moved, still, 0, [first, replay, *reads], "a replay of that grant")
+
+
+def _concurrent_pool_debit(p: Probe) -> None:
+    """Grants of a cent to different users, in flight together: the pool moves by all of them."""
     n = p.t.options.concurrent_requests
-    if p.wallet.left < n * CENT:
+    if p.wallet.left < n * CENT + 2 * CENT:  # a grant and its replay must still fit
         return
     for _ in range(n):
         p.spend(amount_json(1))
@@ -253,9 +288,9 @@ def grant_pool_debit(p: Probe) -> None:
 
 
 def _developer_spend(p: Probe) -> None:
-    """A tiny developer-billed chat: the pool moves by exactly its cost, to the micro-dollar
-    (and the grants that follow meet a pool with a part under the cent)."""
-    p.wallet.take(DEVELOPER_CHAT_RESERVE)
+    """A tiny developer-billed chat (its cost already taken from the share): the pool moves by
+    exactly its cost, to the micro-dollar (and the grants that follow meet a pool with a part
+    under the cent)."""
     body = {"model": p.t.options.chat_model, "messages": [{"role": "user", "content": "Say hello."}], "max_tokens": 1}
     moved, still, reads, chat = watch_pool(p, lambda: p.t.send(CHAT, body=body))
     cost = chat.field("quota", "credits_used") if chat.status == 200 else None
@@ -356,24 +391,38 @@ def grant_missing_fields(p: Probe) -> None:
 
 
 @probe("grant.invalid_amount", provenance=CONTRACT,
-       elements=("#/components/schemas/GrantRequest/properties/amount/allOf/0",), cost=Cost(0, 4),
-       needs=(Needs.WRITES,), stage=0)
+       elements=("#/components/schemas/GrantRequest/properties/amount/allOf/0",),
+       cost=Cost(2 * CENT, 4, minimum=0, most=2 * CENT), needs=(Needs.WRITES,), stage=0)
 def grant_invalid_amount(p: Probe) -> None:
     """An amount outside the contract's limits (zero, negative, finer than a cent, not a
-    number) answers 400 bad_request and credits nothing."""
+    number) answers 400 bad_request, credits nothing and debits nothing: the grant pool reads
+    the same before and after (inconclusive when other traffic moves it meanwhile)."""
     bad_request = p.t.facts.error("BadRequest")
     candidates: list[Any] = [0, -0.01, 0.001, 0.015, "0.01", True, 10_000.01]
-    amount = 0 if p.first else p.draw(st.sampled_from(candidates))
-    if not p.affordable(amount):
-        p.skip(f"an amount of {amount!r} could be credited by a lax server; the budget does not cover it")
-    user = p.t.guard.new_user()
-    exchange = grant(p, user, amount=amount)
-    read = user_balance(p, user)
-    credited = read.ok and bool(read.cents)
-    p.require(exchange.status == bad_request.status and exchange.error_code == bad_request.code and not credited,
-              [exchange, read.exchange], f"An invalid amount was not refused with {bad_request.status}",
-              f"an amount of {amount!r} answered {exchange.status} {code_text(exchange)}; the user's "
-              f"balance read answered {read.shown}")
+    chosen = [0, -0.01, 0.001] if p.first else [p.draw(st.sampled_from(candidates))]
+    for index, amount in enumerate(chosen):
+        if not p.affordable(amount):
+            if index:
+                return  # what the budget allowed has run
+            p.skip(f"an amount of {amount!r} could be credited by a lax server; the budget does not cover it")
+        user = p.t.guard.new_user()
+        moved, still, pool_reads, exchange = watch_pool(p, lambda: grant(p, user, amount=amount))  # noqa: B023
+        read = user_balance(p, user)
+        credited = read.ok and bool(read.cents)
+        steps = [exchange, read.exchange]
+        if not p.require(exchange.status == bad_request.status and exchange.error_code == bad_request.code
+                         and not credited, steps, f"An invalid amount was not refused with {bad_request.status}",
+                         f"an amount of {amount!r} answered {exchange.status} {code_text(exchange)}; the user's "
+                         f"balance read answered {read.shown}"):
+            return
+        if moved not in (None, 0):
+            if not still:
+                p.undecided("the developer balance moved for other reasons meanwhile (shared traffic?)")
+                return
+            p.fail([*pool_reads, *steps], "A refused grant moved the grant pool",
+                   f"a grant of {amount!r} was refused with {exchange.status}, yet the developer balance "
+                   f"moved by {_signed(moved)}", DOCUMENTED)  # whatever the limits: a refusal moves no money
+            return
 
 
 @probe("grant.pool_insufficient", provenance=CONTRACT, elements=("#/components/responses/GrantPoolTooLow",),

@@ -41,13 +41,14 @@ class Script:
         self.lock = threading.Lock()
 
     def call(self, label: str, method: str, path: str, *, key: str | None = KEY, body: Any = None,
-             raw: bytes | None = None, headers: dict[str, str] | None = None, record: bool = True) -> Any:
+             raw: bytes | None = None, headers: dict[str, str] | None = None, record: bool = True,
+             content_type: str = "application/json") -> Any:
         sent = dict(headers or {})
         if key is not None:
             sent.setdefault("Authorization", f"Bearer {key}")
         if raw is not None:
             response = self.client.open(path, method=method, data=raw, headers=sent,
-                                        content_type="application/json")
+                                        content_type=content_type)
         else:
             response = self.client.open(path, method=method, json=body, headers=sent)
         shown = sorted((k, v) for k, v in response.headers.items() if k not in ("Content-Length", "Content-Type"))
@@ -177,6 +178,9 @@ def _errors_and_auth(s: Script) -> None:
     s.call("missing amount key", "POST", "/v1/funding/grant", body={"external_user_id": "err-user"})
     s.call("empty", "POST", "/v1/funding/grant", body={})
     s.call("not JSON", "POST", "/v1/funding/grant", raw=b"amount=1")
+    s.call("a grant sent as text/plain", "POST", "/v1/funding/grant", content_type="text/plain",
+           raw=b'{"external_user_id": "plain-user", "amount": 0.5}', headers={"Idempotency-Key": "plain-1"})
+    s.read("after the text/plain grant", "plain-user")
     s.grant("null description", "err-user", 0.01, description=None)
     s.grant("string amount", "err-user", "0.50")
     for amount in (-0.5, 0.001, 20000):
