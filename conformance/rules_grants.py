@@ -392,7 +392,7 @@ def grant_missing_fields(p: Probe) -> None:
 
 @probe("grant.invalid_amount", provenance=CONTRACT,
        elements=("#/components/schemas/GrantRequest/properties/amount/allOf/0",),
-       cost=Cost(2 * CENT, 4, minimum=0, most=2 * CENT), needs=(Needs.WRITES,), stage=0)
+       cost=Cost(CENT, 4, minimum=0, most=2 * CENT), needs=(Needs.WRITES,), stage=0)
 def grant_invalid_amount(p: Probe) -> None:
     """An amount outside the contract's limits (zero, negative, finer than a cent, not a
     number) answers 400 bad_request, credits nothing and debits nothing: the grant pool reads

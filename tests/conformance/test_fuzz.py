@@ -53,7 +53,9 @@ def test_a_strict_deployment_passes_the_documented_profile_with_the_true_reasons
     refused = report.results.records["schema.positive_data"]
     assert refused.status is Status.WARNED
     messages = "\n".join(f.message for f in refused.findings)
-    assert "an integral float" in messages and "which openapi.yaml does not define" in messages
+    # The true reason, whichever of the two the generated requests met (test_plain.py holds
+    # each reason's wording to its own case).
+    assert "an integral float" in messages or "which openapi.yaml does not define" in messages
     assert "max_tokens must be an integer" in messages  # what the server said
     assert "additional properties" not in messages  # Schemathesis' guess is gone
     # The contract's call: a warning here, a failure under --profile strict (test_profiles).

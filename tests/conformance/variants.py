@@ -270,6 +270,23 @@ def bearer_case_sensitive() -> Flask:
     return middleware(correct_app(), None, before)
 
 
+@variant("a JSON body is read whatever its Content-Type (text/plain, a form type, none): the "
+         "grant is made",
+         "the docs show JSON bodies but never say what other media types get; many servers parse "
+         "the body regardless")
+def any_media_type_read_as_json() -> Flask:
+    app = correct_app()
+    inner = app.wsgi_app
+
+    def wsgi(environ: dict[str, Any], start_response: Any) -> Any:
+        if environ.get("REQUEST_METHOD") == "POST" and environ.get("CONTENT_LENGTH"):
+            environ["CONTENT_TYPE"] = "application/json"
+        return inner(environ, start_response)
+
+    app.wsgi_app = wsgi  # type: ignore[method-assign]
+    return app
+
+
 def _truncated(micros: int) -> str:
     cents = micros // 10_000
     return f"${cents // 100}.{cents % 100:02d}"

@@ -283,19 +283,3 @@ _HTML_415 = (b"<!doctype html>\n<html lang=en>\n<title>415 Unsupported Media Typ
         "a body that is not application/json answers the framework's HTML 415 page")
 def unsupported_media_type_html_415() -> Flask:
     return on_answer(_is(415), lambda ex: _html(ex, _HTML_415))
-
-
-@mutant(STATUS, "edges.non_json_body",
-        "every body is read as JSON whatever its Content-Type (get_json(force=True)): a grant sent "
-        "as text/plain or a form is made")
-def any_media_type_read_as_json() -> Flask:
-    app = correct_app()
-    inner = app.wsgi_app
-
-    def wsgi(environ: dict[str, Any], start_response: Any) -> Any:
-        if environ.get("REQUEST_METHOD") == "POST" and environ.get("CONTENT_LENGTH"):
-            environ["CONTENT_TYPE"] = "application/json"
-        return inner(environ, start_response)
-
-    app.wsgi_app = wsgi  # type: ignore[method-assign]
-    return app
