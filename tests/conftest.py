@@ -38,3 +38,24 @@ def grant(client: FlaskClient, user: str = "user_123", amount: object = 0.5, key
     if key is not None:
         headers["Idempotency-Key"] = key
     return client.post("/v1/funding/grant", json={"external_user_id": user, "amount": amount, **extra}, headers=headers)
+
+
+# -- the mutant sweep beside the rest of the session (tests/conformance/background_sweep.py) --
+
+_SWEEP_FIXTURE = "fast_sweep"
+
+
+def _uses_sweep(item: pytest.Item) -> bool:
+    return _SWEEP_FIXTURE in getattr(item, "fixturenames", ())
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    # The sweep's tests last: by then its verdicts, computed meanwhile, are ready.
+    items[:] = [i for i in items if not _uses_sweep(i)] + [i for i in items if _uses_sweep(i)]
+
+
+def pytest_collection_finish(session: pytest.Session) -> None:
+    if any(_uses_sweep(item) for item in session.items):
+        from tests.conformance import background_sweep
+
+        background_sweep.start(session.config)

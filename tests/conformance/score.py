@@ -305,6 +305,7 @@ def docs_section(score: Score) -> str:
     rows = "\n".join(f"| {family} | {len(vs)} | {sum(v.caught_by_rule for v in vs)} |"
                      for family, vs in sorted(families.items()))
     falsely = ", ".join(f"`{v.name}`" for v in score.correct if v.false_failure) or "none"
+    missed = ", ".join(f"`{v.name}`" for v in mutants if not v.caught_by_rule) or "none"
     dropped = sorted({flag for v in score.verdicts for flag in v.dropped_flags})
     flags = " ".join(flag if value is None else f"{flag} {value}" for flag, value in STAGING_FLAGS
                      if flag != "--second-api-key") + " --second-api-key K2"
@@ -318,6 +319,8 @@ def docs_section(score: Score) -> str:
         f"- **mutation score: {score.caught_by_rule}/{len(mutants)}** mutants fail on the rule they name "
         f"({_pct(score.caught_by_rule, len(mutants))});",
         f"- **false failures: {score.false_failures}** of {len(score.correct)} correct deployments ({falsely}).",
+        f"- not failed by their rule: {missed} (the reason for each is in "
+        "[tests/conformance/mutants/expected.py](../tests/conformance/mutants/expected.py)).",
         *([f"- flags the CLI does not have yet, left out of these runs: {', '.join(f'`{f}`' for f in dropped)}."]
           if dropped else []),
         "",

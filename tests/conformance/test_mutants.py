@@ -14,7 +14,7 @@ import pytest
 
 from conformance.runner import catalogue
 
-from . import score
+from . import background_sweep, score
 from .mutants import EXPECTED_FALSE_FAILURES, EXPECTED_MISSES, MUTANTS
 from .variants import VARIANTS
 
@@ -26,8 +26,8 @@ FAMILIES = {
 
 
 @pytest.fixture(scope="module")
-def fast_sweep() -> score.Score:
-    return score.sweep(fast=True)
+def fast_sweep(request: pytest.FixtureRequest) -> score.Score:
+    return background_sweep.result(request.config)  # started when collection ended
 
 
 def _verdict(sweep: score.Score, name: str) -> score.Verdict:
