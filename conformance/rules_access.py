@@ -281,3 +281,31 @@ def edges_non_json_body(p: Probe) -> None:
                f"body that is not application/json with {expected.status} {expected.code}", CONTRACT)
         return
     _edge(p, exchange, what, "UnsupportedMediaType")
+
+
+@probe("edges.body_too_large", sources=("seed: All errors return a JSON body",),
+       elements=("#/components/schemas/Error",), cost=Cost(CENT, 1), needs=(Needs.WRITES,), stage=9,
+       choices=("#/components/responses/PayloadTooLarge",))
+def edges_body_too_large(p: Probe) -> None:
+    """A grant body past the operation's x-quota-body-limit (a valid grant padded with JSON
+    whitespace) is refused (the contract's choice: 413 payload_too_large, granting nothing),
+    and the refusal is the JSON error envelope, not a proxy's or framework's page."""
+    operation = p.t.facts.operation(GRANT)
+    limit = operation.max_body_bytes
+    if limit is None:
+        p.skip("openapi.yaml gives the grant no x-quota-body-limit")
+    amount = amount_json(1)
+    p.spend(amount)  # a deployment without a limit grants the cent
+    grant_body = json.dumps({"external_user_id": p.t.guard.new_user(), "amount": amount,
+                             "description": "quota-conformance: too large"})
+    padding = limit + 1 if p.first else p.draw(st.integers(limit + 1, 2 * limit))
+    body = (grant_body + " " * padding).encode()
+    headers = {"Content-Type": "application/json", "Idempotency-Key": p.t.guard.new_idempotency_key()}
+    exchange = p.t.raw("POST", operation.path, headers=headers, data=body)
+    what = f"a grant body of {len(body):,} bytes (the limit is {limit:,})"
+    if exchange.status < 400:
+        expected = p.t.facts.error("PayloadTooLarge")
+        p.fail([exchange], f"{what} was accepted", f"{what} answered {exchange.status}; the contract refuses a "
+               f"body past the limit with {expected.status} {expected.code}", CONTRACT)
+        return
+    _edge(p, exchange, what, "PayloadTooLarge")

@@ -181,6 +181,8 @@ def _errors_and_auth(s: Script) -> None:
     s.call("a grant sent as text/plain", "POST", "/v1/funding/grant", content_type="text/plain",
            raw=b'{"external_user_id": "plain-user", "amount": 0.5}', headers={"Idempotency-Key": "plain-1"})
     s.read("after the text/plain grant", "plain-user")
+    s.call("a grant body past the limit", "POST", "/v1/funding/grant",
+           raw=b'{"external_user_id": "big-user", "amount": 0.5}' + b" " * 70_000, headers={"Idempotency-Key": "big-1"})
     s.grant("null description", "err-user", 0.01, description=None)
     s.grant("string amount", "err-user", "0.50")
     for amount in (-0.5, 0.001, 20000):

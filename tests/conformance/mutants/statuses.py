@@ -283,3 +283,15 @@ _HTML_415 = (b"<!doctype html>\n<html lang=en>\n<title>415 Unsupported Media Typ
         "a body that is not application/json answers the framework's HTML 415 page")
 def unsupported_media_type_html_415() -> Flask:
     return on_answer(_is(415), lambda ex: _html(ex, _HTML_415))
+
+
+_HTML_413 = (b"<html>\r\n<head><title>413 Request Entity Too Large</title></head>\r\n<body>\r\n"
+             b"<center><h1>413 Request Entity Too Large</h1></center>\r\n<hr><center>nginx</center>\r\n"
+             b"</body>\r\n</html>\r\n")
+
+
+@mutant(NON_JSON, "edges.body_too_large",
+        "the reverse proxy in front refuses large bodies with its own HTML 413 page "
+        "(client_max_body_size), not the JSON envelope")
+def proxy_html_413() -> Flask:
+    return on_answer(_is(413), lambda ex: _html(ex, _HTML_413))
