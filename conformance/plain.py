@@ -25,6 +25,8 @@ import jsonschema_rs
 
 from mockserver.contract import CONTRACT, Operation
 
+from .profiles import mark_on_schema_path
+
 MARK = "x-quota-provenance"
 # Above this many bytes a body is large: the docs set no size limit, and every server has its
 # own (the contract lists 413 for it).
@@ -206,25 +208,9 @@ def _errors(schema: dict[str, Any], value: Any, mark: str, where: str) -> list[B
     found = []
     for error in validator.iter_errors(value):
         path = "".join(f"[{p}]" if isinstance(p, int) else f".{p}" for p in error.instance_path)
-        found.append(Broken(f"{where}{path}", _mark_on(schema, list(error.schema_path), mark), error.message))
+        found.append(Broken(f"{where}{path}", mark_on_schema_path(schema, list(error.schema_path), mark),
+                            error.message))
     return found
-
-
-def _mark_on(schema: Any, path: list[str | int], mark: str) -> str:
-    """The mark of the deepest marked element on a schema path (an allOf branch pinning a
-    contract-chosen limit is told apart from the documented field around it)."""
-    node = schema
-    for part in path:
-        if isinstance(node, dict):
-            mark = node.get(MARK, mark)
-            node = node.get(part) if isinstance(part, str) else None
-        elif isinstance(node, list) and isinstance(part, int) and part < len(node):
-            node = node[part]
-        else:
-            break
-    if isinstance(node, dict):
-        mark = node.get(MARK, mark)
-    return mark
 
 
 def _parameter_value(case: Any, parameter: dict[str, Any]) -> Any:

@@ -93,7 +93,7 @@ class Provenance:
         mark = response.get(MARK, operation.provenance)
         found = []
         for error in validator.iter_errors(body):
-            found.append((_walk_schema_path(schema, list(error.schema_path), mark), error.message))
+            found.append((mark_on_schema_path(schema, list(error.schema_path), mark), error.message))
         return found
 
     def of_body_field(self, operation: Operation, path: list[str]) -> str:
@@ -115,7 +115,9 @@ class Provenance:
         return self.of_response(operation, status)
 
 
-def _walk_schema_path(schema: Any, path: list[str | int], mark: str) -> str:
+def mark_on_schema_path(schema: Any, path: list[str | int], mark: str) -> str:
+    """The mark of the deepest marked element on a schema path (an allOf branch pinning a
+    contract-chosen limit is told apart from the documented field around it)."""
     node = schema
     for part in path:
         if isinstance(node, dict):

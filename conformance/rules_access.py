@@ -268,19 +268,30 @@ def edges_non_json_body(p: Probe) -> None:
     refusal is the JSON error envelope. The docs say nothing of media types: a deployment that
     reads the body anyway breaks only the contract's choice."""
     media_type = NOT_JSON_MEDIA_TYPES[0] if p.first else p.draw(st.sampled_from(NOT_JSON_MEDIA_TYPES))
+    body = _cent_grant_text(p, "quota-conformance: not JSON").encode()
+    _raw_grant_refused(p, body, media_type, f"a grant sent as {media_type}", "UnsupportedMediaType",
+                       "a body that is not application/json")
+
+
+def _cent_grant_text(p: Probe, description: str) -> str:
+    """A valid grant of a cent to a new user of the run, as JSON text (the cent is counted
+    against the budget: a deployment that reads the body anyway grants it)."""
     amount = amount_json(1)
-    p.spend(amount)  # a deployment that reads it anyway grants the cent
-    body = json.dumps({"external_user_id": p.t.guard.new_user(), "amount": amount,
-                       "description": "quota-conformance: not JSON"}).encode()
+    p.spend(amount)
+    return json.dumps({"external_user_id": p.t.guard.new_user(), "amount": amount, "description": description})
+
+
+def _raw_grant_refused(p: Probe, body: bytes, media_type: str, what: str, response: str, refused: str) -> None:
+    """POST ``body`` as a grant: a refusal must be the envelope (documented); the refusal
+    itself, ``response`` of openapi.yaml, is the contract's choice."""
     headers = {"Content-Type": media_type, "Idempotency-Key": p.t.guard.new_idempotency_key()}
     exchange = p.t.raw("POST", p.t.facts.operation(GRANT).path, headers=headers, data=body)
-    what = f"a grant sent as {media_type}"
     if exchange.status < 400:
-        expected = p.t.facts.error("UnsupportedMediaType")
-        p.fail([exchange], f"{what} was accepted", f"{what} answered {exchange.status}; the contract refuses a "
-               f"body that is not application/json with {expected.status} {expected.code}", CONTRACT)
+        expected = p.t.facts.error(response)
+        p.fail([exchange], f"{what} was accepted", f"{what} answered {exchange.status}; the contract refuses "
+               f"{refused} with {expected.status} {expected.code}", CONTRACT)
         return
-    _edge(p, exchange, what, "UnsupportedMediaType")
+    _edge(p, exchange, what, response)
 
 
 @probe("edges.body_too_large", sources=("seed: All errors return a JSON body",),
@@ -294,18 +305,7 @@ def edges_body_too_large(p: Probe) -> None:
     limit = operation.max_body_bytes
     if limit is None:
         p.skip("openapi.yaml gives the grant no x-quota-body-limit")
-    amount = amount_json(1)
-    p.spend(amount)  # a deployment without a limit grants the cent
-    grant_body = json.dumps({"external_user_id": p.t.guard.new_user(), "amount": amount,
-                             "description": "quota-conformance: too large"})
     padding = limit + 1 if p.first else p.draw(st.integers(limit + 1, 2 * limit))
-    body = (grant_body + " " * padding).encode()
-    headers = {"Content-Type": "application/json", "Idempotency-Key": p.t.guard.new_idempotency_key()}
-    exchange = p.t.raw("POST", operation.path, headers=headers, data=body)
-    what = f"a grant body of {len(body):,} bytes (the limit is {limit:,})"
-    if exchange.status < 400:
-        expected = p.t.facts.error("PayloadTooLarge")
-        p.fail([exchange], f"{what} was accepted", f"{what} answered {exchange.status}; the contract refuses a "
-               f"body past the limit with {expected.status} {expected.code}", CONTRACT)
-        return
-    _edge(p, exchange, what, "PayloadTooLarge")
+    body = (_cent_grant_text(p, "quota-conformance: too large") + " " * padding).encode()
+    _raw_grant_refused(p, body, "application/json", f"a grant body of {len(body):,} bytes (the limit is {limit:,})",
+                       "PayloadTooLarge", "a body past the limit")
