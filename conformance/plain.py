@@ -25,9 +25,8 @@ import jsonschema_rs
 
 from mockserver.contract import CONTRACT, Operation
 
-from .profiles import mark_on_schema_path
+from .profiles import MARK, mark_on_schema_path
 
-MARK = "x-quota-provenance"
 # Above this many bytes a body is large: the docs set no size limit, and every server has its
 # own (the contract lists 413 for it).
 LARGE_BODY_BYTES = 16 * 1024
