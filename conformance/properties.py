@@ -158,8 +158,9 @@ def plan(rules: list[Rule], t: Target) -> dict[str, int]:
     """Each runnable rule's share of the budget, in micro-dollars; the others are reported
     skipped here with the reason (the option, or the budget, that would run them).
 
-    First pass, in priority order: each rule's first example. Second pass, what is left, to the
-    rules wanting least more first (the sharpest inputs of grant.arithmetic want the most)."""
+    First pass, in priority order: each rule's first example. Then, in the same order, what a
+    rule's sharpest first example can put to use (``Cost.sharp``). Last, what is left, to the
+    rules wanting least more first."""
     remaining = t.guard.budget.remaining
     shares: dict[str, int] = {}
     needed = 0
@@ -178,6 +179,13 @@ def plan(rules: list[Rule], t: Target) -> dict[str, int]:
     # What is left buys further examples, bar a part kept for the schema-driven phase's grants.
     if t.options.fuzz:
         remaining -= min(remaining, t.guard.budget.total * FUZZ_SHARE_PERCENT // 100)
+    # The sharpest inputs next (float-prone amounts, every pair of look-alike ids), in priority
+    # order, before any rule's further examples.
+    for rule in rules:
+        if rule.name in shares and rule.cost.sharp is not None:
+            more = max(0, min(rule.cost.sharp - shares[rule.name], remaining))
+            shares[rule.name] += more
+            remaining -= more
     # Smallest wants first: many rules served in full rather than one rule's long tail.
     for rule in sorted((r for r in rules if r.name in shares), key=lambda r: r.cost.full - shares[r.name]):
         if rule.name in shares:

@@ -73,6 +73,9 @@ class Cost:
     # The most it can put to use (its sharpest inputs can cost more than an example); None:
     # ``examples`` examples.
     most: int | None = None
+    # What its first example, the sharpest inputs, can put to use: served to every rule, in
+    # priority order, before any rule's further examples. None: one example's cost.
+    sharp: int | None = None
 
     @property
     def full(self) -> int:

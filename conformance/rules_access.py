@@ -97,13 +97,14 @@ def auth_missing_key(p: Probe) -> None:
 
 @probe("auth.near_miss_key", sources=AUTH, elements=(SECURITY,), cost=Cost(0, 8), stage=0)
 def auth_near_miss_key(p: Probe) -> None:
-    """A key one character off, a prefix of the key, the key with extra characters, or a
-    letter's case flipped: each is an invalid key, 401 invalid_api_key."""
+    """A key one character off, a prefix of the key, the key with extra characters, a
+    letter's case flipped, or its dashes removed: each is an invalid key, 401 invalid_api_key."""
     key = p.t.options.api_key
     if p.first:
         near = [("the last character changed", key[:-1] + ("0" if key[-1] != "0" else "1")),
                 ("a prefix", key[:-1]), ("extra characters", key + "0"),
-                ("case flipped", key.swapcase() if key.swapcase() != key else key + "X")]
+                ("case flipped", key.swapcase() if key.swapcase() != key else key + "X"),
+                ("its dashes removed", key.replace("-", "") if "-" in key else key + "-")]
     else:
         near = [p.draw(near_miss_keys(key))]
     for label, candidate in near:

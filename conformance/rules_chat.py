@@ -14,6 +14,7 @@ from typing import Any
 
 from hypothesis import strategies as st
 
+from mockserver.contract import DOCUMENTED
 from mockserver.domain.money import MICROS_PER_CENT
 
 from .actions import (
@@ -25,6 +26,7 @@ from .actions import (
     display_cents,
     grant,
     header_chat,
+    query_balance,
     quota_micros,
     shown,
     user_balance,
@@ -32,6 +34,7 @@ from .actions import (
 )
 from .checks import parse_money
 from .engine import Exchange
+from .facts import USER_CHAT
 from .properties import Probe, usd
 from .registry import Cost, Needs, probe
 from .rules_grants import concurrently, watch_pool
@@ -127,7 +130,13 @@ def _debit(p: Probe, form: str) -> None:
                 problems.append(f"the quota block says {shown(answer.field('quota', 'balance_before'))} -> "
                                 f"{shown(answer.field('quota', 'balance_after'))} for a balance of {usd(start)} "
                                 f"charged {usd(cost)}")
+        by_query = query_balance(p, user)
+        steps.append(by_query.exchange)
+        if not by_query.agrees_with(start - cost):
+            problems.append(f"GET /v1/balance?external_user_id= reads {by_query.shown} after the chat")
         p.require(not problems, steps, "A user's chat did not debit exactly its cost", f"{how}: " + "; ".join(problems))
+        if p.affordable(0.01) and read.micros is not None:
+            _grant_after_chat(p, user, start - cost, steps)
     if moved is not None and moved != 0:
         if still:
             p.fail([answer, *pool_reads], "A user's chat moved the developer balance",
@@ -136,14 +145,42 @@ def _debit(p: Probe, form: str) -> None:
             p.undecided("the developer balance moved for other reasons meanwhile")
 
 
+def _grant_after_chat(p: Probe, user: str, held: int, steps: list[Exchange]) -> None:
+    """A cent granted after a chat adds a cent to what the chat left, its part under the cent
+    included (a store that rewrites the balance in whole cents loses it)."""
+    granted = grant(p, user, 1, description="quota-conformance after a chat")
+    read = user_balance(p, user)
+    steps += [granted, read.exchange]
+    if granted.status == 200 and read.micros is not None:
+        p.require(read.micros == held + CENT, steps, "A grant after a chat lost money",
+                  f"the user held {held} micro-dollars after the chat; a grant of $0.01 left "
+                  f"{read.micros} micro-dollars, not {held + CENT}")
+
+
 @probe("chat.user_debit", sources=(*BILLING, "seed: POST /v1/users/:id/chat/completions"),
-       elements=(USER_CHAT_OP, "#/components/schemas/QuotaCharge"), cost=Cost(2 * CENT, 3, most=14 * CENT),
+       elements=(USER_CHAT_OP, "#/components/schemas/QuotaCharge"),
+       cost=Cost(2 * CENT, 3, most=17 * CENT, sharp=5 * CENT),
        choices=("#/components/schemas/QuotaCharge/properties/credits_used",),
        needs=NEEDS, stage=5)
 def chat_user_debit(p: Probe) -> None:
     """A funded user's chat on POST /v1/users/{id}/chat/completions debits exactly its
     quota.credits_used from that user, read back, and nothing from the developer."""
     _debit(p, "path")
+    if p.first and p.affordable(0.02):
+        _path_wins_over_header(p)
+
+
+def _path_wins_over_header(p: Probe) -> None:
+    """A chat on a user's path that also carries the header naming another user bills the
+    user of the path (the path is the user-billing form); the other user keeps every micro-dollar."""
+    user, other = funded_user(p, 1, suffix="-path"), funded_user(p, 1, suffix="-header")
+    answer = p.t.send(USER_CHAT, path={"external_user_id": user}, headers={p.t.facts.user_header: other},
+                      body=chat_body(p))
+    read = user_balance(p, other)
+    p.require(answer.status != 200 or read.agrees_with(CENT), [answer, read.exchange],
+              "A chat on a user's path billed the user the header named",
+              f"POST /v1/users/{{id}}/chat/completions with {p.t.facts.user_header} naming another user: "
+              f"that user's $0.01 now reads {read.shown}")
 
 
 @probe("chat.header_form", sources=BILLING, elements=(f"{CHAT_OP}/parameters/0",), cost=Cost(2 * CENT, 2),
@@ -214,10 +251,15 @@ def _drain(p: Probe) -> tuple[str, list[Exchange], int, str]:
 def chat_insufficient(p: Probe) -> None:
     """A chat the user's balance cannot cover answers 402 insufficient_balance (any other
     answer is a failure: a 404 for a drained user, a 400, an error answered 200, a completion
-    served anyway), and charges nothing: the balance then reads what the quota blocks left."""
+    served anyway), and charges nothing: the balance then reads what the quota blocks left,
+    and the developer balance moved only by the cent granted to that user."""
     insufficient = p.t.facts.error("InsufficientBalance")
-    outcome, steps, left, user = _drain(p)
+    moved, still, pool_reads, (outcome, steps, left, user) = watch_pool(p, lambda: _drain(p))
     last = steps[-1]
+    if moved is not None and still and moved != -CENT:  # the cent granted to the user, nothing more
+        p.fail([*steps, *pool_reads], "A user's chats moved the developer balance",
+               f"around a grant of $0.01 and that user's chats (the last one refused) the developer balance "
+               f"moved by {usd(moved)}; expected -$0.01: a user-billed chat never bills the developer", DOCUMENTED)
     if outcome == "overserved":
         p.fail(steps, "A chat the balance could not cover was served",
                f"the user held {usd(left)} by the quota blocks; the chat was served with credits_used "
@@ -235,6 +277,35 @@ def chat_insufficient(p: Probe) -> None:
         p.require(not after.ok or after.agrees_with(left), [*steps, after.exchange], "A refused chat charged the user",
                   f"by the quota blocks the user held {usd(left)} when the chat was refused; the balance "
                   f"then reads {after.shown}{micros}")
+
+
+@probe("chat.unfunded_user", sources=("public-facts: A balance never expires and cannot go negative: "
+                                      "requests get 402 at zero.", *BILLING),
+       elements=(USER_CHAT_OP, CHAT_OP), choices=("#/components/responses/UserNotFound",),
+       cost=Cost(2 * DEVELOPER_CHAT_RESERVE, 1), needs=NEEDS, stage=9)
+def chat_unfunded_user(p: Probe) -> None:
+    """A chat for a user never granted, on the path form and the header form, is refused
+    (404 user_not_found, or 402 insufficient_balance where every user is known at $0.00) and
+    bills nobody: the developer balance does not move."""
+    p.wallet.take(2 * DEVELOPER_CHAT_RESERVE)  # a deployment that bills the developer instead
+    nobody = p.t.guard.new_user()
+    moved, still, pool_reads, answers = watch_pool(p, lambda: (
+        user_chat(p, nobody, chat_body(p)), header_chat(p, nobody, chat_body(p))))
+    refusals = {(p.t.facts.error(name).status, p.t.facts.error(name).code)
+                for name in ("UserNotFound", "InsufficientBalance")}
+    for exchange, how in zip(answers, ("POST /v1/users/{never granted}/chat/completions",
+                                       f"POST /v1/chat/completions with {p.t.facts.user_header}: (never granted)"),
+                             strict=True):
+        p.require((exchange.status, exchange.error_code) in refusals, [exchange],
+                  "A chat for a user with no balance was not refused",
+                  f"{how} answered {exchange.status} {code_text(exchange)}; expected 404 user_not_found or 402 "
+                  "insufficient_balance")
+    if moved not in (None, 0):
+        if still:
+            p.fail([*answers, *pool_reads], "A chat for a user with no balance billed the developer",
+                   f"the developer balance moved by {usd(moved)}")
+        else:
+            p.undecided("the developer balance moved for other reasons meanwhile")
 
 
 @probe("chat.never_negative", sources=("public-facts: A balance never expires and cannot go negative: "

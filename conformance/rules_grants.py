@@ -87,7 +87,8 @@ def money_of(exchange: Exchange, field: str) -> int | None:
     "seed: amount number Dollar amount to add (e.g., 0.50 for $0.50)",
     "seed: Add balance to an app user's account from your grant pool.",
     'seed: "amount_granted": "$0.50", "balance_before": "$5.00", "balance_after": "$5.50"',
-), elements=(GRANT_OP, "#/components/schemas/GrantResponse"), cost=Cost(CENT, 6, most=FLOAT_PRONE_CAP + 20 * CENT),
+), elements=(GRANT_OP, "#/components/schemas/GrantResponse"),
+    cost=Cost(CENT, 6, most=FLOAT_PRONE_CAP + 20 * CENT, sharp=FLOAT_PRONE_CAP),
     needs=(Needs.WRITES,), stage=1)
 def grant_arithmetic(p: Probe) -> None:
     """Every grant answers 200 with amount_granted equal to the amount asked for and
@@ -134,7 +135,7 @@ def _check_grant(p: Probe, exchange: Exchange, cents: int, previous: Exchange | 
     "seed: When external_user_id is provided, it returns that user's balance instead.",
 ), elements=("#/paths/~1v1~1users~1{external_user_id}~1balance/get", "#/paths/~1v1~1balance/get"),
     choices=("#/components/schemas/UserBalance/properties/balance_microdollars",),
-    cost=Cost(2 * CENT, 4, most=30 * CENT), needs=(Needs.WRITES,), stage=3)
+    cost=Cost(2 * CENT, 4, most=60 * CENT, sharp=30 * CENT), needs=(Needs.WRITES,), stage=3)
 def grant_readback(p: Probe) -> None:
     """Right after grants, GET /v1/users/{id}/balance and GET /v1/balance?external_user_id=
     both answer that user with the last balance_after; the display and micro-dollar forms agree."""
@@ -190,6 +191,9 @@ def watch_pool(p: Probe, act: Callable[[], T]) -> tuple[int | None, bool, list[E
     before = [developer_balance(p) for _ in range(2)]
     result = act()
     after = [developer_balance(p) for _ in range(2)]
+    for read in (*before, *after):
+        if not _pool_forms_agree(p, read):
+            break
     values = [pool_micros(b) for b in (*before, *after)]
     exchanges = [b.exchange for b in (*before, *after)]
     if None in values:
@@ -197,6 +201,16 @@ def watch_pool(p: Probe, act: Callable[[], T]) -> tuple[int | None, bool, list[E
     b1, b2, a1, a2 = values
     assert b1 is not None and b2 is not None and a1 is not None and a2 is not None
     return a1 - b2, b1 == b2 and a1 == a2, exchanges, result
+
+
+def _pool_forms_agree(p: Probe, read: Balance) -> bool:
+    """A developer-balance read whose display form is not its micro-dollars (truncated or
+    rounded to the cent) is a failure of the rule reading it: the docs show both forms."""
+    if read.micros is None or read.cents is None or read.cents in display_cents(read.micros):
+        return True
+    p.fail([read.exchange], "The developer balance's two forms disagree",
+           f"balance {read.shown} but balance_microdollars {read.micros}", DOCUMENTED)
+    return False
 
 
 def lossy_through_float(micros: int) -> bool:
@@ -237,7 +251,8 @@ def _adversarial_cents(p: Probe, pool: int | None) -> list[int]:
     "seed: Add balance to an app user's account from your grant pool.",
     "seed: GET /v1/balance returns the developer balance.",
     "public-facts: grants move balance from the pool to a user",
-), elements=(GRANT_OP, "#/paths/~1v1~1balance/get"), cost=Cost(2 * CENT, 3, most=22 * CENT), needs=(Needs.WRITES,),
+), elements=(GRANT_OP, "#/paths/~1v1~1balance/get"), cost=Cost(2 * CENT, 3, most=40 * CENT, sharp=25 * CENT),
+    needs=(Needs.WRITES,),
     stage=-2)  # first: the pool as the run found it, before any other rule's grant moved it
 def grant_pool_debit(p: Probe) -> None:
     """The developer balance (the grant pool, GET /v1/balance) drops by exactly what users
@@ -246,9 +261,7 @@ def grant_pool_debit(p: Probe) -> None:
     start = developer_balance(p)
     if not start.ok:
         p.skip(f"GET /v1/balance answered {start.exchange.status}: the pool cannot be read")
-    if start.micros is not None and start.cents not in display_cents(start.micros):
-        p.fail([start.exchange], "The developer balance's two forms disagree",
-               f"balance {start.shown} but balance_microdollars {start.micros}")
+    _pool_forms_agree(p, start)
     developer_chat = p.first and p.t.options.chat and p.wallet.left >= DEVELOPER_CHAT_RESERVE + 2 * CENT
     if developer_chat:
         p.wallet.take(DEVELOPER_CHAT_RESERVE)  # kept for the chat at the end, after the grants

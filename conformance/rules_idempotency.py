@@ -72,6 +72,13 @@ def idem_replay(p: Probe) -> None:
     if changed:
         p.fail(steps, "A replay answered other fields than the original", "the replay changed " + ", ".join(
             f"{f} ({shown(first.field(f))} -> {shown(replay.field(f))})" for f in changed), CONTRACT)
+    # Whatever a replay reports, the balance it names is one the user held: the original's
+    # balance_after, or the balance now; any other is money that does not exist.
+    claimed = parse_money(replay.field("balance_after")) if replay.status == 200 else None
+    if claimed is not None and claimed not in (parse_money(first.field("balance_after")), read.cents):
+        p.fail(steps, "A replay reports a balance the user never held",
+               f"the replay answered balance_after {shown(replay.field('balance_after'))}; the original left "
+               f"{shown(first.field('balance_after'))} and the balance reads {read.shown}", DOCUMENTED)
     if replay.status == 200:
         value = replay.header("Idempotent-Replayed")
         p.require(value == "true", [first, replay], "The replay lacks Idempotent-Replayed: true",
@@ -79,10 +86,11 @@ def idem_replay(p: Probe) -> None:
 
 
 # The ways a reused key's body can differ from the first request's.
-CHANGES = ("amount", "description", "description removed", "user")
+CHANGES = ("amount", "user", "description", "description removed")
 
 
-@probe("idem.reuse_changed", sources=SOURCE, elements=(IDEMPOTENCY,), cost=Cost(3 * CENT, 4, most=16 * CENT),
+@probe("idem.reuse_changed", sources=SOURCE, elements=(IDEMPOTENCY,),
+       cost=Cost(3 * CENT, 4, most=16 * CENT, sharp=12 * CENT),
        choices=("#/components/responses/IdempotencyKeyReused",),
        needs=(Needs.WRITES,), stage=9)
 def idem_reuse_changed(p: Probe) -> None:
