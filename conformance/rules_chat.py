@@ -91,9 +91,9 @@ def charged(exchange: Exchange) -> int | None:
 def _debit(p: Probe, form: str) -> None:
     """Fund a user, chat on ``form`` ("path" or "header"), and read the money back: the user
     down by exactly the charge, the developer balance untouched."""
-    # Ten cents after the first example: more than a 4,096-token hold, which a chat debiting
-    # its hold instead of its cost would then take.
-    funds = 2 if p.first else min(10, p.wallet.left // CENT)
+    # Ten cents when the share allows (two on a small budget): more than a 4,096-token hold,
+    # which a chat debiting its hold instead of its cost would then take.
+    funds = min(10, p.wallet.left // CENT) if not p.first or p.affordable(0.15) else 2
     # A capital letter: a header or path lower-cased on the way bills another user.
     user = funded_user(p, funds, suffix="-Ann")
     stream = not p.first and p.draw(st.booleans())
@@ -159,7 +159,7 @@ def _grant_after_chat(p: Probe, user: str, held: int, steps: list[Exchange]) -> 
 
 @probe("chat.user_debit", sources=(*BILLING, "seed: POST /v1/users/:id/chat/completions"),
        elements=(USER_CHAT_OP, "#/components/schemas/QuotaCharge"),
-       cost=Cost(2 * CENT, 3, most=17 * CENT, sharp=5 * CENT),
+       cost=Cost(2 * CENT, 3, most=25 * CENT, sharp=15 * CENT),
        choices=("#/components/schemas/QuotaCharge/properties/credits_used",),
        needs=NEEDS, stage=5)
 def chat_user_debit(p: Probe) -> None:

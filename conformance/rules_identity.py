@@ -20,9 +20,10 @@ CENT = MICROS_PER_CENT
 USER_ID = "#/components/schemas/ExternalUserId"
 SOURCES = ("seed: external_user_id string Your unique identifier for the user",)
 # One id with every awkward class at once: a space (also at the end), '%' (and an escape that
-# a second decoding would read), '@', '/', a capital letter, non-ASCII, an emoji, a letter in
-# decomposed form (a deployment that normalises some reads but not others loses it).
-AWKWARD = "-Zoë a%41b%2Fc@d/e 中😀 e\u0301 "  # "e\u0301": an accent as a combining mark
+# a second decoding would read), '@', '/', '+' (a space to form decoding), a capital letter,
+# non-ASCII, an emoji, a letter in decomposed form (a deployment that normalises some reads but
+# not others loses it).
+AWKWARD = "-Zoë a%41b%2Fc@d/e+f 中😀 e\u0301 "  # "e\u0301": an accent as a combining mark
 MAX_LENGTH = 255
 
 

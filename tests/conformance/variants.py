@@ -287,6 +287,16 @@ def any_media_type_read_as_json() -> Flask:
     return app
 
 
+@variant("streams open with an SSE comment (\": keep-alive\") and end their lines with CRLF",
+         "the docs say OpenAI-style server-sent events; the SSE format allows comments and CRLF")
+def sse_keepalive_and_crlf() -> Flask:
+    def after(ex: Exchange) -> None:
+        if "text/event-stream" in ex.response_headers.get("Content-Type", ""):
+            ex.response = b": keep-alive\r\n\r\n" + ex.response.replace(b"\n", b"\r\n")
+
+    return middleware(correct_app(), after)
+
+
 def _truncated(micros: int) -> str:
     cents = micros // 10_000
     return f"${cents // 100}.{cents % 100:02d}"

@@ -5,7 +5,18 @@ the conformance rule that must catch it. See tests/conformance/score.py for the 
 
 from __future__ import annotations
 
-from . import access, billing, display, idempotency, identity, money, spending, state, statuses  # noqa: F401  (registers)
+from . import (  # noqa: F401  (registers)
+    access,
+    billing,
+    display,
+    held_out,
+    idempotency,
+    identity,
+    money,
+    spending,
+    state,
+    statuses,
+)
 from .expected import EXPECTED_FALSE_FAILURES, EXPECTED_MISSES
 from .kit import KEY, KEY2, REGISTRY, Exchange, Mutant, base_app, correct_app, middleware
 

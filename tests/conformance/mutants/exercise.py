@@ -143,7 +143,7 @@ def _idempotency(s: Script) -> None:
 def _identities(s: Script) -> None:
     long_a, long_b = "L" * 64 + "-a" * 20, "L" * 64 + "-b" * 20
     for user in ["Zoë", "a/b", "ann lee", " bob ", "Case", "case", "50%41", "奖励", "ann+tag@x.io", "007",
-                 long_a, long_b]:
+                 long_a, long_b, "bob", "bob ", "Zoe", "Ölaf", "ölaf", "zoe\u0308"]:
         s.grant(f"grant {user!r}", user, 0.01)
         s.read(f"read {user!r}", user)
 
@@ -153,6 +153,16 @@ def _chats(s: Script) -> None:
     s.call("chat", "POST", "/v1/users/Chatter/chat/completions", body=_CHAT)
     s.read("after chat", "Chatter")
     s.pool("pool after user chat")
+    s.grant("a grant after a chat", "Chatter", 0.01)
+    s.read("after the grant after a chat", "Chatter")
+    s.grant("fund another chat user", "Other", 0.01)
+    s.call("path chat naming another user in the header", "POST", "/v1/users/Chatter/chat/completions",
+           body=_CHAT, headers={"X-External-User-ID": "Other"})
+    s.read("the user the header named", "Other")
+    s.call("chat for a user never granted", "POST", "/v1/users/nobody/chat/completions", body=_CHAT)
+    s.call("header chat for a user never granted", "POST", "/v1/chat/completions", body=_CHAT,
+           headers={"X-External-User-ID": "nobody-either"})
+    s.pool("pool after chats for users never granted")
     s.call("stream", "POST", "/v1/users/Chatter/chat/completions", body={**_CHAT, "stream": True})
     s.read("after stream", "Chatter")
     s.call("header form", "POST", "/v1/chat/completions", body=_CHAT, headers={"X-External-User-ID": "Chatter"})
@@ -165,6 +175,7 @@ def _chats(s: Script) -> None:
     for i in range(3):
         s.call(f"drain {i}", "POST", "/v1/users/drained/chat/completions", body=_BIG_CHAT)
     s.read("drained", "drained")
+    s.pool("pool after a refused chat")
     s.grant("fund one chat", "spender", 0.01)
     s.together("concurrent chats", *(lambda: s.call("", "POST", "/v1/users/spender/chat/completions",
                                                     body=_HALF_CENT_CHAT) for _ in range(2)))
@@ -197,7 +208,8 @@ def _errors_and_auth(s: Script) -> None:
     for label, value in [("raw key", KEY), ("Token scheme", f"Token {KEY}"), ("near miss", f"Bearer {KEY[:-1]}X"),
                          ("upper-cased", f"Bearer {KEY.upper()}"), ("extra chars", f"Bearer {KEY}zz"),
                          ("unknown", "Bearer sk-quota-" + "0" * 32),
-                         ("lower-case scheme", f"bearer {KEY}"), ("empty bearer", "Bearer ")]:
+                         ("lower-case scheme", f"bearer {KEY}"), ("empty bearer", "Bearer "),
+                         ("dashes removed", f"Bearer {KEY.replace('-', '')}")]:
         s.call(label, "GET", "/v1/balance", key=None, headers={"Authorization": value})
     s.call("me without key", "GET", "/v1/me", key=None)
     s.call("query without key", "GET", "/v1/balance?external_user_id=idem-user", key=None)
