@@ -281,7 +281,7 @@ def chat_insufficient(p: Probe) -> None:
 
 @probe("chat.unfunded_user", sources=("public-facts: A balance never expires and cannot go negative: "
                                       "requests get 402 at zero.", *BILLING),
-       elements=(USER_CHAT_OP, CHAT_OP), choices=("#/components/responses/UserNotFound",),
+       elements=(USER_CHAT_OP, CHAT_OP),
        cost=Cost(2 * DEVELOPER_CHAT_RESERVE, 1), needs=NEEDS, stage=9)
 def chat_unfunded_user(p: Probe) -> None:
     """A chat for a user never granted, on the path form and the header form, is refused
