@@ -11,7 +11,17 @@ from flask import Flask
 from mockserver.domain.records import ChargeResult
 
 from ...raw_balances import write_raw_balance
-from .kit import Exchange, add_to_balance, chat_path, correct_app, middleware, mutant, on_answer, service_of
+from .kit import (
+    Exchange,
+    add_to_balance,
+    chat_path,
+    correct_app,
+    middleware,
+    mutant,
+    on_answer,
+    service_of,
+    stream_flag,
+)
 
 POOL = "pool accounting"
 ACCOUNT = "wrong account"
@@ -255,12 +265,7 @@ def stream_never_charged() -> Flask:
     app = correct_app()
     store = service_of(app).store
     original = store.apply_charge
-    streaming = threading.local()
-
-    def before(ex: Exchange) -> bool:
-        body = ex.request_json if chat_path(ex) else None
-        streaming.on = isinstance(body, dict) and body.get("stream") is True
-        return False
+    streaming, before = stream_flag()
 
     def apply_charge(user_id: Any, amount: int, *args: Any) -> Any:
         if not getattr(streaming, "on", False):

@@ -224,6 +224,18 @@ def chat_path(ex: Exchange) -> bool:
     return ex.method == "POST" and ex.path.endswith("/chat/completions")
 
 
+def stream_flag() -> tuple[threading.local, Before]:
+    """A thread-local ``on`` set by a ``before`` hook while the request is a streamed chat."""
+    streaming = threading.local()
+
+    def before(ex: Exchange) -> bool:
+        body = ex.request_json if chat_path(ex) else None
+        streaming.on = isinstance(body, dict) and body.get("stream") is True
+        return False
+
+    return streaming, before
+
+
 def cents_text(micros: int) -> str:
     cents = micros // 10_000
     return f"${cents // 100}.{cents % 100:02d}"

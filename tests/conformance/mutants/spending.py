@@ -27,6 +27,7 @@ from .kit import (
     mutant,
     on_answer,
     service_of,
+    stream_flag,
     write_balance,
 )
 
@@ -81,12 +82,7 @@ def stream_charged_twice() -> Flask:
     app = correct_app()
     store = service_of(app).store
     original = store.apply_charge
-    streaming = threading.local()
-
-    def before(ex: Exchange) -> bool:
-        body = ex.request_json if chat_path(ex) else None
-        streaming.on = isinstance(body, dict) and body.get("stream") is True
-        return False
+    streaming, before = stream_flag()
 
     def apply_charge(user_id: Any, amount: int, *args: Any) -> Any:
         result = original(user_id, amount, *args)
