@@ -20,22 +20,13 @@ from .kit import (
     mutant,
     on_answer,
     service_of,
+    store_patch,
     stream_flag,
 )
 
 POOL = "pool accounting"
 ACCOUNT = "wrong account"
 CHAT = "chat"
-
-
-def _store_patch(name: str, wrap: Any) -> Flask:
-    """A correct app whose store method ``name`` is ``wrap(store, original)``; the wrapper can
-    receives the service (for stray writes) and the original method."""
-    app = correct_app()
-    service = service_of(app)
-    store = service.store
-    setattr(store, name, wrap(service, getattr(store, name)))
-    return app
 
 
 @mutant(POOL, "grant.pool_debit",
@@ -48,7 +39,7 @@ def pool_never_debited() -> Flask:
             return result
         return apply_grant
 
-    return _store_patch("apply_grant", wrap)
+    return store_patch("apply_grant", wrap)
 
 
 @mutant(POOL, "grant.pool_debit",
@@ -63,7 +54,7 @@ def pool_debited_on_replay() -> Flask:
             return result
         return grant
 
-    return _store_patch("grant", wrap)
+    return store_patch("grant", wrap)
 
 
 @mutant(POOL, "grant.pool_debit",
@@ -77,7 +68,7 @@ def pool_debited_in_cents() -> Flask:
             return result
         return apply_grant
 
-    return _store_patch("apply_grant", wrap)
+    return store_patch("apply_grant", wrap)
 
 
 @mutant(POOL, "grant.pool_debit",
@@ -90,7 +81,7 @@ def pool_debited_with_fee() -> Flask:
             return result
         return apply_grant
 
-    return _store_patch("apply_grant", wrap)
+    return store_patch("apply_grant", wrap)
 
 
 @mutant(ACCOUNT, "chat.user_debit",
@@ -109,7 +100,7 @@ def user_chat_bills_developer() -> Flask:
             return ChargeResult(charge.ledger_id, amount, balance, balance - amount)
         return apply_charge
 
-    return _store_patch("apply_charge", wrap)
+    return store_patch("apply_charge", wrap)
 
 
 @mutant(ACCOUNT, "chat.user_debit",
@@ -123,7 +114,7 @@ def user_chat_also_bills_developer() -> Flask:
             return result
         return apply_charge
 
-    return _store_patch("apply_charge", wrap)
+    return store_patch("apply_charge", wrap)
 
 
 @mutant(ACCOUNT, "chat.header_form",
@@ -168,7 +159,7 @@ def chat_never_charged() -> Flask:
             return ChargeResult("ledg_unbilled", amount, before or 0, (before or 0) - amount)
         return apply_charge
 
-    return _store_patch("apply_charge", wrap)
+    return store_patch("apply_charge", wrap)
 
 
 @mutant(ACCOUNT, "chat.user_debit",
@@ -211,7 +202,7 @@ def chat_lets_balance_go_negative() -> Flask:
                 return original(user_id, amount, *args)
         return apply_charge
 
-    return _store_patch("apply_charge", wrap)
+    return store_patch("apply_charge", wrap)
 
 
 @mutant(CHAT, "chat.insufficient",
@@ -226,7 +217,7 @@ def chat_served_at_zero_balance() -> Flask:
             return original(user_id, amount, *args)
         return apply_charge
 
-    return _store_patch("apply_charge", wrap)
+    return store_patch("apply_charge", wrap)
 
 
 @mutant(CHAT, "chat.stream_sse",

@@ -29,6 +29,7 @@ from .kit import (
     middleware,
     mutant,
     service_of,
+    store_patch,
     write_balance,
 )
 
@@ -39,14 +40,6 @@ FLOAT = "float money"
 AUTH = "auth"
 REPLAY = "replay"
 USER_HEADER = "X-External-User-ID"
-
-
-def _store_method(name: str, wrap: Callable[[Any, Any], Any]) -> Flask:
-    """The correct app with one store method replaced by ``wrap(service, original)``."""
-    app = correct_app()
-    service = service_of(app)
-    setattr(service.store, name, wrap(service, getattr(service.store, name)))
-    return app
 
 
 def _drop_header(ex: Exchange, name: str) -> None:
@@ -155,7 +148,7 @@ def refused_chat_bills_developer() -> Flask:
 
         return apply_charge
 
-    return _store_method("apply_charge", wrap)
+    return store_patch("apply_charge", wrap)
 
 
 @mutant(ACCOUNT, "chat.user_debit",
@@ -216,7 +209,7 @@ def grant_drops_sub_cent_remainder() -> Flask:
 
         return apply_grant
 
-    return _store_method("apply_grant", wrap)
+    return store_patch("apply_grant", wrap)
 
 
 @mutant(AUTH, "auth.near_miss_key",

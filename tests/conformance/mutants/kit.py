@@ -224,6 +224,15 @@ def chat_path(ex: Exchange) -> bool:
     return ex.method == "POST" and ex.path.endswith("/chat/completions")
 
 
+def store_patch(name: str, wrap: Callable[[FundingService, Any], Any]) -> Flask:
+    """A correct app whose store method ``name`` is ``wrap(service, original)``: the wrapper
+    receives the service (for stray writes) and the original method."""
+    app = correct_app()
+    service = service_of(app)
+    setattr(service.store, name, wrap(service, getattr(service.store, name)))
+    return app
+
+
 def stream_flag() -> tuple[threading.local, Before]:
     """A thread-local ``on`` set by a ``before`` hook while the request is a streamed chat."""
     streaming = threading.local()
