@@ -17,6 +17,7 @@ from collections.abc import Callable, Iterable, Iterator
 from typing import Any
 
 from flask import Flask, Response, request
+from werkzeug.exceptions import HTTPException
 
 from ..domain.errors import IDEMPOTENCY_KEY_IN_FLIGHT, IDEMPOTENCY_KEY_REUSED, QuotaError
 from ..domain.journal import CONFLICT, IN_FLIGHT, NEW, NO_KEY, REPLAYED, RequestJournal
@@ -79,7 +80,7 @@ class _Recorder:
         if status >= 400 or dropped:
             problem = _problem(environ.get(REFUSAL_ENVIRON_KEY), environ.get(SIMULATED_ENVIRON_KEY))
         body = None if response.is_streamed else b"".join(response.response)  # type: ignore[arg-type]
-        request_body = b"" if status == 413 else current.get_data(cache=True)  # a 413's body was never read
+        request_body = _request_body(current)
         head = self._head(environ, now, started, current.method, path, operation_id, status)
         middle = self._middle(environ, operation_id, status, body, request_body)
         if body is None:
@@ -225,3 +226,13 @@ class _RecordedStream:
             duration_ms = (time.perf_counter() - self._started) * 1000
             body = b"".join(self._kept)
             self._journal.append((*self._head, duration_ms, *self._middle, body, self._size, *self._tail))
+
+
+def _request_body(current: Any) -> bytes:
+    """The request's body as the app read it; empty when it was never to be read (past the
+    body limit, whatever the answer: a 413, or a 404/405 that came first). Recording an
+    answer must never change it."""
+    try:
+        return current.get_data(cache=True)
+    except HTTPException:
+        return b""
