@@ -41,6 +41,8 @@ from .rules_grants import concurrently, watch_pool
 from .safety import DEVELOPER_CHAT_RESERVE
 
 CENT = MICROS_PER_CENT
+# What _drain grants the user it drains (chat.insufficient expects the pool to move by it).
+DRAIN_FUNDS = CENT
 # A prompt of a few hundred tokens: chats sized by how many copies of it they send.
 UNIT_PROMPT = ("Count the words in this sentence please. " * 20).strip()
 USER_CHAT_OP = "#/paths/~1v1~1users~1{external_user_id}~1chat~1completions/post"
@@ -229,8 +231,8 @@ def _drain(p: Probe) -> tuple[str, list[Exchange], int, str]:
     answered 200 included), "overserved" (a chat was served that the balance, by the quota
     blocks, could not cover) or "still" (never refused); the exchanges; what the user should
     still hold; and the user."""
-    user = funded_user(p, 1)
-    left, steps = CENT, []
+    user = funded_user(p, DRAIN_FUNDS // CENT)
+    left, steps = DRAIN_FUNDS, []
     for i in range(p.t.options.max_drain_chats + 1):
         # First a small chat: the balance, under a cent now, is still a balance (402, not 404).
         body = chat_body(p) if i == 0 else chat_body(p, BIG_PROMPT, BIG_MESSAGES)
@@ -256,10 +258,12 @@ def chat_insufficient(p: Probe) -> None:
     insufficient = p.t.facts.error("InsufficientBalance")
     moved, still, pool_reads, (outcome, steps, left, user) = watch_pool(p, lambda: _drain(p))
     last = steps[-1]
-    if moved is not None and still and moved != -CENT:  # the cent granted to the user, nothing more
+    if moved is not None and still and moved != -DRAIN_FUNDS:  # what the user was granted, nothing more
         p.fail([*steps, *pool_reads], "A user's chats moved the developer balance",
-               f"around a grant of $0.01 and that user's chats (the last one refused) the developer balance "
-               f"moved by {usd(moved)}; expected -$0.01: a user-billed chat never bills the developer", DOCUMENTED)
+               f"around a grant of {usd(DRAIN_FUNDS)} and that user's chats (the last one refused) the "
+               f"developer balance moved by {usd(moved)}; expected -{usd(DRAIN_FUNDS)}: a user-billed chat "
+               "never bills the developer",
+               DOCUMENTED)
     if outcome == "overserved":
         p.fail(steps, "A chat the balance could not cover was served",
                f"the user held {usd(left)} by the quota blocks; the chat was served with credits_used "
