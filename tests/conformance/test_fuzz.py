@@ -13,6 +13,7 @@ from typing import Any
 import pytest
 
 from conformance import Options, run
+from conformance.fuzz import header_safe
 from conformance.report import as_json, as_junit, human
 from conformance.results import Status
 from mockserver import mock_state
@@ -194,3 +195,13 @@ def test_the_time_budget_must_be_positive(fuzz_time):
     from conformance.cli import main
 
     assert main(["--api-key", KEY, "--base-url", "http://127.0.0.1:9", "--fuzz-time", fuzz_time]) == 2
+
+
+@pytest.mark.parametrize(("user", "safe"), [
+    ("conformance-0123456789abcdef-ann", True), ("conformance-0123456789abcdef-zoe\u0308", False),
+    ("conformance-0123456789abcdef-中", False), ("conformance-0123456789abcdef-bob ", False),
+    ("conformance-0123456789abcdef-a\tb", False), (None, False),
+])
+def test_generated_chats_reuse_only_funded_users_a_header_can_carry(user, safe):
+    # Over a socket a decomposed accent in X-External-User-ID crashed the run (latin-1).
+    assert header_safe(user) is safe
