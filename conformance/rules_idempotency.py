@@ -22,7 +22,7 @@ from .engine import Exchange
 from .facts import GRANT
 from .properties import Probe, usd
 from .registry import Cost, Needs, probe, shared
-from .rules_grants import DESCRIPTIONS, concurrently, watch_pool
+from .rule_helpers import DESCRIPTIONS, concurrently, watch_pool
 from .strategies import amount_json
 
 CENT = MICROS_PER_CENT

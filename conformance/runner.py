@@ -12,18 +12,27 @@ from urllib.parse import urlsplit
 
 import requests
 
-# The rule modules: importing them registers their rules, in this order (the report's).
+# The rule modules: importing them registers their rules, in this order. It is the order of
+# the report within a family and, within a stage, the order in which probes are given the
+# budget: a module moved in this list changes both. (The helpers they share, rule_helpers and
+# chat_helpers, register nothing.)
+# isort: off
 from . import (  # noqa: F401
     builtin_checks,
     checks,
     fuzz,
     rules_access,
-    rules_chat,
     rules_grants,
+    rules_pool,
+    rules_grant_requests,
+    rules_chat_billing,
+    rules_chat_refusals,
+    rules_chat_stream,
     rules_idempotency,
     rules_identity,
     rules_retention,
 )
+# isort: on
 from .coverage import StatusObserver, measure
 from .engine import Target
 from .facts import BALANCE, ContractFacts

@@ -1,0 +1,170 @@
+"""Rules of chat billing: a funded user's chat debits exactly what its quota block says, on
+the path form and the header form alike, and never the developer; a chat naming no user bills
+the developer.
+
+Every chat bills a user this run created and funded with a few cents; the one developer-billed
+chat (chat.developer_billing) is tiny, and its cost is reserved from the budget like a grant.
+"""
+
+from __future__ import annotations
+
+from hypothesis import strategies as st
+
+from mockserver.domain.money import MICROS_PER_CENT
+
+from .actions import (
+    chat_body,
+    code_text,
+    display_cents,
+    grant,
+    header_chat,
+    query_balance,
+    shown,
+    user_balance,
+    user_chat,
+)
+from .chat_helpers import BILLING, CHAT_OP, NEEDS, USER_CHAT_OP, charged, funded_user, small_chat
+from .checks import parse_money
+from .engine import Exchange
+from .facts import USER_CHAT
+from .properties import Probe, usd
+from .registry import Cost, probe
+from .rule_helpers import watch_pool
+from .safety import DEVELOPER_CHAT_RESERVE
+
+CENT = MICROS_PER_CENT
+
+
+def _debit(p: Probe, form: str) -> None:
+    """Fund a user, chat on ``form`` ("path" or "header"), and read the money back: the user
+    down by exactly the charge, the developer balance untouched."""
+    # Ten cents when the share allows (two on a small budget): more than a 4,096-token hold,
+    # which a chat debiting its hold instead of its cost would then take.
+    funds = min(10, p.wallet.left // CENT) if not p.first or p.affordable(0.15) else 2
+    # A capital letter: a header or path lower-cased on the way bills another user.
+    user = funded_user(p, funds, suffix="-Ann")
+    stream = not p.first and p.draw(st.booleans())
+    body = small_chat(p, stream=stream)
+    send = (lambda: user_chat(p, user, body)) if form == "path" else (lambda: header_chat(p, user, body))
+    moved, still, pool_reads, answer = watch_pool(p, send)
+    how = "POST /v1/users/{id}/chat/completions" if form == "path" else "POST /v1/chat/completions with the header"
+    if answer.status != 200:
+        p.fail([answer], "A funded user's chat was refused",
+               f"{how} for a user holding {usd(funds * CENT)} answered {answer.status} {code_text(answer)}")
+        return
+    cost = charged(answer)
+    read = user_balance(p, user)
+    steps = [answer, read.exchange]
+    start = funds * CENT
+    if cost is None:
+        # No charge reported (a stream without a quota block): the balance must still have moved.
+        p.require(read.ok and ((read.micros is not None and read.micros < start) or (read.cents or 0) < funds), steps,
+                  "A user's chat debited nothing", f"{how}: the balance is still {read.shown} after the chat")
+    else:
+        problems = []
+        if not read.agrees_with(start - cost):
+            problems.append(f"the user held {usd(start)} and the chat cost {usd(cost)} ({cost} micro-dollars), "
+                            f"but the balance reads {read.shown}"
+                            + (f" ({read.micros} micro-dollars)" if read.micros is not None else ""))
+        if not stream and answer.field("quota", "billing_mode") not in (None, "user"):
+            problems.append(f"quota.billing_mode is {shown(answer.field('quota', 'billing_mode'))}")
+        if not stream:
+            quota_before = parse_money(answer.field("quota", "balance_before"))
+            quota_after = parse_money(answer.field("quota", "balance_after"))
+            # The read right after shows the very balance the quota block ends on.
+            if (quota_before not in display_cents(start) or quota_after not in display_cents(start - cost)
+                    or (read.ok and quota_after != read.cents)):
+                problems.append(f"the quota block says {shown(answer.field('quota', 'balance_before'))} -> "
+                                f"{shown(answer.field('quota', 'balance_after'))} for a balance of {usd(start)} "
+                                f"charged {usd(cost)}")
+        by_query = query_balance(p, user)
+        steps.append(by_query.exchange)
+        if not by_query.agrees_with(start - cost):
+            problems.append(f"GET /v1/balance?external_user_id= reads {by_query.shown} after the chat")
+        p.require(not problems, steps, "A user's chat did not debit exactly its cost", f"{how}: " + "; ".join(problems))
+        if p.affordable(0.01) and read.micros is not None:
+            _grant_after_chat(p, user, start - cost, steps)
+    if moved is not None and moved != 0:
+        if still:
+            p.fail([answer, *pool_reads], "A user's chat moved the developer balance",
+                   f"{how} billed the user, yet the developer balance moved by {usd(moved)}")
+        else:
+            p.undecided("the developer balance moved for other reasons meanwhile")
+
+
+def _grant_after_chat(p: Probe, user: str, held: int, steps: list[Exchange]) -> None:
+    """A cent granted after a chat adds a cent to what the chat left, its part under the cent
+    included (a store that rewrites the balance in whole cents loses it)."""
+    granted = grant(p, user, 1, description="quota-conformance after a chat")
+    read = user_balance(p, user)
+    steps += [granted, read.exchange]
+    if granted.status == 200 and read.micros is not None:
+        p.require(read.micros == held + CENT, steps, "A grant after a chat lost money",
+                  f"the user held {held} micro-dollars after the chat; a grant of $0.01 left "
+                  f"{read.micros} micro-dollars, not {held + CENT}")
+
+
+@probe("chat.user_debit", sources=(*BILLING, "seed: POST /v1/users/:id/chat/completions"),
+       elements=(USER_CHAT_OP, "#/components/schemas/QuotaCharge"),
+       cost=Cost(2 * CENT, 3, most=25 * CENT, sharp=15 * CENT),
+       choices=("#/components/schemas/QuotaCharge/properties/credits_used",),
+       needs=NEEDS, stage=5)
+def chat_user_debit(p: Probe) -> None:
+    """A funded user's chat on POST /v1/users/{id}/chat/completions debits exactly its
+    quota.credits_used from that user, read back, and nothing from the developer."""
+    _debit(p, "path")
+    if p.first and p.affordable(0.02):
+        _path_wins_over_header(p)
+
+
+def _path_wins_over_header(p: Probe) -> None:
+    """A chat on a user's path that also carries the header naming another user bills the
+    user of the path (the path is the user-billing form); the other user keeps every micro-dollar."""
+    user, other = funded_user(p, 1, suffix="-path"), funded_user(p, 1, suffix="-header")
+    answer = p.t.send(USER_CHAT, path={"external_user_id": user}, headers={p.t.facts.user_header: other},
+                      body=chat_body(p))
+    read = user_balance(p, other)
+    p.require(answer.status != 200 or read.agrees_with(CENT), [answer, read.exchange],
+              "A chat on a user's path billed the user the header named",
+              f"POST /v1/users/{{id}}/chat/completions with {p.t.facts.user_header} naming another user: "
+              f"that user's $0.01 now reads {read.shown}")
+
+
+@probe("chat.header_form", sources=BILLING, elements=(f"{CHAT_OP}/parameters/0",), cost=Cost(2 * CENT, 2),
+       needs=NEEDS, stage=9)
+def chat_header_form(p: Probe) -> None:
+    """A chat on POST /v1/chat/completions with X-External-User-ID bills that user, exactly as
+    the path form does, and not the developer."""
+    _debit(p, "header")
+
+
+@probe("chat.developer_billing", sources=BILLING, elements=(CHAT_OP,),
+       cost=Cost(2 * CENT + DEVELOPER_CHAT_RESERVE, 1), needs=NEEDS, stage=9)
+def chat_developer_billing(p: Probe) -> None:
+    """POST /v1/chat/completions without X-External-User-ID bills the developer, never a user,
+    even right after a chat that named one (one tiny chat, reserved from the budget)."""
+    user = funded_user(p, 2)
+    named = header_chat(p, user, chat_body(p, max_tokens=1))
+    if named.status != 200:
+        p.skip(f"the header-billed chat answered {named.status} (see chat.header_form)")
+    before = user_balance(p, user)
+    p.wallet.take(DEVELOPER_CHAT_RESERVE)
+    moved, still, pool_reads, plain = watch_pool(p, lambda: header_chat(p, None, chat_body(p, max_tokens=1)))
+    after = user_balance(p, user)
+    steps = [named, plain, after.exchange]
+    if plain.status != 200:
+        p.fail(steps, "A developer-billed chat was refused",
+               f"POST /v1/chat/completions without the header answered {plain.status} {code_text(plain)}")
+        return
+    problems = []
+    if after.cents != before.cents or after.micros != before.micros:
+        problems.append(f"the user named by the previous chat went {before.shown} -> {after.shown}")
+    if plain.field("quota", "billing_mode") not in (None, "developer"):
+        problems.append(f"quota.billing_mode is {shown(plain.field('quota', 'billing_mode'))}")
+    cost = charged(plain)
+    if cost is not None and moved is not None and still and moved != -cost:
+        problems.append(f"the chat cost {usd(cost)} but the developer balance moved by {usd(moved)}")
+    elif cost is not None and moved is not None and not still and moved != -cost:
+        p.undecided("the developer balance moved for other reasons meanwhile")
+    p.require(not problems, [*steps, *pool_reads], "A developer-billed chat did not bill the developer",
+              "; ".join(problems))

@@ -1,0 +1,207 @@
+"""Rules of chats a balance cannot pay for: a chat the balance cannot cover is 402
+insufficient_balance and charges nothing; a chat for a user never granted is refused and bills
+nobody; a balance never goes below zero, chats in flight together included.
+
+Every chat is for a user this run created: funded with a cent, or never granted at all.
+"""
+
+from __future__ import annotations
+
+from mockserver.contract import CONTRACT, DOCUMENTED
+from mockserver.domain.money import MICROS_PER_CENT
+
+from .actions import (
+    BIG_MESSAGES,
+    BIG_PROMPT,
+    Balance,
+    chat_body,
+    code_text,
+    grant,
+    header_chat,
+    shown,
+    user_balance,
+    user_chat,
+)
+from .chat_helpers import BILLING, CHAT_OP, NEEDS, USER_CHAT_OP, charged, funded_user
+from .engine import Exchange
+from .properties import Probe, usd
+from .registry import Cost, probe
+from .rule_helpers import concurrently, watch_pool
+from .safety import DEVELOPER_CHAT_RESERVE
+
+CENT = MICROS_PER_CENT
+# What _drain grants the user it drains (chat.insufficient expects the pool to move by it).
+DRAIN_FUNDS = CENT
+# A prompt of a few hundred tokens: chats sized by how many copies of it they send.
+UNIT_PROMPT = ("Count the words in this sentence please. " * 20).strip()
+
+
+def _drain(p: Probe) -> tuple[str, list[Exchange], int, str]:
+    """Fund a user with one cent and send large chats until one is not served. The outcome:
+    "refused" (the last exchange is the refusal, whatever its status: an error envelope
+    answered 200 included), "overserved" (a chat was served that the balance, by the quota
+    blocks, could not cover) or "still" (never refused); the exchanges; what the user should
+    still hold; and the user."""
+    user = funded_user(p, DRAIN_FUNDS // CENT)
+    left, steps = DRAIN_FUNDS, []
+    for i in range(p.t.options.max_drain_chats + 1):
+        # First a small chat: the balance, under a cent now, is still a balance (402, not 404).
+        body = chat_body(p) if i == 0 else chat_body(p, BIG_PROMPT, BIG_MESSAGES)
+        exchange = user_chat(p, user, body)
+        steps.append(exchange)
+        if exchange.status != 200 or isinstance(exchange.field("error"), dict):
+            return "refused", steps, left, user
+        cost = charged(exchange)
+        if left == 0 or (cost is not None and cost > left):
+            return "overserved", steps, left, user
+        left -= cost or 0
+    return "still", steps, left, user
+
+
+@probe("chat.insufficient", sources=("seed: 402 insufficient_balance POST /v1/users/:id/chat/completions "
+                                     "User balance too low",),
+       elements=("#/components/responses/InsufficientBalance",), cost=Cost(CENT, 1), needs=NEEDS, stage=6)
+def chat_insufficient(p: Probe) -> None:
+    """A chat the user's balance cannot cover answers 402 insufficient_balance (any other
+    answer is a failure: a 404 for a drained user, a 400, an error answered 200, a completion
+    served anyway), and charges nothing: the balance then reads what the quota blocks left,
+    and the developer balance moved only by the cent granted to that user."""
+    insufficient = p.t.facts.error("InsufficientBalance")
+    moved, still, pool_reads, (outcome, steps, left, user) = watch_pool(p, lambda: _drain(p))
+    last = steps[-1]
+    if moved is not None and still and moved != -DRAIN_FUNDS:  # what the user was granted, nothing more
+        p.fail([*steps, *pool_reads], "A user's chats moved the developer balance",
+               f"around a grant of {usd(DRAIN_FUNDS)} and that user's chats (the last one refused) the "
+               f"developer balance moved by {usd(moved)}; expected -{usd(DRAIN_FUNDS)}: a user-billed chat "
+               "never bills the developer",
+               DOCUMENTED)
+    if outcome == "overserved":
+        p.fail(steps, "A chat the balance could not cover was served",
+               f"the user held {usd(left)} by the quota blocks; the chat was served with credits_used "
+               f"{shown(last.field('quota', 'credits_used'))} and quota.balance_after "
+               f"{shown(last.field('quota', 'balance_after'))} (expected {insufficient.status} {insufficient.code})")
+    elif outcome == "still":
+        p.skip(f"the user still held {usd(left)} after {len(steps)} chats; raise --max-drain-chats")
+    else:
+        if not p.require(last.status == insufficient.status and last.error_code == insufficient.code, steps,
+                         f"A chat the balance could not cover was not refused with {insufficient.status} "
+                         f"{insufficient.code}", f"the chat answered {last.status} {code_text(last)}"):
+            return
+        after = user_balance(p, user)
+        micros = "" if after.micros is None else f" ({after.micros} micro-dollars)"
+        p.require(not after.ok or after.agrees_with(left), [*steps, after.exchange], "A refused chat charged the user",
+                  f"by the quota blocks the user held {usd(left)} when the chat was refused; the balance "
+                  f"then reads {after.shown}{micros}")
+
+
+@probe("chat.unfunded_user", sources=("public-facts: A balance never expires and cannot go negative: "
+                                      "requests get 402 at zero.", *BILLING),
+       elements=(USER_CHAT_OP, CHAT_OP),
+       cost=Cost(2 * DEVELOPER_CHAT_RESERVE, 1), needs=NEEDS, stage=9)
+def chat_unfunded_user(p: Probe) -> None:
+    """A chat for a user never granted, on the path form and the header form, is refused
+    (404 user_not_found, or 402 insufficient_balance where every user is known at $0.00) and
+    bills nobody: the developer balance does not move."""
+    p.wallet.take(2 * DEVELOPER_CHAT_RESERVE)  # a deployment that bills the developer instead
+    nobody = p.t.guard.new_user()
+    moved, still, pool_reads, answers = watch_pool(p, lambda: (
+        user_chat(p, nobody, chat_body(p)), header_chat(p, nobody, chat_body(p))))
+    refusals = {(p.t.facts.error(name).status, p.t.facts.error(name).code)
+                for name in ("UserNotFound", "InsufficientBalance")}
+    for exchange, how in zip(answers, ("POST /v1/users/{never granted}/chat/completions",
+                                       f"POST /v1/chat/completions with {p.t.facts.user_header}: (never granted)"),
+                             strict=True):
+        # Served is the failure; another refusal than the two the contract gives is its call.
+        refused = 400 <= exchange.status < 500 and not isinstance(exchange.field("choices"), list)
+        p.require((exchange.status, exchange.error_code) in refusals, [exchange],
+                  "A chat for a user with no balance was not refused",
+                  f"{how} answered {exchange.status} {code_text(exchange)}; expected 404 user_not_found or 402 "
+                  "insufficient_balance", CONTRACT if refused else DOCUMENTED)
+    if moved not in (None, 0):
+        if still:
+            p.fail([*answers, *pool_reads], "A chat for a user with no balance billed the developer",
+                   f"the developer balance moved by {usd(moved)}")
+        else:
+            p.undecided("the developer balance moved for other reasons meanwhile")
+
+
+@probe("chat.never_negative", sources=("public-facts: A balance never expires and cannot go negative: "
+                                       "requests get 402 at zero.",),
+       elements=(USER_CHAT_OP,), cost=Cost(CENT, 1), needs=NEEDS, stage=8)
+def chat_never_negative(p: Probe) -> None:
+    """Spending never takes a balance below $0.00: no chat answers a negative balance_after,
+    the balance never reads negative (chats in flight together for a balance that covers only
+    some of them included), and a refused chat charges nothing."""
+    user = p.t.guard.new_user()
+    funded = grant(p, user, 1, description="quota-conformance chat funds")
+    if funded.status != 200:
+        p.skip(f"could not fund a user: the grant answered {funded.status}")
+    steps: list[Exchange] = [funded]
+    # max_tokens written 4.0: an integer in JSON Schema; served, or refused with a 4xx (the docs
+    # do not say), but never a server error (errors.no_server_error judges every answer).
+    odd = chat_body(p, max_tokens=4)
+    odd["max_tokens"] = 4.0
+    steps.append(user_chat(p, user, odd))
+    if not _concurrent_chats(p, user, steps):
+        return
+    for _ in range(p.t.options.max_drain_chats):
+        before = user_balance(p, user)
+        exchange = user_chat(p, user, chat_body(p, BIG_PROMPT, BIG_MESSAGES))
+        after = user_balance(p, user)
+        steps += [exchange, after.exchange]
+        if _negative(exchange, after):
+            p.fail(steps, "A chat took the balance below zero",
+                   f"quota.balance_after {shown(exchange.field('quota', 'balance_after'))}; the balance then reads "
+                   f"{after.shown}: a balance never goes negative (402 at zero)")
+            return
+        if exchange.status != 200:
+            p.require(_same(before, after), steps, "A refused chat charged the user",
+                      f"the chat answered {exchange.status}; the balance went {before.shown} -> {after.shown}")
+            return
+        p.passed()
+    p.passed()
+
+
+def _concurrent_chats(p: Probe, user: str, steps: list[Exchange]) -> bool:
+    """Chats in flight together for a user whose balance covers one of them but not all: those
+    served never cost more than the balance held, and it never goes below zero. The chats are
+    sized from two measured ones (cost grows with the prompt's copies), so that each costs
+    about 70% of what the user holds, whatever the model's price. False when it failed."""
+    n = p.t.options.concurrent_requests
+    one = user_chat(p, user, chat_body(p, UNIT_PROMPT, 1))
+    two = user_chat(p, user, chat_body(p, UNIT_PROMPT, 2))
+    steps += [one, two]
+    costs = [charged(x) if x.status == 200 else None for x in (one, two)]
+    before = user_balance(p, user)
+    held = before.micros if before.micros is not None else None if before.cents is None else before.cents * CENT
+    if None in costs or held is None or costs[1] <= costs[0]:  # type: ignore[operator]
+        return True  # nothing to size the chats by: the sequential checks still run
+    per_copy = costs[1] - costs[0]  # type: ignore[operator]
+    base = costs[0] - per_copy  # type: ignore[operator]
+    copies = max(1, round((held * 0.7 - base) / per_copy))
+    if not held < n * (base + copies * per_copy) <= n * held:
+        return True
+    answers = concurrently(n, lambda _: user_chat(p, user, chat_body(p, UNIT_PROMPT, copies)))
+    sent = [a for a in answers if isinstance(a, Exchange)]
+    after = user_balance(p, user)
+    steps += [*sent, after.exchange]
+    served = [a for a in sent if a.status == 200 and not isinstance(a.field("error"), dict)]
+    spent = sum(charged(a) or 0 for a in served)
+    negative = any(_negative(a, after) for a in served) or _negative(after.exchange, after)
+    return p.require(not negative and spent <= held, steps, "Chats in flight together overspent the balance",
+                     f"{n} concurrent chats for a user holding {before.shown}: {len(served)} served, costing "
+                     f"{usd(spent)} together; the balance then reads {after.shown}")
+
+
+def _negative(exchange: Exchange, after: Balance) -> bool:
+    text = exchange.field("quota", "balance_after")
+    if exchange.status == 200 and isinstance(text, str) and text.strip().startswith("-"):
+        return True
+    if after.micros is not None and after.micros < 0:
+        return True
+    raw = after.exchange.field("balance")
+    return isinstance(raw, str) and raw.strip().startswith("-")
+
+
+def _same(before: Balance, after: Balance) -> bool:
+    return before.cents == after.cents and before.micros == after.micros
