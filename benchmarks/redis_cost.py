@@ -74,13 +74,13 @@ def measure(grants: int = GRANTS) -> dict[str, Any]:
         service = FundingService(store, RedisClock(store), SEED)
         _grants(service, 2_000, "warm")  # scripts loaded, connection open
         round_trips = [0]
-        original = store._redis.execute_command
+        original = store.link.call_many  # every exchange with Redis goes through it
 
         def counting(*args: Any, **options: Any) -> Any:
             round_trips[0] += 1
             return original(*args, **options)
 
-        store._redis.execute_command = counting  # type: ignore[method-assign]
+        store.link.call_many = counting  # type: ignore[method-assign]
         with redis.Redis.from_url(url) as client:
             client.config_resetstat()
             used_before = client.info("memory")["used_memory"]

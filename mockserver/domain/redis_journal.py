@@ -6,8 +6,12 @@ pushed meanwhile shift the others towards the tail, so a chunk may show a record
 ids fall from head to tail, a record at or above the last id read is such a repeat and is
 skipped. Nothing is read twice, and nothing is missed but records trimmed away meanwhile.
 
-A journal must never fail the request it records: when Redis is away an append is dropped
-and counted (``lost``), and the request's own answer says what happened to the state.
+A journal must never fail the request it records, nor hold it up: an append is posted on
+:mod:`.redis_link` without waiting for Redis' reply. Redis has it before the answer leaves,
+and every read settles first (:meth:`~.redis_link.RedisLink.settle`), so a read made after a
+client saw an answer finds that answer's record, whichever worker answered. When Redis is
+away an append is dropped and counted (``lost``), and the request's own answer says what
+happened to the state.
 """
 
 from __future__ import annotations
@@ -23,6 +27,7 @@ from redis.retry import Retry
 
 from .errors import StoreUnavailable
 from .journal import JournalEntry, JournalRecord
+from .redis_link import Command, RedisLink, pack
 
 log = logging.getLogger("quota_mock")
 
@@ -50,12 +55,12 @@ class RedisJournal:
         if capacity < 1:
             raise ValueError("a journal holds at least one record")
         self.capacity = capacity
-        self.lost = 0  # appends dropped because Redis did not answer
+        self._unsent = 0  # appends dropped because Redis could not be reached
         self._list_key = prefix + "journal"
         self._id_key = prefix + "journal:id"
         # No retries, as for the store: an append whose reply was lost must not be doubled.
-        self._redis = redis.Redis(
-            connection_pool=redis.ConnectionPool.from_url(
+        self._link = RedisLink(
+            redis.ConnectionPool.from_url(
                 url,
                 socket_timeout=socket_timeout,
                 socket_connect_timeout=connect_timeout,
@@ -64,24 +69,32 @@ class RedisJournal:
                 decode_responses=True,
             )
         )
-        self._append = self._redis.register_script(_APPEND)
+        # EVAL with the script's text: a posted command gets no second chance after NOSCRIPT.
+        self._append = Command("EVAL", _APPEND, 2, self._list_key, self._id_key)
+
+    @property
+    def lost(self) -> int:
+        """Appends dropped: Redis away when sent, or its reply an error or never read."""
+        return self._unsent + self._link.unconfirmed
 
     def close(self) -> None:
-        self._redis.connection_pool.disconnect()
+        self._link.close()
 
     def append(self, entry: tuple[Any, ...]) -> None:
         try:
-            self._append(keys=[self._list_key, self._id_key], args=[encode(entry)[1:], self.capacity])
-        except redis.RedisError as exc:
-            self.lost += 1
-            if self.lost == 1 or self.lost % 1000 == 0:
-                log.warning("request journal: %d record(s) lost, Redis did not answer (%s)", self.lost, exc)
+            self._link.post(self._append.pack(encode(entry)[1:], self.capacity))
+        except StoreUnavailable as exc:
+            self._unsent += 1
+            lost = self.lost
+            if lost == 1 or lost % 1000 == 0:
+                log.warning("request journal: %d record(s) lost, Redis did not answer (%s)", lost, exc.__cause__)
 
     def newest_first(self) -> Iterator[JournalRecord]:
         below: int | None = None
         start = 0
+        self._link.settle()
         while True:
-            chunk = self._call(lambda start=start: self._redis.lrange(self._list_key, start, start + _CHUNK - 1))
+            chunk = self._link.call(pack("LRANGE", self._list_key, start, start + _CHUNK - 1))
             if not chunk:
                 return
             for raw in chunk:
@@ -93,17 +106,12 @@ class RedisJournal:
 
     def clear(self) -> None:
         # The id counter stays: a cursor handed out before the clear never points at new records.
-        self._call(lambda: self._redis.delete(self._list_key))
+        self._link.settle()  # records of requests answered before the clear go with it
+        self._link.call(pack("DEL", self._list_key))
 
     def count(self) -> int:
-        return int(self._call(lambda: self._redis.llen(self._list_key)))
-
-    def _call(self, operation: Any) -> Any:
-        try:
-            return operation()
-        except (redis.ConnectionError, redis.TimeoutError) as exc:
-            self._redis.connection_pool.disconnect(inuse_connections=False)
-            raise StoreUnavailable() from exc
+        self._link.settle()
+        return int(self._link.call(pack("LLEN", self._list_key)))
 
 
 def encode(fields: tuple[Any, ...]) -> str:

@@ -4,8 +4,10 @@ Every method that changes state is one Lua script (see :mod:`.redis_scripts`), s
 atomic across processes exactly as the memory store's lock makes it atomic across threads.
 A grant is one script and one round trip: it reads the shared clock, claims its
 Idempotency-Key, moves the money and records the result in the same step. Reads that need
-several values (the dashboard's live part) go in one pipeline. Scripts are sent once and then
-run by their SHA (EVALSHA), and sent again only if Redis lost them (a restart).
+several values (the dashboard's live part) go in one MULTI. Scripts run by their SHA
+(EVALSHA) and are sent only when Redis does not have them (first use, a restart). Commands
+travel on :mod:`.redis_link`: a connection per thread, each script's fixed arguments packed
+once.
 
 Idempotency records expire through Redis' own TTL; the mock clock's ``now`` still decides
 expiry logically, so moving the clock in a test expires keys just as it does in memory.
@@ -17,6 +19,7 @@ no automatic retry: re-sending a script whose reply was lost could apply it twic
 
 from __future__ import annotations
 
+import hashlib
 import secrets
 import threading
 import time
@@ -25,7 +28,6 @@ from typing import Any, TypeVar
 
 import redis
 from redis.backoff import NoBackoff
-from redis.commands.core import Script
 from redis.retry import Retry
 
 from ..config import DEFAULT_STORE_PREFIX as DEFAULT_PREFIX  # the configuration holds every default
@@ -56,6 +58,7 @@ from .records import (
     Page,
     page_size,
 )
+from .redis_link import Command, RedisLink, pack
 from .store import Slices
 from .usage import Overview, UsageSummary
 
@@ -109,14 +112,17 @@ class RedisStore:
             # User ids are whatever arrived on the wire: keep any code point round-tripping.
             encoding_errors="surrogatepass",
         )
-        self._redis = redis.Redis(connection_pool=pool)
+        self.link = RedisLink(pool)
         # Every script gets the same KEYS, in redis_scripts.KEY_NAMES' order.
         self._keys = [prefix + name for name in scripts.KEY_NAMES]
         names = dict(zip(scripts.KEY_NAMES, self._keys, strict=True))
         self._pool_key, self._users_key, self._order_key = names["pool"], names["users"], names["user_order"]
         self._ledger_key, self._idem_key, self.clock_key = names["ledger"], names["idem"], names["clock"]
-        self._scripts: dict[str, Script] = {
-            name: self._redis.register_script(getattr(scripts, name)) for name in scripts.SCRIPTS
+        self._script_bodies = {name: getattr(scripts, name) for name in scripts.SCRIPTS}
+        # EVALSHA, the script's SHA, its KEYS and the namespace: the same for every call.
+        self.script_commands = {
+            name: Command("EVALSHA", _sha(body), len(self._keys), *self._keys, prefix)
+            for name, body in self._script_bodies.items()
         }
         # The owner token of each claim this process holds, so that a release frees only
         # its own claim. Releases that failed while Redis was away are sent again before the
@@ -127,7 +133,7 @@ class RedisStore:
         self._pending_lock = threading.Lock()
 
     def close(self) -> None:
-        self._redis.connection_pool.disconnect()
+        self.link.close()
 
     # -- the StateStore protocol ------------------------------------------------------
 
@@ -151,18 +157,17 @@ class RedisStore:
         self.loaded_seed = loaded[1] == 1
 
     def pool_balance(self) -> int:
-        return int(self._call(lambda: self._redis.get(self._pool_key)) or 0)
+        return int(self._command("GET", self._pool_key) or 0)
 
     def user_balance(self, user_id: str) -> int | None:
-        balance = self._call(lambda: self._redis.hget(self._users_key, user_id))
+        balance = self._command("HGET", self._users_key, user_id)
         return None if balance is None else int(balance)
 
     def users(self) -> dict[str, int]:
-        raw = self._call(lambda: self._redis.hgetall(self._users_key))
-        return {user_id: int(balance) for user_id, balance in raw.items()}
+        return _balances(self._command("HGETALL", self._users_key))
 
     def user_count(self) -> int:
-        return int(self._call(lambda: self._redis.llen(self._order_key)))
+        return int(self._command("LLEN", self._order_key))
 
     def users_page(self, cursor: int | None, limit: int) -> Page[tuple[str, int]]:
         return _users_page(self._run("USERS_PAGE", [cursor or 0, page_size(limit)]), cursor or 0)
@@ -188,8 +193,15 @@ class RedisStore:
 
     def claim_idempotency_key(self, scope: str, key: str, fingerprint: bytes, now: float) -> GrantResult | None:
         owner = secrets.token_hex(8)
-        args = [codec.member(scope, key), fingerprint, codec.time_text(now), self.ttl_seconds, self.max_keys,
-                self._lease_ms, owner]
+        args = [
+            codec.member(scope, key),
+            fingerprint,
+            codec.time_text(now),
+            self.ttl_seconds,
+            self.max_keys,
+            self._lease_ms,
+            owner,
+        ]
         try:
             reply = self._run("CLAIM", args)
         except StoreUnavailable:
@@ -285,7 +297,7 @@ class RedisStore:
 
     def ledger(self, since: float | None = None) -> list[LedgerEntry]:
         if since is None:
-            raw = self._call(lambda: self._redis.lrange(self._ledger_key, 0, -1))
+            raw = self._command("LRANGE", self._ledger_key, 0, -1)
             return [codec.ledger_entry(item) for item in raw]
         raw = self._run("LEDGER_SINCE", [codec.time_text(since)])
         # When the clock was moved back the script returns everything: filter here.
@@ -294,30 +306,24 @@ class RedisStore:
     def ledger_tail(self, limit: int) -> list[LedgerEntry]:
         if limit <= 0:
             return []
-        raw = self._call(lambda: self._redis.lrange(self._ledger_key, -limit, -1))
+        raw = self._command("LRANGE", self._ledger_key, -limit, -1)
         return [codec.ledger_entry(item) for item in raw]
 
     def ledger_page(self, cursor: int | None, limit: int) -> Page[LedgerEntry]:
         """Newest first, from position ``cursor`` (the newest entry when None) down."""
         limit = page_size(limit)
         if cursor is None:
-
-            def newest() -> list[Any]:
-                pipe = self._redis.pipeline(transaction=True)
-                pipe.llen(self._ledger_key)
-                pipe.lrange(self._ledger_key, -limit, -1)
-                return pipe.execute()
-
-            size, raw = self._call(newest)
+            newest = [pack("LLEN", self._ledger_key), pack("LRANGE", self._ledger_key, -limit, -1)]
+            size, raw = self._transaction(newest)
             lowest = size - len(raw)
         else:
             lowest = max(0, cursor - limit + 1)
-            raw = self._call(lambda: self._redis.lrange(self._ledger_key, lowest, cursor))
+            raw = self._command("LRANGE", self._ledger_key, lowest, cursor)
         entries = [codec.ledger_entry(item) for item in reversed(raw)]
         return Page(entries, lowest - 1 if entries and lowest > 0 else None)
 
     def ledger_size(self) -> int:
-        return int(self._call(lambda: self._redis.llen(self._ledger_key)))
+        return int(self._command("LLEN", self._ledger_key))
 
     # -- idempotency keys -------------------------------------------------------------------
 
@@ -334,28 +340,23 @@ class RedisStore:
         return _keys_page(self._run("KEYS_PAGE", [codec.time_text(now), "0", cursor or 0, page_size(limit)]))
 
     def idempotency_key_count(self) -> int:
-        return int(self._call(lambda: self._redis.zcard(self._idem_key)))
+        return int(self._command("ZCARD", self._idem_key))
 
     def slices(self, clock: Clock, rows: int) -> Slices:
         """Every read in one MULTI pipeline: one round trip, one instant."""
         rows = page_size(rows)
         wall, shared = self._time_of(clock)
-        calls: list[tuple[str, list[Any]]] = [
-            ("USAGE", [wall, shared]),
-            ("USERS_PAGE", [0, rows]),
-            ("KEYS_PAGE", [wall, shared, 0, rows]),
-        ]
-
-        def read() -> list[Any]:
-            pipe = self._redis.pipeline(transaction=True)
-            for name, args in calls:
-                pipe.evalsha(self._scripts[name].sha, len(self._keys), *self._keys, self.prefix, *args)
-            pipe.llen(self._ledger_key)
-            pipe.lrange(self._ledger_key, -rows, -1)
-            pipe.zcard(self._idem_key)
-            return pipe.execute()
-
-        usage, users, keys, ledger_size, ledger, key_count = self._call(lambda: self._with_scripts_loaded(read))
+        run = self.script_commands
+        usage, users, keys, ledger_size, ledger, key_count = self._transaction(
+            [
+                run["USAGE"].pack(wall, shared),
+                run["USERS_PAGE"].pack(0, rows),
+                run["KEYS_PAGE"].pack(wall, shared, 0, rows),
+                pack("LLEN", self._ledger_key),
+                pack("LRANGE", self._ledger_key, -rows, -1),
+                pack("ZCARD", self._idem_key),
+            ]
+        )
         entries = [codec.ledger_entry(item) for item in reversed(ledger)]
         lowest = ledger_size - len(entries)
         return Slices(
@@ -370,28 +371,22 @@ class RedisStore:
         )
 
     def conservation(self) -> Conservation:
-        def snapshot() -> list[Any]:
-            # One MULTI: the ledger and the balances are read at the same instant.
-            pipe = self._redis.pipeline(transaction=True)
-            pipe.lrange(self._ledger_key, 0, -1)
-            pipe.get(self._pool_key)
-            pipe.hgetall(self._users_key)
-            return pipe.execute()
-
-        raw_ledger, pool, users = self._call(snapshot)
-        balances = {user_id: int(balance) for user_id, balance in users.items()}
-        return check_conservation(map(codec.ledger_entry, raw_ledger), int(pool or 0), balances)
+        # One MULTI: the ledger and the balances are read at the same instant.
+        raw_ledger, pool, users = self._transaction(
+            [pack("LRANGE", self._ledger_key, 0, -1), pack("GET", self._pool_key), pack("HGETALL", self._users_key)]
+        )
+        return check_conservation(map(codec.ledger_entry, raw_ledger), int(pool or 0), _balances(users))
 
     # -- the shared clock (see redis_clock.RedisClock) ---------------------------------
 
     def clock_offset(self) -> float:
-        return float(self._call(lambda: self._redis.get(self.clock_key)) or 0.0)
+        return float(self._command("GET", self.clock_key) or 0.0)
 
     def advance_clock_offset(self, seconds: float) -> float:
-        return float(self._call(lambda: self._redis.incrbyfloat(self.clock_key, seconds)))
+        return float(self._command("INCRBYFLOAT", self.clock_key, repr(seconds)))
 
     def set_clock_offset(self, offset: float) -> None:
-        self._call(lambda: self._redis.set(self.clock_key, repr(offset)))
+        self._command("SET", self.clock_key, repr(offset))
 
     # -- plumbing -----------------------------------------------------------------------
 
@@ -402,13 +397,29 @@ class RedisStore:
             return codec.time_text(time.time()), "1"
         return codec.time_text(clock.now()), "0"
 
+    def _command(self, *args: Any) -> Any:
+        return self._call(lambda: self.link.call(pack(*args)))
+
+    def _transaction(self, commands: list[bytes]) -> list[Any]:
+        """Commands run as one MULTI; a script among them is loaded first if Redis lacks it
+        (the MULTI holds only reads and scripts that read, so running it again is safe)."""
+
+        def run() -> list[Any]:
+            replies = self.link.transaction(commands)
+            for reply in replies:
+                if isinstance(reply, redis.ResponseError):
+                    raise reply
+            return replies
+
+        return self._call(lambda: self._with_scripts_loaded(run))
+
     def _with_scripts_loaded(self, operation: Callable[[], T]) -> T:
-        # A pipeline runs scripts by SHA only; after a Redis restart they must be sent again.
+        # Scripts run by SHA only: on first use, and after a Redis restart, they are sent.
+        # NOSCRIPT means the script did not run, so running it again is safe.
         try:
             return operation()
         except redis.exceptions.NoScriptError:
-            for script in self._scripts.values():
-                script.sha = self._redis.script_load(script.script)
+            self.link.call_many([pack("SCRIPT", "LOAD", body) for body in self._script_bodies.values()])
             return operation()
 
     def _release(self, scope: str, key: str, owner: str) -> None:
@@ -416,9 +427,9 @@ class RedisStore:
 
     def _run(self, name: str, args: list[Any], *, flush_pending: bool = True) -> Any:
         """Run a script (by SHA); a failure it names by reply tag is raised as that error type."""
-        script = self._scripts[name]
-        keys, full_args = self._keys, [self.prefix, *args]
-        reply = self._call(lambda: script(keys=keys, args=full_args), flush_pending=flush_pending)
+        command = self.script_commands[name].pack(*args)
+        call = lambda: self._with_scripts_loaded(lambda: self.link.call(command))  # noqa: E731
+        reply = self._call(call, flush_pending=flush_pending)
         if isinstance(reply, list) and reply and is_store_error_reply(reply[0]):
             raise store_error(reply)
         return reply
@@ -426,12 +437,7 @@ class RedisStore:
     def _call(self, operation: Callable[[], T], *, flush_pending: bool = True) -> T:
         if flush_pending and self._pending_releases:
             self._flush_pending_releases()
-        try:
-            return operation()
-        except (redis.ConnectionError, redis.TimeoutError) as exc:
-            # Drop the idle pooled connections too: after a Redis restart each would fail once.
-            self._redis.connection_pool.disconnect(inuse_connections=False)
-            raise StoreUnavailable() from exc
+        return operation()  # the link raises StoreUnavailable when Redis does not answer
 
     def _flush_pending_releases(self) -> None:
         with self._pending_lock:
@@ -456,6 +462,17 @@ def _keys_page(reply: list[Any]) -> Page[IdempotencyView]:
     rows = reply[1:]
     views = [codec.key_view(*rows[i : i + 4]) for i in range(0, len(rows), 4)]
     return Page(views, int(float(reply[0])) if reply[0] else None)
+
+
+def _balances(reply: dict[str, str] | list[str]) -> dict[str, int]:
+    """HGETALL of the balances: a map under RESP3, a flat list of pairs under RESP2."""
+    pairs = reply.items() if isinstance(reply, dict) else zip(reply[::2], reply[1::2], strict=True)
+    return {user_id: int(balance) for user_id, balance in pairs}
+
+
+def _sha(script: str) -> str:
+    """The SHA1 Redis names a script by (EVALSHA), computed here rather than asked for."""
+    return hashlib.sha1(script.encode(), usedforsecurity=False).hexdigest()
 
 
 def _check_amount(amount: int) -> None:

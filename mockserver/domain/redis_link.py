@@ -1,0 +1,201 @@
+"""The wire to Redis under the Redis store and journal: a connection per thread, commands
+packed once, and replies that a request need not wait for.
+
+redis-py's client layer (a pool checkout and return per command, argument encoding, command
+dispatch, response callbacks, its metrics hooks) cost a grant more CPU than the mock's own
+work did (``benchmarks/redis_cost``). Here each thread keeps one connection of its own, a
+script's fixed arguments (its SHA, its KEYS, the namespace) are packed into bytes once
+(:class:`Command`), and several commands go out in one write. redis-py still makes and
+reads each connection, so URL options, AUTH, TLS, unix sockets, ``SELECT`` and the RESP
+parser (hiredis when installed) behave exactly as with its client.
+
+:meth:`RedisLink.post` sends a command without waiting for its reply (the request journal:
+a record never changes an answer, nor should it hold one up). The command is in Redis'
+socket before the request's answer leaves the mock; a reader that first calls
+:meth:`RedisLink.settle` finds it applied, from any connection or worker. Its reply is read,
+and a failure counted in :attr:`RedisLink.unconfirmed`, with the thread's next command.
+
+Failures of Redis itself (refused, dropped, timed out) raise
+:class:`~.errors.StoreUnavailable` and are never retried: a command whose reply was lost
+may have run. After one, every thread's connection is replaced before its next use, so a
+restarted Redis fails one request, not one per thread.
+"""
+
+from __future__ import annotations
+
+import threading
+import weakref
+from collections.abc import Sequence
+from typing import Any
+
+import redis
+from redis.connection import AbstractConnection
+
+from .errors import StoreUnavailable
+
+Arg = str | bytes | int | float
+# Posted replies read in one go once this many wait: they arrived long ago, so reading them
+# costs one read and no waiting, and a thread that only posts never lets them pile up.
+MAX_UNREAD_POSTS = 64
+
+
+def encode_arg(value: Arg) -> bytes:
+    """One argument as Redis receives it (text: UTF-8; ids keep any code point that arrived)."""
+    if isinstance(value, bytes):
+        return value
+    if isinstance(value, str):
+        return value.encode("utf-8", "surrogatepass")
+    if isinstance(value, bool):  # a bool is an int: refuse the ambiguity, as redis-py does
+        raise TypeError("a bool is no Redis argument")
+    if isinstance(value, int):
+        return b"%d" % value
+    return repr(float(value)).encode()
+
+
+def _bulk(data: bytes) -> bytes:
+    return b"$%d\r\n%s\r\n" % (len(data), data)
+
+
+class Command:
+    """A command whose leading arguments never change, packed once:
+    ``Command("EVALSHA", sha, 2, key1, key2).pack(arg)`` is the whole command in RESP."""
+
+    __slots__ = ("_count", "_head")
+
+    def __init__(self, *head: Arg) -> None:
+        self._count = len(head)
+        self._head = b"".join(_bulk(encode_arg(value)) for value in head)
+
+    def pack(self, *tail: Arg) -> bytes:
+        return b"".join(
+            [b"*%d\r\n" % (self._count + len(tail)), self._head, *(_bulk(encode_arg(value)) for value in tail)]
+        )
+
+
+def pack(*args: Arg) -> bytes:
+    """A whole command in RESP."""
+    return Command(*args).pack()
+
+
+class _ThreadWire(threading.local):
+    connection: AbstractConnection | None = None
+    generation = 0  # the link's generation when this connection was made
+    unread = 0  # replies to posted commands not read yet
+
+
+class RedisLink:
+    """Commands to one Redis, each thread on a connection of its own from ``pool``'s settings."""
+
+    def __init__(self, pool: redis.ConnectionPool) -> None:
+        self._pool = pool
+        self._wire = _ThreadWire()
+        self._lock = threading.Lock()
+        # Held weakly: a thread that ends takes its connection with it (redis-py closes a
+        # connection it collects); close() reaches the rest.
+        self._connections: weakref.WeakSet[AbstractConnection] = weakref.WeakSet()
+        self._generation = 0
+        self.unconfirmed = 0  # posted commands whose reply was an error, or never came
+
+    def call(self, command: bytes) -> Any:
+        """Send one command and return its reply; an error reply raises ``redis.ResponseError``."""
+        reply = self.call_many([command])[0]
+        if isinstance(reply, redis.ResponseError):
+            raise reply
+        return reply
+
+    def call_many(self, commands: Sequence[bytes]) -> list[Any]:
+        """Send commands in one write and return their replies in order; an error reply is
+        returned as its ``redis.ResponseError``, so the other replies are still read."""
+        connection = self._connection()
+        try:
+            connection.send_packed_command([b"".join(commands)], check_health=False)
+            self._read_posted(connection)
+            return [self._read(connection) for _ in commands]
+        except (redis.ConnectionError, redis.TimeoutError, OSError) as exc:
+            self._failed(connection)
+            raise StoreUnavailable() from exc
+
+    def transaction(self, commands: Sequence[bytes]) -> list[Any]:
+        """Commands run as one step (MULTI/EXEC): their replies, read at one instant."""
+        replies = self.call_many([pack("MULTI"), *commands, pack("EXEC")])
+        results = replies[-1]
+        if isinstance(results, redis.ResponseError):
+            raise results
+        return list(results)
+
+    def settle(self) -> None:
+        """Return once Redis has run every command that had reached it, from any connection,
+        when this was called: then a read sees every command posted before.
+
+        Redis runs commands in rounds: each round takes every connection with input waiting
+        and runs what it holds, in an order of its own. A command that reached Redis before
+        this PING runs in the PING's round at the latest, so whatever is sent after the
+        PING's reply runs after it. (One call is not enough: within a round, a command sent
+        later on another connection may run first.)
+        """
+        self.call(pack("PING"))
+
+    def post(self, command: bytes) -> None:
+        """Send a command without waiting for its reply (see the module's docstring)."""
+        connection = self._connection()
+        try:
+            if self._wire.unread >= MAX_UNREAD_POSTS:
+                self._read_posted(connection)
+            connection.send_packed_command([command], check_health=False)
+            self._wire.unread += 1
+        except (redis.ConnectionError, redis.TimeoutError, OSError) as exc:
+            self._failed(connection)
+            raise StoreUnavailable() from exc
+
+    def close(self) -> None:
+        with self._lock:
+            connections = list(self._connections)
+            self._connections.clear()
+        for connection in connections:
+            connection.disconnect()
+
+    # -- plumbing -------------------------------------------------------------------------
+
+    def _connection(self) -> AbstractConnection:
+        wire = self._wire
+        if wire.connection is None or wire.generation != self._generation:
+            if wire.connection is not None:  # made before a failure: it may point at a dead Redis
+                self._drop(wire.connection)
+            wire.connection = self._pool.make_connection()
+            wire.generation, wire.unread = self._generation, 0
+            with self._lock:
+                self._connections.add(wire.connection)
+        return wire.connection
+
+    def _read_posted(self, connection: AbstractConnection) -> None:
+        wire = self._wire
+        while wire.unread:
+            wire.unread -= 1
+            if isinstance(self._read(connection), redis.ResponseError):
+                self._count_lost(1)
+
+    @staticmethod
+    def _read(connection: AbstractConnection) -> Any:
+        try:
+            return connection.read_response()
+        except redis.ResponseError as error:  # a reply, not a broken connection
+            return error
+
+    def _failed(self, connection: AbstractConnection) -> None:
+        self._drop(connection)
+        with self._lock:
+            self._generation += 1
+
+    def _drop(self, connection: AbstractConnection) -> None:
+        """Close this thread's connection; its posted commands' fate stays unknown."""
+        connection.disconnect()
+        wire = self._wire
+        self._count_lost(wire.unread)
+        with self._lock:
+            self._connections.discard(connection)
+        wire.connection, wire.unread = None, 0
+
+    def _count_lost(self, count: int) -> None:
+        if count:
+            with self._lock:
+                self.unconfirmed += count
