@@ -26,13 +26,13 @@ from .domain.idempotency import DEFAULT_MAX_KEYS, DEFAULT_TTL_SECONDS
 from .domain.journal import DEFAULT_BODY_LIMIT, DEFAULT_CAPACITY, MAX_CAPACITY
 from .domain.money import MoneyError, dollars_to_micros, format_money
 from .domain.rate_limit import RateLimit, RateLimitError
+from .domain.redis_scripts import DEFAULT_PREFIX as DEFAULT_STORE_PREFIX
 from .domain.seed import SeedError, build_seed, parse_seed_text, read_seed_file
 
 DEFAULT_HOST = "127.0.0.1"
 DEFAULT_PORT = 8080
 DEFAULT_MAX_BODY_BYTES = 64 * 1024
 DEFAULT_STORE = "memory"
-DEFAULT_STORE_PREFIX = "quota-mock:"
 # Threads per server worker when grants are held in flight (grant_delay_seconds): one held
 # request must not stall the rest. Otherwise one thread is fastest: Python threads contend
 # for the GIL (benchmarks/).

@@ -35,6 +35,8 @@ from __future__ import annotations
 from .errors import MAX_SAFE_MICRODOLLARS, SCRIPT_ERRORS
 from .usage import USAGE_WINDOW_SECONDS
 
+# The namespace P every key of a mock's state starts with, unless configured otherwise.
+DEFAULT_PREFIX = "quota-mock:"
 KEY_NAMES = ("pool", "users", "user_order", "ledger", "meta", "idem", "clock", "usage_series", "usage_totals")
 
 # A script names a failure by its error type's reply tag (``return {ERR.pool_too_low}``);
