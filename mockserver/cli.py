@@ -15,6 +15,7 @@ from flask import Flask
 from .config import (
     CONFIG_ENVIRONMENT_VARIABLE,
     HOLDING_THREADS,
+    REDIS_THREADS,
     ConfigError,
     MockConfig,
     default_pool,
@@ -53,7 +54,8 @@ def build_parser() -> argparse.ArgumentParser:
         "--threads",
         type=int,
         help=f"Python threads per worker (default {defaults.server_threads}, the fastest: threads contend for "
-        f"the GIL; {HOLDING_THREADS} with --grant-delay, so that a held request does not stall the others)",
+        f"the GIL; {REDIS_THREADS} with --store redis://, whose requests wait for Redis; {HOLDING_THREADS} "
+        "with --grant-delay, so that a held request does not stall the others)",
     )
     parser.add_argument(
         "--store",

@@ -34,9 +34,11 @@ DEFAULT_PORT = 8080
 DEFAULT_MAX_BODY_BYTES = 64 * 1024
 DEFAULT_STORE = "memory"
 # Threads per server worker when grants are held in flight (grant_delay_seconds): one held
-# request must not stall the rest. Otherwise one thread is fastest: Python threads contend
-# for the GIL (benchmarks/).
+# request must not stall the rest. On the memory store one thread is fastest: Python threads
+# only contend for the GIL. On Redis a request waits for Redis' reply with the GIL released,
+# and a second thread runs another request meanwhile (measured: benchmarks/RESULTS.md).
 HOLDING_THREADS = 8
+REDIS_THREADS = 2
 
 
 # How quota-mock passes its configuration to the worker processes of its server.
@@ -171,10 +173,13 @@ class MockConfig:
 
     @property
     def server_threads(self) -> int:
-        """Threads per server worker: as set, else more when grants are held in flight."""
+        """Threads per server worker: as set, else more when grants are held in flight, and
+        two on Redis, where a request spends part of its time waiting for Redis."""
         if self.threads is not None:
             return self.threads
-        return HOLDING_THREADS if self.grant_delay_seconds else 1
+        if self.grant_delay_seconds:
+            return HOLDING_THREADS
+        return REDIS_THREADS if self.uses_redis else 1
 
     # Parsed once, on first use (``checked`` uses it, so a bad value fails at start-up).
     @functools.cached_property

@@ -67,9 +67,11 @@ class Command:
         self._head = b"".join(_bulk(encode_arg(value)) for value in head)
 
     def pack(self, *tail: Arg) -> bytes:
-        return b"".join(
-            [b"*%d\r\n" % (self._count + len(tail)), self._head, *(_bulk(encode_arg(value)) for value in tail)]
-        )
+        parts = [b"*%d\r\n" % (self._count + len(tail)), self._head]
+        for value in tail:  # on every request's path: text, the usual case, is encoded inline
+            data = value.encode("utf-8", "surrogatepass") if type(value) is str else encode_arg(value)
+            parts += (b"$%d\r\n" % len(data), data, b"\r\n")
+        return b"".join(parts)
 
 
 def pack(*args: Arg) -> bytes:
