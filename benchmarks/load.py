@@ -26,6 +26,9 @@ class LoadResult:
     socket_errors: int
     p50_ms: float
     p99_ms: float
+    # Share of the machine's CPU time busy during the run (every process: the server, Redis,
+    # wrk, neighbours), from /proc/stat; None where there is no /proc/stat.
+    machine_busy: float | None = None
 
     @property
     def rps(self) -> float:
@@ -36,6 +39,7 @@ def run_wrk(wrk: str, base_url: str, scenario: str, seconds: int, connections: i
     script = (SCRIPTS / SCENARIOS[scenario]).read_text() + "\n" + (SCRIPTS / "report.lua").read_text()
     with tempfile.NamedTemporaryFile("w", suffix=".lua", delete=False) as handle:
         handle.write(script)
+    before = _cpu_times()
     try:
         output = subprocess.run(
             [wrk, "-t1", f"-c{connections}", f"-d{seconds}s", "--timeout", "5s", "-s", handle.name, base_url],
@@ -46,6 +50,7 @@ def run_wrk(wrk: str, base_url: str, scenario: str, seconds: int, connections: i
         ).stdout
     finally:
         Path(handle.name).unlink()
+    after = _cpu_times()
     match = _RESULT.search(output)
     if match is None:
         raise RuntimeError(f"wrk printed no result:\n{output}")
@@ -57,4 +62,20 @@ def run_wrk(wrk: str, base_url: str, scenario: str, seconds: int, connections: i
         socket_errors=int(fields["errors_connect"]),
         p50_ms=int(fields["p50_us"]) / 1000,
         p99_ms=int(fields["p99_us"]) / 1000,
+        machine_busy=_busy_between(before, after),
     )
+
+
+def _cpu_times() -> tuple[int, int] | None:
+    """(all, idle) jiffies of every CPU since boot (Linux), or None."""
+    try:
+        fields = [int(value) for value in Path("/proc/stat").read_text().split("\n", 1)[0].split()[1:]]
+    except (OSError, ValueError):
+        return None
+    return sum(fields), fields[3] + fields[4]  # idle and iowait
+
+
+def _busy_between(before: tuple[int, int] | None, after: tuple[int, int] | None) -> float | None:
+    if before is None or after is None or after[0] == before[0]:
+        return None
+    return 1 - (after[1] - before[1]) / (after[0] - before[0])

@@ -72,6 +72,33 @@ def _version(package: str) -> str:
         return "not installed"
 
 
+def _redis_bound(results: Results) -> list[str]:
+    """What bounds the Redis series on this machine, from this run's figures."""
+    if REDIS_1 not in results.load or REDIS_2 not in results.load or MOCK not in results.load:
+        return []
+    one, two, memory = (results.load[name][GRANT] for name in (REDIS_1, REDIS_2, MOCK))
+    if one.machine_busy is None or two.machine_busy is None:
+        return []
+    lines = [
+        "",
+        "## The Redis series on this machine",
+        "",
+        f"Grants, fresh keys: the memory store served {memory.rps:,.0f}/s; on Redis one worker served"
+        f" {one.rps:,.0f}/s with the machine {one.machine_busy:.0%} busy, and two workers {two.rps:,.0f}/s with"
+        f" it {two.machine_busy:.0%} busy (busy: every process's CPU time over both cores, the workers,"
+        " redis-server and wrk alike). A grant on Redis waits one round trip for its script; a worker's second"
+        " thread serves another request meanwhile.",
+    ]
+    if two.machine_busy >= 0.85:
+        lines += [
+            "",
+            "With two workers the two cores are all but used up by the workers, redis-server and wrk, so"
+            " the second worker adds only the CPU the first left idle: here the 2-versus-1 ratio measures"
+            " the machine, not the store. The more one worker gets out of a core, the lower that ratio.",
+        ]
+    return lines
+
+
 def _ratio(results: Results, scenario: str, other: str, mine: str = MOCK) -> float | None:
     if other not in results.load or mine not in results.load:
         return None
@@ -162,7 +189,8 @@ def render(results: Results) -> str:
         f"Load: wrk, one thread, 8 connections, {results.seconds} s per scenario and server, in {results.rounds}"
         " rounds that alternate the servers; each figure is the median round. quota-mock runs as"
         " the `quota-mock --quiet` command serves it (one process, full validation and state; the"
-        " Redis series on a private redis-server on the same machine, with `--workers 1` and `2`);"
+        " Redis series on a private redis-server on the same machine, with `--workers 1` and `2`,"
+        " each worker on the default 2 threads);"
         " bare Flask answers the same JSON with nothing else, under the same server; Prism mocks"
         " openapi.yaml from its examples (no state).",
         "",
@@ -177,13 +205,15 @@ def render(results: Results) -> str:
         "",
         "## Throughput and latency",
         "",
-        "| scenario | server | req/s | p50 ms | p99 ms | non-2xx |",
-        "| --- | --- | --- | --- | --- | --- |",
+        "| scenario | server | req/s | p50 ms | p99 ms | non-2xx | machine busy |",
+        "| --- | --- | --- | --- | --- | --- | --- |",
     ]
     for scenario in SCENARIOS:
         for server, by_scenario in results.load.items():
             r = by_scenario[scenario]
-            lines.append(f"| {scenario} | {server} | {r.rps:,.0f} | {r.p50_ms:.1f} | {r.p99_ms:.1f} | {r.non_2xx} |")
+            busy = "n/a" if r.machine_busy is None else f"{r.machine_busy:.0%}"
+            lines.append(f"| {scenario} | {server} | {r.rps:,.0f} | {r.p50_ms:.1f} | {r.p99_ms:.1f} | {r.non_2xx} "
+                         f"| {busy} |")
     lines += [
         "",
         "## Ratios (same run)",
@@ -199,6 +229,7 @@ def render(results: Results) -> str:
             _ratio(results, scenario, REDIS_1, REDIS_2),
         )
         lines.append(f"| {scenario} | " + " | ".join("n/a" if r is None else f"{r:.2f}" for r in ratios) + " |")
+    lines += _redis_bound(results)
     lines += ["", "## Start to first response (median of 5 cold starts)", "", "| server | seconds |", "| --- | --- |"]
     lines += [f"| {server} | {seconds:.2f} |" for server, seconds in results.startup.items()]
     ledger, keys = results.memory["ledger"], results.memory["idempotency"]

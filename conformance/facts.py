@@ -89,6 +89,16 @@ class ContractFacts:
         )
 
     @cached_property
+    def plain_user_id(self) -> re.Pattern[str] | None:
+        """The shape of user id the docs show (ExternalUserId's ``x-quota-plain-pattern``):
+        a server may refuse other ids the contract allows, in its error envelope."""
+        pattern = self.contract.document["components"]["schemas"]["ExternalUserId"].get("x-quota-plain-pattern")
+        return re.compile(pattern) if isinstance(pattern, str) else None
+
+    def user_id_is_plain(self, user_id: str) -> bool:
+        return self.plain_user_id is None or self.plain_user_id.search(user_id) is not None
+
+    @cached_property
     def retention_seconds(self) -> float:
         """How long the contract keeps an Idempotency-Key (its ``x-quota-retention-seconds``)."""
         parameter = self.contract.document["components"]["parameters"]["IdempotencyKey"]

@@ -58,7 +58,7 @@ class Options:
     time_limit_seconds: float = 300.0
     request_timeout_seconds: float = 30.0
     # 429 handling: retries, and the longest Retry-After the suite is willing to wait.
-    max_retries_on_429: int = 3
+    max_retries_on_429: int = 7  # 1 + 2 + ... + 64 s without Retry-After: a per-minute window passes
     max_retry_after_seconds: float = 60.0
     # The 402 check drains a tiny grant with chats; these bound it.
     chat: bool = True

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import functools
 import json
+import re
 from dataclasses import dataclass
 from typing import Any
 from urllib.parse import unquote
@@ -30,6 +31,8 @@ from .profiles import MARK, mark_on_schema_path
 # Above this many bytes a body is large: the docs set no size limit, and every server has its
 # own (the contract lists 413 for it).
 LARGE_BODY_BYTES = 16 * 1024
+# openapi.yaml's mark on a string the docs show only by example: the shape of those examples.
+PLAIN_PATTERN = "x-quota-plain-pattern"
 # Control characters other than tab, newline and carriage return (which chat text carries).
 _CONTROL = frozenset(chr(c) for c in (*range(0, 9), 11, 12, *range(14, 32), 127))
 _BOUNDS = (("maxLength", "characters", len), ("maxItems", "items", len))
@@ -103,6 +106,12 @@ def _value_reasons(value: Any, schema: Any, mark: str, where: str) -> list[str]:
         reasons.append(f"{where} is null: the docs show {article} {shown} there (null is the contract's allowance)")
     if isinstance(value, str):
         reasons += _string_reasons(value, where)
+        for node, _ in nodes:
+            shape = node.get(PLAIN_PATTERN)
+            if isinstance(shape, str) and not re.search(shape, value):
+                examples = ", ".join(str(e) for e in node.get("examples", [])) or shape
+                reasons.append(f"{where} is {value!r}: the docs show values like {examples}; openapi.yaml allows "
+                               f"others ({PLAIN_PATTERN} {shape}), and a server may refuse them")
     for node, node_mark in nodes:
         if node_mark != CONTRACT:
             continue

@@ -79,6 +79,7 @@ class Probe:
         self.index = index  # how many examples ran before this one
         # The example where a rule puts its sharpest inputs (Hypothesis' simplest, run first).
         self.first = first
+        self._rate_limited_before = t.guard.stats.rate_limited
 
     def draw(self, strategy: st.SearchStrategy[T]) -> T:
         """Draw from ``strategy``; its shape must not depend on what the run has spent so far
@@ -114,6 +115,11 @@ class Probe:
     def fail(self, exchanges: list[Exchange], title: str, message: str, provenance: str | None = None,
              rule: str | None = None) -> None:
         name = self._name(rule)
+        if self.t.guard.stats.rate_limited > self._rate_limited_before:
+            # A request of this example was still refused 429 after the retries: whatever
+            # went wrong after it may be the rate limit's doing, so nothing is judged.
+            self.undecided(f"not judged: the target answered 429 during this check ({title})", rule)
+            return
         self.t.violation(name, exchanges, title, message, provenance or self.t.registry_provenance(name))
 
     def require(self, ok: bool, exchanges: list[Exchange], title: str, message: str,
@@ -231,6 +237,9 @@ def run_rule(t: Target, rule: Rule, share: int) -> None:
         except requests.RequestException as exc:
             t.results.undecided(rule.name, f"a request failed: {type(exc).__name__}")
             stopped.append(exc)
+        except Exception as exc:  # a bug in the probe: caught here, where its traceback is
+            _broke(t, rule, exc)
+            stopped.append(exc)
 
     try:
         with contextlib.suppress(Unsatisfiable):
@@ -242,12 +251,18 @@ def run_rule(t: Target, rule: Rule, share: int) -> None:
         # (the state of the target moved under it); the examples already run stand.
         t.results.note(rule.name, f"{count[0]} example(s) run")
     except Exception as exc:  # a bug in a probe must not hide the other rules' verdicts
-        detail = "".join(traceback.format_exception_only(type(exc), exc)).strip()
-        t.results.skip(rule.name, f"the probe stopped on an internal error: {detail}")
-        t.results.note(rule.name, "internal error: " + traceback.format_exc(limit=3).replace("\n", " | "))
+        _broke(t, rule, exc)
     for stop in stopped:
         if isinstance(stop, LimitReached):
             raise stop
+
+
+def _broke(t: Target, rule: Rule, exc: Exception) -> None:
+    """A probe's own error makes its rule INCONCLUSIVE (never PASSED), with the traceback."""
+    detail = "".join(traceback.format_exception_only(type(exc), exc)).strip()
+    t.results.broke(rule.name, f"the probe stopped on an internal error: {detail}")
+    where = "".join(traceback.format_exception(exc, limit=-3)).replace("\n", " | ")
+    t.results.note(rule.name, "internal error: " + where)
 
 
 def _skip_all(t: Target, rule: Rule, reason: str) -> None:

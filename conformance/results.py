@@ -43,6 +43,8 @@ class CheckRecord:
     inconclusive: list[str] = field(default_factory=list)
     findings: list[Finding] = field(default_factory=list)
     notes: list[str] = field(default_factory=list)
+    # The probe itself broke (a bug of the suite's): what did run proves nothing whole.
+    broken: str | None = None
 
     @property
     def status(self) -> Status:
@@ -50,6 +52,8 @@ class CheckRecord:
             return Status.FAILED
         if self.findings:
             return Status.WARNED
+        if self.broken is not None:
+            return Status.INCONCLUSIVE
         if self.runs == 0:
             return Status.INCONCLUSIVE if self.inconclusive else Status.SKIPPED
         return Status.PASSED
@@ -61,7 +65,7 @@ class CheckRecord:
         if status is Status.SKIPPED:
             return self.skip_reason or "not exercised by this run"
         if status is Status.INCONCLUSIVE:
-            return self.inconclusive[0]
+            return self.broken or self.inconclusive[0]
         if status is Status.PASSED:
             detail = f"{self.runs} observation{'s' if self.runs != 1 else ''} checked"
             undecided = [f"{len(self.inconclusive)} inconclusive ({self.inconclusive[0]})"] if self.inconclusive else []
@@ -101,6 +105,13 @@ class Results:
         """The rule ran but could not decide (see :attr:`Status.INCONCLUSIVE`)."""
         with self._lock:
             self.record(name).inconclusive.append(reason)
+
+    def broke(self, name: str, reason: str) -> None:
+        """The rule's probe stopped on an error of its own: INCONCLUSIVE, never PASSED."""
+        with self._lock:
+            record = self.record(name)
+            if record.broken is None:
+                record.broken = reason
 
     def note(self, name: str, note: str) -> None:
         with self._lock:

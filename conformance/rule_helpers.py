@@ -9,6 +9,7 @@ order (conformance/runner.py) alone decides the registry's.
 from __future__ import annotations
 
 import threading
+import time
 from collections.abc import Callable
 from typing import TypeVar
 
@@ -62,10 +63,41 @@ def pool_micros(balance: Balance) -> int | None:
     return balance.micros if balance.micros is not None else balance.cents * CENT  # type: ignore[operator]
 
 
-def watch_pool(p: Probe, act: Callable[[], T]) -> tuple[int | None, bool, list[Exchange], T]:
+# Before a difference in the pool becomes a failure, the pool must stay put this long: the
+# reads either side of an action are milliseconds apart, and another client of the account
+# spending during the action itself slips between them. One spending every 0.25 s moves the
+# pool within this window all but about once in 400 runs.
+QUIET_SECONDS = 1.5
+QUIET_READS = 6
+
+
+class Stillness:
+    """Whether the pool was still around an action, for judging a difference in it: true when
+    the two reads each side agree and, asked only once a rule has a difference in hand (so a
+    passing rule pays nothing), the pool then stays at its last value for :data:`QUIET_SECONDS`.
+    Rules therefore test it after the difference: ``if moved != expected and still``."""
+
+    def __init__(self, p: Probe, agreed: bool, last: int | None, sleep: Callable[[float], None] = time.sleep) -> None:
+        self._p, self._agreed, self._last, self._sleep = p, agreed, last, sleep
+        self._verdict: bool | None = None
+
+    def __bool__(self) -> bool:
+        if self._verdict is None:
+            self._verdict = self._agreed and self._stays_quiet()
+        return self._verdict
+
+    def _stays_quiet(self) -> bool:
+        for _ in range(QUIET_READS):
+            self._sleep(QUIET_SECONDS / QUIET_READS)
+            if pool_micros(developer_balance(self._p)) != self._last:
+                return False
+        return True
+
+
+def watch_pool(p: Probe, act: Callable[[], T]) -> tuple[int | None, Stillness, list[Exchange], T]:
     """Run ``act`` between pairs of developer-balance reads: how far the pool moved (micro-
-    dollars, None when unreadable), and whether it was still meanwhile (two reads on each side
-    agree; if not, another client is spending, and a difference proves nothing)."""
+    dollars, None when unreadable), and whether it was still meanwhile (:class:`Stillness`;
+    if not, another client is spending, and a difference proves nothing)."""
     before = [developer_balance(p) for _ in range(2)]
     result = act()
     after = [developer_balance(p) for _ in range(2)]
@@ -75,10 +107,10 @@ def watch_pool(p: Probe, act: Callable[[], T]) -> tuple[int | None, bool, list[E
     values = [pool_micros(b) for b in (*before, *after)]
     exchanges = [b.exchange for b in (*before, *after)]
     if None in values:
-        return None, True, exchanges, result
+        return None, Stillness(p, True, None), exchanges, result
     b1, b2, a1, a2 = values
     assert b1 is not None and b2 is not None and a1 is not None and a2 is not None
-    return a1 - b2, b1 == b2 and a1 == a2, exchanges, result
+    return a1 - b2, Stillness(p, b1 == b2 and a1 == a2, a2), exchanges, result
 
 
 def pool_forms_agree(p: Probe, read: Balance) -> bool:

@@ -1,29 +1,24 @@
 """Rules of access and documented facts: the key is checked exactly (missing, another scheme,
 near misses), the public endpoint lists the documented packages at better rates for larger
-ones, /v1/me reports the usage it saw, and routes or methods the contract does not define
-answer the JSON error envelope."""
+ones, and /v1/me reports the usage it saw (grants and chats). The edges every route shares
+are rules_edges'."""
 
 from __future__ import annotations
 
 import itertools
-import json
 import secrets
 from fractions import Fraction
 from typing import Any
-from urllib.parse import quote
-
-from hypothesis import strategies as st
 
 from mockserver.contract import CONTRACT, DOCUMENTED, Operation
 from mockserver.domain.money import MICROS_PER_CENT
 
-from .actions import SMALL_PROMPT, amount_json, code_text, grant, me, shown
+from .actions import SMALL_PROMPT, chat_body, code_text, grant, me, quota_micros, shown, user_chat
 from .checks import parse_money
 from .engine import Exchange
 from .facts import BALANCE, CHAT, GRANT, PACKAGES
 from .properties import Probe
 from .registry import Cost, Needs, probe
-from .safety import UNUSUAL_METHODS
 from .strategies import near_miss_keys
 
 CENT = MICROS_PER_CENT
@@ -171,7 +166,8 @@ def packages_better_rate(p: Probe) -> None:
     cost=Cost(CENT, 1), needs=(Needs.WRITES,), stage=9)
 def me_usage(p: Probe) -> None:
     """GET /v1/me answers the account with its 30-day usage summary (documented); the summary
-    counts a grant made meanwhile (the contract's shape: usage.grants)."""
+    counts a grant made meanwhile (the contract's shape: usage.grants) and a chat: one request,
+    its tokens and its cost (in the contract's shape; not counting it is a documented failure)."""
     before = me(p)
     if not p.require(before.status == 200 and isinstance(before.json, dict), [before],
                      "GET /v1/me did not answer the profile", f"answered {before.status} {code_text(before)}"):
@@ -193,120 +189,46 @@ def me_usage(p: Probe) -> None:
     p.require((c2 - c1, t2 - t1) == (1, CENT), [before, granted, after], "GET /v1/me did not count the grant",
               f"usage.grants went from {c1} grants, {t1} micro-dollars to {c2}, {t2} after a grant of $0.01",
               CONTRACT)
+    if p.t.options.chat and not p.t.options.read_only:
+        _me_counts_a_chat(p, user, after)
+
+
+# What GET /v1/me's usage counts of a chat, and where the chat's answer says it.
+_CHAT_USAGE = (("requests", None), ("prompt_tokens", "prompt_tokens"), ("completion_tokens", "completion_tokens"),
+               ("total_tokens", "total_tokens"), ("spend_microdollars", None))
+
+
+def _me_counts_a_chat(p: Probe, user: str, before: Exchange) -> None:
+    """The summary also counts a chat: one request, its tokens and what it cost (the user chats
+    on the cent just granted)."""
+    chat = user_chat(p, user, chat_body(p, max_tokens=1))
+    after = me(p)
+    cost = quota_micros(chat)
+    if chat.status != 200 or cost is None:
+        p.undecided(f"the chat answered {chat.status} {code_text(chat)} (see chat.user_debit)")
+        return
+    expected = {"requests": 1, "spend_microdollars": cost}
+    expected |= {field: chat.field("usage", source) for field, source in _CHAT_USAGE if source}
+    moved = {field: _count(after, field) - _count(before, field) for field, _ in _CHAT_USAGE
+             if isinstance(_count(after, field), int) and isinstance(_count(before, field), int)}
+    wrong = {field: change for field, change in moved.items() if change != expected[field]}
+    if wrong and _count(me(p), "requests") != _count(after, "requests"):
+        p.undecided("the usage summary moved for other reasons meanwhile")
+        return
+    # The summary's shape is the contract's; but a summary of usage in that shape that does not
+    # count a chat is no usage summary at all (the seed: "a 30-day usage summary").
+    p.require(not wrong and len(moved) == len(_CHAT_USAGE), [before, chat, after], "GET /v1/me did not count a chat",
+              "after a chat of " + ", ".join(f"{field} {expected[field]!r}" for field, _ in _CHAT_USAGE)
+              + ", usage moved by " + (", ".join(f"{field} {change:+d}" for field, change in moved.items())
+                                       or "nothing readable"),
+              DOCUMENTED if wrong else CONTRACT)
+
+
+def _count(exchange: Exchange, field: str) -> Any:
+    return exchange.field("usage", field)
 
 
 def _grants(exchange: Exchange) -> tuple[int, int] | None:
     count = exchange.field("usage", "grants", "count")
     total = exchange.field("usage", "grants", "total_microdollars")
     return (count, total) if isinstance(count, int) and isinstance(total, int) else None
-
-
-def _envelope_problem(exchange: Exchange) -> str | None:
-    error = exchange.field("error")
-    if not (isinstance(error, dict) and isinstance(error.get("code"), str) and isinstance(error.get("message"), str)):
-        excerpt = exchange.response.content[:80].decode("utf-8", "replace")
-        return f"answered {exchange.status} {excerpt!r}, not the JSON error envelope"
-    return None
-
-
-def _edge(p: Probe, exchange: Exchange, what: str, response: str) -> None:
-    expected = p.t.facts.error(response)
-    problem = _envelope_problem(exchange)
-    if problem is not None:
-        p.fail([exchange], f"{what} is not answered with the error envelope", f"{what} {problem}", DOCUMENTED)
-    else:
-        p.require(exchange.status == expected.status and exchange.error_code == expected.code, [exchange],
-                  f"{what}: expected {expected.status} {expected.code}",
-                  f"{what} answered {exchange.status} {code_text(exchange)}", CONTRACT)
-
-
-@probe("edges.unknown_route", sources=("seed: All errors return a JSON body",),
-       elements=("#/components/schemas/Error",), cost=Cost(0, 3), stage=0,
-       choices=("#/components/responses/RouteNotFound", "#/x-quota-global-responses"))
-def edges_unknown_route(p: Probe) -> None:
-    """A path the contract does not define answers the JSON error envelope (the contract's
-    choice: 404 not_found)."""
-    segment = "conformance-no-such-route" if p.first else p.draw(st.text("abcdefghij-_", min_size=1, max_size=12))
-    path = f"/v1/{quote(segment)}" if p.first or p.draw(st.booleans()) else f"/v2/{quote(segment)}/x"
-    exchange = p.t.raw("GET", path)
-    _edge(p, exchange, f"GET {path}", "RouteNotFound")
-
-
-@probe("edges.wrong_method", sources=("seed: All errors return a JSON body",),
-       elements=("#/components/schemas/Error",), cost=Cost(0, 1), stage=0,
-       choices=("#/components/responses/MethodNotAllowed", "#/x-quota-global-responses"))
-def edges_wrong_method(p: Probe) -> None:
-    """A method a path does not define answers the JSON error envelope (the contract's
-    choice: 405 method_not_allowed): GET on a POST-only route, and with --unusual-methods,
-    PUT, PATCH and DELETE on every route."""
-    by_path: dict[str, set[str]] = {}
-    for op in p.t.contract.operations:
-        by_path.setdefault(op.path, set()).add(op.method)
-    for template, methods in by_path.items():
-        path = template.replace("{external_user_id}", quote(p.t.guard.new_user(), safe=""))
-        wrong = [] if "GET" in methods else ["GET"]
-        if p.t.options.unusual_methods and not p.t.options.read_only:
-            wrong += sorted(UNUSUAL_METHODS - methods)
-        for method in wrong:
-            exchange = p.t.raw(method, path)
-            _edge(p, exchange, f"{method} {template}", "MethodNotAllowed")
-    if not p.t.options.unusual_methods:
-        p.t.results.note(p.rule.name, "PUT, PATCH and DELETE not sent (--unusual-methods sends them)")
-
-
-
-# Media types a client might wrongly send a JSON body as; none of them is application/json.
-NOT_JSON_MEDIA_TYPES = ("text/plain", "application/x-www-form-urlencoded", "text/plain; charset=utf-8",
-                        "application/xml", "multipart/form-data; boundary=x", "application/octet-stream")
-
-
-@probe("edges.non_json_body", sources=("seed: All errors return a JSON body",),
-       elements=("#/components/schemas/Error",), cost=Cost(CENT, 1), needs=(Needs.WRITES,), stage=9,
-       choices=("#/components/responses/UnsupportedMediaType",))
-def edges_non_json_body(p: Probe) -> None:
-    """A grant whose body is a valid grant but whose Content-Type is not application/json is
-    refused (the contract's choice: 415 unsupported_media_type, granting nothing), and the
-    refusal is the JSON error envelope. The docs say nothing of media types: a deployment that
-    reads the body anyway breaks only the contract's choice."""
-    media_type = NOT_JSON_MEDIA_TYPES[0] if p.first else p.draw(st.sampled_from(NOT_JSON_MEDIA_TYPES))
-    body = _cent_grant_text(p, "quota-conformance: not JSON").encode()
-    _raw_grant_refused(p, body, media_type, f"a grant sent as {media_type}", "UnsupportedMediaType",
-                       "a body that is not application/json")
-
-
-def _cent_grant_text(p: Probe, description: str) -> str:
-    """A valid grant of a cent to a new user of the run, as JSON text (the cent is counted
-    against the budget: a deployment that reads the body anyway grants it)."""
-    amount = amount_json(1)
-    p.spend(amount)
-    return json.dumps({"external_user_id": p.t.guard.new_user(), "amount": amount, "description": description})
-
-
-def _raw_grant_refused(p: Probe, body: bytes, media_type: str, what: str, response: str, refused: str) -> None:
-    """POST ``body`` as a grant: a refusal must be the envelope (documented); the refusal
-    itself, ``response`` of openapi.yaml, is the contract's choice."""
-    headers = {"Content-Type": media_type, "Idempotency-Key": p.t.guard.new_idempotency_key()}
-    exchange = p.t.raw("POST", p.t.facts.operation(GRANT).path, headers=headers, data=body)
-    if exchange.status < 400:
-        expected = p.t.facts.error(response)
-        p.fail([exchange], f"{what} was accepted", f"{what} answered {exchange.status}; the contract refuses "
-               f"{refused} with {expected.status} {expected.code}", CONTRACT)
-        return
-    _edge(p, exchange, what, response)
-
-
-@probe("edges.body_too_large", sources=("seed: All errors return a JSON body",),
-       elements=("#/components/schemas/Error",), cost=Cost(CENT, 1), needs=(Needs.WRITES,), stage=9,
-       choices=("#/components/responses/PayloadTooLarge",))
-def edges_body_too_large(p: Probe) -> None:
-    """A grant body past the operation's x-quota-body-limit (a valid grant padded with JSON
-    whitespace) is refused (the contract's choice: 413 payload_too_large, granting nothing),
-    and the refusal is the JSON error envelope, not a proxy's or framework's page."""
-    operation = p.t.facts.operation(GRANT)
-    limit = operation.max_body_bytes
-    if limit is None:
-        p.skip("openapi.yaml gives the grant no x-quota-body-limit")
-    padding = limit + 1 if p.first else p.draw(st.integers(limit + 1, 2 * limit))
-    body = (_cent_grant_text(p, "quota-conformance: too large") + " " * padding).encode()
-    _raw_grant_refused(p, body, "application/json", f"a grant body of {len(body):,} bytes (the limit is {limit:,})",
-                       "PayloadTooLarge", "a body past the limit")

@@ -8,6 +8,8 @@ chat (chat.developer_billing) is tiny, and its cost is reserved from the budget 
 
 from __future__ import annotations
 
+import threading
+
 from hypothesis import strategies as st
 
 from mockserver.domain.money import MICROS_PER_CENT
@@ -162,9 +164,46 @@ def chat_developer_billing(p: Probe) -> None:
     if plain.field("quota", "billing_mode") not in (None, "developer"):
         problems.append(f"quota.billing_mode is {shown(plain.field('quota', 'billing_mode'))}")
     cost = charged(plain)
-    if cost is not None and moved is not None and still and moved != -cost:
-        problems.append(f"the chat cost {usd(cost)} but the developer balance moved by {usd(moved)}")
-    elif cost is not None and moved is not None and not still and moved != -cost:
-        p.undecided("the developer balance moved for other reasons meanwhile")
+    if cost is not None and moved is not None and moved != -cost:
+        if still:
+            problems.append(f"the chat cost {usd(cost)} but the developer balance moved by {usd(moved)}")
+        else:
+            p.undecided("the developer balance moved for other reasons meanwhile")
     p.require(not problems, [*steps, *pool_reads], "A developer-billed chat did not bill the developer",
               "; ".join(problems))
+
+
+# Grants sent while a user's chat is in flight, one after another until it answers.
+GRANTS_DURING_CHAT = 3
+
+
+@probe("chat.grant_during_chat", sources=(*BILLING, "seed: Add balance to an app user's account from your grant pool."),
+       elements=(USER_CHAT_OP, "#/paths/~1v1~1funding~1grant/post"), cost=Cost((2 + GRANTS_DURING_CHAT) * CENT, 1),
+       needs=NEEDS, stage=9)
+def chat_grant_during_chat(p: Probe) -> None:
+    """A grant that lands while the user's chat is in flight counts: afterwards the balance is
+    what the user held, plus every grant answered 200, less the chat's quota.credits_used. (A
+    deployment that reads the balance before the provider's call and writes it back after
+    loses the grant; a real provider takes long enough for one to land.)"""
+    funds = 2
+    user = funded_user(p, funds, suffix="-during")
+    body = chat_body(p, max_tokens=16, stream=not p.first and p.draw(st.booleans()))
+    chat: list[Exchange] = []
+    worker = threading.Thread(target=lambda: chat.append(user_chat(p, user, body)))
+    worker.start()
+    grants = [grant(p, user, 1, description="quota-conformance during a chat")]
+    while worker.is_alive() and len(grants) < GRANTS_DURING_CHAT:
+        grants.append(grant(p, user, 1, description="quota-conformance during a chat"))
+    worker.join(timeout=120)
+    if not chat or chat[0].status != 200 or charged(chat[0]) is None:
+        p.undecided("the chat answered " + (f"{chat[0].status} {code_text(chat[0])}" if chat else "nothing")
+                    + " or reported no cost (see chat.user_debit)")
+        return
+    cost = charged(chat[0]) or 0
+    landed = sum(1 for g in grants if g.status == 200)
+    read = user_balance(p, user)
+    expected = funds * CENT + landed * CENT - cost
+    p.require(read.agrees_with(expected), [chat[0], *grants, read.exchange], "A grant made during a chat was lost",
+              f"the user held {usd(funds * CENT)}, {landed} grant(s) of $0.01 answered 200 while the chat ran and "
+              f"the chat cost {usd(cost)}: the balance should be {usd(expected)}, but reads {read.shown}"
+              + (f" ({read.micros} micro-dollars)" if read.micros is not None else ""))

@@ -69,7 +69,7 @@ def chat_insufficient(p: Probe) -> None:
     insufficient = p.t.facts.error("InsufficientBalance")
     moved, still, pool_reads, (outcome, steps, left, user) = watch_pool(p, lambda: _drain(p))
     last = steps[-1]
-    if moved is not None and still and moved != -DRAIN_FUNDS:  # what the user was granted, nothing more
+    if moved is not None and moved != -DRAIN_FUNDS and still:  # what the user was granted, nothing more
         p.fail([*steps, *pool_reads], "A user's chats moved the developer balance",
                f"around a grant of {usd(DRAIN_FUNDS)} and that user's chats (the last one refused) the "
                f"developer balance moved by {usd(moved)}; expected -{usd(DRAIN_FUNDS)}: a user-billed chat "

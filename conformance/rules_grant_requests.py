@@ -143,7 +143,10 @@ def grant_pool_insufficient(p: Probe) -> None:
     micros = pool_micros(pool)
     if micros is None:
         p.skip("the developer balance cannot be read")
-    need = micros + CENT
+    # The smallest amount the contract accepts that the pool cannot cover: whole cents (the
+    # pool may hold a part of a cent after a developer-billed chat).
+    step = max(CENT, p.t.facts.amount_limits.step)
+    need = (micros // step + 1) * step
     left = p.t.guard.budget.remaining
     if need > left or need > p.t.facts.amount_limits.maximum:
         p.skip(f"needs --budget >= {usd(need)} (more than the developer balance, {pool.shown})")

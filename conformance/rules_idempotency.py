@@ -241,3 +241,39 @@ def idem_scope_per_key(p: Probe) -> None:
               "Idempotency-Keys are not scoped per API key",
               f"the second key's grant with a key the first key used answered {other.status} "
               f"{shown(other.error_code or other.field('duplicate'))}; the user's balance is {read.shown}")
+
+
+# Keys that are different strings, so different keys, though some storage folds them together
+# (a case-insensitive column, a VARCHAR(64)): how they differ, and the second key made from the
+# first. The contract's choices (1 to 255 characters, compared as sent): the docs say only
+# "prevent duplicates".
+KEY_LENGTH = 100
+LOOK_ALIKE_KEYS = (
+    ("differ only in case", str.upper),
+    (f"share their first {KEY_LENGTH - 1} characters", lambda key: key[:-1] + ("B" if key[-1] != "B" else "C")),
+)
+
+
+@probe("idem.distinct_keys", provenance=CONTRACT, elements=(f"{IDEMPOTENCY}/schema",),
+       cost=Cost(2 * CENT * len(LOOK_ALIKE_KEYS), 1), needs=(Needs.WRITES,), stage=9)
+def idem_distinct_keys(p: Probe) -> None:
+    """Keys that differ only in case, or only in their last character (both 100 characters
+    long, within the contract's 255), are different keys: the same body under the second is a
+    new grant, credited again."""
+    for label, second_of in LOOK_ALIKE_KEYS:
+        first_key = p.t.guard.new_idempotency_key() + "-"
+        first_key += "k" * (KEY_LENGTH - len(first_key))
+        second_key = second_of(first_key)
+        user = p.t.guard.new_user()
+        first = grant(p, user, 1, key=first_key)
+        if first.status != 200:
+            p.undecided(f"keys that {label}: the first grant answered {first.status} {code_text(first)} "
+                        "(a key's length and characters are the contract's choice)")
+            continue
+        second = grant(p, user, 1, key=second_key)
+        read = user_balance(p, user)
+        p.require(second.status == 200 and second.field("duplicate") is False and read.cents == 2,
+                  [first, second, read.exchange], f"Idempotency-Keys that {label} are one key",
+                  f"the same body under a second key that differs from the first ({label}) answered "
+                  f"{second.status} {shown(second.error_code or second.field('duplicate'))}; the user's balance "
+                  f"is {read.shown}, expected $0.02 (two grants)")

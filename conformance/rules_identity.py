@@ -34,12 +34,20 @@ def _long_pair(p: Probe) -> tuple[str, str]:
     return body + "A", body + "B"
 
 
-def _roundtrip(p: Probe, user: str, cents: int, steps: list[Exchange]) -> list[str]:
-    """Grant ``cents`` to ``user`` and read it back both ways; what went wrong."""
+def refused_cleanly(p: Probe, exchange: Exchange) -> bool:
+    """A 400 in the error envelope: how a server refuses an id the docs do not promise."""
+    bad_request = p.t.facts.error("BadRequest")
+    return exchange.status == bad_request.status and exchange.error_code == bad_request.code
+
+
+def _roundtrip(p: Probe, user: str, cents: int, steps: list[Exchange]) -> list[tuple[str, str]]:
+    """Grant ``cents`` to ``user`` and read it back both ways; what went wrong, each with its
+    mark (an id unlike the docs' examples refused cleanly is the contract's call)."""
     granted = grant(p, user, cents, description="quota-conformance identity")
     steps.append(granted)
     if granted.status != 200:
-        return [f"a grant to {user!r} answered {granted.status} {code_text(granted)}"]
+        mark = CONTRACT if refused_cleanly(p, granted) and not p.t.facts.user_id_is_plain(user) else DOCUMENTED
+        return [(f"a grant to {user!r} answered {granted.status} {code_text(granted)}", mark)]
     problems = []
     if granted.field("external_user_id") != user:
         problems.append(f"the grant to {user!r} answered external_user_id {shown(granted.field('external_user_id'))}")
@@ -51,7 +59,8 @@ def _roundtrip(p: Probe, user: str, cents: int, steps: list[Exchange]) -> list[s
         elif read.exchange.field("external_user_id") != user or read.cents != cents:
             problems.append(f"{user!r} read through {how} answered external_user_id "
                             f"{shown(read.exchange.field('external_user_id'))} with balance {read.shown}")
-    return problems
+    # Granted, then lost or changed on the way back: whatever its shape, a documented failure.
+    return [(problem, DOCUMENTED) for problem in problems]
 
 
 @probe("identity.roundtrip", sources=SOURCES, elements=(USER_ID, "#/components/parameters/ExternalUserIdPath"),
@@ -64,11 +73,12 @@ def identity_roundtrip(p: Probe) -> None:
         users = [p.t.guard.new_user() + AWKWARD, *_long_pair(p)]
     else:
         users = [p.t.guard.new_user() + "-" + p.draw(user_suffixes())]
-    problems: list[str] = []
+    problems: list[tuple[str, str]] = []
     steps: list[Exchange] = []
     for user in users:
         problems += _roundtrip(p, user, 1, steps)
-    p.require(not problems, steps, "A user id did not round-trip", "; ".join(problems))
+    mark = DOCUMENTED if any(mark == DOCUMENTED for _, mark in problems) else CONTRACT
+    p.require(not problems, steps, "A user id did not round-trip", "; ".join(text for text, _ in problems), mark)
 
 
 # Pairs of ids that are different strings, so different users, though some storage folds them
@@ -133,5 +143,8 @@ def _judge_unknown(p: Probe, exchange: Exchange, how: str, nobody: str, status: 
         p.fail([exchange], title, message + " (the user, known before any grant)", CONTRACT)
     elif exchange.status == 200:
         p.fail([exchange], title, message + ": not that user's balance (the developer's?)", DOCUMENTED)
+    elif refused_cleanly(p, exchange) and not p.t.facts.user_id_is_plain(nobody):
+        p.fail([exchange], title, message + " (an id unlike the docs' examples: refusing it is the contract's call)",
+               CONTRACT)
     else:
         p.fail([exchange], title, message, p.t.provenance.of_response(p.t.operation("getUserBalance"), status))

@@ -18,7 +18,15 @@ from .engine import Exchange
 from .facts import CHAT, GRANT
 from .properties import Probe, usd
 from .registry import Cost, Needs, probe
-from .rule_helpers import GRANT_OP, concurrently, pool_forms_agree, pool_micros, signed_change, watch_pool
+from .rule_helpers import (
+    GRANT_OP,
+    Stillness,
+    concurrently,
+    pool_forms_agree,
+    pool_micros,
+    signed_change,
+    watch_pool,
+)
 from .safety import DEVELOPER_CHAT_RESERVE
 from .strategies import amount_json
 
@@ -123,7 +131,7 @@ def _developer_spend(p: Probe) -> None:
         _judge_pool(p, moved, still, -cost, [chat, *reads], f"a developer-billed chat costing {usd(cost)}")
 
 
-def _judge_pool(p: Probe, moved: int | None, still: bool, expected: int, steps: list[Exchange], what: str,
+def _judge_pool(p: Probe, moved: int | None, still: Stillness, expected: int, steps: list[Exchange], what: str,
                 rule: str | None = None) -> None:
     if moved is None:
         p.skip("GET /v1/balance did not answer the developer balance around the grant")

@@ -11,7 +11,8 @@ so nothing reaches the target without it. It enforces:
   budget *before* it is sent, whatever the answer turns out to be; a grant the budget cannot
   cover is refused;
 - a chat bills a prefixed user (never the developer);
-- a bounded number of requests and of seconds; 429 answers are retried after ``Retry-After``.
+- a bounded number of requests and of seconds; 429 answers are retried after ``Retry-After``
+  (or ``X-RateLimit-Reset``, or a growing pause), and a rule that still meets one judges nothing.
 """
 
 from __future__ import annotations
@@ -99,6 +100,7 @@ class SafetyStats:
     by_method: Counter[str] = field(default_factory=Counter)
     refused: Counter[str] = field(default_factory=Counter)
     retries_after_429: int = 0
+    rate_limited: int = 0  # 429 answers handed on after the retries: what they answered went unjudged
     seconds_waited: float = 0.0
     chats: int = 0
 
@@ -233,16 +235,40 @@ class GuardedSession(requests.Session):
             response = super().send(request, **kwargs)
             for observe in self.observers:
                 observe(request, response)
-            if response.status_code != 429 or attempt == options.max_retries_on_429:
+            if response.status_code != 429:
                 return response
-            wait = retry_after_seconds(response.headers.get("Retry-After"))
+            if attempt == options.max_retries_on_429:
+                break
+            wait = rate_limit_wait(response.headers, attempt)
             if wait > options.max_retry_after_seconds or wait >= self.guard.seconds_left:
-                return response
+                break
             _ = response.content
             self.guard.stats.retries_after_429 += 1
             self.guard.stats.seconds_waited += wait
             self._sleep(wait)
+        # Still rate limited: the caller gets the 429, and a rule seeing one judges nothing.
+        self.guard.stats.rate_limited += 1
         return response
+
+
+def rate_limit_wait(headers: Any, attempt: int, now: Callable[[], float] = time.time) -> float:
+    """How long to wait before retry ``attempt`` + 1 of a 429: ``Retry-After`` when sent; else
+    ``X-RateLimit-Reset`` (the vendor's older headers: epoch seconds, or seconds from now when
+    small); else 1, 2, 4, ... seconds, so that a per-minute window without either header is
+    waited out within a few retries."""
+    backoff = float(2**attempt)
+    if headers.get("Retry-After"):
+        return retry_after_seconds(headers.get("Retry-After"), default=backoff)
+    reset = (headers.get("X-RateLimit-Reset") or "").strip()
+    try:
+        value = float(reset)
+    except ValueError:
+        return backoff
+    if not math.isfinite(value) or value < 0:
+        return backoff
+    if value > 1e12:  # epoch milliseconds
+        value /= 1000
+    return max(0.0, value - now()) + 0.5 if value > 1e9 else value
 
 
 def retry_after_seconds(value: str | None, default: float = 1.0) -> float:

@@ -126,3 +126,23 @@ def test_without_max_examples_batches_go_on_while_there_is_room(run_app):
     assert "request bound" in fuzz["stopped"]
     assert any(op["extra_batches"] for op in fuzz["operations"])
     assert not any(op["not_explored"] for op in fuzz["operations"])
+
+
+def test_a_probe_that_breaks_is_inconclusive_never_passed(run_app, monkeypatch):
+    """A bug in a probe (here a NameError after its first check passed) must not read as a
+    pass: the rule is INCONCLUSIVE, with the error in its reason."""
+    import dataclasses
+
+    from conformance.registry import REGISTRY
+
+    rule = REGISTRY["packages.listed"]
+    original = rule.probe
+
+    def broken(p):
+        original(p)
+        raise NameError("name 'DOCUMENTED' is not defined")
+
+    monkeypatch.setitem(REGISTRY.rules, rule.name, dataclasses.replace(rule, probe=broken))
+    report = run_app(rules=("packages.listed",), fuzz=False)
+    record = report.results.records["packages.listed"]
+    assert record.status == Status.INCONCLUSIVE and "NameError" in record.reason, record.reason

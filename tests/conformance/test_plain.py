@@ -23,8 +23,23 @@ def request(body=None, path=None, query=None, headers=None):
 
 
 def test_documented_fields_in_their_json_types_are_plain():
-    assert unplain(CHAT, request({**HELLO, "max_tokens": 16, "stream": False}, {"external_user_id": "u%20v"})) == []
-    assert unplain(GRANT, request({"external_user_id": "Zoë 日本", "amount": 0.5, "description": ""})) == []
+    assert unplain(CHAT, request({**HELLO, "max_tokens": 16, "stream": False}, {"external_user_id": "user_123"})) == []
+    assert unplain(GRANT, request({"external_user_id": "5f0c-AB_9", "amount": 0.5, "description": "Zoë 日本"})) == []
+
+
+@pytest.mark.parametrize("user_id", ["Zoë 日本", "u v", "a.b@example.com", "x" * 65])
+def test_a_user_id_unlike_the_docs_examples_is_the_contracts_allowance(user_id):
+    """The docs show user_123: a server may refuse other shapes (it may not merge two ids)."""
+    reasons = unplain(GRANT, request({"external_user_id": user_id, "amount": 0.5}))
+    assert any("the docs show values like user_123" in r for r in reasons), reasons
+    path = unplain(BALANCE, request(path={"external_user_id": user_id.replace(" ", "%20")}))
+    assert any("user_123" in r for r in path), path
+
+
+def test_a_model_the_docs_do_not_name_is_the_contracts_allowance():
+    assert unplain(CHAT, request(HELLO)) == []
+    reasons = unplain(CHAT, request({**HELLO, "model": "   "}))
+    assert len(reasons) == 1 and "the docs show values like gpt-4o-mini" in reasons[0]
 
 
 def test_an_integral_float_where_an_integer_goes_is_named_as_such():

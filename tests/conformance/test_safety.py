@@ -8,7 +8,14 @@ import pytest
 import requests
 
 from conformance.options import Options
-from conformance.safety import GuardedSession, LimitReached, RequestRefused, SafetyGuard, potential_credit
+from conformance.safety import (
+    GuardedSession,
+    LimitReached,
+    RequestRefused,
+    SafetyGuard,
+    potential_credit,
+    rate_limit_wait,
+)
 from conformance.transport import WSGIAdapter
 
 URL = "http://target.test"
@@ -110,3 +117,37 @@ def test_429_with_a_too_long_retry_after_is_not_waited_for():
     session = GuardedSession(guard(), sleep=slept.append)
     session.mount(URL + "/", WSGIAdapter(app))
     assert session.get(URL + "/v1/balance").status_code == 429 and slept == []
+
+
+def test_429_without_retry_after_waits_for_the_rate_limit_reset_or_backs_off():
+    now = 1_800_000_000.0
+    assert rate_limit_wait({"X-RateLimit-Reset": str(now + 30)}, 0, now=lambda: now) == 30.5  # epoch seconds
+    assert rate_limit_wait({"X-RateLimit-Reset": str((now + 12) * 1000)}, 0, now=lambda: now) == 12.5  # epoch ms
+    assert rate_limit_wait({"X-RateLimit-Reset": "7"}, 0) == 7.0  # seconds from now
+    assert [rate_limit_wait({}, attempt) for attempt in range(4)] == [1.0, 2.0, 4.0, 8.0]
+    assert rate_limit_wait({"X-RateLimit-Reset": "soon"}, 2) == 4.0
+    assert rate_limit_wait({"Retry-After": "3", "X-RateLimit-Reset": "50"}, 0) == 3.0
+
+
+def test_a_per_minute_limit_without_retry_after_is_waited_out():
+    """100 requests a minute, 429 with only X-RateLimit-* headers (as the vendor's older pages
+    show): the request gets through once the window has passed."""
+    clock = [0.0]
+    sent: list[float] = []
+
+    def app(environ, start_response):
+        sent.append(clock[0])
+        if clock[0] < 60:
+            start_response("429 Too Many Requests", [("X-RateLimit-Limit", "100"), ("X-RateLimit-Remaining", "0"),
+                                                     ("Content-Type", "application/json")])
+            return [b'{"error": {"code": "rate_limit_exceeded", "message": "100 requests a minute"}}']
+        start_response("200 OK", [("Content-Type", "application/json")])
+        return [b"{}"]
+
+    def sleep(seconds: float) -> None:
+        clock[0] += seconds
+
+    session = GuardedSession(guard(), sleep=sleep)
+    session.mount(URL + "/", WSGIAdapter(app))
+    assert session.get(URL + "/v1/balance").status_code == 200
+    assert session.guard.stats.rate_limited == 0 and len(sent) == 7  # waited 1+2+4+8+16+32 s

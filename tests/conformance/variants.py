@@ -9,19 +9,24 @@ another generation's behaviour.
 
 from __future__ import annotations
 
+import itertools
 import json
+import random
+import re
 import threading
+import time
 import uuid
 from collections.abc import Callable
 from dataclasses import dataclass
 from decimal import Decimal
 from typing import Any
+from urllib.parse import parse_qsl, unquote
 
 from flask import Flask
 
 from mockserver.domain.errors import INSUFFICIENT_BALANCE, QuotaError
 
-from .mutants.kit import GRANT, Exchange, chat_path, correct_app, grant_ok, middleware, service_of
+from .mutants.kit import GRANT, KEY, Exchange, chat_path, correct_app, grant_ok, middleware, service_of
 
 
 @dataclass(frozen=True)
@@ -373,3 +378,77 @@ def _round_body(body: dict[str, Any], grant: Any, charge: Any) -> None:
         usage["grants"]["total"] = _rounded(usage["grants"]["total_microdollars"])
         for model in usage["by_model"]:
             model["spend"] = _rounded(model["spend_microdollars"])
+
+
+@variant("only models with a price are served: any other model name answers 400 bad_request",
+         "the docs show gpt-4o-mini and never say any string is a model; every real gateway refuses a model it "
+         "cannot route (public-facts: 400 bad_request for an invalid body)")
+def known_models_only() -> Flask:
+    app = correct_app()
+    known = set(service_of(app).seed.prices.models)
+
+    def before(ex: Exchange) -> bool:
+        body = ex.request_json if chat_path(ex) else None
+        if isinstance(body, dict) and isinstance(body.get("model"), str) and body["model"] not in known:
+            return _bad_request(ex, f"The model `{body['model']}` does not exist")
+        return False
+
+    return middleware(app, None, before)
+
+
+_PLAIN_ID = re.compile(r"[A-Za-z0-9_.@+:=-]{1,128}")
+
+
+@variant("user ids limited to [A-Za-z0-9_.@+:=-]{1,128}: any other id answers 400 bad_request, in a grant, a "
+         "path, the query or the header",
+         "the docs say only that external_user_id is a string (example user_123); openapi.yaml's 255 characters "
+         "of any text are the contract's allowance (x-quota-plain-pattern)")
+def strict_user_ids() -> Flask:
+    def before(ex: Exchange) -> bool:
+        ids: list[str] = []
+        body = ex.request_json if ex.method == "POST" and ex.path == GRANT else None
+        if isinstance(body, dict) and isinstance(body.get("external_user_id"), str):
+            ids.append(body["external_user_id"])
+        if ex.user_in_path() is not None:
+            ids.append(unquote(ex.user_in_path() or ""))
+        if ex.path == "/v1/balance":
+            ids += [value for name, value in parse_qsl(ex.query, True) if name == "external_user_id"]
+        if chat_path(ex) and ex.header("X-External-User-ID") is not None:
+            ids.append(ex.header("X-External-User-ID") or "")
+        if any(not _PLAIN_ID.fullmatch(user) for user in ids):
+            return _bad_request(ex, "external_user_id may only hold letters, digits and _.@+:=- (at most 128)")
+        return False
+
+    return middleware(correct_app(), None, before)
+
+
+# Another client of the same account, while the suite runs: a grant to its own users or a
+# small developer-billed chat about every BUSY_PERIOD seconds, for at most BUSY_SECONDS.
+BUSY_PERIOD, BUSY_SECONDS = 0.25, 600.0
+
+
+@variant("the account is shared: another client grants to its own users or sends a small developer-billed chat "
+         "every ~0.25 s while the suite runs",
+         "a staging account is used by more than the suite: the docs promise nothing about other clients, and "
+         "rules that watch the developer balance must call such a run inconclusive, never failed")
+def busy_account() -> Flask:
+    app = correct_app()
+    client = app.test_client()
+    headers = {"Authorization": f"Bearer {KEY}"}
+    randomness = random.Random(1)
+
+    def traffic() -> None:
+        deadline = time.monotonic() + BUSY_SECONDS
+        for n in itertools.count():
+            if time.monotonic() > deadline:
+                return
+            time.sleep(BUSY_PERIOD * randomness.uniform(0.5, 1.5))
+            if n % 2:
+                client.post(GRANT, headers=headers, json={"external_user_id": f"someone-else-{n % 7}", "amount": 0.01})
+            else:
+                client.post("/v1/chat/completions", headers=headers,
+                            json={"model": "gpt-4o-mini", "messages": [{"role": "user", "content": "hi"}],
+                                  "max_tokens": 3})
+
+    threading.Thread(target=traffic, daemon=True, name="busy-account").start()
+    return app

@@ -13,6 +13,7 @@ from . import (  # noqa: F401  (registers)
     idempotency,
     identity,
     money,
+    second_round,
     spending,
     state,
     statuses,
