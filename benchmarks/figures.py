@@ -33,7 +33,8 @@ def readme_block(f: dict[str, Any]) -> str:
             f" on eight threads {f['threads8_rps']:,.0f}/s with p99 {f['threads8_p99_ms']:.1f} ms (threads"
             f" contend for the GIL). On Redis, one worker runs {f['redis1_rps']:,.0f} grants/s"
             f" ({f['redis1_vs_memory']:.2f} × the memory store) and two {f['redis2_rps']:,.0f}/s"
-            f" ({f['redis2_vs_redis1']:.2f} × one); a grant there is {f['redis_round_trips']:.0f} round trip"
+            f" ({f['redis2_vs_redis1']:.2f} × one{_busy(f.get('redis2_machine_busy'), f['cores'])});"
+            f" a grant there is {f['redis_round_trips']:.0f} round trip"
             f" and {f['redis_commands']:.0f} Redis commands. `GET /v1/me` costs {f['me_us_empty']:,.0f} µs"
             f" in-process on an empty mock and {f['me_us_large']:,.0f} µs at {f['large_entries']:,} ledger"
             f" entries. Memory: {f['bytes_per_entry']:.0f} bytes per ledger entry, {f['bytes_per_user']:.0f}"
@@ -43,6 +44,12 @@ def readme_block(f: dict[str, Any]) -> str:
             END,
         ]
     )
+
+
+def _busy(share: float | None, cores: int) -> str:
+    if share is None:
+        return ""
+    return f", the machine then {share:.0%} busy: its {cores} cores serve the workers, redis-server and wrk"
 
 
 def write(figures: dict[str, Any]) -> None:

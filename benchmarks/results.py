@@ -317,6 +317,7 @@ def headline(results: Results) -> dict:
         "redis2_rps": load[REDIS_2][GRANT].rps,
         "redis1_vs_memory": _ratio(results, GRANT, MOCK, REDIS_1) or 0.0,
         "redis2_vs_redis1": _ratio(results, GRANT, REDIS_1, REDIS_2) or 0.0,
+        "redis2_machine_busy": load[REDIS_2][GRANT].machine_busy,
         "redis_round_trips": cost["round_trips_per_grant"],
         "redis_commands": cost["redis_commands_per_grant"],
         "me_us_empty": growth["memory"][0]["me_us"],
