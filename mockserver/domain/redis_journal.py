@@ -21,10 +21,6 @@ import logging
 from collections.abc import Iterator
 from typing import Any
 
-import redis
-from redis.backoff import NoBackoff
-from redis.retry import Retry
-
 from .errors import StoreUnavailable
 from .journal import JournalEntry, JournalRecord
 from .redis_link import Command, RedisLink, pack
@@ -58,17 +54,7 @@ class RedisJournal:
         self._unsent = 0  # appends dropped because Redis could not be reached
         self._list_key = prefix + "journal"
         self._id_key = prefix + "journal:id"
-        # No retries, as for the store: an append whose reply was lost must not be doubled.
-        self._link = RedisLink(
-            redis.ConnectionPool.from_url(
-                url,
-                socket_timeout=socket_timeout,
-                socket_connect_timeout=connect_timeout,
-                retry=Retry(NoBackoff(), 0),
-                retry_on_timeout=False,
-                decode_responses=True,
-            )
-        )
+        self._link = RedisLink.open(url, socket_timeout=socket_timeout, connect_timeout=connect_timeout)
         # EVAL with the script's text: a posted command gets no second chance after NOSCRIPT.
         self._append = Command("EVAL", _APPEND, 2, self._list_key, self._id_key)
 

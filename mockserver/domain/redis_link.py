@@ -29,7 +29,9 @@ from collections.abc import Sequence
 from typing import Any
 
 import redis
+from redis.backoff import NoBackoff
 from redis.connection import AbstractConnection
+from redis.retry import Retry
 
 from .errors import StoreUnavailable
 
@@ -87,6 +89,24 @@ class _ThreadWire(threading.local):
 
 class RedisLink:
     """Commands to one Redis, each thread on a connection of its own from ``pool``'s settings."""
+
+    @classmethod
+    def open(cls, url: str, *, socket_timeout: float, connect_timeout: float) -> RedisLink:
+        """A link to the Redis at ``url`` as the store and the journal use it: short timeouts and
+        no retries, so that a dead Redis answers fast and nothing is sent twice (a command whose
+        reply was lost may have run). URL options (``?socket_timeout=5``) still override these."""
+        return cls(
+            redis.ConnectionPool.from_url(
+                url,
+                socket_timeout=socket_timeout,
+                socket_connect_timeout=connect_timeout,
+                retry=Retry(NoBackoff(), 0),
+                retry_on_timeout=False,
+                decode_responses=True,
+                # User ids are whatever arrived on the wire: keep any code point round-tripping.
+                encoding_errors="surrogatepass",
+            )
+        )
 
     def __init__(self, pool: redis.ConnectionPool) -> None:
         self._pool = pool

@@ -15,8 +15,6 @@ from collections.abc import Callable
 from typing import Any, TypeVar
 
 import redis
-from redis.backoff import NoBackoff
-from redis.retry import Retry
 
 from . import redis_codec as codec
 from . import redis_scripts as scripts
@@ -38,19 +36,7 @@ class RedisReads:
     def __init__(self, url: str, *, prefix: str, socket_timeout: float, connect_timeout: float) -> None:
         self.url = url
         self.prefix = prefix
-        # Short timeouts and no retries, so that a dead Redis answers fast and nothing is
-        # sent twice. URL options (``?socket_timeout=5``) still override these defaults.
-        pool = redis.ConnectionPool.from_url(
-            url,
-            socket_timeout=socket_timeout,
-            socket_connect_timeout=connect_timeout,
-            retry=Retry(NoBackoff(), 0),
-            retry_on_timeout=False,
-            decode_responses=True,
-            # User ids are whatever arrived on the wire: keep any code point round-tripping.
-            encoding_errors="surrogatepass",
-        )
-        self.link = RedisLink(pool)
+        self.link = RedisLink.open(url, socket_timeout=socket_timeout, connect_timeout=connect_timeout)
         # Every script gets the same KEYS, in redis_scripts.KEY_NAMES' order.
         self._keys = [prefix + name for name in scripts.KEY_NAMES]
         names = dict(zip(scripts.KEY_NAMES, self._keys, strict=True))

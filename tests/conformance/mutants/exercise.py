@@ -136,6 +136,11 @@ def _idempotency(s: Script) -> None:
     for i in range(20):
         s.grant(f"lru filler {i}", "lru-user", 0.01, key=f"lru-{i}")
     s.grant("replay after 20 keys", "lru-user", 0.01, key="lru-0")
+    long_key = "K" * 70
+    for label, key in (("a key in capitals", "IDEM-1"), ("a 70-character key", long_key),
+                       ("the same 70 characters but the last", long_key[:-1] + "k")):
+        s.grant(label, "idem-look-alike", 0.01, key=key)
+    s.read("idempotency look-alikes", "idem-look-alike")
     mock_state(s.app).clock.advance(65)
     s.grant("replay after 65 s", "idem-user", 0.01, key="idem-1")
 
@@ -182,6 +187,16 @@ def _chats(s: Script) -> None:
     s.seen = [o for o in s.seen if o[0]]
     s.read("after concurrent chats", "spender")
     s.call("float max_tokens", "POST", "/v1/users/Chatter/chat/completions", body={**_CHAT, "max_tokens": 3.0})
+    s.call("a model without a price", "POST", "/v1/users/Chatter/chat/completions",
+           body={**_CHAT, "model": "gpt-unknown"})
+    s.grant("fund a chat that a grant overlaps", "overlapped", 0.01)
+    chat = threading.Thread(target=lambda: s.call("", "POST", "/v1/users/overlapped/chat/completions", body=_CHAT))
+    chat.start()
+    threading.Event().wait(0.1)  # the chat is in flight (a slow provider) when the grant lands
+    s.grant("a grant during the chat", "overlapped", 0.01)
+    chat.join()
+    s.seen = [o for o in s.seen if o[0]]
+    s.read("after a chat and a grant during it", "overlapped")
 
 
 def _errors_and_auth(s: Script) -> None:

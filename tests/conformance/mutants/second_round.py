@@ -14,9 +14,10 @@ from flask import Flask
 
 from .kit import Exchange, correct_app, middleware, mutant, service_of, write_balance
 
-IDEMPOTENCY = "idempotency"
+# The corpus' families (test_mutants.FAMILIES): conflated keys answer a new grant as a replay.
+REPLAY = "replay"
 STALE = "stale read"
-USAGE = "usage"
+FACTS = "documented facts"
 # How long the "provider" takes in the stale-write mutant: a real model takes seconds.
 PROVIDER_SECONDS = 0.3
 
@@ -36,14 +37,14 @@ def _keys_stored_as(canon: Callable[[str], str]) -> Flask:
     return app
 
 
-@mutant(IDEMPOTENCY, "idem.distinct_keys",
+@mutant(REPLAY, "idem.distinct_keys",
         "Idempotency-Keys kept in a VARCHAR(64) (the contract allows 255): keys sharing their first 64 "
         "characters are one key, and the second grant is answered as the first's replay")
 def idem_keys_truncated_64() -> Flask:
     return _keys_stored_as(lambda key: key[:64])
 
 
-@mutant(IDEMPOTENCY, "idem.distinct_keys",
+@mutant(REPLAY, "idem.distinct_keys",
         "Idempotency-Keys looked up case-insensitively (a citext column): 'Order-A' and 'order-a' are one key")
 def idem_keys_case_insensitive() -> Flask:
     return _keys_stored_as(str.lower)
@@ -69,7 +70,7 @@ def chat_writes_stale_balance() -> Flask:
     return app
 
 
-@mutant(USAGE, "me.usage",
+@mutant(FACTS, "me.usage",
         "GET /v1/me's usage summary is computed from the grants table only: chats never count "
         "(requests, tokens and spend stay where they were)")
 def me_usage_ignores_chats() -> Flask:
