@@ -6,12 +6,10 @@ pushed meanwhile shift the others towards the tail, so a chunk may show a record
 ids fall from head to tail, a record at or above the last id read is such a repeat and is
 skipped. Nothing is read twice, and nothing is missed but records trimmed away meanwhile.
 
-A journal must never fail the request it records, nor hold it up: an append is posted on
-:mod:`.redis_link` without waiting for Redis' reply. Redis has it before the answer leaves,
-and every read settles first (:meth:`~.redis_link.RedisLink.settle`), so a read made after a
-client saw an answer finds that answer's record, whichever worker answered. When Redis is
-away an append is dropped and counted (``lost``), and the request's own answer says what
-happened to the state.
+A journal must never fail the request it records: when Redis is away (or refuses) an append
+is dropped and counted (``lost``), and the request's own answer says what happened to the
+state. An append's reply is read before the request's answer leaves, so a read made after a
+client saw an answer finds that answer's record, whichever worker answered.
 """
 
 from __future__ import annotations
@@ -20,6 +18,8 @@ import json
 import logging
 from collections.abc import Iterator
 from typing import Any
+
+import redis
 
 from .errors import StoreUnavailable
 from .journal import JournalEntry, JournalRecord
@@ -51,34 +51,28 @@ class RedisJournal:
         if capacity < 1:
             raise ValueError("a journal holds at least one record")
         self.capacity = capacity
-        self._unsent = 0  # appends dropped because Redis could not be reached
+        self.lost = 0  # appends dropped because Redis did not answer, or refused them
         self._list_key = prefix + "journal"
         self._id_key = prefix + "journal:id"
         self._link = RedisLink.open(url, socket_timeout=socket_timeout, connect_timeout=connect_timeout)
-        # EVAL with the script's text: a posted command gets no second chance after NOSCRIPT.
+        # EVAL with the script's text (Redis caches it by its SHA): no NOSCRIPT after a restart.
         self._append = Command("EVAL", _APPEND, 2, self._list_key, self._id_key)
-
-    @property
-    def lost(self) -> int:
-        """Appends dropped: Redis away when sent, or its reply an error or never read."""
-        return self._unsent + self._link.unconfirmed
 
     def close(self) -> None:
         self._link.close()
 
     def append(self, entry: tuple[Any, ...]) -> None:
         try:
-            self._link.post(self._append.pack(encode(entry)[1:], self.capacity))
-        except StoreUnavailable as exc:
-            self._unsent += 1
-            lost = self.lost
-            if lost == 1 or lost % 1000 == 0:
-                log.warning("request journal: %d record(s) lost, Redis did not answer (%s)", lost, exc.__cause__)
+            self._link.call(self._append.pack(encode(entry)[1:], self.capacity))
+        except (StoreUnavailable, redis.ResponseError) as exc:
+            self.lost += 1
+            if self.lost == 1 or self.lost % 1000 == 0:
+                why = exc.__cause__ if isinstance(exc, StoreUnavailable) else exc
+                log.warning("request journal: %d record(s) lost, Redis did not take them (%s)", self.lost, why)
 
     def newest_first(self) -> Iterator[JournalRecord]:
         below: int | None = None
         start = 0
-        self._link.settle()
         while True:
             chunk = self._link.call(pack("LRANGE", self._list_key, start, start + _CHUNK - 1))
             if not chunk:
@@ -92,11 +86,9 @@ class RedisJournal:
 
     def clear(self) -> None:
         # The id counter stays: a cursor handed out before the clear never points at new records.
-        self._link.settle()  # records of requests answered before the clear go with it
         self._link.call(pack("DEL", self._list_key))
 
     def count(self) -> int:
-        self._link.settle()
         return int(self._link.call(pack("LLEN", self._list_key)))
 
 

@@ -1,5 +1,5 @@
-"""The wire to Redis under the Redis store and journal: a connection per thread, commands
-packed once, and replies that a request need not wait for.
+"""The wire to Redis under the Redis store and journal: a connection per thread, and commands
+packed once.
 
 redis-py's client layer (a pool checkout and return per command, argument encoding, command
 dispatch, response callbacks, its metrics hooks) cost a grant more CPU than the mock's own
@@ -9,11 +9,9 @@ script's fixed arguments (its SHA, its KEYS, the namespace) are packed into byte
 reads each connection, so URL options, AUTH, TLS, unix sockets, ``SELECT`` and the RESP
 parser (hiredis when installed) behave exactly as with its client.
 
-:meth:`RedisLink.post` sends a command without waiting for its reply (the request journal:
-a record never changes an answer, nor should it hold one up). The command is in Redis'
-socket before the request's answer leaves the mock; a reader that first calls
-:meth:`RedisLink.settle` finds it applied, from any connection or worker. Its reply is read,
-and a failure counted in :attr:`RedisLink.unconfirmed`, with the thread's next command.
+Every command's reply is read before the call returns. (Posting the journal's appends
+without waiting was tried: Redis reads a connection's input 16 KB a round and the kernel may
+deliver loopback data late, so no read elsewhere could be sure to see them.)
 
 Failures of Redis itself (refused, dropped, timed out) raise
 :class:`~.errors.StoreUnavailable` and are never retried: a command whose reply was lost
@@ -36,9 +34,6 @@ from redis.retry import Retry
 from .errors import StoreUnavailable
 
 Arg = str | bytes | int | float
-# Posted replies read in one go once this many wait: they arrived long ago, so reading them
-# costs one read and no waiting, and a thread that only posts never lets them pile up.
-MAX_UNREAD_POSTS = 64
 
 
 def encode_arg(value: Arg) -> bytes:
@@ -84,7 +79,6 @@ def pack(*args: Arg) -> bytes:
 class _ThreadWire(threading.local):
     connection: AbstractConnection | None = None
     generation = 0  # the link's generation when this connection was made
-    unread = 0  # replies to posted commands not read yet
 
 
 class RedisLink:
@@ -116,7 +110,6 @@ class RedisLink:
         # connection it collects); close() reaches the rest.
         self._connections: weakref.WeakSet[AbstractConnection] = weakref.WeakSet()
         self._generation = 0
-        self.unconfirmed = 0  # posted commands whose reply was an error, or never came
 
     def call(self, command: bytes) -> Any:
         """Send one command and return its reply; an error reply raises ``redis.ResponseError``."""
@@ -131,7 +124,6 @@ class RedisLink:
         connection = self._connection()
         try:
             connection.send_packed_command([b"".join(commands)], check_health=False)
-            self._read_posted(connection)
             return [self._read(connection) for _ in commands]
         except (redis.ConnectionError, redis.TimeoutError, OSError) as exc:
             self._failed(connection)
@@ -144,30 +136,6 @@ class RedisLink:
         if isinstance(results, redis.ResponseError):
             raise results
         return list(results)
-
-    def settle(self) -> None:
-        """Return once Redis has run every command that had reached it, from any connection,
-        when this was called: then a read sees every command posted before.
-
-        Redis runs commands in rounds: each round takes every connection with input waiting
-        and runs what it holds, in an order of its own. A command that reached Redis before
-        this PING runs in the PING's round at the latest, so whatever is sent after the
-        PING's reply runs after it. (One call is not enough: within a round, a command sent
-        later on another connection may run first.)
-        """
-        self.call(pack("PING"))
-
-    def post(self, command: bytes) -> None:
-        """Send a command without waiting for its reply (see the module's docstring)."""
-        connection = self._connection()
-        try:
-            if self._wire.unread >= MAX_UNREAD_POSTS:
-                self._read_posted(connection)
-            connection.send_packed_command([command], check_health=False)
-            self._wire.unread += 1
-        except (redis.ConnectionError, redis.TimeoutError, OSError) as exc:
-            self._failed(connection)
-            raise StoreUnavailable() from exc
 
     def close(self) -> None:
         with self._lock:
@@ -184,17 +152,10 @@ class RedisLink:
             if wire.connection is not None:  # made before a failure: it may point at a dead Redis
                 self._drop(wire.connection)
             wire.connection = self._pool.make_connection()
-            wire.generation, wire.unread = self._generation, 0
+            wire.generation = self._generation
             with self._lock:
                 self._connections.add(wire.connection)
         return wire.connection
-
-    def _read_posted(self, connection: AbstractConnection) -> None:
-        wire = self._wire
-        while wire.unread:
-            wire.unread -= 1
-            if isinstance(self._read(connection), redis.ResponseError):
-                self._count_lost(1)
 
     @staticmethod
     def _read(connection: AbstractConnection) -> Any:
@@ -209,15 +170,8 @@ class RedisLink:
             self._generation += 1
 
     def _drop(self, connection: AbstractConnection) -> None:
-        """Close this thread's connection; its posted commands' fate stays unknown."""
+        """Close this thread's connection."""
         connection.disconnect()
-        wire = self._wire
-        self._count_lost(wire.unread)
         with self._lock:
             self._connections.discard(connection)
-        wire.connection, wire.unread = None, 0
-
-    def _count_lost(self, count: int) -> None:
-        if count:
-            with self._lock:
-                self.unconfirmed += count
+        self._wire.connection = None

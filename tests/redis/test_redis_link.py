@@ -1,6 +1,7 @@
 """The wire under the Redis store and journal (mockserver.domain.redis_link): packing equals
-redis-py's, posted commands are applied before anything sent after them, their failures
-are counted, and a Redis that went away costs one failed call, not one per thread."""
+redis-py's, an error reply leaves the other replies of a batch in order, a Redis that went
+away costs one failed call, not one per thread, and the journal one worker writes is what
+another reads at once."""
 
 from __future__ import annotations
 
@@ -13,7 +14,7 @@ from hypothesis import strategies as st
 
 from mockserver import create_app
 from mockserver.domain.errors import StoreUnavailable
-from mockserver.domain.redis_link import MAX_UNREAD_POSTS, Command, RedisLink, pack
+from mockserver.domain.redis_link import Command, RedisLink, pack
 
 from .conftest import AUTH
 
@@ -36,59 +37,6 @@ def test_packing_equals_redis_pys(head, tail):
 
 def link_on(url: str) -> RedisLink:
     return RedisLink(redis.ConnectionPool.from_url(url, decode_responses=True, socket_timeout=2))
-
-
-def test_a_read_after_settle_sees_every_command_posted_before_it(redis_server):
-    """Posts from several threads (workers, as far as Redis can tell); a reader on a
-    connection of its own settles, then reads: nothing posted before the settle is missing."""
-    writer, reader = link_on(redis_server.url), link_on(redis_server.url)
-    posted = [0] * 4
-    stop = threading.Event()
-
-    def post(index: int) -> None:
-        while not stop.is_set():
-            writer.post(pack("INCR", f"posted:{index}"))
-            posted[index] += 1
-
-    threads = [threading.Thread(target=post, args=(i,)) for i in range(len(posted))]
-    for thread in threads:
-        thread.start()
-    try:
-        for _ in range(300):
-            at_least = list(posted)  # every one of these was sent before the settle starts
-            reader.settle()
-            seen = reader.call_many([pack("GET", f"posted:{i}") for i in range(len(posted))])
-            assert all(int(n or 0) >= least for n, least in zip(seen, at_least, strict=True)), (seen, at_least)
-    finally:
-        stop.set()
-        for thread in threads:
-            thread.join()
-    assert writer.unconfirmed == 0
-    writer.close()
-    reader.close()
-
-
-def test_a_posted_command_that_fails_is_counted_and_the_next_call_is_unaffected(redis_server):
-    link = link_on(redis_server.url)
-    link.call(pack("SET", "text", "x"))
-    link.post(pack("LPUSH", "text", "1"))  # WRONGTYPE: fails inside Redis
-    link.post(pack("SET", "after", "y"))
-    assert link.call(pack("GET", "after")) == "y"
-    assert link.unconfirmed == 1
-    link.close()
-
-
-def test_a_thread_that_only_posts_reads_its_replies_as_it_goes(redis_server):
-    link = link_on(redis_server.url)
-    for _ in range(10 * MAX_UNREAD_POSTS):
-        link.post(pack("INCR", "counter"))
-    with redis_server.client() as client:
-        assert int(client.get("counter")) == 10 * MAX_UNREAD_POSTS
-        # The connection's unread replies stay few: Redis holds no growing output buffer.
-        mine = [c for c in client.client_list() if int(c["omem"]) > 0]
-        assert not mine
-    assert link.unconfirmed == 0
-    link.close()
 
 
 def test_an_error_reply_in_a_batch_leaves_the_other_replies_in_order(redis_server):
@@ -150,3 +98,20 @@ def test_the_journal_of_one_worker_shows_a_request_another_worker_just_answered(
         assert first.get(path, headers=AUTH).status_code == 404
         newest = second.get("/_mock/requests?limit=1").get_json()["requests"]
         assert newest[0]["path"] == path
+
+
+def test_a_journal_append_redis_refuses_is_counted_never_raised(redis_server, prefix):
+    from mockserver.domain.redis_journal import RedisJournal
+
+    from ..unit.test_journal import entry
+
+    journal = RedisJournal(redis_server.url, prefix=prefix, capacity=5)
+    with redis_server.client() as client:
+        client.set(prefix + "journal", "not a list")  # LPUSH answers WRONGTYPE
+    journal.append(entry(0))  # must not raise: recording never fails the request
+    assert journal.lost == 1
+    with redis_server.client() as client:
+        client.delete(prefix + "journal")
+    journal.append(entry(1))
+    assert journal.lost == 1 and journal.count() == 1
+    journal.close()
