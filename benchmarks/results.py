@@ -86,8 +86,8 @@ def _redis_bound(results: Results) -> list[str]:
         f"Grants, fresh keys: the memory store served {memory.rps:,.0f}/s; on Redis one worker served"
         f" {one.rps:,.0f}/s with the machine {one.machine_busy:.0%} busy, and two workers {two.rps:,.0f}/s with"
         f" it {two.machine_busy:.0%} busy (busy: every process's CPU time over both cores, the workers,"
-        " redis-server and wrk alike). A grant on Redis waits one round trip for its script; a worker's second"
-        " thread serves another request meanwhile.",
+        " redis-server and wrk alike). A grant on Redis waits a round trip for its script and one for its"
+        " journal record; a worker's other threads serve requests meanwhile.",
     ]
     if two.machine_busy >= 0.85:
         lines += [
@@ -190,7 +190,7 @@ def render(results: Results) -> str:
         " rounds that alternate the servers; each figure is the median round. quota-mock runs as"
         " the `quota-mock --quiet` command serves it (one process, full validation and state; the"
         " Redis series on a private redis-server on the same machine, with `--workers 1` and `2`,"
-        " each worker on the default 2 threads);"
+        " each worker on the default 3 threads);"
         " bare Flask answers the same JSON with nothing else, under the same server; Prism mocks"
         " openapi.yaml from its examples (no state).",
         "",

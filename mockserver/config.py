@@ -35,10 +35,11 @@ DEFAULT_MAX_BODY_BYTES = 64 * 1024
 DEFAULT_STORE = "memory"
 # Threads per server worker when grants are held in flight (grant_delay_seconds): one held
 # request must not stall the rest. On the memory store one thread is fastest: Python threads
-# only contend for the GIL. On Redis a request waits for Redis' reply with the GIL released,
-# and a second thread runs another request meanwhile (measured: benchmarks/RESULTS.md).
+# only contend for the GIL. On Redis a request waits for Redis' replies (its state, then its
+# journal record) with the GIL released, and other threads run requests meanwhile: on two
+# cores 3 threads served more grants than 2 or 4 (measured by hand; benchmarks/RESULTS.md).
 HOLDING_THREADS = 8
-REDIS_THREADS = 2
+REDIS_THREADS = 3
 
 
 # How quota-mock passes its configuration to the worker processes of its server.
@@ -174,7 +175,7 @@ class MockConfig:
     @property
     def server_threads(self) -> int:
         """Threads per server worker: as set, else more when grants are held in flight, and
-        two on Redis, where a request spends part of its time waiting for Redis."""
+        three on Redis, where a request spends part of its time waiting for Redis."""
         if self.threads is not None:
             return self.threads
         if self.grant_delay_seconds:

@@ -33,7 +33,7 @@ def test_off_loopback_is_fine_with_a_token_or_without_the_control_api():
 def test_threads_default_to_one_and_to_more_when_grants_are_held_or_wait_for_redis():
     assert MockConfig().server_threads == 1
     assert MockConfig(grant_delay_seconds=1.0).server_threads == HOLDING_THREADS
-    assert MockConfig(store="redis://127.0.0.1:6379/0").server_threads == REDIS_THREADS == 2
+    assert MockConfig(store="redis://127.0.0.1:6379/0").server_threads == REDIS_THREADS == 3
     assert MockConfig(store="redis://127.0.0.1:6379/0", grant_delay_seconds=1.0).server_threads == HOLDING_THREADS
     assert MockConfig(store="redis://127.0.0.1:6379/0", threads=1).server_threads == 1
     assert MockConfig(threads=3, grant_delay_seconds=1.0).server_threads == 3
