@@ -16,6 +16,7 @@ import re
 import threading
 import time
 import uuid
+import weakref
 from collections.abc import Callable
 from dataclasses import dataclass
 from decimal import Decimal
@@ -423,8 +424,9 @@ def strict_user_ids() -> Flask:
 
 
 # Another client of the same account, while the suite runs: a grant to its own users or a
-# small developer-billed chat about every BUSY_PERIOD seconds, for at most BUSY_SECONDS.
-BUSY_PERIOD, BUSY_SECONDS = 0.25, 600.0
+# small developer-billed chat about every BUSY_PERIOD seconds, while the app lives (at most
+# BUSY_SECONDS: a staging run takes seconds, and the sweep must not keep paying for it).
+BUSY_PERIOD, BUSY_SECONDS = 0.25, 60.0
 
 
 @variant("the account is shared: another client grants to its own users or sends a small developer-billed chat "
@@ -433,22 +435,25 @@ BUSY_PERIOD, BUSY_SECONDS = 0.25, 600.0
          "rules that watch the developer balance must call such a run inconclusive, never failed")
 def busy_account() -> Flask:
     app = correct_app()
-    client = app.test_client()
+    alive = weakref.ref(app)
     headers = {"Authorization": f"Bearer {KEY}"}
     randomness = random.Random(1)
 
     def traffic() -> None:
         deadline = time.monotonic() + BUSY_SECONDS
         for n in itertools.count():
-            if time.monotonic() > deadline:
-                return
             time.sleep(BUSY_PERIOD * randomness.uniform(0.5, 1.5))
+            target = alive()
+            if target is None or time.monotonic() > deadline:
+                return
+            client = target.test_client()
             if n % 2:
                 client.post(GRANT, headers=headers, json={"external_user_id": f"someone-else-{n % 7}", "amount": 0.01})
             else:
                 client.post("/v1/chat/completions", headers=headers,
                             json={"model": "gpt-4o-mini", "messages": [{"role": "user", "content": "hi"}],
                                   "max_tokens": 3})
+            del target, client
 
     threading.Thread(target=traffic, daemon=True, name="busy-account").start()
     return app
