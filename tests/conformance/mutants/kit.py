@@ -233,6 +233,15 @@ def store_patch(name: str, wrap: Callable[[FundingService, Any], Any]) -> Flask:
     return app
 
 
+def service_patch(name: str, wrap: Callable[[FundingService, Any], Any]) -> Flask:
+    """A correct app whose service method ``name`` is ``wrap(service, original)`` (as
+    :func:`store_patch`, a level up: a deployment's request logic rather than its storage)."""
+    app = correct_app()
+    service = service_of(app)
+    setattr(service, name, wrap(service, getattr(service, name)))
+    return app
+
+
 def stream_flag() -> tuple[threading.local, Before]:
     """A thread-local ``on`` set by a ``before`` hook while the request is a streamed chat."""
     streaming = threading.local()

@@ -12,7 +12,7 @@ from typing import Any
 
 from flask import Flask
 
-from .kit import Exchange, correct_app, middleware, mutant, service_of, write_balance
+from .kit import Exchange, correct_app, middleware, mutant, service_patch, write_balance
 
 # The corpus' families (test_mutants.FAMILIES): conflated keys answer a new grant as a replay.
 REPLAY = "replay"
@@ -24,17 +24,16 @@ PROVIDER_SECONDS = 0.3
 
 def _keys_stored_as(canon: Callable[[str], str]) -> Flask:
     """Idempotency-Keys looked up by ``canon(key)``: every key with the same form is one key."""
-    app = correct_app()
-    service = service_of(app)
-    original = service.grant
 
-    def grant(**request: Any) -> Any:
-        if request.get("idempotency_key") is not None:
-            request["idempotency_key"] = canon(request["idempotency_key"])
-        return original(**request)
+    def wrap(service: Any, original: Any) -> Any:
+        def grant(**request: Any) -> Any:
+            if request.get("idempotency_key") is not None:
+                request["idempotency_key"] = canon(request["idempotency_key"])
+            return original(**request)
 
-    service.grant = grant  # type: ignore[method-assign]
-    return app
+        return grant
+
+    return service_patch("grant", wrap)
 
 
 @mutant(REPLAY, "idem.distinct_keys",
@@ -54,20 +53,18 @@ def idem_keys_case_insensitive() -> Flask:
         "the chat reads the user's balance before the provider's call and writes back read - cost after "
         "it: a grant that lands during the chat is lost (sequentially, nothing shows)")
 def chat_writes_stale_balance() -> Flask:
-    app = correct_app()
-    service = service_of(app)
-    original = service.chat
+    def wrap(service: Any, original: Any) -> Any:
+        def chat(user_id: str | None, *args: Any, **kwargs: Any) -> Any:
+            read = service.store.user_balance(user_id) if user_id is not None else None
+            time.sleep(PROVIDER_SECONDS)
+            outcome = original(user_id, *args, **kwargs)
+            if read is not None:
+                write_balance(service, user_id, read - outcome.charge.amount)
+            return outcome
 
-    def chat(user_id: str | None, *args: Any, **kwargs: Any) -> Any:
-        read = service.store.user_balance(user_id) if user_id is not None else None
-        time.sleep(PROVIDER_SECONDS)
-        outcome = original(user_id, *args, **kwargs)
-        if read is not None:
-            write_balance(service, user_id, read - outcome.charge.amount)
-        return outcome
+        return chat
 
-    service.chat = chat  # type: ignore[method-assign]
-    return app
+    return service_patch("chat", wrap)
 
 
 @mutant(FACTS, "me.usage",
