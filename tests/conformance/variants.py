@@ -457,3 +457,33 @@ def busy_account() -> Flask:
 
     threading.Thread(target=traffic, daemon=True, name="busy-account").start()
     return app
+
+
+def _as_sandbox(value: Any) -> Any:
+    """Every billing_mode in a JSON value reads "test" (the newest generation's sandbox)."""
+    if isinstance(value, dict):
+        return {k: "test" if k == "billing_mode" else _as_sandbox(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_as_sandbox(v) for v in value]
+    return value
+
+
+def _sandbox_event(line: bytes) -> bytes:
+    if not line.startswith(b"data: {"):
+        return line
+    end = b"\n" if line.endswith(b"\n") else b""
+    return b"data: " + json.dumps(_as_sandbox(json.loads(line[6:]))).encode() + end
+
+
+@variant("a sandbox account: every billing_mode, in balances and in chats' quota blocks, reads \"test\"",
+         "public-facts: billing_mode is \"developer\" or \"user\", and the newest generation adds \"test\", shown as "
+         "Sandbox; a staging job may well run against a sandbox account")
+def sandbox_mode() -> Flask:
+    def after(ex: Exchange) -> None:
+        kind = ex.response_headers.get("Content-Type", "")
+        if kind.startswith("application/json") and isinstance(ex.json, dict | list):
+            ex.set_json(_as_sandbox(ex.json))
+        elif kind.startswith("text/event-stream"):
+            ex.response = b"".join(_sandbox_event(line) for line in ex.response.splitlines(True))
+
+    return middleware(correct_app(), after)
