@@ -22,6 +22,7 @@ from .actions import ABSENT, Balance, developer_balance, display_cents
 from .checks import parse_money
 from .engine import Exchange
 from .properties import Probe, usd
+from .results import Status
 
 T = TypeVar("T")
 CENT = MICROS_PER_CENT
@@ -83,8 +84,13 @@ class Stillness:
 
     def __bool__(self) -> bool:
         if self._verdict is None:
-            self._verdict = self._agreed and self._stays_quiet()
+            self._verdict = self._agreed and (self._already_failed() or self._stays_quiet())
         return self._verdict
+
+    def _already_failed(self) -> bool:
+        """The rule has a failure on record already (found quiet then): one wait per rule is
+        enough to tell a broken deployment from a busy account."""
+        return self._p.t.results.records[self._p.rule.name].status is Status.FAILED
 
     def _stays_quiet(self) -> bool:
         for _ in range(QUIET_READS):
