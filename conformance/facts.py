@@ -37,6 +37,10 @@ class ErrorFact:
     code: str
     provenance: str
 
+    def answered(self, exchange: Any) -> bool:
+        """Whether ``exchange`` is this refusal: its status and its error code."""
+        return bool(exchange.status == self.status and exchange.error_code == self.code)
+
 
 @dataclass(frozen=True)
 class AmountLimits:

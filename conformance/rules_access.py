@@ -44,7 +44,7 @@ def request_for(p: Probe, op: Operation) -> dict[str, Any]:
 
 def _is_401(p: Probe, exchange: Exchange) -> bool:
     invalid = p.t.facts.error("InvalidApiKey")
-    return exchange.status == invalid.status and exchange.error_code == invalid.code
+    return invalid.answered(exchange)
 
 
 @probe("auth.missing_key", sources=AUTH, elements=(SECURITY, "#/components/responses/InvalidApiKey"),

@@ -83,7 +83,7 @@ def chat_insufficient(p: Probe) -> None:
     elif outcome == "still":
         p.skip(f"the user still held {usd(left)} after {len(steps)} chats; raise --max-drain-chats")
     else:
-        if not p.require(last.status == insufficient.status and last.error_code == insufficient.code, steps,
+        if not p.require(insufficient.answered(last), steps,
                          f"A chat the balance could not cover was not refused with {insufficient.status} "
                          f"{insufficient.code}", f"the chat answered {last.status} {code_text(last)}"):
             return

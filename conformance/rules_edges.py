@@ -39,7 +39,7 @@ def _edge(p: Probe, exchange: Exchange, what: str, response: str) -> None:
     if problem is not None:
         p.fail([exchange], f"{what} is not answered with the error envelope", f"{what} {problem}", DOCUMENTED)
     else:
-        p.require(exchange.status == expected.status and exchange.error_code == expected.code, [exchange],
+        p.require(expected.answered(exchange), [exchange],
                   f"{what}: expected {expected.status} {expected.code}",
                   f"{what} answered {exchange.status} {code_text(exchange)}", CONTRACT)
 

@@ -93,7 +93,7 @@ def grant_missing_fields(p: Probe) -> None:
         # The seed's 400 is for fields missing from a JSON object; nulls, other JSON values and
         # bytes that are not JSON are refused as the contract chooses.
         plainly_missing = isinstance(body, dict) and None not in body.values()
-        p.require(exchange.status == bad_request.status and exchange.error_code == bad_request.code, [exchange],
+        p.require(bad_request.answered(exchange), [exchange],
                   f"A grant missing fields was not refused with {bad_request.status} {bad_request.code}",
                   f"{what} answered {exchange.status} {code_text(exchange)}",
                   DOCUMENTED if plainly_missing else CONTRACT)
@@ -119,7 +119,7 @@ def grant_invalid_amount(p: Probe) -> None:
         read = user_balance(p, user)
         credited = read.ok and bool(read.cents)
         steps = [exchange, read.exchange]
-        if not p.require(exchange.status == bad_request.status and exchange.error_code == bad_request.code
+        if not p.require(bad_request.answered(exchange)
                          and not credited, steps, f"An invalid amount was not refused with {bad_request.status}",
                          f"an amount of {amount!r} answered {exchange.status} {code_text(exchange)}; the user's "
                          f"balance read answered {read.shown}"):
@@ -156,7 +156,7 @@ def grant_pool_insufficient(p: Probe) -> None:
     amount = float(Decimal(need) / MICROS_PER_DOLLAR)
     exchange = grant(p, user, amount=amount)
     after = developer_balance(p)
-    p.require(exchange.status == too_low.status and exchange.error_code == too_low.code
+    p.require(too_low.answered(exchange)
               and pool_micros(after) == micros, [pool.exchange, exchange, after.exchange],
               f"A grant the pool cannot cover was not refused with {too_low.status} {too_low.code}",
               f"a grant of {amount} against a pool of {pool.shown} answered {exchange.status} "

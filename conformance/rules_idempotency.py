@@ -135,7 +135,7 @@ def idem_reuse_changed(p: Probe) -> None:
                f"{what} answered {again.status} {shown(again.error_code or again.field('duplicate'))}; "
                + "; ".join(money_moved), DOCUMENTED)
         return
-    p.require(again.status == reused.status and again.error_code == reused.code, steps,
+    p.require(reused.answered(again), steps,
               f"A reused key was not refused with {reused.status} {reused.code}",
               f"{what} answered {again.status} {code_text(again)}", reused.provenance)
 

@@ -36,8 +36,7 @@ def _long_pair(p: Probe) -> tuple[str, str]:
 
 def refused_cleanly(p: Probe, exchange: Exchange) -> bool:
     """A 400 in the error envelope: how a server refuses an id the docs do not promise."""
-    bad_request = p.t.facts.error("BadRequest")
-    return exchange.status == bad_request.status and exchange.error_code == bad_request.code
+    return p.t.facts.error("BadRequest").answered(exchange)
 
 
 def _roundtrip(p: Probe, user: str, cents: int, steps: list[Exchange]) -> list[tuple[str, str]]:
