@@ -74,6 +74,9 @@ class RequestJournal(Protocol):
 
     capacity: int
 
+    def begin(self) -> None:
+        """A request this thread will record has arrived (a journal may prepare its record)."""
+
     def append(self, entry: tuple[Any, ...]) -> None: ...
 
     def newest_first(self) -> Iterator[JournalRecord]:
@@ -94,6 +97,9 @@ class MemoryJournal:
         self._records: deque[tuple[int, tuple[Any, ...]]] = deque(maxlen=capacity)
         self._ids = itertools.count(1)
         self._lock = threading.Lock()
+
+    def begin(self) -> None:
+        pass  # ids are given in order of appending, at no cost
 
     def append(self, entry: tuple[Any, ...]) -> None:
         with self._lock:  # the id and the position must agree, across threads

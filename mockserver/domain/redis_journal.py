@@ -1,21 +1,34 @@
-"""The request journal on Redis: one list shared by every worker, newest record first.
+"""The request journal on Redis: one sorted set shared by every worker, scored by record id.
 
-Appending is one script call: ``INCR`` gives the record its id, ``LPUSH`` adds it, ``LTRIM``
-keeps the newest ``capacity``. Reading walks the list in chunks from the head. Records
-pushed meanwhile shift the others towards the tail, so a chunk may show a record again; as
-ids fall from head to tail, a record at or above the last id read is such a repeat and is
-skipped. Nothing is read twice, and nothing is missed but records trimmed away meanwhile.
+A request's journal record costs it no round trip of its own when the request talks to Redis
+anyway (the Redis store's grants, charges, reads):
+
+1. when the request arrives, :meth:`RedisJournal.begin` gives the link a rider: ``INCR`` of
+   the id counter goes out in the same write as the request's first command, so the record's
+   id is reserved before the answer leaves;
+2. once the answer is built, the record is *posted* under that id (``ZADD``, then trimming to
+   the newest ``capacity``): sent, not waited for.
+
+A request that never reached Redis (``GET /v1/packages``, a refused body) reserves and adds
+its record in one call, and waits for it, as every request once did.
+
+Reading stays exact: a client that saw an answer and then reads the journal, through any
+worker, finds that answer's record. Every id up to the counter was reserved by an answer that
+may already be out, so a reader first waits until each reserved id still inside the ring is
+there (posted records land within microseconds). An id that never comes (a worker that died
+between its reply and its record, a record Redis refused) is given up after
+``SETTLE_SECONDS`` and marked settled, so no later reader waits for it again.
 
 A journal must never fail the request it records: when Redis is away (or refuses) an append
 is dropped and counted (``lost``), and the request's own answer says what happened to the
-state. An append's reply is read before the request's answer leaves, so a read made after a
-client saw an answer finds that answer's record, whichever worker answered.
+state.
 """
 
 from __future__ import annotations
 
 import json
 import logging
+import time
 from collections.abc import Iterator
 from typing import Any
 
@@ -27,17 +40,49 @@ from .redis_link import Command, RedisLink, pack
 
 log = logging.getLogger("quota_mock")
 
-_APPEND = r"""
-local id = redis.call('INCR', KEYS[2])
-redis.call('LPUSH', KEYS[1], '[' .. id .. ',' .. ARGV[1])
-redis.call('LTRIM', KEYS[1], 0, tonumber(ARGV[2]) - 1)
+# KEYS: the set, the id counter. ARGV: the record's id (empty: reserve one now), its JSON
+# fields after the id, the capacity. A member starts with its id, so no two are equal.
+_ADD = r"""
+local id = ARGV[1]
+if id == '' then id = redis.call('INCR', KEYS[2]) end
+redis.call('ZADD', KEYS[1], id, '[' .. id .. ',' .. ARGV[2])
+local extra = redis.call('ZCARD', KEYS[1]) - tonumber(ARGV[3])
+if extra > 0 then redis.call('ZREMRANGEBYRANK', KEYS[1], 0, extra - 1) end
 return id
 """
+# KEYS: the set, the id counter, the settled mark. ARGV: the capacity, and the highest id to
+# look at (empty: the counter). Returns that id and how many reserved ids up to it the ring
+# should hold but does not (yet).
+_MISSING = r"""
+local top = tonumber(ARGV[2]) or tonumber(redis.call('GET', KEYS[2]) or '0')
+local low = math.max(tonumber(redis.call('GET', KEYS[3]) or '0'), top - tonumber(ARGV[1]))
+if redis.call('ZCARD', KEYS[1]) >= tonumber(ARGV[1]) then
+  -- a full ring: a record below its oldest is trimmed the moment it lands
+  local oldest = redis.call('ZRANGE', KEYS[1], 0, 0, 'WITHSCORES')
+  low = math.max(low, tonumber(oldest[2]) - 1)
+end
+if low >= top then return {top, 0} end
+return {top, top - low - redis.call('ZCOUNT', KEYS[1], '(' .. low, top)}
+"""
+# KEYS: the settled mark. ARGV: the id up to which no reader waits any more.
+_SETTLE = r"""
+if tonumber(redis.call('GET', KEYS[1]) or '0') < tonumber(ARGV[1]) then redis.call('SET', KEYS[1], ARGV[1]) end
+"""
+# KEYS: the set, the id counter, the settled mark: ids reserved so far are not waited for.
+_CLEAR = r"""
+redis.call('DEL', KEYS[1])
+redis.call('SET', KEYS[3], redis.call('GET', KEYS[2]) or '0')
+"""
 _CHUNK = 200
+SETTLE_SECONDS = 0.5  # how long a reader waits for a reserved record before giving it up
 
 
 class RedisJournal:
-    """The :class:`~.journal.RequestJournal` protocol on a Redis list under ``prefix``."""
+    """The :class:`~.journal.RequestJournal` protocol on a Redis sorted set under ``prefix``.
+
+    ``link``: the Redis store's, so that a record's id rides with the request's own commands
+    (without one, the journal opens a link of its own to ``url``).
+    """
 
     def __init__(
         self,
@@ -47,49 +92,82 @@ class RedisJournal:
         capacity: int,
         socket_timeout: float = 2.0,
         connect_timeout: float = 0.5,
+        link: RedisLink | None = None,
     ) -> None:
         if capacity < 1:
             raise ValueError("a journal holds at least one record")
         self.capacity = capacity
-        self.lost = 0  # appends dropped because Redis did not answer, or refused them
-        self._list_key = prefix + "journal"
-        self._id_key = prefix + "journal:id"
-        self._link = RedisLink.open(url, socket_timeout=socket_timeout, connect_timeout=connect_timeout)
+        self._lost = 0  # appends dropped because Redis did not answer, or refused them
+        keys = (prefix + "journal:records", prefix + "journal:id", prefix + "journal:settled")
+        self._set_key = keys[0]
+        self._owns_link = link is None
+        self._link = link or RedisLink.open(url, socket_timeout=socket_timeout, connect_timeout=connect_timeout)
         # EVAL with the script's text (Redis caches it by its SHA): no NOSCRIPT after a restart.
-        self._append = Command("EVAL", _APPEND, 2, self._list_key, self._id_key)
+        self._reserve = pack("INCR", keys[1])
+        self._add = Command("EVAL", _ADD, 2, *keys[:2])
+        self._missing = Command("EVAL", _MISSING, 3, *keys, capacity)
+        self._settle = Command("EVAL", _SETTLE, 1, keys[2])
+        self._clear = Command("EVAL", _CLEAR, 3, *keys).pack()
+
+    @property
+    def lost(self) -> int:
+        """Records Redis never took: unanswered appends, and posted ones it refused."""
+        return self._lost + self._link.refused_posts
 
     def close(self) -> None:
-        self._link.close()
+        if self._owns_link:
+            self._link.close()
+
+    def begin(self) -> None:
+        """A request arrived on this thread: its record's id rides with its first command."""
+        self._link.ride_along(self._reserve)
 
     def append(self, entry: tuple[Any, ...]) -> None:
+        fields = encode(entry)[1:]
+        went, reserved = self._link.ridden()
         try:
-            self._link.call(self._append.pack(encode(entry)[1:], self.capacity))
+            if went and isinstance(reserved, int):
+                self._link.post(self._add.pack(reserved, fields, self.capacity))
+            else:
+                self._link.call(self._add.pack("", fields, self.capacity))
         except (StoreUnavailable, redis.ResponseError) as exc:
-            self.lost += 1
-            if self.lost == 1 or self.lost % 1000 == 0:
+            self._lost += 1
+            if self._lost == 1 or self._lost % 1000 == 0:
                 why = exc.__cause__ if isinstance(exc, StoreUnavailable) else exc
-                log.warning("request journal: %d record(s) lost, Redis did not take them (%s)", self.lost, why)
+                log.warning("request journal: %d record(s) lost, Redis did not take them (%s)", self._lost, why)
 
     def newest_first(self) -> Iterator[JournalRecord]:
-        below: int | None = None
-        start = 0
+        self._await_reserved()
+        below = "+inf"
         while True:
-            chunk = self._link.call(pack("LRANGE", self._list_key, start, start + _CHUNK - 1))
+            chunk = self._link.call(pack("ZREVRANGEBYSCORE", self._set_key, below, "-inf", "LIMIT", 0, _CHUNK))
             if not chunk:
                 return
             for raw in chunk:
                 record = decode(raw)
-                if below is None or record.id < below:
-                    below = record.id
-                    yield record
-            start += len(chunk)
+                yield record
+            below = f"({record.id}"
 
     def clear(self) -> None:
         # The id counter stays: a cursor handed out before the clear never points at new records.
-        self._link.call(pack("DEL", self._list_key))
+        self._link.call(self._clear)
 
     def count(self) -> int:
-        return int(self._link.call(pack("LLEN", self._list_key)))
+        return int(self._link.call(pack("ZCARD", self._set_key)))
+
+    def _await_reserved(self) -> None:
+        """Wait until every reserved id the ring should hold is there, or give the rest up."""
+        deadline = time.monotonic() + SETTLE_SECONDS
+        pause = 0.0005
+        top, missing = self._link.call(self._missing.pack(""))
+        while missing:  # only ids reserved before this read began: later ones are not awaited
+            if time.monotonic() > deadline:
+                self._link.call(self._settle.pack(top))
+                log.warning("request journal: %d record(s) reserved but never written, given up", missing)
+                return
+            time.sleep(pause)
+            pause = min(pause * 2, 0.02)
+            _, missing = self._link.call(self._missing.pack(top))
 
 
 def encode(fields: tuple[Any, ...]) -> str:

@@ -9,9 +9,15 @@ script's fixed arguments (its SHA, its KEYS, the namespace) are packed into byte
 reads each connection, so URL options, AUTH, TLS, unix sockets, ``SELECT`` and the RESP
 parser (hiredis when installed) behave exactly as with its client.
 
-Every command's reply is read before the call returns. (Posting the journal's appends
-without waiting was tried: Redis reads a connection's input 16 KB a round and the kernel may
-deliver loopback data late, so no read elsewhere could be sure to see them.)
+Two ways save a round trip, both for the request journal (``redis_journal.py``):
+
+- a *rider* (:meth:`RedisLink.ride_along`) goes out in the same write as this thread's next
+  command, and its reply is read with that command's;
+- a *posted* command (:meth:`RedisLink.post`) is sent without waiting; its reply is read
+  before the thread's next command. Nothing says when Redis runs it (Redis reads a
+  connection's input 16 KB a round, and loopback delivery can lag), so whoever must see its
+  effect has to wait for it by other means: the journal reserves each record's id with a rider
+  and its readers wait for reserved ids.
 
 Failures of Redis itself (refused, dropped, timed out) raise
 :class:`~.errors.StoreUnavailable` and are never retried: a command whose reply was lost
@@ -79,6 +85,10 @@ def pack(*args: Arg) -> bytes:
 class _ThreadWire(threading.local):
     connection: AbstractConnection | None = None
     generation = 0  # the link's generation when this connection was made
+    posted = 0  # replies of posted commands still to read, before any other
+    rider: bytes | None = None  # to go out with the next command
+    rider_reply: Any = None  # what the rider's reply was, once it went out
+    rider_went = False
 
 
 class RedisLink:
@@ -110,6 +120,7 @@ class RedisLink:
         # connection it collects); close() reaches the rest.
         self._connections: weakref.WeakSet[AbstractConnection] = weakref.WeakSet()
         self._generation = 0
+        self.refused_posts = 0  # posted commands that Redis refused (an error reply)
 
     def call(self, command: bytes) -> Any:
         """Send one command and return its reply; an error reply raises ``redis.ResponseError``."""
@@ -122,12 +133,46 @@ class RedisLink:
         """Send commands in one write and return their replies in order; an error reply is
         returned as its ``redis.ResponseError``, so the other replies are still read."""
         connection = self._connection()
+        wire = self._wire
+        rider, wire.rider = wire.rider, None
         try:
-            connection.send_packed_command([b"".join(commands)], check_health=False)
+            # One item, one write: redis-py sends each item of the list with a sendall of its own.
+            connection.send_packed_command([b"".join((rider, *commands) if rider else commands)], check_health=False)
+            while wire.posted:
+                if isinstance(self._read(connection), redis.ResponseError):
+                    self._count_refused_post()
+                wire.posted -= 1
+            if rider:
+                wire.rider_reply, wire.rider_went = self._read(connection), True
             return [self._read(connection) for _ in commands]
         except (redis.ConnectionError, redis.TimeoutError, OSError) as exc:
             self._failed(connection)
             raise StoreUnavailable() from exc
+
+    def ride_along(self, command: bytes) -> None:
+        """Send ``command`` in the same write as this thread's next call, which reads its reply
+        too (see :meth:`ridden`). It replaces any rider that has not gone yet."""
+        wire = self._wire
+        wire.rider, wire.rider_reply, wire.rider_went = command, None, False
+
+    def ridden(self) -> tuple[bool, Any]:
+        """Whether this thread's rider went out (its reply read), and its reply; the rider is
+        forgotten either way."""
+        wire = self._wire
+        went, reply = wire.rider_went, wire.rider_reply
+        wire.rider, wire.rider_reply, wire.rider_went = None, None, False
+        return went, reply
+
+    def post(self, command: bytes) -> None:
+        """Send ``command`` and return without its reply, which this thread reads before its
+        next command (an error reply is counted in ``refused_posts``)."""
+        connection = self._connection()
+        try:
+            connection.send_packed_command([command], check_health=False)
+        except (redis.ConnectionError, redis.TimeoutError, OSError) as exc:
+            self._failed(connection)
+            raise StoreUnavailable() from exc
+        self._wire.posted += 1
 
     def transaction(self, commands: Sequence[bytes]) -> list[Any]:
         """Commands run as one step (MULTI/EXEC): their replies, read at one instant."""
@@ -164,6 +209,10 @@ class RedisLink:
         except redis.ResponseError as error:  # a reply, not a broken connection
             return error
 
+    def _count_refused_post(self) -> None:
+        with self._lock:
+            self.refused_posts += 1
+
     def _failed(self, connection: AbstractConnection) -> None:
         self._drop(connection)
         with self._lock:
@@ -174,4 +223,7 @@ class RedisLink:
         connection.disconnect()
         with self._lock:
             self._connections.discard(connection)
-        self._wire.connection = None
+        wire = self._wire
+        wire.connection = None
+        wire.posted = 0  # their replies went with the connection
+        wire.rider_went = False

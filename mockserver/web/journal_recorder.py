@@ -42,7 +42,7 @@ def install_journal_recorder(app: Flask, state: MockState, journal: RequestJourn
     """Record every answered request in ``journal``; call first, so it sees the final answer."""
     recorder = _Recorder(state, journal)
     # The clock starts below Flask, where a request arrives: cheaper than a before_request hook.
-    app.wsgi_app = _ArrivalStamp(app.wsgi_app)  # type: ignore[method-assign]
+    app.wsgi_app = _ArrivalStamp(app.wsgi_app, journal)  # type: ignore[method-assign]
     app.after_request(recorder.record)
     return recorder
 
@@ -68,7 +68,7 @@ class _Recorder:
         current = request._get_current_object()  # type: ignore[attr-defined]  # one proxy lookup, not ten
         environ = current.environ
         path = current.path
-        if path.startswith(CONTROL_PREFIX) and path[len(CONTROL_PREFIX) : len(CONTROL_PREFIX) + 1] in ("", "/"):
+        if _is_control(path):
             return response
         now = time.perf_counter()
         started = environ.get(_STARTED, now)
@@ -169,14 +169,25 @@ def _problem(refusal: QuotaError | None, simulated: str | None) -> str | None:
     return f"{problem} ({simulated})" if simulated else problem
 
 
-class _ArrivalStamp:
-    """Notes when each request arrived, in its environ, for the journal's durations."""
+def _is_control(path: str) -> bool:
+    """A control API path (``/_mock`` or below): never recorded."""
+    return path.startswith(CONTROL_PREFIX) and path[len(CONTROL_PREFIX) : len(CONTROL_PREFIX) + 1] in ("", "/")
 
-    def __init__(self, app: Callable[..., Iterable[bytes]]) -> None:
+
+class _ArrivalStamp:
+    """Notes when each request arrived, in its environ, for the journal's durations, and tells
+    the journal that a request it will record has begun."""
+
+    def __init__(self, app: Callable[..., Iterable[bytes]], journal: RequestJournal) -> None:
         self.app = app
+        self.begin = journal.begin
 
     def __call__(self, environ: dict[str, Any], start_response: Callable[..., Any]) -> Iterable[bytes]:
         environ[_STARTED] = time.perf_counter()
+        # As Werkzeug makes request.path of it, leading slashes merged ("//_mock" is "/_mock");
+        # latin-1 or UTF-8, "/_mock" reads the same.
+        if not _is_control("/" + environ.get("PATH_INFO", "").lstrip("/")):
+            self.begin()
         return self.app(environ, start_response)
 
 

@@ -86,7 +86,7 @@ def build_state(config: MockConfig) -> MockState:
         clock=clock,
         validators={op.operation_id: RequestValidator(op) for op in operations},
         rate_limiter=None if rate is None else RateLimiter(rate),
-        journal=_build_journal(config),
+        journal=_build_journal(config, store),
     )
 
 
@@ -112,15 +112,18 @@ def _build_store(config: MockConfig) -> tuple[Clock, StateStore]:
     return RedisClock(store), store
 
 
-def _build_journal(config: MockConfig) -> RequestJournal | None:
+def _build_journal(config: MockConfig, store: StateStore) -> RequestJournal | None:
     """The request journal: in this process, or in Redis next to the state it describes."""
     if config.journal_size == 0:
         return None
     if not config.uses_redis:
         return MemoryJournal(config.journal_size)
     from ..domain.redis_journal import RedisJournal
+    from ..domain.redis_store import RedisStore
 
-    return RedisJournal(config.store, prefix=config.store_prefix, capacity=config.journal_size)
+    # On the store's link: a record's id rides with the request's own commands.
+    link = store.link if isinstance(store, RedisStore) else None
+    return RedisJournal(config.store, prefix=config.store_prefix, capacity=config.journal_size, link=link)
 
 
 def mock_state(app: Flask) -> MockState:

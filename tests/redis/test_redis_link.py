@@ -107,11 +107,11 @@ def test_a_journal_append_redis_refuses_is_counted_never_raised(redis_server, pr
 
     journal = RedisJournal(redis_server.url, prefix=prefix, capacity=5)
     with redis_server.client() as client:
-        client.set(prefix + "journal", "not a list")  # LPUSH answers WRONGTYPE
+        client.set(prefix + "journal:records", "not a set")  # ZADD answers WRONGTYPE
     journal.append(entry(0))  # must not raise: recording never fails the request
     assert journal.lost == 1
     with redis_server.client() as client:
-        client.delete(prefix + "journal")
+        client.delete(prefix + "journal:records")
     journal.append(entry(1))
     assert journal.lost == 1 and journal.count() == 1
     journal.close()
