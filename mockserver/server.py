@@ -37,6 +37,9 @@ def free_port(host: str = "127.0.0.1") -> int:
         return int(sock.getsockname()[1])
 
 
+WORKERS_KILL_TIMEOUT_SECONDS = 5
+
+
 def serve(target: str, host: str, port: int, threads: int = 1, workers: int = 1) -> None:
     """Serve the WSGI app factory ``module:function`` on granian until Ctrl-C or SIGTERM.
 
@@ -63,6 +66,10 @@ def serve(target: str, host: str, port: int, threads: int = 1, workers: int = 1)
         # Errors only: granian warns about threads beyond 2 x cores + 1, which is a choice here.
         log_level=LogLevels.error,
         respawn_failed_workers=True,
+        # A worker waits for Ctrl-C on an event its signal handler sets, but the kernel may hand
+        # the signal to one of its Rust threads, and then nothing wakes it: granian kills a
+        # worker still there after this many seconds. Its state is in Redis, or nowhere.
+        workers_kill_timeout=WORKERS_KILL_TIMEOUT_SECONDS,
     ).serve()
 
 

@@ -94,3 +94,48 @@ def test_concurrent_chat_completions_drain_a_user_but_never_below_zero(two_worke
     assert len(charges) == sum(r.status_code == 200 for r in responses)
     assert sum(e["amount_microdollars"] for e in charges) == start - balance
     assert after["conservation"]["holds"]
+
+
+
+@pytest.mark.parametrize("attempt", [1, 2, 3])
+def test_ctrl_c_stops_busy_workers_within_the_kill_timeout(redis_server, prefix, attempt):
+    # Ctrl-C in a terminal signals the whole process group: the server and each worker. A
+    # worker waits for it on an event its signal handler sets (granian); it sometimes never
+    # woke, and Ctrl-C hung for good.
+    import os
+    import signal
+    import subprocess
+    import time
+
+    from mockserver.server import WORKERS_KILL_TIMEOUT_SECONDS, free_port
+
+    from ..e2e.conftest import LiveMock, quota_mock_command, wait_until_serving
+
+    port = free_port()
+    command = [*quota_mock_command(), "--quiet", "--port", str(port), "--store", redis_server.url,
+               "--store-prefix", f"{prefix}{attempt}:", "--workers", "2"]  # fmt: skip
+    process = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
+    try:
+        wait_until_serving(LiveMock(process, f"http://127.0.0.1:{port}"), time.monotonic() + 15)
+        url = f"http://127.0.0.1:{port}/v1/funding/grant"
+
+        def send(i: int) -> int:
+            body = {"external_user_id": f"stopper-{i % 7}", "amount": 0.01}
+            headers = {**AUTH, "Idempotency-Key": f"s{attempt}-{i}"}
+            return requests.post(url, json=body, headers=headers, timeout=30).status_code
+
+        with ThreadPoolExecutor(8) as pool:
+            assert set(pool.map(send, range(400))) <= {200, 201}
+        workers = worker_pids(process.pid)
+        started = time.monotonic()
+        os.killpg(process.pid, signal.SIGINT)  # as the terminal sends it
+        try:
+            process.wait(timeout=WORKERS_KILL_TIMEOUT_SECONDS + 5)
+        except subprocess.TimeoutExpired:
+            pytest.fail("quota-mock did not stop on Ctrl-C")
+        assert time.monotonic() - started < WORKERS_KILL_TIMEOUT_SECONDS + 2
+        assert workers and not any(Path(f"/proc/{pid}").exists() for pid in workers)
+    finally:
+        if process.poll() is None:
+            os.killpg(process.pid, signal.SIGKILL)
+            process.wait()
