@@ -86,8 +86,9 @@ def _redis_bound(results: Results) -> list[str]:
         f"Grants, fresh keys: the memory store served {memory.rps:,.0f}/s; on Redis one worker served"
         f" {one.rps:,.0f}/s with the machine {one.machine_busy:.0%} busy, and two workers {two.rps:,.0f}/s with"
         f" it {two.machine_busy:.0%} busy (busy: every process's CPU time over both cores, the workers,"
-        " redis-server and wrk alike). A grant on Redis waits a round trip for its script and one for its"
-        " journal record; a worker's other threads serve requests meanwhile.",
+        " redis-server and wrk alike). A grant on Redis waits one round trip, its script's (its journal"
+        " record's id rides with it, and the record is sent without waiting); a worker's other threads"
+        " serve requests meanwhile.",
     ]
     if two.machine_busy >= 0.85:
         lines += [

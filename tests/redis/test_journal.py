@@ -35,3 +35,35 @@ def test_requests_to_a_two_worker_mock_all_land_in_the_journal(two_workers):  # 
     ).json()["requests"]
     assert sorted(r["path"] for r in records) == sorted(f"/v1/users/nobody-{n}/balance" for n in range(20))
     assert all(r["problem"] == "user_not_found: User not found" for r in records)
+
+
+def test_each_answer_of_a_busy_two_worker_mock_is_in_the_journal_when_the_client_asks(two_workers):  # noqa: F811
+    # Records are sent without waiting (redis_journal.py): a client that asks right after its
+    # answer, through either worker, must still find it, while other clients keep both busy.
+    import threading
+
+    live = two_workers()
+    stop = threading.Event()
+
+    def background() -> None:
+        with requests.Session() as session:
+            while not stop.is_set():
+                session.post(f"{live.base_url}/v1/funding/grant", json={"external_user_id": "busy", "amount": 0.01},
+                             headers=AUTH, timeout=10)  # fmt: skip
+
+    others = [threading.Thread(target=background) for _ in range(3)]
+    for thread in others:
+        thread.start()
+    try:
+        for n in range(60):
+            body = {"external_user_id": f"asker-{n}", "amount": 0.01}
+            answer = requests.post(f"{live.base_url}/v1/funding/grant", json=body, headers=AUTH, timeout=10)
+            ledger_id = answer.json()["ledger_id"]
+            records = requests.get(
+                f"{live.base_url}/_mock/requests", params={"limit": 50, "operation_id": "grantUserBalance"}, timeout=10
+            ).json()["requests"]
+            assert any(ledger_id in r["response"]["body"] for r in records), n
+    finally:
+        stop.set()
+        for thread in others:
+            thread.join()
