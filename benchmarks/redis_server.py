@@ -15,8 +15,11 @@ from mockserver.server import free_port
 
 
 @contextmanager
-def private_redis() -> Iterator[str]:
-    """Start redis-server, yield its URL, stop it. Raises SystemExit without redis-server."""
+def private_redis(unix_socket: bool = False) -> Iterator[str]:
+    """Start redis-server, yield its URL, stop it. Raises SystemExit without redis-server.
+
+    ``unix_socket``: it listens on a unix socket, not on TCP (a ``unix://`` URL), as a Redis
+    on the workers' own host may."""
     executable = shutil.which("redis-server")
     if executable is None:
         raise SystemExit("redis-server is needed: apt-get install redis-server")
@@ -24,8 +27,13 @@ def private_redis() -> Iterator[str]:
     directory = tempfile.mkdtemp(prefix="bench-redis-")
     command = [executable, "--bind", "127.0.0.1", "--port", str(port), "--dir", directory, "--save", "",
                "--appendonly", "no", "--daemonize", "no"]  # fmt: skip
-    process = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     url = f"redis://127.0.0.1:{port}/0"
+    if unix_socket:
+        path = f"{directory}/redis.sock"
+        command[command.index("--port") + 1] = "0"  # no TCP listener
+        command += ["--unixsocket", path, "--unixsocketperm", "700"]
+        url = f"unix://{path}?db=0"
+    process = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     try:
         deadline = time.monotonic() + 10
         while True:

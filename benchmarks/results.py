@@ -16,6 +16,7 @@ from .results_scale import growth_section, redis_section
 RESULTS_PATH = Path(__file__).resolve().parent / "RESULTS.md"
 MOCK, BARE, PRISM = "quota-mock", "bare Flask", "Prism"
 REDIS_1, REDIS_2 = "quota-mock, Redis, 1 worker", "quota-mock, Redis, 2 workers"
+REDIS_UNIX_1 = "quota-mock, Redis on a unix socket, 1 worker"
 THREADS_8 = "quota-mock, 8 threads"
 GRANT = "grant (fresh keys)"
 SCALE_LIMIT = 3.0  # a read at 1,000,000 entries may cost at most this many times an empty one
@@ -90,6 +91,14 @@ def _redis_bound(results: Results) -> list[str]:
         " record's id rides with it, and the record is sent without waiting); a worker's other threads"
         " serve requests meanwhile.",
     ]
+    unix = results.load.get(REDIS_UNIX_1, {}).get(GRANT)
+    if unix is not None and one.rps:
+        lines += [
+            "",
+            f"Over a unix socket (Redis on the workers' own host) one worker served {unix.rps:,.0f}/s,"
+            f" {unix.rps / memory.rps:.2f} × the memory store and {unix.rps / one.rps:.2f} × the same worker over"
+            " loopback TCP: a round trip costs both ends less CPU there.",
+        ]
     if two.machine_busy >= 0.85:
         lines += [
             "",
@@ -190,8 +199,8 @@ def render(results: Results) -> str:
         f"Load: wrk, one thread, 8 connections, {results.seconds} s per scenario and server, in {results.rounds}"
         " rounds that alternate the servers; each figure is the median round. quota-mock runs as"
         " the `quota-mock --quiet` command serves it (one process, full validation and state; the"
-        " Redis series on a private redis-server on the same machine, with `--workers 1` and `2`,"
-        " each worker on the default 3 threads);"
+        " Redis series on a private redis-server on the same machine, with `--workers 1` and `2`"
+        " over loopback TCP and `--workers 1` over a unix socket, each worker on the default 3 threads);"
         " bare Flask answers the same JSON with nothing else, under the same server; Prism mocks"
         " openapi.yaml from its examples (no state).",
         "",
@@ -319,6 +328,8 @@ def headline(results: Results) -> dict:
         "redis1_vs_memory": _ratio(results, GRANT, MOCK, REDIS_1) or 0.0,
         "redis2_vs_redis1": _ratio(results, GRANT, REDIS_1, REDIS_2) or 0.0,
         "redis2_machine_busy": load[REDIS_2][GRANT].machine_busy,
+        "redis_unix1_rps": load[REDIS_UNIX_1][GRANT].rps if REDIS_UNIX_1 in load else None,
+        "redis_unix1_vs_memory": _ratio(results, GRANT, MOCK, REDIS_UNIX_1),
         "redis_round_trips": cost["round_trips_per_grant"],
         "redis_commands": cost["redis_commands_per_grant"],
         "me_us_empty": growth["memory"][0]["me_us"],

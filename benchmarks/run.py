@@ -1,7 +1,8 @@
 """One command for every benchmark: ``python -m benchmarks.run [--seconds N] [--no-prism]``.
 
 In a single run it starts quota-mock (as the ``quota-mock`` command serves it, on the
-memory store and on a private Redis with one and two workers), bare Flask answering the
+memory store, and on a private Redis with one and two workers over TCP and one over a
+unix socket), bare Flask answering the
 same JSON under the same server (the framework's ceiling) and Stoplight Prism serving
 openapi.yaml (the peer), drives each with wrk, and measures start-up, memory at scale,
 growth curves up to a million ledger entries, what a grant costs on Redis, and the
@@ -25,7 +26,7 @@ from .bare_app import create_bare_app
 from .load import SCENARIOS, LoadResult, run_wrk
 from .profile_grant import app_seconds_per_grant, profile_grants
 from .redis_server import private_redis
-from .results import REDIS_1, REDIS_2, THREADS_8, Results, write_results
+from .results import REDIS_1, REDIS_2, REDIS_UNIX_1, THREADS_8, Results, write_results
 from .tools import ROOT, find_prism, find_wrk, prism_version
 
 STARTUP_RUNS = 5
@@ -112,12 +113,13 @@ def main() -> None:
     wrk = find_wrk()
     prism = None if args.no_prism else find_prism()
     results = Results(prism_version=prism_version(prism) if prism else None, rounds=args.rounds, seconds=args.seconds)
-    with private_redis() as redis_url:
+    with private_redis() as redis_url, private_redis(unix_socket=True) as unix_url:
         commands = {
             "quota-mock": servers.mock_argv,
             THREADS_8: servers.mock_threads_argv(8),
             REDIS_1: servers.mock_redis_argv(redis_url, 1),
             REDIS_2: servers.mock_redis_argv(redis_url, 2),
+            REDIS_UNIX_1: servers.mock_redis_argv(unix_url, 1),
             "bare Flask": servers.bare_argv,
         }
         if prism:
