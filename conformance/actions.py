@@ -13,6 +13,7 @@ from .checks import parse_money
 from .engine import Exchange
 from .facts import BALANCE, CHAT, GRANT, ME, USER_BALANCE, USER_CHAT, facts_of
 from .properties import Probe
+from .safety import potential_credit
 from .strategies import amount_json
 
 NEW_KEY = object()  # a fresh Idempotency-Key
@@ -36,12 +37,12 @@ class Balance:
 
     @property
     def ok(self) -> bool:
-        return self.exchange.status == 200 and self.cents is not None
+        return self.exchange.ok and self.cents is not None
 
     @property
     def shown(self) -> str:
         """The balance as answered, for messages: never Python's None."""
-        if self.exchange.status != 200:
+        if not self.exchange.ok:
             return f"an answer {self.exchange.status} {self.exchange.error_code or ''}".strip()
         value = self.exchange.field("balance")
         return repr(value) if value is not None else "no balance field"
@@ -81,10 +82,15 @@ def auth_headers(p: Probe, api_key: str | None) -> dict[str, str]:
 
 
 def grant(p: Probe, user: Any, cents: int | None = None, *, amount: Any = ABSENT, key: Any = NEW_KEY,
-          description: Any = DESCRIPTION, api_key: str | None = None, extra: dict[str, Any] | None = None
-          ) -> Exchange:
+          description: Any = DESCRIPTION, api_key: str | None = None, extra: dict[str, Any] | None = None,
+          pool_may_refuse: bool = False) -> Exchange:
     """POST a grant of ``cents`` (or of the raw ``amount``) to ``user``; ``key=None`` sends no
-    Idempotency-Key, ``description=ABSENT`` none either."""
+    Idempotency-Key, ``description=ABSENT`` none either.
+
+    A grant the account's pool cannot cover is refused (402, the contract's GrantPoolTooLow),
+    and that is the account's state, not the target's fault: unless the caller tests that very
+    refusal (``pool_may_refuse``), the example is skipped when the pool is read lower than the
+    amount."""
     if amount is ABSENT:
         amount = amount_json(cents if cents is not None else 1)
     p.spend(amount)
@@ -97,12 +103,19 @@ def grant(p: Probe, user: Any, cents: int | None = None, *, amount: Any = ABSENT
         key = p.t.guard.new_idempotency_key()
     if key is not None:
         headers["Idempotency-Key"] = key
-    return p.t.send(GRANT, headers=headers, body=body, auth=api_key is None)
+    exchange = p.t.send(GRANT, headers=headers, body=body, auth=api_key is None)
+    if not pool_may_refuse and p.t.facts.error("GrantPoolTooLow").answered(exchange):
+        pool = developer_balance(p)
+        micros = pool_micros(pool)
+        if micros is not None and micros < potential_credit(amount):
+            p.skip(f"the account's grant pool ({pool.shown}) cannot cover a grant of {shown(amount)}: "
+                   "fund the pool, or lower --budget")
+    return exchange
 
 
 def _balance(exchange: Exchange) -> Balance:
-    cents = parse_money(exchange.field("balance"), exchange_money(exchange)) if exchange.status == 200 else None
-    micros = exchange.field("balance_microdollars") if exchange.status == 200 else None
+    cents = parse_money(exchange.field("balance"), exchange_money(exchange)) if exchange.ok else None
+    micros = exchange.field("balance_microdollars") if exchange.ok else None
     return Balance(exchange, cents, micros if isinstance(micros, int) and not isinstance(micros, bool) else None)
 
 
@@ -124,6 +137,13 @@ def query_balance(p: Probe, user: str) -> Balance:
 def developer_balance(p: Probe) -> Balance:
     """GET /v1/balance: the developer balance, the grant pool."""
     return _balance(p.t.send(BALANCE))
+
+
+def pool_micros(balance: Balance) -> int | None:
+    """A balance read in micro-dollars (from its whole cents when it has no micro-dollar field)."""
+    if not balance.ok:
+        return None
+    return balance.micros if balance.micros is not None else balance.cents * MICROS_PER_CENT  # type: ignore[operator]
 
 
 def chat_body(p: Probe, prompt: str = SMALL_PROMPT, copies: int = 1, max_tokens: int = 1,

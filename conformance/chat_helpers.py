@@ -31,7 +31,7 @@ def funded_user(p: Probe, cents: int, suffix: str = "") -> str:
     """A new user of this run holding ``cents``; the rule is skipped if the grant fails."""
     user = p.t.guard.new_user() + suffix
     funded = grant(p, user, cents, description="quota-conformance chat funds")
-    if funded.status != 200:
+    if not funded.ok:
         p.skip(f"could not fund a user to chat with: the grant answered {funded.status}")
     return user
 

@@ -116,9 +116,11 @@ class Probe:
              rule: str | None = None) -> None:
         name = self._name(rule)
         if self.t.guard.stats.rate_limited > self._rate_limited_before:
-            # A request of this example was still refused 429 after the retries: whatever
-            # went wrong after it may be the rate limit's doing, so nothing is judged.
-            self.undecided(f"not judged: the target answered 429 during this check ({title})", rule)
+            # A request of this example was still refused for now (429, or 503 with Retry-After)
+            # after the retries: whatever went wrong after it may be that refusal's doing, so
+            # nothing is judged.
+            self.undecided(f"not judged: the target answered 429 or 503 (retry later) during this check ({title})",
+                           rule)
             return
         self.t.violation(name, exchanges, title, message, provenance or self.t.registry_provenance(name))
 

@@ -18,7 +18,7 @@ from hypothesis import strategies as st
 from mockserver.contract import DOCUMENTED
 from mockserver.domain.money import MICROS_PER_CENT
 
-from .actions import ABSENT, Balance, developer_balance, display_cents
+from .actions import ABSENT, Balance, developer_balance, display_cents, pool_micros
 from .checks import parse_money
 from .engine import Exchange
 from .properties import Probe, usd
@@ -56,12 +56,6 @@ def concurrently(n: int, act: Callable[[int], T]) -> list[T | BaseException]:
 
 
 # -- the grant pool ---------------------------------------------------------------------------
-
-
-def pool_micros(balance: Balance) -> int | None:
-    if not balance.ok:
-        return None
-    return balance.micros if balance.micros is not None else balance.cents * CENT  # type: ignore[operator]
 
 
 # Before a difference in the pool becomes a failure, the pool must stay put this long: the

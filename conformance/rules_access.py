@@ -13,7 +13,8 @@ from typing import Any
 from mockserver.contract import CONTRACT, DOCUMENTED, Operation
 from mockserver.domain.money import MICROS_PER_CENT
 
-from .actions import SMALL_PROMPT, chat_body, code_text, grant, me, quota_micros, shown, user_chat
+from .actions import SMALL_PROMPT, chat_body, code_text, grant, me, shown, user_chat
+from .chat_helpers import charged
 from .checks import parse_money
 from .engine import Exchange
 from .facts import BALANCE, CHAT, GRANT, PACKAGES
@@ -118,7 +119,7 @@ def packages_listed(p: Probe) -> None:
     """GET /v1/packages answers without a key and lists the packages the docs list, each with
     its documented name, price and balance."""
     exchange = p.t.send(PACKAGES, auth=False)
-    if exchange.status != 200:
+    if not exchange.ok:
         p.fail([exchange], "The public package list refused a request without a key",
                f"GET /v1/packages is public (security: []) but answered {exchange.status} {code_text(exchange)}")
         return
@@ -143,7 +144,7 @@ def packages_listed(p: Probe) -> None:
 def packages_better_rate(p: Probe) -> None:
     """A larger package gives more balance per dollar paid than every smaller one."""
     exchange = p.t.send(PACKAGES, auth=False)
-    listed = exchange.field("packages") if exchange.status == 200 else None
+    listed = exchange.field("packages") if exchange.ok else None
     if not isinstance(listed, list):
         p.skip(f"GET /v1/packages answered {exchange.status} without a list (see packages.listed)")
     rates = []
@@ -169,7 +170,7 @@ def me_usage(p: Probe) -> None:
     counts a grant made meanwhile (the contract's shape: usage.grants) and a chat: one request,
     its tokens and its cost (in the contract's shape; not counting it is a documented failure)."""
     before = me(p)
-    if not p.require(before.status == 200 and isinstance(before.json, dict), [before],
+    if not p.require(before.ok and isinstance(before.json, dict), [before],
                      "GET /v1/me did not answer the profile", f"answered {before.status} {code_text(before)}"):
         return
     again = me(p)
@@ -177,7 +178,7 @@ def me_usage(p: Probe) -> None:
     granted = grant(p, user, 1)
     after = me(p)
     counts = [_grants(x) for x in (before, again, after)]
-    if None in counts or granted.status != 200:
+    if None in counts or not granted.ok:
         p.fail([before, after], "GET /v1/me has no usage.grants summary",
                "usage.grants.count and total_microdollars are the contract's shape of the 30-day summary",
                CONTRACT)
@@ -196,32 +197,40 @@ def me_usage(p: Probe) -> None:
 # What GET /v1/me's usage counts of a chat, and where the chat's answer says it.
 _CHAT_USAGE = (("requests", None), ("prompt_tokens", "prompt_tokens"), ("completion_tokens", "completion_tokens"),
                ("total_tokens", "total_tokens"), ("spend_microdollars", None))
+_STREAM_USAGE = frozenset({"requests", "spend_microdollars"})  # what a stream's answer tells
 
 
 def _me_counts_a_chat(p: Probe, user: str, before: Exchange) -> None:
     """The summary also counts a chat: one request, its tokens and what it cost (the user chats
-    on the cent just granted)."""
-    chat = user_chat(p, user, chat_body(p, max_tokens=1))
-    after = me(p)
-    cost = quota_micros(chat)
-    if chat.status != 200 or cost is None:
-        p.undecided(f"the chat answered {chat.status} {code_text(chat)} (see chat.user_debit)")
-        return
-    expected = {"requests": 1, "spend_microdollars": cost}
-    expected |= {field: chat.field("usage", source) for field, source in _CHAT_USAGE if source}
-    moved = {field: _count(after, field) - _count(before, field) for field, _ in _CHAT_USAGE
-             if isinstance(_count(after, field), int) and isinstance(_count(before, field), int)}
-    wrong = {field: change for field, change in moved.items() if change != expected[field]}
-    if wrong and _count(me(p), "requests") != _count(after, "requests"):
-        p.undecided("the usage summary moved for other reasons meanwhile")
-        return
-    # The summary's shape is the contract's; but a summary of usage in that shape that does not
-    # count a chat is no usage summary at all (the seed: "a 30-day usage summary").
-    p.require(not wrong and len(moved) == len(_CHAT_USAGE), [before, chat, after], "GET /v1/me did not count a chat",
-              "after a chat of " + ", ".join(f"{field} {expected[field]!r}" for field, _ in _CHAT_USAGE)
-              + ", usage moved by " + (", ".join(f"{field} {change:+d}" for field, change in moved.items())
-                                       or "nothing readable"),
-              DOCUMENTED if wrong else CONTRACT)
+    on the cent just granted); then a streamed one, the same way (a stream carries no usage
+    block, so its request and its cost)."""
+    for stream in (False, True):
+        chat = user_chat(p, user, chat_body(p, max_tokens=1, stream=stream))
+        after = me(p)
+        cost = charged(chat)
+        if not chat.ok or cost is None:
+            p.undecided(f"the chat answered {chat.status} {code_text(chat)} (see chat.user_debit)")
+            return
+        counted = _CHAT_USAGE if not stream else tuple(f for f in _CHAT_USAGE if f[0] in _STREAM_USAGE)
+        expected = {"requests": 1, "spend_microdollars": cost}
+        expected |= {field: chat.field("usage", source) for field, source in counted if source}
+        moved = {field: _count(after, field) - _count(before, field) for field, _ in counted
+                 if isinstance(_count(after, field), int) and isinstance(_count(before, field), int)}
+        wrong = {field: change for field, change in moved.items() if change != expected[field]}
+        if wrong and _count(me(p), "requests") != _count(after, "requests"):
+            p.undecided("the usage summary moved for other reasons meanwhile")
+            return
+        # The summary's shape is the contract's; but a summary of usage in that shape that does
+        # not count a chat is no usage summary at all (the seed: "a 30-day usage summary").
+        what = "a streamed chat" if stream else "a chat"
+        if not p.require(not wrong and len(moved) == len(counted), [before, chat, after],
+                         f"GET /v1/me did not count {what}",
+                         f"after {what} of " + ", ".join(f"{field} {expected[field]!r}" for field, _ in counted)
+                         + ", usage moved by " + (", ".join(f"{field} {change:+d}" for field, change in moved.items())
+                                                  or "nothing readable"),
+                         DOCUMENTED if wrong else CONTRACT):
+            return
+        before = after
 
 
 def _count(exchange: Exchange, field: str) -> Any:

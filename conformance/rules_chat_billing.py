@@ -53,7 +53,7 @@ def _debit(p: Probe, form: str) -> None:
     send = (lambda: user_chat(p, user, body)) if form == "path" else (lambda: header_chat(p, user, body))
     moved, still, pool_reads, answer = watch_pool(p, send)
     how = "POST /v1/users/{id}/chat/completions" if form == "path" else "POST /v1/chat/completions with the header"
-    if answer.status != 200:
+    if not answer.ok:
         p.fail([answer], "A funded user's chat was refused",
                f"{how} for a user holding {usd(funds * CENT)} answered {answer.status} {code_text(answer)}")
         return
@@ -103,7 +103,7 @@ def _grant_after_chat(p: Probe, user: str, held: int, steps: list[Exchange]) -> 
     granted = grant(p, user, 1, description="quota-conformance after a chat")
     read = user_balance(p, user)
     steps += [granted, read.exchange]
-    if granted.status == 200 and read.micros is not None:
+    if granted.ok and read.micros is not None:
         p.require(read.micros == held + CENT, steps, "A grant after a chat lost money",
                   f"the user held {held} micro-dollars after the chat; a grant of $0.01 left "
                   f"{read.micros} micro-dollars, not {held + CENT}")
@@ -129,7 +129,7 @@ def _path_wins_over_header(p: Probe) -> None:
     answer = p.t.send(USER_CHAT, path={"external_user_id": user}, headers={p.t.facts.user_header: other},
                       body=chat_body(p))
     read = user_balance(p, other)
-    p.require(answer.status != 200 or read.agrees_with(CENT), [answer, read.exchange],
+    p.require(not answer.ok or read.agrees_with(CENT), [answer, read.exchange],
               "A chat on a user's path billed the user the header named",
               f"POST /v1/users/{{id}}/chat/completions with {p.t.facts.user_header} naming another user: "
               f"that user's $0.01 now reads {read.shown}")
@@ -150,14 +150,14 @@ def chat_developer_billing(p: Probe) -> None:
     even right after a chat that named one (one tiny chat, reserved from the budget)."""
     user = funded_user(p, 2)
     named = header_chat(p, user, chat_body(p, max_tokens=1))
-    if named.status != 200:
+    if not named.ok:
         p.skip(f"the header-billed chat answered {named.status} (see chat.header_form)")
     before = user_balance(p, user)
     p.wallet.take(DEVELOPER_CHAT_RESERVE)
     moved, still, pool_reads, plain = watch_pool(p, lambda: header_chat(p, None, chat_body(p, max_tokens=1)))
     after = user_balance(p, user)
     steps = [named, plain, after.exchange]
-    if plain.status != 200:
+    if not plain.ok:
         p.fail(steps, "A developer-billed chat was refused",
                f"POST /v1/chat/completions without the header answered {plain.status} {code_text(plain)}")
         return
@@ -198,12 +198,12 @@ def chat_grant_during_chat(p: Probe) -> None:
     while worker.is_alive() and len(grants) < GRANTS_DURING_CHAT:
         grants.append(grant(p, user, 1, description="quota-conformance during a chat"))
     worker.join(timeout=120)
-    if not chat or chat[0].status != 200 or charged(chat[0]) is None:
+    if not chat or not chat[0].ok or charged(chat[0]) is None:
         p.undecided("the chat answered " + (f"{chat[0].status} {code_text(chat[0])}" if chat else "nothing")
                     + " or reported no cost (see chat.user_debit)")
         return
     cost = charged(chat[0]) or 0
-    landed = sum(1 for g in grants if g.status == 200)
+    landed = sum(1 for g in grants if g.ok)
     read = user_balance(p, user)
     expected = funds * CENT + landed * CENT - cost
     p.require(read.agrees_with(expected), [chat[0], *grants, read.exchange], "A grant made during a chat was lost",

@@ -49,7 +49,7 @@ def _drain(p: Probe) -> tuple[str, list[Exchange], int, str]:
         body = chat_body(p) if i == 0 else chat_body(p, BIG_PROMPT, BIG_MESSAGES)
         exchange = user_chat(p, user, body)
         steps.append(exchange)
-        if exchange.status != 200 or isinstance(exchange.field("error"), dict):
+        if not exchange.ok or isinstance(exchange.field("error"), dict):
             return "refused", steps, left, user
         cost = charged(exchange)
         if left == 0 or (cost is not None and cost > left):
@@ -86,6 +86,16 @@ def chat_insufficient(p: Probe) -> None:
         if not p.require(insufficient.answered(last), steps,
                          f"A chat the balance could not cover was not refused with {insufficient.status} "
                          f"{insufficient.code}", f"the chat answered {last.status} {code_text(last)}"):
+            return
+        # The same chat streamed: refused before any stream opens, as the JSON form is (a
+        # stream that opens with 200 and carries the error as an event is no 402).
+        streamed = user_chat(p, user, chat_body(p, BIG_PROMPT, BIG_MESSAGES, stream=True))
+        steps.append(streamed)
+        if not p.require(insufficient.answered(streamed), steps,
+                         f"A streamed chat the balance could not cover was not refused with {insufficient.status} "
+                         f"{insufficient.code}",
+                         f"the streamed chat answered {streamed.status} {code_text(streamed)}"
+                         f" ({streamed.header('Content-Type') or 'no Content-Type'})"):
             return
         after = user_balance(p, user)
         micros = "" if after.micros is None else f" ({after.micros} micro-dollars)"
@@ -134,7 +144,7 @@ def chat_never_negative(p: Probe) -> None:
     some of them included), and a refused chat charges nothing."""
     user = p.t.guard.new_user()
     funded = grant(p, user, 1, description="quota-conformance chat funds")
-    if funded.status != 200:
+    if not funded.ok:
         p.skip(f"could not fund a user: the grant answered {funded.status}")
     steps: list[Exchange] = [funded]
     # max_tokens written 4.0: an integer in JSON Schema; served, or refused with a 4xx (the docs
@@ -154,7 +164,7 @@ def chat_never_negative(p: Probe) -> None:
                    f"quota.balance_after {shown(exchange.field('quota', 'balance_after'))}; the balance then reads "
                    f"{after.shown}: a balance never goes negative (402 at zero)")
             return
-        if exchange.status != 200:
+        if not exchange.ok:
             p.require(_same(before, after), steps, "A refused chat charged the user",
                       f"the chat answered {exchange.status}; the balance went {before.shown} -> {after.shown}")
             return
@@ -171,7 +181,7 @@ def _concurrent_chats(p: Probe, user: str, steps: list[Exchange]) -> bool:
     one = user_chat(p, user, chat_body(p, UNIT_PROMPT, 1))
     two = user_chat(p, user, chat_body(p, UNIT_PROMPT, 2))
     steps += [one, two]
-    costs = [charged(x) if x.status == 200 else None for x in (one, two)]
+    costs = [charged(x) if x.ok else None for x in (one, two)]
     before = user_balance(p, user)
     held = before.micros if before.micros is not None else None if before.cents is None else before.cents * CENT
     if None in costs or held is None or costs[1] <= costs[0]:  # type: ignore[operator]
@@ -185,7 +195,7 @@ def _concurrent_chats(p: Probe, user: str, steps: list[Exchange]) -> bool:
     sent = [a for a in answers if isinstance(a, Exchange)]
     after = user_balance(p, user)
     steps += [*sent, after.exchange]
-    served = [a for a in sent if a.status == 200 and not isinstance(a.field("error"), dict)]
+    served = [a for a in sent if a.ok and not isinstance(a.field("error"), dict)]
     spent = sum(charged(a) or 0 for a in served)
     negative = any(_negative(a, after) for a in served) or _negative(after.exchange, after)
     return p.require(not negative and spent <= held, steps, "Chats in flight together overspent the balance",
@@ -195,7 +205,7 @@ def _concurrent_chats(p: Probe, user: str, steps: list[Exchange]) -> bool:
 
 def _negative(exchange: Exchange, after: Balance) -> bool:
     text = exchange.field("quota", "balance_after")
-    if exchange.status == 200 and isinstance(text, str) and text.strip().startswith("-"):
+    if exchange.ok and isinstance(text, str) and text.strip().startswith("-"):
         return True
     if after.micros is not None and after.micros < 0:
         return True

@@ -26,7 +26,7 @@ def chat_stream_sse(p: Probe) -> None:
     user = funded_user(p, 2)
     body = small_chat(p, stream=True)
     exchange = user_chat(p, user, body) if p.first or p.draw(st.booleans()) else header_chat(p, user, body)
-    if exchange.status != 200:
+    if not exchange.ok:
         p.fail([exchange], "A streamed chat was refused",
                f"a funded user's chat with stream: true answered {exchange.status} {code_text(exchange)}")
         return

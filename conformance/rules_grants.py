@@ -68,7 +68,7 @@ def grant_arithmetic(p: Probe) -> None:
 
 def _check_grant(p: Probe, exchange: Exchange, cents: int, previous: Exchange | None) -> bool:
     asked = usd(cents * CENT)
-    if not p.require(exchange.status == 200, [exchange], "A valid grant was refused",
+    if not p.require(exchange.ok, [exchange], "A valid grant was refused",
                      f"a grant of {asked} answered {exchange.status} {exchange.error_code or ''}".strip()):
         return False
     granted, before, after = (money_of(exchange, f) for f in ("amount_granted", "balance_before", "balance_after"))
@@ -105,7 +105,7 @@ def grant_readback(p: Probe) -> None:
     total = 0
     for c in cents:  # read after every grant: a cache right once is not right twice
         last = grant(p, user, c)
-        if last.status != 200:
+        if not last.ok:
             p.skip(f"a grant answered {last.status} (see grant.arithmetic)")
         expected = money_of(last, "balance_after")
         if expected is None:
@@ -119,7 +119,7 @@ def grant_readback(p: Probe) -> None:
 def _check_read(p: Probe, last: Exchange, read: Balance, how: str, user: str, expected: int,
                 total_micros: int) -> None:
     problems = []
-    if read.exchange.status != 200:
+    if not read.exchange.ok:
         problems.append(f"answered {read.exchange.status} {read.exchange.error_code or ''}".strip())
     else:
         if read.exchange.field("external_user_id") != user:

@@ -50,16 +50,16 @@ def idem_replay(p: Probe) -> None:
     user, key = p.t.guard.new_user(), p.t.guard.new_idempotency_key()
     description = "quota-conformance replay" if p.first else p.draw(DESCRIPTIONS)
     first = grant(p, user, cents, key=key, description=description)
-    if first.status != 200:
+    if not first.ok:
         p.skip(f"the first grant answered {first.status} (see grant.arithmetic)")
     replay = grant(p, user, cents, key=key, description=description)
     read = user_balance(p, user)
     steps = [first, replay, read.exchange]
     problems = []
-    if replay.status != 200 or replay.field("duplicate") is not True:
+    if not replay.ok or replay.field("duplicate") is not True:
         problems.append(f"the replay answered {replay.status} with duplicate {shown(replay.field('duplicate'))} "
                         "(expected 200 and true)")
-    if replay.status == 200 and replay.field("ledger_id") != first.field("ledger_id"):
+    if replay.ok and replay.field("ledger_id") != first.field("ledger_id"):
         problems.append(f"the replay answered ledger_id {shown(replay.field('ledger_id'))}, the original "
                         f"{shown(first.field('ledger_id'))}")
     if read.cents != parse_money(first.field("balance_after")):
@@ -68,18 +68,18 @@ def idem_replay(p: Probe) -> None:
     p.require(not problems, steps, "A replay is not the original grant", "; ".join(problems))
     # What a replay answers beyond duplicate and its ledger_id is the contract's choice: the
     # original answer again (IETF draft, Stripe).
-    changed = [f for f in REPLAYED_FIELDS if replay.status == 200 and replay.field(f) != first.field(f)]
+    changed = [f for f in REPLAYED_FIELDS if replay.ok and replay.field(f) != first.field(f)]
     if changed:
         p.fail(steps, "A replay answered other fields than the original", "the replay changed " + ", ".join(
             f"{f} ({shown(first.field(f))} -> {shown(replay.field(f))})" for f in changed), CONTRACT)
     # Whatever a replay reports, the balance it names is one the user held: the original's
     # balance_after, or the balance now; any other is money that does not exist.
-    claimed = parse_money(replay.field("balance_after")) if replay.status == 200 else None
+    claimed = parse_money(replay.field("balance_after")) if replay.ok else None
     if claimed is not None and claimed not in (parse_money(first.field("balance_after")), read.cents):
         p.fail(steps, "A replay reports a balance the user never held",
                f"the replay answered balance_after {shown(replay.field('balance_after'))}; the original left "
                f"{shown(first.field('balance_after'))} and the balance reads {read.shown}", DOCUMENTED)
-    if replay.status == 200:
+    if replay.ok:
         value = replay.header("Idempotent-Replayed")
         p.require(value == "true", [first, replay], "The replay lacks Idempotent-Replayed: true",
                   f"Idempotent-Replayed is {shown(value)}", rule=REPLAY_HEADER)
@@ -103,7 +103,7 @@ def idem_reuse_changed(p: Probe) -> None:
     more = p.draw_int(1, min(5, p.wallet.left // CENT - 1))
     user, key = p.t.guard.new_user(), p.t.guard.new_idempotency_key()
     first = grant(p, user, 1, key=key, description="quota-conformance first")
-    if first.status != 200:
+    if not first.ok:
         p.skip(f"the first grant answered {first.status} (see grant.arithmetic)")
     other_user = p.t.guard.new_user()
     kwargs: dict[str, Any] = {"key": key, "description": "quota-conformance first"}
@@ -156,12 +156,12 @@ def idem_new_key_new_grant(p: Probe) -> None:
 def _same_body_twice(p: Probe, cents: int, keyless: bool) -> None:
     user = p.t.guard.new_user()
     first = grant(p, user, cents, key=None if keyless else p.t.guard.new_idempotency_key())
-    if first.status != 200:
+    if not first.ok:
         p.skip(f"the first grant answered {first.status} (see grant.arithmetic)")
     second = grant(p, user, cents, key=None if keyless else p.t.guard.new_idempotency_key())
     read = user_balance(p, user)
     how = "without a key" if keyless else "under a new key"
-    ok = (second.status == 200 and second.field("duplicate") is False
+    ok = (second.ok and second.field("duplicate") is False
           and second.field("ledger_id") != first.field("ledger_id") and read.cents == 2 * cents)
     p.require(ok, [first, second, read.exchange], f"The same body {how} was not a new grant",
               f"the second grant answered {second.status}, duplicate {shown(second.field('duplicate'))}, ledger_id "
@@ -190,7 +190,7 @@ def idem_concurrent_same(p: Probe) -> None:
     sent = _sent(p, concurrently(n, lambda i: p.t.send(GRANT, headers={"Idempotency-Key": key}, body={
         "external_user_id": user, "amount": amount_json(cents), "description": "quota-conformance"})))
     read = user_balance(p, user)
-    ledger_ids = {a.field("ledger_id") for a in sent if a.status == 200}
+    ledger_ids = {a.field("ledger_id") for a in sent if a.ok}
     statuses = sorted(a.status for a in sent)
     p.require(read.cents == cents and len(ledger_ids) == 1, [*sent, read.exchange],
               "Concurrent grants with one key were not credited once",
@@ -212,10 +212,10 @@ def idem_concurrent_distinct(p: Probe) -> None:
     sent = _sent(p, concurrently(n, lambda i: p.t.send(GRANT, headers={"Idempotency-Key": keys[i]}, body={
         "external_user_id": user, "amount": amount_json(cents[i]), "description": "quota-conformance"})))
     read = user_balance(p, user)
-    ledger_ids = {a.field("ledger_id") for a in sent if a.status == 200}
+    ledger_ids = {a.field("ledger_id") for a in sent if a.ok}
     statuses = sorted(a.status for a in sent)
     total = sum(cents)
-    p.require(read.cents == total and len(ledger_ids) == n and statuses == [200] * n, [*sent, read.exchange],
+    p.require(read.cents == total and len(ledger_ids) == n and all(a.ok for a in sent), [*sent, read.exchange],
               "Concurrent grants with different keys did not all land",
               f"{n} concurrent grants ({', '.join(usd(c * CENT) for c in cents)}) with different keys answered "
               f"{statuses} with {len(ledger_ids)} distinct ledger id(s); the balance is {read.shown}, "
@@ -233,18 +233,18 @@ def idem_scope_per_key(p: Probe) -> None:
     key = p.t.guard.new_idempotency_key()
     first_user, second_user = p.t.guard.new_user(), p.t.guard.new_user()
     first = grant(p, first_user, 1, key=key)
-    if first.status != 200:
+    if not first.ok:
         p.skip(f"the first key's grant answered {first.status} (see grant.arithmetic)")
     other = grant(p, second_user, 1, key=key, api_key=second)
     read = user_balance(p, second_user)
     steps = [first, other, read.exchange]
-    if other.status == 200 and other.field("external_user_id") != second_user:
+    if other.ok and other.field("external_user_id") != second_user:
         p.fail(steps, "Another API key's grant was answered with the first key's",
                f"the second key's grant for a new user answered external_user_id "
                f"{shown(other.field('external_user_id'))} and ledger_id {shown(other.field('ledger_id'))} "
                "(the first key's grant): its own grant was not made", DOCUMENTED)
         return
-    p.require(other.status == 200 and other.field("duplicate") is False and read.cents == 1, steps,
+    p.require(other.ok and other.field("duplicate") is False and read.cents == 1, steps,
               "Idempotency-Keys are not scoped per API key",
               f"the second key's grant with a key the first key used answered {other.status} "
               f"{shown(other.error_code or other.field('duplicate'))}; the user's balance is {read.shown}")
@@ -273,13 +273,13 @@ def idem_distinct_keys(p: Probe) -> None:
         second_key = second_of(first_key)
         user = p.t.guard.new_user()
         first = grant(p, user, 1, key=first_key)
-        if first.status != 200:
+        if not first.ok:
             p.undecided(f"keys that {label}: the first grant answered {first.status} {code_text(first)} "
                         "(a key's length and characters are the contract's choice)")
             continue
         second = grant(p, user, 1, key=second_key)
         read = user_balance(p, user)
-        p.require(second.status == 200 and second.field("duplicate") is False and read.cents == 2,
+        p.require(second.ok and second.field("duplicate") is False and read.cents == 2,
                   [first, second, read.exchange], f"Idempotency-Keys that {label} are one key",
                   f"the same body under a second key that differs from the first ({label}) answered "
                   f"{second.status} {shown(second.error_code or second.field('duplicate'))}; the user's balance "

@@ -44,7 +44,7 @@ def _roundtrip(p: Probe, user: str, cents: int, steps: list[Exchange]) -> list[t
     mark (an id unlike the docs' examples refused cleanly is the contract's call)."""
     granted = grant(p, user, cents, description="quota-conformance identity")
     steps.append(granted)
-    if granted.status != 200:
+    if not granted.ok:
         mark = CONTRACT if refused_cleanly(p, granted) and not p.t.facts.user_id_is_plain(user) else DOCUMENTED
         return [(f"a grant to {user!r} answered {granted.status} {code_text(granted)}", mark)]
     problems = []
@@ -52,7 +52,7 @@ def _roundtrip(p: Probe, user: str, cents: int, steps: list[Exchange]) -> list[t
         problems.append(f"the grant to {user!r} answered external_user_id {shown(granted.field('external_user_id'))}")
     for read, how in ((user_balance(p, user), "the path"), (query_balance(p, user), "the query")):
         steps.append(read.exchange)
-        if read.exchange.status != 200:
+        if not read.exchange.ok:
             problems.append(f"{user!r} read through {how} answered {read.exchange.status} "
                             f"{code_text(read.exchange)}")
         elif read.exchange.field("external_user_id") != user or read.cents != cents:
@@ -106,7 +106,7 @@ def identity_case_sensitive(p: Probe) -> None:
         first_user, second_user = base + first_suffix, base + second_suffix
         first = grant(p, first_user, 1)
         second = grant(p, second_user, 1)
-        if first.status != 200 or second.status != 200:
+        if not first.ok or not second.ok:
             # An id refused outright is identity.roundtrip's to judge; two ids cannot be one user here.
             p.t.results.note(p.rule.name, f"ids that {label}: a grant answered {first.status}/{second.status}")
             continue
@@ -137,10 +137,10 @@ def _judge_unknown(p: Probe, exchange: Exchange, how: str, nobody: str, status: 
         return
     title = f"{how}: expected {status} {code}"
     message = f"{how} answered {exchange.status} {code_text(exchange)}"
-    if exchange.status == 200 and exchange.field("external_user_id") == nobody:
+    if exchange.ok and exchange.field("external_user_id") == nobody:
         # Knowing every user, at $0.00, is a choice the docs leave open.
         p.fail([exchange], title, message + " (the user, known before any grant)", CONTRACT)
-    elif exchange.status == 200:
+    elif exchange.ok:
         p.fail([exchange], title, message + ": not that user's balance (the developer's?)", DOCUMENTED)
     elif refused_cleanly(p, exchange) and not p.t.facts.user_id_is_plain(nobody):
         p.fail([exchange], title, message + " (an id unlike the docs' examples: refusing it is the contract's call)",

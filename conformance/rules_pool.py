@@ -93,7 +93,7 @@ def grant_pool_debit(p: Probe) -> None:
     for c in cents:
         key = p.t.guard.new_idempotency_key()
         moved, still, reads, first = watch_pool(p, lambda: grant(p, user, c, key=key))  # noqa: B023
-        if first.status != 200:
+        if not first.ok:
             p.skip(f"the grant answered {first.status} (see grant.arithmetic)")
         _judge_pool(p, moved, still, -c * CENT, [first, *reads], f"a grant of {usd(c * CENT)}")
         made.append((c, key, first))
@@ -115,7 +115,7 @@ def _concurrent_pool_debit(p: Probe) -> None:
     moved, still, reads, answers = watch_pool(p, lambda: concurrently(n, lambda i: p.t.send(
         GRANT, headers={"Idempotency-Key": p.t.guard.new_idempotency_key()},
         body={"external_user_id": users[i], "amount": amount_json(1), "description": "quota-conformance"})))
-    landed = [a for a in answers if isinstance(a, Exchange) and a.status == 200]
+    landed = [a for a in answers if isinstance(a, Exchange) and a.ok]
     _judge_pool(p, moved, still, -len(landed) * CENT, [*landed, *reads],
                 f"{len(landed)} concurrent grants of $0.01 to different users")
 
@@ -126,7 +126,7 @@ def _developer_spend(p: Probe) -> None:
     under the cent)."""
     body = {"model": p.t.options.chat_model, "messages": [{"role": "user", "content": "Say hello."}], "max_tokens": 1}
     moved, still, reads, chat = watch_pool(p, lambda: p.t.send(CHAT, body=body))
-    cost = chat.field("quota", "credits_used") if chat.status == 200 else None
+    cost = chat.field("quota", "credits_used") if chat.ok else None
     if isinstance(cost, int) and not isinstance(cost, bool):
         _judge_pool(p, moved, still, -cost, [chat, *reads], f"a developer-billed chat costing {usd(cost)}")
 

@@ -61,7 +61,7 @@ def _replay(p: Probe, saved: dict[str, Any], waited: float, steps: list[Exchange
                   description=body.get("description", "quota-conformance retention"))
     read = user_balance(p, body["external_user_id"])
     steps = [*steps, again, read.exchange]
-    ok = (again.status == 200 and again.field("duplicate") is True and again.field("ledger_id") == saved["ledger_id"]
+    ok = (again.ok and again.field("duplicate") is True and again.field("ledger_id") == saved["ledger_id"]
           and read.cents == parse_money(saved["balance_after"]))
     mark = DOCUMENTED if waited <= RETRY_WINDOW_SECONDS else CONTRACT
     p.require(ok, steps, "An Idempotency-Key was forgotten",
@@ -91,7 +91,7 @@ def idem_retention(p: Probe) -> None:
     user, key = t.guard.new_user(), t.guard.new_idempotency_key()
     body = {"external_user_id": user, "amount": 0.01, "description": "quota-conformance retention"}
     first = grant(p, user, 1, key=key, description=body["description"])
-    if first.status != 200:
+    if not first.ok:
         p.skip(f"the grant to replay later answered {first.status} (see grant.arithmetic)")
     made = {"key": key, "body": body, "ledger_id": first.field("ledger_id"),
             "balance_after": first.field("balance_after"), "made_at": time.time(), "api_key": fingerprint,

@@ -11,7 +11,8 @@ so nothing reaches the target without it. It enforces:
   budget *before* it is sent, whatever the answer turns out to be; a grant the budget cannot
   cover is refused;
 - a chat bills a prefixed user (never the developer);
-- a bounded number of requests and of seconds; 429 answers are retried after ``Retry-After``
+- a bounded number of requests and of seconds; 429 answers (and 503s with ``Retry-After`` to a read
+  or a keyed request) are retried after ``Retry-After``
   (or ``X-RateLimit-Reset``, or a growing pause), and a rule that still meets one judges nothing.
 """
 
@@ -100,7 +101,9 @@ class SafetyStats:
     by_method: Counter[str] = field(default_factory=Counter)
     refused: Counter[str] = field(default_factory=Counter)
     retries_after_429: int = 0
-    rate_limited: int = 0  # 429 answers handed on after the retries: what they answered went unjudged
+    retries_after_503: int = 0  # 503 with Retry-After to a read or a keyed request
+    # 429s (and such 503s) handed on after the retries: what they answered went unjudged
+    rate_limited: int = 0
     seconds_waited: float = 0.0
     chats: int = 0
 
@@ -235,7 +238,7 @@ class GuardedSession(requests.Session):
             response = super().send(request, **kwargs)
             for observe in self.observers:
                 observe(request, response)
-            if response.status_code != 429:
+            if not _asks_to_retry(request, response):
                 return response
             if attempt == options.max_retries_on_429:
                 break
@@ -243,12 +246,29 @@ class GuardedSession(requests.Session):
             if wait > options.max_retry_after_seconds or wait >= self.guard.seconds_left:
                 break
             _ = response.content
-            self.guard.stats.retries_after_429 += 1
+            if response.status_code == 429:
+                self.guard.stats.retries_after_429 += 1
+            else:
+                self.guard.stats.retries_after_503 += 1
             self.guard.stats.seconds_waited += wait
             self._sleep(wait)
-        # Still rate limited: the caller gets the 429, and a rule seeing one judges nothing.
+        # Still refused for now: the caller gets the answer, and a rule seeing one judges nothing.
         self.guard.stats.rate_limited += 1
         return response
+
+
+_SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
+
+
+def _asks_to_retry(request: requests.PreparedRequest, response: requests.Response) -> bool:
+    """A 429; or a 503 with ``Retry-After`` (the contract's "nothing was applied, retry") to a
+    request that may be sent again: a read, or one with an Idempotency-Key. A keyless write is
+    never repeated: were the 503 wrong about nothing applied, a second copy would apply too."""
+    if response.status_code == 429:
+        return True
+    if response.status_code != 503 or not response.headers.get("Retry-After"):
+        return False
+    return (request.method or "").upper() in _SAFE_METHODS or "Idempotency-Key" in request.headers
 
 
 def rate_limit_wait(headers: Any, attempt: int, now: Callable[[], float] = time.time) -> float:

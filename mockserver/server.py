@@ -148,14 +148,22 @@ class MockServer:
             return
         # Closing from this thread would race the loop (and leave keep-alive connections
         # holding it open); instead the loop closes every socket itself, then ends.
-        self._server.trigger.pull_trigger(self._close_everything)
+        try:
+            self._server.trigger.pull_trigger(self._close_everything)
+        except OSError:
+            # The loop's wake-up pipe is gone (its descriptor closed under it): close from
+            # here; the loop, polling an empty map, ends within its timeout.
+            self._close_everything()
         self._thread.join(timeout=5)
         self._thread = None
         self._server.task_dispatcher.shutdown()
 
     def _close_everything(self) -> None:
         for dispatcher in list(self._server._map.values()):
-            dispatcher.close()
+            try:
+                dispatcher.close()
+            except OSError:  # a descriptor already gone: off the loop's map all the same
+                dispatcher.del_channel()
 
     def __enter__(self) -> MockServer:
         return self.start()

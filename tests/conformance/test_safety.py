@@ -108,6 +108,47 @@ def test_429_is_retried_after_retry_after():
     assert slept == [2.0, 2.0] and session.guard.stats.retries_after_429 == 2
 
 
+def _sheds_once(retry_after: str | None = "1"):
+    """A WSGI app answering its first request 503 service_unavailable, the rest 200."""
+    calls: list[str] = []
+
+    def app(environ, start_response):
+        calls.append(environ["REQUEST_METHOD"])
+        if len(calls) == 1:
+            headers = [("Content-Type", "application/json")] + ([("Retry-After", retry_after)] if retry_after else [])
+            start_response("503 Service Unavailable", headers)
+            return [b'{"error": {"code": "service_unavailable", "message": "retry later"}}']
+        start_response("200 OK", [("Content-Type", "application/json")])
+        return [b"{}"]
+
+    return app, calls
+
+
+@pytest.mark.parametrize(("method", "headers", "retried"), [
+    ("GET", {}, True),  # a read may be sent again
+    ("POST", {"Idempotency-Key": "k-1"}, True),  # so may a keyed write: a second copy replays
+    ("POST", {}, False),  # a keyless write never: were the 503 wrong, it would apply twice
+])
+def test_a_503_with_retry_after_is_retried_when_sending_again_is_safe(method, headers, retried):
+    app, calls = _sheds_once()
+    slept: list[float] = []
+    g = guard()
+    session = GuardedSession(g, sleep=slept.append)
+    session.mount(URL + "/", WSGIAdapter(app))
+    body = {"external_user_id": g.new_user(), "amount": 0.01} if method == "POST" else None
+    path = "/v1/funding/grant" if method == "POST" else "/v1/balance"
+    answer = session.request(method, URL + path, json=body, headers=headers)
+    assert (answer.status_code, len(calls), slept) == ((200, 2, [1.0]) if retried else (503, 1, []))
+    assert g.stats.retries_after_503 == (1 if retried else 0)
+
+
+def test_a_503_without_retry_after_is_an_answer():
+    app, calls = _sheds_once(retry_after=None)
+    session = GuardedSession(guard(), sleep=[].append)
+    session.mount(URL + "/", WSGIAdapter(app))
+    assert session.get(URL + "/v1/balance").status_code == 503 and len(calls) == 1
+
+
 def test_429_with_a_too_long_retry_after_is_not_waited_for():
     def app(environ, start_response):
         start_response("429 Too Many Requests", [("Retry-After", "3600")])

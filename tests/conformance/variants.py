@@ -9,6 +9,9 @@ another generation's behaviour.
 
 from __future__ import annotations
 
+import email.utils
+import gzip
+import hashlib
 import itertools
 import json
 import random
@@ -27,7 +30,7 @@ from flask import Flask
 
 from mockserver.domain.errors import INSUFFICIENT_BALANCE, QuotaError
 
-from .mutants.kit import GRANT, KEY, Exchange, chat_path, correct_app, grant_ok, middleware, service_of
+from .mutants.kit import GRANT, KEY, Exchange, chat_path, correct_app, grant_ok, middleware, service_of, write_balance
 
 
 @dataclass(frozen=True)
@@ -487,3 +490,123 @@ def sandbox_mode() -> Flask:
             ex.response = b"".join(_sandbox_event(line) for line in ex.response.splitlines(True))
 
     return middleware(correct_app(), after)
+
+
+# -- third adversary round ------------------------------------------------------------------
+
+
+def _is_json(ex: Exchange) -> bool:
+    return ex.response_headers.get("Content-Type", "").startswith("application/json")
+
+
+@variant("JSON answers gzip-compressed (Content-Encoding: gzip, Vary: Accept-Encoding) whenever the "
+         "request's Accept-Encoding allows gzip, as a CDN or nginx gzip does",
+         "the docs are silent on transfer details; HTTP lets a server compress what the client accepts")
+def gzip_when_accepted() -> Flask:
+    def after(ex: Exchange) -> None:
+        accepts = (ex.header("Accept-Encoding") or "").lower()
+        if _is_json(ex) and "gzip" in accepts and ex.response:
+            ex.response = gzip.compress(ex.response)
+            ex.response_headers["Content-Encoding"] = "gzip"
+            ex.response_headers["Vary"] = "Accept-Encoding"
+
+    return middleware(correct_app(), after)
+
+
+@variant("every answer carries a CDN's and framework's housekeeping headers: Date, Server, ETag, "
+         "Cache-Control: no-store, Vary, CORS, X-Request-Id, HSTS, nosniff",
+         "the docs are silent on any header beyond Authorization and Idempotency-Key")
+def http_housekeeping_headers() -> Flask:
+    def after(ex: Exchange) -> None:
+        ex.response_headers.update({
+            "Date": email.utils.formatdate(usegmt=True),
+            "Server": "cloudflare",
+            "ETag": 'W/"' + hashlib.sha1(ex.response).hexdigest()[:16] + '"',
+            "Cache-Control": "no-store, max-age=0",
+            "Vary": "Origin, Accept-Encoding",
+            "Access-Control-Allow-Origin": "*",
+            "X-Request-Id": str(uuid.uuid4()),
+            "Strict-Transport-Security": "max-age=63072000; includeSubDomains; preload",
+            "X-Content-Type-Options": "nosniff",
+            "CF-RAY": "8f1e2d3c4b5a6978-FRA",
+        })
+
+    return middleware(correct_app(), after)
+
+
+@variant("a new grant answers 201 Created (a ledger entry was created); its replay answers the same 201",
+         "the seed shows the grant's response body but never its status code")
+def grant_201_created() -> Flask:
+    def after(ex: Exchange) -> None:
+        if grant_ok(ex):
+            ex.status = 201
+
+    return middleware(correct_app(), after)
+
+
+@variant("a method a route does not define answers 404 not_found in the envelope (no 405), as many routers do",
+         "the docs are silent on methods; openapi.yaml's 405 is the contract's choice (x-quota-global-responses)")
+def wrong_method_404() -> Flask:
+    def after(ex: Exchange) -> None:
+        if ex.status == 405:
+            ex.response_headers.pop("Allow", None)
+            ex.error(404, "not_found", f"No route for {ex.method} {ex.path}")
+
+    return middleware(correct_app(), after)
+
+
+@variant("a staging account whose grant pool holds only $3.00, less than the run's --budget 5",
+         "the docs promise no pool size; a staging account is funded however its owner funded it")
+def small_grant_pool() -> Flask:
+    app = correct_app()
+    write_balance(service_of(app), None, 3_000_000)
+    return app
+
+
+@variant("errors in OpenAI's envelope: code and message plus type and param (null), and a top-level request_id",
+         "seed: every error is {\"error\": {\"code\", \"message\"}}; it never says no other member may appear, and "
+         "public-facts says chat is OpenAI-shaped")
+def openai_error_members() -> Flask:
+    def after(ex: Exchange) -> None:
+        body = ex.json
+        if ex.status >= 400 and ex.error_code:
+            body["error"].update(type="invalid_request_error" if ex.status < 500 else "api_error", param=None)
+            body["request_id"] = "req_" + uuid.uuid4().hex
+            ex.set_json(body)
+
+    return middleware(correct_app(), after)
+
+
+@variant("Idempotent-Replayed: false on every grant that is not a replay (true on replays, as the mock)",
+         "the header is the contract's choice (IETF draft); the seed documents only duplicate")
+def replayed_header_false_on_originals() -> Flask:
+    def after(ex: Exchange) -> None:
+        if grant_ok(ex) and "Idempotent-Replayed" not in ex.response_headers:
+            ex.response_headers["Idempotent-Replayed"] = "false"
+
+    return middleware(correct_app(), after)
+
+
+LOAD_SHED_EVERY = 30
+
+
+@variant(f"load shedding: every {LOAD_SHED_EVERY}th balance read (GET) answers 503 service_unavailable with "
+         "Retry-After: 1, applying nothing",
+         "openapi.yaml lists 503 service_unavailable with Retry-After on the balance reads (the contract's own); the "
+         "docs promise no availability")
+def occasional_503_on_reads() -> Flask:
+    lock = threading.Lock()
+    count = [0]
+
+    def before(ex: Exchange) -> bool:
+        if ex.method == "GET" and (ex.path == "/v1/balance" or ex.path.endswith("/balance")):
+            with lock:
+                count[0] += 1
+                shed = count[0] % LOAD_SHED_EVERY == 0
+            if shed:
+                ex.error(503, "service_unavailable", "Temporarily overloaded; nothing was applied, retry later")
+                ex.response_headers["Retry-After"] = "1"
+                return True
+        return False
+
+    return middleware(correct_app(), None, before)

@@ -110,3 +110,22 @@ def test_a_fresh_client_is_answered_while_1100_connections_sit_idle() -> None:
             sock.close()
         live.stop()
         resource.setrlimit(resource.RLIMIT_NOFILE, (soft, hard))
+
+
+def test_an_in_process_server_stops_even_when_its_wake_up_pipe_was_closed_under_it():
+    # Seen once in CI: a teardown's stop() met EBADF on waitress' trigger pipe. stop() must
+    # still close the server (its port refuses connections) and end its thread, not raise.
+    import os
+    import socket
+
+    from mockserver import create_app
+    from mockserver.server import MockServer
+
+    server = MockServer(create_app()).start()
+    assert requests.get(server.base_url + "/v1/packages", timeout=5).status_code == 200
+    port, thread = server.port, server._thread
+    os.close(server._server.trigger.trigger)  # the write end, as something else's double close would
+    server.stop()
+    assert thread is not None and not thread.is_alive()
+    with pytest.raises(OSError), socket.create_connection(("127.0.0.1", port), timeout=1):
+        pass

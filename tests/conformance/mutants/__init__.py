@@ -17,6 +17,7 @@ from . import (  # noqa: F401  (registers)
     spending,
     state,
     statuses,
+    third_round,
 )
 from .expected import EXPECTED_FALSE_FAILURES, EXPECTED_MISSES
 from .kit import KEY, KEY2, REGISTRY, Exchange, Mutant, base_app, correct_app, middleware
