@@ -142,7 +142,7 @@ class TrafficRules:
         key = observed.request_header("Idempotency-Key")
         slot = None if key is None else (observed.scope, key)
         original = None if slot is None else self._originals.get(slot)
-        if exchange.status == 200:
+        if exchange.ok:
             if original is None:  # a new grant, as far as this proxy knows
                 self._new_grant(seen, slot)
             if exchange.field("duplicate") is False:
@@ -150,7 +150,7 @@ class TrafficRules:
         if slot is None:
             return
         if original is None:
-            if exchange.status == 200:
+            if exchange.ok:
                 self._originals[slot] = _Original(body, seen)
             return
         before = original.seen
@@ -204,7 +204,7 @@ class TrafficRules:
         steps = [first, replay]
         if replay.status >= 500 or replay.status == 429:
             return  # a transient refusal: the key stays usable, nothing to hold it to
-        if replay.status != 200 or replay.field("duplicate") is not True:
+        if not replay.ok or replay.field("duplicate") is not True:
             self.t.violation(
                 REPLAY,
                 steps,
@@ -275,13 +275,13 @@ class TrafficRules:
             self._known.pop(user, None)  # overlapping traffic: what the user holds is unknown now
         elif shown is not None:
             self._known[user] = _Known(shown, seen, seen.operation_id in (GRANT, USER_CHAT, CHAT))
-        elif exchange.status == 200 and seen.operation_id in (USER_CHAT, CHAT):
+        elif exchange.ok and seen.operation_id in (USER_CHAT, CHAT):
             self._known.pop(user, None)  # a chat moved money by an amount the proxy could not read
 
     def _shown_balance(self, seen: Seen) -> int | None:
         """The user's balance as this answer says it is now (a replay's says what it was)."""
         exchange = seen.exchange
-        if exchange.status != 200:
+        if not exchange.ok:
             return None
         if seen.operation_id == GRANT:
             return None if exchange.field("duplicate") is not False else parse_money(exchange.field("balance_after"))

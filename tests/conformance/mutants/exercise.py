@@ -52,7 +52,7 @@ class Script:
         else:
             response = self.client.open(path, method=method, json=body, headers=sent)
         shown = sorted((k, v) for k, v in response.headers.items() if k not in ("Content-Length", "Content-Type"))
-        text = f"{shown} {response.get_data(as_text=True)}"
+        text = f"{shown} {response.get_data().decode('utf-8', 'backslashreplace')}"  # a gzip body too
         for pattern, replacement in _VOLATILE:
             text = pattern.sub(replacement, text)
         if record:
@@ -109,6 +109,7 @@ def _money(s: Script) -> None:
     s.grant("an unknown field", "money-int", 0.01, campaign="spring")
     s.read("integer amount", "money-int")
     s.call("packages", "GET", "/v1/packages", key=None)
+    s.call("packages, gzip accepted", "GET", "/v1/packages", key=None, headers={"Accept-Encoding": "gzip"})
     s.call("me", "GET", "/v1/me")
 
 
@@ -170,8 +171,13 @@ def _chats(s: Script) -> None:
     s.pool("pool after chats for users never granted")
     s.call("stream", "POST", "/v1/users/Chatter/chat/completions", body={**_CHAT, "stream": True})
     s.read("after stream", "Chatter")
+    s.call("usage after a stream", "GET", "/v1/me")
     s.call("header form", "POST", "/v1/chat/completions", body=_CHAT, headers={"X-External-User-ID": "Chatter"})
     s.read("after header form", "Chatter")
+    s.call("header form streamed", "POST", "/v1/chat/completions", body={**_CHAT, "stream": True},
+           headers={"X-External-User-ID": "Chatter"})
+    s.read("after header form streamed", "Chatter")
+    s.pool("pool after header form streamed")
     s.call("developer chat", "POST", "/v1/chat/completions", body=_CHAT)
     s.read("after developer chat", "Chatter")
     s.pool("pool after developer chat")
@@ -179,6 +185,7 @@ def _chats(s: Script) -> None:
     s.call("small chat", "POST", "/v1/users/drained/chat/completions", body=_CHAT)
     for i in range(3):
         s.call(f"drain {i}", "POST", "/v1/users/drained/chat/completions", body=_BIG_CHAT)
+    s.call("drained stream", "POST", "/v1/users/drained/chat/completions", body={**_BIG_CHAT, "stream": True})
     s.read("drained", "drained")
     s.pool("pool after a refused chat")
     s.grant("fund one chat", "spender", 0.01)
