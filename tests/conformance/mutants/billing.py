@@ -122,8 +122,7 @@ def user_chat_also_bills_developer() -> Flask:
 def header_form_ignored() -> Flask:
     def before(ex: Exchange) -> bool:
         if ex.path == "/v1/chat/completions":
-            for name in [n for n in ex.headers if n.lower() == "x-external-user-id"]:
-                del ex.headers[name]
+            ex.drop_header("X-External-User-ID")
         return False
 
     return middleware(correct_app(), None, before)

@@ -42,11 +42,6 @@ REPLAY = "replay"
 USER_HEADER = "X-External-User-ID"
 
 
-def _drop_header(ex: Exchange, name: str) -> None:
-    for key in [k for k in ex.headers if k.lower() == name.lower()]:
-        del ex.headers[key]
-
-
 def _collated_ids(canon: Callable[[str], str]) -> Flask:
     """User ids stored under ``canon(id)`` (a database collation): the first spelling seen owns
     the account, and every id with the same canonical form is that account."""
@@ -70,7 +65,7 @@ def _collated_ids(canon: Callable[[str], str]) -> Flask:
             ex.query = urlencode(pairs, quote_via=quote)
         header = ex.header(USER_HEADER)
         if header is not None:
-            _drop_header(ex, USER_HEADER)
+            ex.drop_header(USER_HEADER)
             ex.headers[USER_HEADER] = owner(header)
         return False
 
@@ -173,7 +168,7 @@ def unknown_header_user_bills_developer() -> Flask:
     def before(ex: Exchange) -> bool:
         user = ex.header(USER_HEADER) if ex.method == "POST" and ex.path == "/v1/chat/completions" else None
         if user is not None and store.user_balance(user) is None:
-            _drop_header(ex, USER_HEADER)
+            ex.drop_header(USER_HEADER)
         return False
 
     return middleware(app, None, before)
@@ -190,7 +185,7 @@ def unknown_path_user_bills_developer() -> Flask:
         user = ex.user_in_path()
         if chat_path(ex) and user is not None and store.user_balance(user) is None:
             ex.path = "/v1/chat/completions"
-            _drop_header(ex, USER_HEADER)
+            ex.drop_header(USER_HEADER)
         return False
 
     return middleware(app, None, before)
@@ -221,7 +216,7 @@ def api_key_dashes_ignored() -> Flask:
         token = value.removeprefix("Bearer ")
         for real in (KEY, KEY2):
             if token != real and "".join(c for c in token if c not in " \t-") == real.replace("-", ""):
-                _drop_header(ex, "Authorization")
+                ex.drop_header("Authorization")
                 ex.headers["Authorization"] = f"Bearer {real}"
         return False
 

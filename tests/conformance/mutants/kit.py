@@ -83,6 +83,11 @@ class Exchange:
         lowered = name.lower()
         return next((v for k, v in self.headers.items() if k.lower() == lowered), None)
 
+    def drop_header(self, name: str) -> None:
+        """Forget a request header, whatever its case (a handler that never reads it)."""
+        for key in [k for k in self.headers if k.lower() == name.lower()]:
+            del self.headers[key]
+
     def user_in_path(self) -> str | None:
         """The decoded ``{external_user_id}`` of a /v1/users/... path, if this is one."""
         if not self.path.startswith(USERS):

@@ -65,8 +65,7 @@ def header_stream_bills_developer() -> Flask:
     def before(ex: Exchange) -> bool:
         flag(ex)
         if ex.path == "/v1/chat/completions" and getattr(streaming, "on", False):
-            for name in [n for n in ex.headers if n.lower() == "x-external-user-id"]:
-                del ex.headers[name]
+            ex.drop_header("X-External-User-ID")
         return False
 
     return middleware(correct_app(), None, before)
