@@ -112,19 +112,27 @@ def test_a_fresh_client_is_answered_while_1100_connections_sit_idle() -> None:
         resource.setrlimit(resource.RLIMIT_NOFILE, (soft, hard))
 
 
-def test_an_in_process_server_stops_even_when_its_wake_up_pipe_was_closed_under_it():
+def test_an_in_process_server_stops_even_when_its_wake_up_pipe_was_closed_under_it(monkeypatch):
     # Seen once in CI: a teardown's stop() met EBADF on waitress' trigger pipe. stop() must
     # still close the server (its port refuses connections) and end its thread, not raise.
-    import os
-    import socket
-
-    from mockserver import create_app
-    from mockserver.server import MockServer
+    # Simulated: closing a real descriptor here could close another's that reused its number.
+    import errno
 
     server = MockServer(create_app()).start()
     assert requests.get(server.base_url + "/v1/packages", timeout=5).status_code == 200
-    port, thread = server.port, server._thread
-    os.close(server._server.trigger.trigger)  # the write end, as something else's double close would
+    port, thread, trigger = server.port, server._thread, server._server.trigger
+
+    def gone(*args: object) -> None:
+        raise OSError(errno.EBADF, "Bad file descriptor")
+
+    close = trigger._close
+
+    def close_then_fail() -> None:  # its write end was the one already gone
+        close()
+        gone()
+
+    monkeypatch.setattr(trigger, "_physical_pull", gone)
+    monkeypatch.setattr(trigger, "_close", close_then_fail)
     server.stop()
     assert thread is not None and not thread.is_alive()
     with pytest.raises(OSError), socket.create_connection(("127.0.0.1", port), timeout=1):
