@@ -7,7 +7,8 @@ anyway (the Redis store's grants, charges, reads):
    the id counter goes out in the same write as the request's first command, so the record's
    id is reserved before the answer leaves;
 2. once the answer is built, the record is *posted* under that id (``ZADD``, then trimming to
-   the newest ``capacity``): sent, not waited for.
+   the newest ``capacity``): not waited for, and under load carried by the thread's next
+   request (:meth:`~.redis_link.RedisLink.post`).
 
 A request that never reached Redis (``GET /v1/packages``, a refused body) reserves and adds
 its record in one call, and waits for it, as every request once did.
@@ -105,6 +106,9 @@ class RedisJournal:
         # EVAL with the script's text (Redis caches it by its SHA): no NOSCRIPT after a restart.
         self._reserve = pack("INCR", keys[1])
         self._add = Command("EVAL", _ADD, 2, *keys[:2])
+        # A record under an id already reserved: plain commands, cheaper for Redis than a script.
+        self._add_reserved = Command("ZADD", keys[0])
+        self._trim = pack("ZREMRANGEBYRANK", keys[0], 0, -capacity - 1)
         self._missing = Command("EVAL", _MISSING, 3, *keys, capacity)
         self._settle = Command("EVAL", _SETTLE, 1, keys[2])
         self._clear = Command("EVAL", _CLEAR, 3, *keys).pack()
@@ -112,7 +116,7 @@ class RedisJournal:
     @property
     def lost(self) -> int:
         """Records Redis never took: unanswered appends, and posted ones it refused."""
-        return self._lost + self._link.refused_posts
+        return self._lost + self._link.failed_posts
 
     def close(self) -> None:
         if self._owns_link:
@@ -127,7 +131,7 @@ class RedisJournal:
         went, reserved = self._link.ridden()
         try:
             if went and isinstance(reserved, int):
-                self._link.post(self._add.pack(reserved, fields, self.capacity))
+                self._link.post(self._add_reserved.pack(reserved, f"[{reserved},{fields}"), self._trim)
             else:
                 self._link.call(self._add.pack("", fields, self.capacity))
         except (StoreUnavailable, redis.ResponseError) as exc:

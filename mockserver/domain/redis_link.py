@@ -13,11 +13,13 @@ Two ways save a round trip, both for the request journal (``redis_journal.py``):
 
 - a *rider* (:meth:`RedisLink.ride_along`) goes out in the same write as this thread's next
   command, and its reply is read with that command's;
-- a *posted* command (:meth:`RedisLink.post`) is sent without waiting; its reply is read
-  before the thread's next command. Nothing says when Redis runs it (Redis reads a
-  connection's input 16 KB a round, and loopback delivery can lag), so whoever must see its
-  effect has to wait for it by other means: the journal reserves each record's id with a rider
-  and its readers wait for reserved ids.
+- a *post* (:meth:`RedisLink.post`) is not waited for at all. It goes out at the head of
+  this thread's next write, or, when the thread has nothing more to send within
+  ``CARRY_SECONDS``, the link's courier thread sends it on the thread's connection; either
+  way its replies are read before the thread's next reply. Under load a post costs no write
+  and no wake-up of Redis of its own. Nothing says when Redis runs it, so whoever must see
+  its effect has to wait for it by other means: the journal reserves each record's id with
+  a rider and its readers wait for reserved ids.
 
 Failures of Redis itself (refused, dropped, timed out) raise
 :class:`~.errors.StoreUnavailable` and are never retried: a command whose reply was lost
@@ -27,7 +29,10 @@ restarted Redis fails one request, not one per thread.
 
 from __future__ import annotations
 
+import socket
+import struct
 import threading
+import time
 import weakref
 from collections.abc import Sequence
 from typing import Any
@@ -40,6 +45,11 @@ from redis.retry import Retry
 from .errors import StoreUnavailable
 
 Arg = str | bytes | int | float
+
+# A post waits this long for its thread's next write before the courier sends it (readers
+# of what it writes wait for it: see redis_journal.py).
+CARRY_SECONDS = 0.002
+COURIER_IDLE_SECONDS = 1.0  # a courier with nothing to carry for this long ends
 
 
 def encode_arg(value: Arg) -> bytes:
@@ -82,13 +92,28 @@ def pack(*args: Arg) -> bytes:
     return Command(*args).pack()
 
 
-class _ThreadWire(threading.local):
-    connection: AbstractConnection | None = None
-    generation = 0  # the link's generation when this connection was made
-    posted = 0  # replies of posted commands still to read, before any other
-    rider: bytes | None = None  # to go out with the next command
-    rider_reply: Any = None  # what the rider's reply was, once it went out
-    rider_went = False
+class _Wire:
+    """One thread's connection and what is queued on it. Its lock is held while anything is
+    sent or read on it: by its own thread, or by the link's courier carrying its posts."""
+
+    __slots__ = ("__weakref__", "connection", "generation", "lock", "pending", "pending_groups", "pending_since",
+                 "posted", "rider", "rider_reply", "rider_went")  # fmt: skip
+
+    def __init__(self) -> None:
+        self.lock = threading.Lock()
+        self.connection: AbstractConnection | None = None
+        self.generation = 0  # the link's generation when this connection was made
+        self.pending: list[bytes] = []  # posted commands not sent yet
+        self.pending_groups: list[int] = []  # and how many commands each post holds
+        self.pending_since = 0.0  # when the oldest of them was posted (monotonic)
+        self.posted: list[int] = []  # posts sent whose replies are still to read, before any other
+        self.rider: bytes | None = None  # to go out with the next command
+        self.rider_reply: Any = None  # what the rider's reply was, once it went out
+        self.rider_went = False
+
+
+class _ThreadWires(threading.local):
+    wire: _Wire | None = None
 
 
 class RedisLink:
@@ -114,13 +139,17 @@ class RedisLink:
 
     def __init__(self, pool: redis.ConnectionPool) -> None:
         self._pool = pool
-        self._wire = _ThreadWire()
+        self._local = _ThreadWires()
         self._lock = threading.Lock()
-        # Held weakly: a thread that ends takes its connection with it (redis-py closes a
-        # connection it collects); close() reaches the rest.
-        self._connections: weakref.WeakSet[AbstractConnection] = weakref.WeakSet()
+        # Held weakly: a thread that ends takes its wire and connection with it (redis-py
+        # closes a connection it collects); close() and the courier reach the rest.
+        self._wires: weakref.WeakSet[_Wire] = weakref.WeakSet()
+        # Wires with posts queued, held strongly: a thread that ends leaves its posts to the courier.
+        self._queued: set[_Wire] = set()
         self._generation = 0
-        self.refused_posts = 0  # posted commands that Redis refused (an error reply)
+        self._courier: threading.Thread | None = None
+        self._posts_waiting = threading.Event()  # set when a post may need the courier
+        self.failed_posts = 0  # posts Redis refused (an error reply) or that never reached it
 
     def call(self, command: bytes) -> Any:
         """Send one command and return its reply; an error reply raises ``redis.ResponseError``."""
@@ -131,48 +160,61 @@ class RedisLink:
 
     def call_many(self, commands: Sequence[bytes]) -> list[Any]:
         """Send commands in one write and return their replies in order; an error reply is
-        returned as its ``redis.ResponseError``, so the other replies are still read."""
-        connection = self._connection()
-        wire = self._wire
-        rider, wire.rider = wire.rider, None
-        try:
-            # One item, one write: redis-py sends each item of the list with a sendall of its own.
-            connection.send_packed_command([b"".join((rider, *commands) if rider else commands)], check_health=False)
-            while wire.posted:
-                if isinstance(self._read(connection), redis.ResponseError):
-                    self._count_refused_post()
-                wire.posted -= 1
-            if rider:
-                wire.rider_reply, wire.rider_went = self._read(connection), True
-            return [self._read(connection) for _ in commands]
-        except (redis.ConnectionError, redis.TimeoutError, OSError) as exc:
-            self._failed(connection)
-            raise StoreUnavailable() from exc
+        returned as its ``redis.ResponseError``, so the other replies are still read. This
+        thread's posts not sent yet, and its rider, go out first in the same write."""
+        wire = self._wire()
+        with wire.lock:
+            rider, wire.rider = wire.rider, None
+            carried, wire.pending = wire.pending, []
+            carried_groups, wire.pending_groups = wire.pending_groups, []
+            try:
+                connection = self._connection(wire)
+                wire.posted += carried_groups
+                # One item, one write: redis-py sends each item of the list with a sendall of its own.
+                if rider:
+                    carried.append(rider)
+                carried += commands
+                connection.send_packed_command([b"".join(carried)], check_health=False)
+                self._read_posted(wire, connection)
+                if rider:
+                    wire.rider_reply, wire.rider_went = self._read(connection), True
+                return [self._read(connection) for _ in commands]
+            except (redis.ConnectionError, redis.TimeoutError, OSError) as exc:
+                self._count_failed_posts(len(carried_groups))
+                self._failed(wire)
+                raise StoreUnavailable() from exc
 
     def ride_along(self, command: bytes) -> None:
         """Send ``command`` in the same write as this thread's next call, which reads its reply
         too (see :meth:`ridden`). It replaces any rider that has not gone yet."""
-        wire = self._wire
+        wire = self._wire()
         wire.rider, wire.rider_reply, wire.rider_went = command, None, False
 
     def ridden(self) -> tuple[bool, Any]:
         """Whether this thread's rider went out (its reply read), and its reply; the rider is
         forgotten either way."""
-        wire = self._wire
+        wire = self._wire()
         went, reply = wire.rider_went, wire.rider_reply
         wire.rider, wire.rider_reply, wire.rider_went = None, None, False
         return went, reply
 
-    def post(self, command: bytes) -> None:
-        """Send ``command`` and return without its reply, which this thread reads before its
-        next command (an error reply is counted in ``refused_posts``)."""
-        connection = self._connection()
-        try:
-            connection.send_packed_command([command], check_health=False)
-        except (redis.ConnectionError, redis.TimeoutError, OSError) as exc:
-            self._failed(connection)
-            raise StoreUnavailable() from exc
-        self._wire.posted += 1
+    def post(self, *commands: bytes) -> None:
+        """Queue ``commands`` to run in this order without waiting for them: they go out at the
+        head of this thread's next write, or, if none comes within ``CARRY_SECONDS``, the
+        link's courier sends them. Their replies are read before this thread's next reply;
+        a post refused or never delivered is counted (once) in ``failed_posts``."""
+        wire = self._wire()
+        with wire.lock:
+            if not wire.pending:
+                wire.pending_since = time.monotonic()
+            wire.pending += commands
+            wire.pending_groups.append(len(commands))
+        with self._lock:
+            self._queued.add(wire)
+        if not self._posts_waiting.is_set():
+            self._posts_waiting.set()
+        if self._courier is None:  # (read after the set: see _courier_loop)
+            self._start_courier()
 
     def transaction(self, commands: Sequence[bytes]) -> list[Any]:
         """Commands run as one step (MULTI/EXEC): their replies, read at one instant."""
@@ -183,24 +225,88 @@ class RedisLink:
         return list(results)
 
     def close(self) -> None:
+        """Send every post still queued, then close every connection (a later call opens its
+        thread a new one)."""
+        self._carry(older_than=0.0, wait=True)
         with self._lock:
-            connections = list(self._connections)
-            self._connections.clear()
-        for connection in connections:
-            connection.disconnect()
+            wires = list(self._wires)
+        for wire in wires:
+            with wire.lock:
+                self._drop(wire)
+
+    # -- the courier: posts of threads that went quiet -------------------------------------
+
+    def _start_courier(self) -> None:
+        with self._lock:
+            if self._courier is None:
+                carry = (weakref.ref(self), self._posts_waiting)
+                self._courier = threading.Thread(target=_courier_loop, args=carry, name="redis-courier", daemon=True)
+                self._courier.start()
+
+    def _carry(self, older_than: float, wait: bool = False) -> bool:
+        """Send the posts queued longer than ``older_than`` seconds; whether any wire is left
+        to look at again."""
+        cutoff = time.monotonic() - older_than
+        with self._lock:
+            queued = list(self._queued)
+        again = False
+        for wire in queued:
+            # Its own thread holds the lock while it talks to Redis, and that talk carries its
+            # posts: no need to wait for it, only to look again.
+            if not wire.lock.acquire(blocking=wait):
+                again = True
+                continue
+            try:
+                if wire.pending and wire.pending_since > cutoff:
+                    again = True
+                    continue
+                if wire.pending:
+                    self._send_pending(wire)
+                with self._lock:
+                    self._queued.discard(wire)
+            finally:
+                wire.lock.release()
+        return again
+
+    def _send_pending(self, wire: _Wire) -> None:
+        carried, wire.pending = wire.pending, []
+        groups, wire.pending_groups = wire.pending_groups, []
+        try:
+            self._connection(wire).send_packed_command([b"".join(carried)], check_health=False)
+        except (redis.ConnectionError, redis.TimeoutError, OSError):
+            self._count_failed_posts(len(groups))
+            self._failed(wire)
+        else:
+            wire.posted += groups
 
     # -- plumbing -------------------------------------------------------------------------
 
-    def _connection(self) -> AbstractConnection:
-        wire = self._wire
+    def _wire(self) -> _Wire:
+        wire = self._local.wire
+        if wire is None:
+            wire = self._local.wire = _Wire()
+            with self._lock:
+                self._wires.add(wire)
+        return wire
+
+    def _connection(self, wire: _Wire) -> AbstractConnection:
         if wire.connection is None or wire.generation != self._generation:
             if wire.connection is not None:  # made before a failure: it may point at a dead Redis
-                self._drop(wire.connection)
-            wire.connection = self._pool.make_connection()
-            wire.generation = self._generation
-            with self._lock:
-                self._connections.add(wire.connection)
+                self._drop(wire)
+            connection = self._pool.make_connection()
+            connection.connect()
+            _timeouts_in_the_kernel(connection)
+            wire.connection, wire.generation = connection, self._generation
         return wire.connection
+
+    def _read_posted(self, wire: _Wire, connection: AbstractConnection) -> None:
+        while wire.posted:
+            refused = False
+            for _ in range(wire.posted[0]):
+                refused = isinstance(self._read(connection), redis.ResponseError) or refused
+            del wire.posted[0]
+            if refused:
+                self._count_failed_posts(1)
 
     @staticmethod
     def _read(connection: AbstractConnection) -> Any:
@@ -209,21 +315,68 @@ class RedisLink:
         except redis.ResponseError as error:  # a reply, not a broken connection
             return error
 
-    def _count_refused_post(self) -> None:
-        with self._lock:
-            self.refused_posts += 1
+    def _count_failed_posts(self, count: int) -> None:
+        if count:
+            with self._lock:
+                self.failed_posts += count
 
-    def _failed(self, connection: AbstractConnection) -> None:
-        self._drop(connection)
+    def _failed(self, wire: _Wire) -> None:
+        self._drop(wire)
         with self._lock:
             self._generation += 1
 
-    def _drop(self, connection: AbstractConnection) -> None:
-        """Close this thread's connection."""
-        connection.disconnect()
-        with self._lock:
-            self._connections.discard(connection)
-        wire = self._wire
+    @staticmethod
+    def _drop(wire: _Wire) -> None:
+        """Close a wire's connection (its lock held)."""
+        if wire.connection is not None:
+            wire.connection.disconnect()
         wire.connection = None
-        wire.posted = 0  # their replies went with the connection
+        wire.posted = []  # their replies went with the connection
         wire.rider_went = False
+
+
+def _timeouts_in_the_kernel(connection: AbstractConnection) -> None:
+    """Leave a plain socket's timeouts to the kernel (SO_RCVTIMEO, SO_SNDTIMEO).
+
+    Python implements a socket timeout with a poll() before every send and receive: two system
+    calls where one does, and with other threads waiting, two hand-overs of the GIL instead of
+    one. A timeout in the kernel fails the same way (an OSError that redis-py reports as a
+    ConnectionError, a StoreUnavailable here). TLS sockets keep Python's timeouts."""
+    sock = connection._sock  # redis-py made it, and offers no other handle
+    timeout = sock.gettimeout() if type(sock) is socket.socket else None
+    if not timeout:
+        return
+    seconds = int(timeout)
+    value = struct.pack("ll", seconds, int((timeout - seconds) * 1_000_000))
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVTIMEO, value)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_SNDTIMEO, value)
+    sock.settimeout(None)
+
+
+def _courier_loop(link_ref: weakref.ref[RedisLink], posts_waiting: threading.Event) -> None:
+    """Carry the posts of threads that went quiet. It holds its link weakly, and ends when the
+    link is gone or no post came for ``COURIER_IDLE_SECONDS`` (the next post starts another)."""
+    while True:
+        if not posts_waiting.wait(COURIER_IDLE_SECONDS):
+            link = link_ref()
+            if link is None:
+                return
+            with link._lock:
+                # A post sets the event before it looks for a courier: seen unset here, under
+                # the lock, any later post finds no courier and starts one.
+                if not posts_waiting.is_set():
+                    link._courier = None
+                    return
+            del link
+            continue
+        posts_waiting.clear()
+        while True:
+            # Under load a thread's next request carries its posts for free: leave it the time.
+            time.sleep(CARRY_SECONDS)
+            link = link_ref()
+            if link is None:
+                return
+            again = link._carry(older_than=CARRY_SECONDS)
+            del link
+            if not again:
+                break

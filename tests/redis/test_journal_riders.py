@@ -45,7 +45,7 @@ def test_a_posted_command_runs_and_a_refusal_is_counted_before_the_next_reply(re
     link.post(pack("INCR", "posted"))
     link.post(pack("LPUSH", "text", "1"))  # WRONGTYPE, read later
     assert link.call(pack("GET", "posted")) == "1"  # the posted replies did not take its place
-    assert link.refused_posts == 1
+    assert link.failed_posts == 1
     link.close()
 
 
@@ -56,7 +56,7 @@ def test_a_grant_request_makes_one_exchange_with_redis_and_its_record_is_read_at
     exchanges, posts = [], []
     call_many, post = link.call_many, link.post
     link.call_many = lambda commands: exchanges.append(len(commands)) or call_many(commands)  # type: ignore[method-assign]
-    link.post = lambda command: posts.append(command) or post(command)  # type: ignore[method-assign]
+    link.post = lambda *commands: posts.append(commands) or post(*commands)  # type: ignore[method-assign]
     client, other = writer.test_client(), reader.test_client()
     for i in range(100):
         exchanges.clear()

@@ -1,0 +1,120 @@
+"""Posts on the Redis link (mockserver.domain.redis_link.RedisLink.post): a post waits for its
+thread's next write and goes out in it; a thread that goes quiet, or ends, leaves its posts to
+the courier, which sends them within milliseconds; a post that is refused or never delivered
+is counted once; close() sends what is still queued."""
+
+from __future__ import annotations
+
+import threading
+import time
+
+import pytest
+import redis
+
+from mockserver.domain import redis_link
+from mockserver.domain.errors import StoreUnavailable
+from mockserver.domain.redis_link import RedisLink, pack
+from mockserver.server import free_port
+
+
+class CountingPool(redis.ConnectionPool):
+    """Counts the writes its connections make."""
+
+    def __init__(self, *args, **kwargs) -> None:
+        super().__init__(*args, **kwargs)
+        self.writes: list[bytes] = []
+
+    def make_connection(self):
+        connection = super().make_connection()
+        send = connection.send_packed_command
+
+        def counted(command, check_health=True):
+            self.writes.append(b"".join(command))
+            return send(command, check_health=check_health)
+
+        connection.send_packed_command = counted
+        return connection
+
+
+def counting_link(url: str) -> tuple[RedisLink, CountingPool]:
+    pool = CountingPool.from_url(url, decode_responses=True, socket_timeout=2)
+    return RedisLink(pool), pool
+
+
+def value_within(client: redis.Redis, key: str, seconds: float) -> tuple[bytes | None, float]:
+    started = time.monotonic()
+    while (value := client.get(key)) is None and time.monotonic() - started < seconds:
+        time.sleep(0.001)
+    return value, time.monotonic() - started
+
+
+def test_a_post_goes_out_in_the_same_write_as_the_threads_next_call(redis_server, monkeypatch):
+    monkeypatch.setattr(redis_link, "CARRY_SECONDS", 5.0)  # the courier stays out of it
+    link, pool = counting_link(redis_server.url)
+    link.call(pack("PING"))
+    pool.writes.clear()
+    link.post(pack("SET", "a", "1"), pack("INCR", "a"))
+    link.post(pack("INCR", "a"))
+    assert pool.writes == []  # nothing sent yet
+    assert link.call(pack("GET", "a")) == "3"  # the posts ran first, in order; the reply is the GET's
+    assert len(pool.writes) == 1 and pool.writes[0].count(b"INCR") == 2
+    assert link.call(pack("GET", "a")) == "3"  # and they went out once
+    assert link.failed_posts == 0
+    link.close()
+
+
+def test_the_posts_of_a_quiet_thread_are_sent_by_the_courier(redis_server):
+    link, _ = counting_link(redis_server.url)
+    client = redis.Redis.from_url(redis_server.url)
+    link.post(pack("SET", "quiet", "1"))  # and this thread sends nothing more
+    value, waited = value_within(client, "quiet", 2.0)
+    assert value == b"1" and waited < 0.5
+    assert link.call(pack("GET", "quiet")) == "1"  # the post's reply was read first, not returned
+    link.close()
+
+
+def test_a_thread_that_ends_leaves_its_posts_to_the_courier(redis_server):
+    link, _ = counting_link(redis_server.url)
+    client = redis.Redis.from_url(redis_server.url)
+    thread = threading.Thread(target=lambda: link.post(pack("SET", "ended", "1")))
+    thread.start()
+    thread.join()
+    value, _ = value_within(client, "ended", 2.0)
+    assert value == b"1"
+    link.close()
+
+
+def test_a_refused_post_is_counted_once_and_the_next_reply_is_still_the_calls(redis_server):
+    link, _ = counting_link(redis_server.url)
+    link.call(pack("SET", "text", "x"))
+    link.post(pack("LPUSH", "text", "1"), pack("LPUSH", "text", "2"))  # both refused: one post
+    link.post(pack("INCR", "n"))
+    assert link.call(pack("GET", "n")) == "1"
+    assert link.failed_posts == 1
+    link.close()
+
+
+def test_posts_that_never_reach_redis_are_counted(redis_server):
+    nobody = f"redis://127.0.0.1:{free_port()}/0"  # nothing listens there
+    link, _ = counting_link(nobody)
+    link.post(pack("INCR", "lost"))  # left to the courier
+    deadline = time.monotonic() + 2
+    while link.failed_posts < 1 and time.monotonic() < deadline:
+        time.sleep(0.005)
+    assert link.failed_posts == 1
+    link.post(pack("INCR", "lost"))
+    link.post(pack("INCR", "lost"))  # carried by a call that fails
+    with pytest.raises(StoreUnavailable):
+        link.call(pack("PING"))
+    assert link.failed_posts == 3
+    link.close()
+
+
+def test_close_sends_what_is_still_queued(redis_server, monkeypatch):
+    monkeypatch.setattr(redis_link, "CARRY_SECONDS", 5.0)
+    link, _ = counting_link(redis_server.url)
+    link.post(pack("SET", "closing", "1"))
+    link.close()
+    assert redis.Redis.from_url(redis_server.url).get("closing") == b"1"
+    assert link.call(pack("GET", "closing")) == "1"  # a closed link opens a new connection
+    link.close()
