@@ -29,6 +29,7 @@ restarted Redis fails one request, not one per thread.
 
 from __future__ import annotations
 
+import atexit
 import socket
 import struct
 import threading
@@ -148,6 +149,7 @@ class RedisLink:
         self._queued: set[_Wire] = set()
         self._generation = 0
         self._courier: threading.Thread | None = None
+        self._sends_at_exit = False
         self._posts_waiting = threading.Event()  # set when a post may need the courier
         self.failed_posts = 0  # posts Redis refused (an error reply) or that never reached it
 
@@ -239,8 +241,13 @@ class RedisLink:
     def _start_courier(self) -> None:
         with self._lock:
             if self._courier is None:
-                carry = (weakref.ref(self), self._posts_waiting)
-                self._courier = threading.Thread(target=_courier_loop, args=carry, name="redis-courier", daemon=True)
+                link = weakref.ref(self)
+                if not self._sends_at_exit:  # a worker that stops sends what is still queued
+                    atexit.register(_send_queued_at_exit, link)
+                    self._sends_at_exit = True
+                self._courier = threading.Thread(
+                    target=_courier_loop, args=(link, self._posts_waiting), name="redis-courier", daemon=True
+                )
                 self._courier.start()
 
     def _carry(self, older_than: float, wait: bool = False) -> bool:
@@ -351,6 +358,12 @@ def _timeouts_in_the_kernel(connection: AbstractConnection) -> None:
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVTIMEO, value)
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_SNDTIMEO, value)
     sock.settimeout(None)
+
+
+def _send_queued_at_exit(link_ref: weakref.ref[RedisLink]) -> None:
+    link = link_ref()
+    if link is not None:
+        link._carry(older_than=0.0, wait=True)
 
 
 def _courier_loop(link_ref: weakref.ref[RedisLink], posts_waiting: threading.Event) -> None:

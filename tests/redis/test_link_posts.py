@@ -1,10 +1,12 @@
 """Posts on the Redis link (mockserver.domain.redis_link.RedisLink.post): a post waits for its
 thread's next write and goes out in it; a thread that goes quiet, or ends, leaves its posts to
 the courier, which sends them within milliseconds; a post that is refused or never delivered
-is counted once; close() sends what is still queued."""
+is counted once; close(), and a process that exits, send what is still queued."""
 
 from __future__ import annotations
 
+import subprocess
+import sys
 import threading
 import time
 
@@ -118,3 +120,16 @@ def test_close_sends_what_is_still_queued(redis_server, monkeypatch):
     assert redis.Redis.from_url(redis_server.url).get("closing") == b"1"
     assert link.call(pack("GET", "closing")) == "1"  # a closed link opens a new connection
     link.close()
+
+
+def test_a_process_that_exits_sends_what_is_still_queued(redis_server):
+    # A worker that stops (Ctrl-C, a respawn) leaves no record behind for readers to wait for.
+    program = (
+        "import redis, sys\n"
+        "from mockserver.domain import redis_link\n"
+        "redis_link.CARRY_SECONDS = 60.0\n"  # only the exit can send it
+        "link = redis_link.RedisLink(redis.ConnectionPool.from_url(sys.argv[1], decode_responses=True))\n"
+        "link.post(redis_link.pack('SET', 'at-exit', '1'))\n"
+    )
+    subprocess.run([sys.executable, "-c", program, redis_server.url], check=True, timeout=60)
+    assert redis.Redis.from_url(redis_server.url).get("at-exit") == b"1"
