@@ -149,8 +149,8 @@ def memory_per_user(users: int = 1_000_000) -> dict[str, float]:
 
 def main() -> None:
     figures: dict[str, Any] = {"memory": curve()}
-    with private_redis() as url:
-        figures["redis"] = curve(url)
+    with private_redis() as redis:
+        figures["redis"] = curve(redis.url)
     figures["per_user"] = memory_per_user()
     print(json.dumps(figures))
 

@@ -69,7 +69,8 @@ def measure(grants: int = GRANTS) -> dict[str, Any]:
     memory = FundingService(MemoryStore(), Clock(), SEED)
     _grants(memory, 2_000, "warm")
     memory_seconds = _grants(memory, grants, "memory")
-    with private_redis() as url:
+    with private_redis() as redis_under_test:
+        url = redis_under_test.url
         store = RedisStore(url)
         service = FundingService(store, RedisClock(store), SEED)
         _grants(service, 2_000, "warm")  # scripts loaded, connection open

@@ -8,15 +8,22 @@ import tempfile
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
+from dataclasses import dataclass
 
 import redis
 
 from mockserver.server import free_port
 
 
+@dataclass(frozen=True)
+class RedisUnderTest:
+    url: str
+    pid: int
+
+
 @contextmanager
-def private_redis(unix_socket: bool = False) -> Iterator[str]:
-    """Start redis-server, yield its URL, stop it. Raises SystemExit without redis-server.
+def private_redis(unix_socket: bool = False) -> Iterator[RedisUnderTest]:
+    """Start redis-server, yield its URL and pid, stop it. Raises SystemExit without redis-server.
 
     ``unix_socket``: it listens on a unix socket, not on TCP (a ``unix://`` URL), as a Redis
     on the workers' own host may."""
@@ -45,7 +52,7 @@ def private_redis(unix_socket: bool = False) -> Iterator[str]:
                 if time.monotonic() > deadline or process.poll() is not None:
                     raise RuntimeError("redis-server did not start") from None
                 time.sleep(0.02)
-        yield url
+        yield RedisUnderTest(url, process.pid)
     finally:
         process.terminate()
         process.wait(timeout=10)

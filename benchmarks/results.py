@@ -11,14 +11,11 @@ from pathlib import Path
 
 from . import figures
 from .load import SCENARIOS, LoadResult
+from .results_redis import redis_bound
 from .results_scale import growth_section, redis_section
+from .server_names import BARE, GRANT, MOCK, PRISM, REDIS_1, REDIS_2, REDIS_UNIX_1, THREADS_8
 
 RESULTS_PATH = Path(__file__).resolve().parent / "RESULTS.md"
-MOCK, BARE, PRISM = "quota-mock", "bare Flask", "Prism"
-REDIS_1, REDIS_2 = "quota-mock, Redis, 1 worker", "quota-mock, Redis, 2 workers"
-REDIS_UNIX_1 = "quota-mock, Redis on a unix socket, 1 worker"
-THREADS_8 = "quota-mock, 8 threads"
-GRANT = "grant (fresh keys)"
 SCALE_LIMIT = 3.0  # a read at 1,000,000 entries may cost at most this many times an empty one
 
 
@@ -71,42 +68,6 @@ def _version(package: str) -> str:
         return metadata.version(package)
     except metadata.PackageNotFoundError:
         return "not installed"
-
-
-def _redis_bound(results: Results) -> list[str]:
-    """What bounds the Redis series on this machine, from this run's figures."""
-    if REDIS_1 not in results.load or REDIS_2 not in results.load or MOCK not in results.load:
-        return []
-    one, two, memory = (results.load[name][GRANT] for name in (REDIS_1, REDIS_2, MOCK))
-    if one.machine_busy is None or two.machine_busy is None:
-        return []
-    lines = [
-        "",
-        "## The Redis series on this machine",
-        "",
-        f"Grants, fresh keys: the memory store served {memory.rps:,.0f}/s; on Redis one worker served"
-        f" {one.rps:,.0f}/s with the machine {one.machine_busy:.0%} busy, and two workers {two.rps:,.0f}/s with"
-        f" it {two.machine_busy:.0%} busy (busy: every process's CPU time over both cores, the workers,"
-        " redis-server and wrk alike). A grant on Redis waits one round trip, its script's (its journal"
-        " record's id rides with it, and the record is sent without waiting); a worker's other threads"
-        " serve requests meanwhile.",
-    ]
-    unix = results.load.get(REDIS_UNIX_1, {}).get(GRANT)
-    if unix is not None and one.rps:
-        lines += [
-            "",
-            f"Over a unix socket (Redis on the workers' own host) one worker served {unix.rps:,.0f}/s,"
-            f" {unix.rps / memory.rps:.2f} × the memory store and {unix.rps / one.rps:.2f} × the same worker over"
-            " loopback TCP: a round trip costs both ends less CPU there.",
-        ]
-    if two.machine_busy >= 0.85:
-        lines += [
-            "",
-            "With two workers the two cores are all but used up by the workers, redis-server and wrk, so"
-            " the second worker adds only the CPU the first left idle: here the 2-versus-1 ratio measures"
-            " the machine, not the store. The more one worker gets out of a core, the lower that ratio.",
-        ]
-    return lines
 
 
 def _ratio(results: Results, scenario: str, other: str, mine: str = MOCK) -> float | None:
@@ -239,7 +200,7 @@ def render(results: Results) -> str:
             _ratio(results, scenario, REDIS_1, REDIS_2),
         )
         lines.append(f"| {scenario} | " + " | ".join("n/a" if r is None else f"{r:.2f}" for r in ratios) + " |")
-    lines += _redis_bound(results)
+    lines += redis_bound(results.load)
     lines += ["", "## Start to first response (median of 5 cold starts)", "", "| server | seconds |", "| --- | --- |"]
     lines += [f"| {server} | {seconds:.2f} |" for server, seconds in results.startup.items()]
     ledger, keys = results.memory["ledger"], results.memory["idempotency"]

@@ -24,9 +24,11 @@ from mockserver.server import free_port
 from . import servers
 from .bare_app import create_bare_app
 from .load import SCENARIOS, LoadResult, run_wrk
+from .proc_usage import process_tree
 from .profile_grant import app_seconds_per_grant, profile_grants
 from .redis_server import private_redis
-from .results import REDIS_1, REDIS_2, REDIS_UNIX_1, THREADS_8, Results, write_results
+from .results import Results, write_results
+from .server_names import REDIS_1, REDIS_2, REDIS_UNIX_1, THREADS_8
 from .tools import ROOT, find_prism, find_wrk, prism_version
 
 STARTUP_RUNS = 5
@@ -43,24 +45,31 @@ def measure_startup(name: str, argv_for_port) -> float:
     return median(timings)
 
 
-def load_interleaved(wrk: str, commands: dict, seconds: int, rounds: int) -> dict[str, dict[str, list[LoadResult]]]:
+def load_interleaved(
+    wrk: str, commands: dict, seconds: int, rounds: int, backing: dict[str, int] | None = None
+) -> dict[str, dict[str, list[LoadResult]]]:
     """Run every scenario against every server, alternating servers within each round.
 
     The machine is shared and noisy: interleaving puts each pair of figures that a ratio
     compares a few seconds apart, and the median over rounds drops a round that a neighbour
-    disturbed.
+    disturbed. ``backing``: the pid of the process a server stands on (its redis-server),
+    whose CPU time per request is reported too.
     """
-    running = {}
+    running, pids = {}, {}
     try:
         for name, argv_for_port in commands.items():
             port = free_port()
             running[name] = servers.start(name, argv_for_port(port), port)
             run_wrk(wrk, running[name].base_url, "packages", 1)  # warm-up: imports, caches
+            pids[name] = process_tree(running[name].process.pid)  # granian's workers are up by now
         samples: dict[str, dict[str, list[LoadResult]]] = {n: {s: [] for s in SCENARIOS} for n in running}
         for _ in range(rounds):
             for scenario in SCENARIOS:
                 for name, server in running.items():
-                    samples[name][scenario].append(run_wrk(wrk, server.base_url, scenario, seconds))
+                    backing_pids = [backing[name]] if backing and name in backing else []
+                    result = run_wrk(wrk, server.base_url, scenario, seconds, server_pids=pids[name],
+                                     backing_pids=backing_pids)  # fmt: skip
+                    samples[name][scenario].append(result)
         return samples
     finally:
         for server in running.values():
@@ -113,20 +122,21 @@ def main() -> None:
     wrk = find_wrk()
     prism = None if args.no_prism else find_prism()
     results = Results(prism_version=prism_version(prism) if prism else None, rounds=args.rounds, seconds=args.seconds)
-    with private_redis() as redis_url, private_redis(unix_socket=True) as unix_url:
+    with private_redis() as tcp, private_redis(unix_socket=True) as unix:
         commands = {
             "quota-mock": servers.mock_argv,
             THREADS_8: servers.mock_threads_argv(8),
-            REDIS_1: servers.mock_redis_argv(redis_url, 1),
-            REDIS_2: servers.mock_redis_argv(redis_url, 2),
-            REDIS_UNIX_1: servers.mock_redis_argv(unix_url, 1),
+            REDIS_1: servers.mock_redis_argv(tcp.url, 1),
+            REDIS_2: servers.mock_redis_argv(tcp.url, 2),
+            REDIS_UNIX_1: servers.mock_redis_argv(unix.url, 1),
             "bare Flask": servers.bare_argv,
         }
+        backing = {REDIS_1: tcp.pid, REDIS_2: tcp.pid, REDIS_UNIX_1: unix.pid}
         if prism:
             commands["Prism"] = lambda port: servers.prism_argv(prism, port)
 
         print(f"load: {', '.join(commands)} interleaved, {args.rounds} rounds of {args.seconds} s", flush=True)
-        results.rounds_load = load_interleaved(wrk, commands, args.seconds, args.rounds)
+        results.rounds_load = load_interleaved(wrk, commands, args.seconds, args.rounds, backing)
     print("start-up", flush=True)
     for name, argv_for_port in commands.items():
         if name in ("quota-mock", "bare Flask", "Prism"):  # the others start as quota-mock does
