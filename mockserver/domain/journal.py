@@ -77,6 +77,10 @@ class RequestJournal(Protocol):
     def begin(self) -> None:
         """A request this thread will record has arrived (a journal may prepare its record)."""
 
+    def pause(self) -> None:
+        """The request is about to wait on purpose (a held grant, a simulated latency): a
+        journal that keeps readers waiting for prepared records lets them go on meanwhile."""
+
     def append(self, entry: tuple[Any, ...]) -> None: ...
 
     def newest_first(self) -> Iterator[JournalRecord]:
@@ -100,6 +104,9 @@ class MemoryJournal:
 
     def begin(self) -> None:
         pass  # ids are given in order of appending, at no cost
+
+    def pause(self) -> None:
+        pass  # no reader ever waits for a record here
 
     def append(self, entry: tuple[Any, ...]) -> None:
         with self._lock:  # the id and the position must agree, across threads

@@ -18,7 +18,10 @@ worker, finds that answer's record. Every id up to the counter was reserved by a
 may already be out, so a reader first waits until each reserved id still inside the ring is
 there (posted records land within microseconds). An id that never comes (a worker that died
 between its reply and its record, a record Redis refused) is given up after
-``SETTLE_SECONDS`` and marked settled, so no later reader waits for it again.
+``SETTLE_SECONDS`` and marked settled, so no later reader waits for it again. A request that
+waits on purpose (a held grant, a simulated latency) gives its id back first
+(:meth:`RedisJournal.pause`: the id is voided, and its next command reserves another), so
+readers meanwhile are not held up by it.
 
 A journal must never fail the request it records: when Redis is away (or refuses) an append
 is dropped and counted (``lost``), and the request's own answer says what happened to the
@@ -51,9 +54,9 @@ local extra = redis.call('ZCARD', KEYS[1]) - tonumber(ARGV[3])
 if extra > 0 then redis.call('ZREMRANGEBYRANK', KEYS[1], 0, extra - 1) end
 return id
 """
-# KEYS: the set, the id counter, the settled mark. ARGV: the capacity, and the highest id to
-# look at (empty: the counter). Returns that id and how many reserved ids up to it the ring
-# should hold but does not (yet).
+# KEYS: the set, the id counter, the settled mark, the voided ids. ARGV: the capacity, and the
+# highest id to look at (empty: the counter). Returns that id and how many reserved ids up to
+# it the ring should hold but does not (yet).
 _MISSING = r"""
 local top = tonumber(ARGV[2]) or tonumber(redis.call('GET', KEYS[2]) or '0')
 local low = math.max(tonumber(redis.call('GET', KEYS[3]) or '0'), top - tonumber(ARGV[1]))
@@ -63,15 +66,17 @@ if redis.call('ZCARD', KEYS[1]) >= tonumber(ARGV[1]) then
   low = math.max(low, tonumber(oldest[2]) - 1)
 end
 if low >= top then return {top, 0} end
-return {top, top - low - redis.call('ZCOUNT', KEYS[1], '(' .. low, top)}
+local have = redis.call('ZCOUNT', KEYS[1], '(' .. low, top) + redis.call('ZCOUNT', KEYS[4], '(' .. low, top)
+return {top, top - low - have}
 """
 # KEYS: the settled mark. ARGV: the id up to which no reader waits any more.
 _SETTLE = r"""
 if tonumber(redis.call('GET', KEYS[1]) or '0') < tonumber(ARGV[1]) then redis.call('SET', KEYS[1], ARGV[1]) end
 """
-# KEYS: the set, the id counter, the settled mark: ids reserved so far are not waited for.
+# KEYS: the set, the id counter, the settled mark, the voided ids: ids reserved so far are not
+# waited for.
 _CLEAR = r"""
-redis.call('DEL', KEYS[1])
+redis.call('DEL', KEYS[1], KEYS[4])
 redis.call('SET', KEYS[3], redis.call('GET', KEYS[2]) or '0')
 """
 _CHUNK = 200
@@ -99,7 +104,7 @@ class RedisJournal:
             raise ValueError("a journal holds at least one record")
         self.capacity = capacity
         self._lost = 0  # appends dropped because Redis did not answer, or refused them
-        keys = (prefix + "journal:records", prefix + "journal:id", prefix + "journal:settled")
+        keys = (prefix + "journal:records", prefix + "journal:id", prefix + "journal:settled", prefix + "journal:void")
         self._set_key = keys[0]
         self._owns_link = link is None
         self._link = link or RedisLink.open(url, socket_timeout=socket_timeout, connect_timeout=connect_timeout)
@@ -109,9 +114,12 @@ class RedisJournal:
         # A record under an id already reserved: plain commands, cheaper for Redis than a script.
         self._add_reserved = Command("ZADD", keys[0])
         self._trim = pack("ZREMRANGEBYRANK", keys[0], 0, -capacity - 1)
-        self._missing = Command("EVAL", _MISSING, 3, *keys, capacity)
+        # An id given back by a request that waits on purpose (pause): no record will come.
+        self._void = Command("ZADD", keys[3])
+        self._trim_void = pack("ZREMRANGEBYRANK", keys[3], 0, -capacity - 1)
+        self._missing = Command("EVAL", _MISSING, 4, *keys, capacity)
         self._settle = Command("EVAL", _SETTLE, 1, keys[2])
-        self._clear = Command("EVAL", _CLEAR, 3, *keys).pack()
+        self._clear = Command("EVAL", _CLEAR, 4, *keys).pack()
 
     @property
     def lost(self) -> int:
@@ -124,6 +132,14 @@ class RedisJournal:
 
     def begin(self) -> None:
         """A request arrived on this thread: its record's id rides with its first command."""
+        self._link.ride_along(self._reserve)
+
+    def pause(self) -> None:
+        """The request waits on purpose: it gives back the id it reserved (void), so that readers
+        meanwhile do not wait for it, and reserves another with its next command."""
+        went, reserved = self._link.ridden()
+        if went and isinstance(reserved, int):
+            self._link.post(self._void.pack(reserved, reserved), self._trim_void)
         self._link.ride_along(self._reserve)
 
     def append(self, entry: tuple[Any, ...]) -> None:

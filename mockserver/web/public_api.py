@@ -68,7 +68,7 @@ def _make_view(state: MockState, operation: Operation, handler: Handler) -> Call
         if state.rate_limiter is not None:  # before authentication: floods of bad keys count too
             check_rate_limit(state.rate_limiter, state.clock.now())
         caller = Caller(None if operation.public else authenticate(state.service, request.headers.get("Authorization")))
-        before_operation(state.contract, operation, state.faults, state.clock)
+        before_operation(state.contract, operation, state.faults, state.clock, state.hold)
         validated = validator.validate(
             path_args,
             request.args,

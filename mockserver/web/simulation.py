@@ -12,7 +12,7 @@ from __future__ import annotations
 import hashlib
 import re
 import time
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 
 from flask import Flask, Response, request
@@ -126,8 +126,10 @@ def check_rate_limit(limiter: RateLimiter, now: float) -> None:
     add_response_headers(headers)
 
 
-def before_operation(contract: Contract, operation: Operation, faults: FaultBook, clock: Clock) -> None:
-    """``Prefer`` and fault rules for one request: raise, sleep, or mark it for dropping.
+def before_operation(
+    contract: Contract, operation: Operation, faults: FaultBook, clock: Clock, hold: Callable[[float], None]
+) -> None:
+    """``Prefer`` and fault rules for one request: raise, wait (``hold``), or mark it for dropping.
 
     A ``Prefer: code=`` answer comes first and leaves the fault rules untouched: the
     developer asked for that one answer explicitly.
@@ -152,7 +154,7 @@ def before_operation(contract: Contract, operation: Operation, faults: FaultBook
         add_response_headers({PREFER_IGNORED_HEADER: refusal.message})
         preferences, applied, error = Preferences(), [], None
     if error is not None:
-        _sleep_ms(preferences.delay_ms)
+        _wait_ms(preferences.delay_ms, hold)
         error.headers["Preference-Applied"] = ", ".join([*applied, f"code={preferences.code}"])
         request.environ[SIMULATED_ENVIRON_KEY] = f"asked for with Prefer: code={preferences.code}"
         raise error
@@ -163,7 +165,7 @@ def before_operation(contract: Contract, operation: Operation, faults: FaultBook
     # Only read the clock when rules exist: with Redis it is a round trip, and the operations
     # that need no state (/v1/packages) must keep answering while Redis is away.
     fault = faults.take(operation.operation_id, clock.now()) if faults.active else NO_FAULTS
-    _sleep_ms(preferences.delay_ms + fault.latency_ms)
+    _wait_ms(preferences.delay_ms + fault.latency_ms, hold)
     if fault.fail_status is not None:
         request.environ[SIMULATED_ENVIRON_KEY] = f"a fault rule (/_mock/faults) failed it with {fault.fail_status}"
         raise documented_error(contract, operation, fault.fail_status)
@@ -173,9 +175,9 @@ def before_operation(contract: Contract, operation: Operation, faults: FaultBook
         request_drop(request.environ)
 
 
-def _sleep_ms(milliseconds: int) -> None:
+def _wait_ms(milliseconds: int, hold: Callable[[float], None]) -> None:
     if milliseconds > 0:
-        time.sleep(min(milliseconds, MAX_LATENCY_MS) / 1000)
+        hold(min(milliseconds, MAX_LATENCY_MS) / 1000)
 
 
 def add_response_headers(headers: dict[str, str]) -> None:

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import hashlib
 import re
+import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 
@@ -61,6 +62,8 @@ class MockState:
     faults: FaultBook = field(default_factory=FaultBook)
     rate_limiter: RateLimiter | None = None
     journal: RequestJournal | None = None  # None: the request journal is off
+    # A deliberate wait inside a request (a held grant, a simulated latency): see _holder.
+    hold: Callable[[float], None] = time.sleep
 
     def reset(self, seed: Seed | None = None) -> None:
         """Back to the starting state: balances, ledger, keys and clock, fault rules, rate
@@ -79,15 +82,31 @@ def build_state(config: MockConfig) -> MockState:
     rate = config.parsed_rate_limit
     contract = default_contract()
     operations = (*contract.operations, *control_contract().operations)
+    journal = _build_journal(config, store)
+    hold = _holder(journal)
     return MockState(
         config=config,
         contract=contract,
-        service=FundingService(store, clock, config.build_seed()),
+        service=FundingService(store, clock, config.build_seed(), sleep=hold),
         clock=clock,
         validators={op.operation_id: RequestValidator(op) for op in operations},
         rate_limiter=None if rate is None else RateLimiter(rate),
-        journal=_build_journal(config, store),
+        journal=journal,
+        hold=hold,
     )
+
+
+def _holder(journal: RequestJournal | None) -> Callable[[float], None]:
+    """How a request waits on purpose: its journal first lets readers go on without its record
+    (on Redis a reader would otherwise wait for the id the request reserved), then it sleeps."""
+    if journal is None:
+        return time.sleep
+
+    def hold(seconds: float) -> None:
+        journal.pause()
+        time.sleep(seconds)
+
+    return hold
 
 
 def _build_store(config: MockConfig) -> tuple[Clock, StateStore]:

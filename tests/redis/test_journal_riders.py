@@ -157,3 +157,43 @@ def test_requests_the_journal_leaves_out_reserve_no_id(redis_server, prefix, mon
     assert [r["path"] for r in records] == ["/v1/users/left_out/balance"]
     assert time.monotonic() - started < 2
     mock_state(app).service.store.close()
+
+
+@pytest.mark.parametrize("held_by", ["grant_delay", "latency_rule", "prefer_delay"])
+def test_a_request_that_waits_on_purpose_holds_no_reader_up_and_is_found_after_its_answer(
+    redis_server, prefix, held_by, monkeypatch, caplog
+):
+    # The request reserves its record's id with its first command to Redis, then waits (a held
+    # grant, a latency fault rule, Prefer: delay=). Readers meanwhile must not wait for that id,
+    # and its client, reading right after the answer through another worker, finds the record.
+    monkeypatch.setattr(redis_journal, "SETTLE_SECONDS", 2.0)  # a stall would show, not be given up
+    hold = 0.6
+    config = {"store": redis_server.url, "store_prefix": prefix}
+    writer = create_app({**config, "grant_delay_seconds": hold if held_by == "grant_delay" else 0})
+    reader = create_app(config)
+    headers = {**AUTH, "Idempotency-Key": f"held-{held_by}"}
+    if held_by == "latency_rule":
+        rule = {"operation_id": "grantUserBalance", "action": "latency", "latency_ms": int(hold * 1000)}
+        assert writer.test_client().post("/_mock/faults", json=rule).status_code == 201
+    if held_by == "prefer_delay":
+        headers["Prefer"] = f"delay={int(hold * 1000)}"
+    found = {}
+
+    def client() -> None:
+        answer = writer.test_client().post("/v1/funding/grant", json=GRANT, headers=headers)
+        records = reader.test_client().get("/_mock/requests?limit=3").get_json()["requests"]
+        found["status"] = answer.status_code
+        found["it"] = any(answer.get_json()["ledger_id"] in r["response"]["body"] for r in records)
+
+    thread = threading.Thread(target=client)
+    thread.start()
+    time.sleep(0.2)  # it has reserved its id and waits
+    started = time.monotonic()
+    reader.test_client().get("/_mock/requests?limit=1")  # the dashboard, say
+    waited = time.monotonic() - started
+    thread.join()
+    assert found == {"status": 200, "it": True}
+    assert waited < 0.3, f"a reader waited {waited:.2f} s for a request that was holding on purpose"
+    assert "given up" not in caplog.text
+    for app in (writer, reader):
+        mock_state(app).service.store.close()
