@@ -81,6 +81,7 @@ redis.call('SET', KEYS[3], redis.call('GET', KEYS[2]) or '0')
 """
 _CHUNK = 200
 SETTLE_SECONDS = 0.5  # how long a reader waits for a reserved record before giving it up
+QUIET_AFTER_FAILURE_SECONDS = 1.0  # records that would need a round trip of their own are dropped
 
 
 class RedisJournal:
@@ -123,7 +124,8 @@ class RedisJournal:
 
     @property
     def lost(self) -> int:
-        """Records Redis never took: unanswered appends, and posted ones it refused."""
+        """Records Redis did not confirm: appends that failed, and posted ones it refused or whose
+        reply a failure took away (which may have landed)."""
         return self._lost + self._link.failed_posts
 
     def close(self) -> None:
@@ -148,6 +150,10 @@ class RedisJournal:
         try:
             if went and isinstance(reserved, int):
                 self._link.post(self._add_reserved.pack(reserved, f"[{reserved},{fields}"), self._trim)
+            elif time.monotonic() - self._link.last_failure < QUIET_AFTER_FAILURE_SECONDS:
+                # Redis failed a moment ago (this very request's command, often): the record is
+                # dropped rather than make the answer wait out a second timeout.
+                raise StoreUnavailable() from ConnectionError("Redis failed less than a second ago")
             else:
                 self._link.call(self._add.pack("", fields, self.capacity))
         except (StoreUnavailable, redis.ResponseError) as exc:

@@ -29,7 +29,9 @@ restarted Redis fails one request, not one per thread.
 
 from __future__ import annotations
 
-import atexit
+import contextlib
+import multiprocessing
+import multiprocessing.util
 import socket
 import struct
 import threading
@@ -148,10 +150,16 @@ class RedisLink:
         # Wires with posts queued, held strongly: a thread that ends leaves its posts to the courier.
         self._queued: set[_Wire] = set()
         self._generation = 0
+        self.last_failure = float("-inf")  # when a command last failed (time.monotonic())
         self._courier: threading.Thread | None = None
-        self._sends_at_exit = False
         self._posts_waiting = threading.Event()  # set when a post may need the courier
-        self.failed_posts = 0  # posts Redis refused (an error reply) or that never reached it
+        # Posts still queued when the link is collected, or when the process ends, are sent then.
+        # A worker forked by multiprocessing (granian's) ends with os._exit(), which runs no
+        # atexit hook, only multiprocessing's own finalizers.
+        left_behind = weakref.finalize(self, _send_left_behind, self._queued, pool)
+        if multiprocessing.parent_process() is not None:
+            multiprocessing.util.Finalize(None, left_behind, exitpriority=0)
+        self.failed_posts = 0  # posts Redis refused (an error reply), or that nothing confirms it took
 
     def call(self, command: bytes) -> Any:
         """Send one command and return its reply; an error reply raises ``redis.ResponseError``."""
@@ -204,7 +212,8 @@ class RedisLink:
         """Queue ``commands`` to run in this order without waiting for them: they go out at the
         head of this thread's next write, or, if none comes within ``CARRY_SECONDS``, the
         link's courier sends them. Their replies are read before this thread's next reply;
-        a post refused or never delivered is counted (once) in ``failed_posts``."""
+        a post refused, never delivered, or whose reply was lost with its connection, is
+        counted (once) in ``failed_posts``."""
         wire = self._wire()
         with wire.lock:
             if not wire.pending:
@@ -234,6 +243,10 @@ class RedisLink:
             wires = list(self._wires)
         for wire in wires:
             with wire.lock:
+                if wire.posted and wire.connection is not None:
+                    # Their replies say whether Redis took them; those it cannot read, _drop counts.
+                    with contextlib.suppress(redis.ConnectionError, redis.TimeoutError, OSError):
+                        self._read_posted(wire, wire.connection)
                 self._drop(wire)
 
     # -- the courier: posts of threads that went quiet -------------------------------------
@@ -241,13 +254,8 @@ class RedisLink:
     def _start_courier(self) -> None:
         with self._lock:
             if self._courier is None:
-                link = weakref.ref(self)
-                if not self._sends_at_exit:  # a worker that stops sends what is still queued
-                    atexit.register(_send_queued_at_exit, link)
-                    self._sends_at_exit = True
-                self._courier = threading.Thread(
-                    target=_courier_loop, args=(link, self._posts_waiting), name="redis-courier", daemon=True
-                )
+                carry = (weakref.ref(self), self._posts_waiting)
+                self._courier = threading.Thread(target=_courier_loop, args=carry, name="redis-courier", daemon=True)
                 self._courier.start()
 
     def _carry(self, older_than: float, wait: bool = False) -> bool:
@@ -300,10 +308,7 @@ class RedisLink:
         if wire.connection is None or wire.generation != self._generation:
             if wire.connection is not None:  # made before a failure: it may point at a dead Redis
                 self._drop(wire)
-            connection = self._pool.make_connection()
-            connection.connect()
-            _timeouts_in_the_kernel(connection)
-            wire.connection, wire.generation = connection, self._generation
+            wire.connection, wire.generation = _connect(self._pool), self._generation
         return wire.connection
 
     def _read_posted(self, wire: _Wire, connection: AbstractConnection) -> None:
@@ -331,15 +336,27 @@ class RedisLink:
         self._drop(wire)
         with self._lock:
             self._generation += 1
+            self.last_failure = time.monotonic()
 
-    @staticmethod
-    def _drop(wire: _Wire) -> None:
-        """Close a wire's connection (its lock held)."""
+    def _drop(self, wire: _Wire) -> None:
+        """Close a wire's connection (its lock held). Posts whose replies go with it unread are
+        counted as failed: nothing confirms that Redis took them."""
         if wire.connection is not None:
             wire.connection.disconnect()
         wire.connection = None
-        wire.posted = []  # their replies went with the connection
+        self._count_failed_posts(len(wire.posted))
+        wire.posted = []
         wire.rider_went = False
+
+
+def _connect(pool: redis.ConnectionPool) -> AbstractConnection:
+    """A connection made from the pool's settings, not by the pool: its make_connection() counts
+    each one against max_connections for good (none is ever given back to it), so that after
+    100 threads or reconnects every request would fail."""
+    connection = pool.connection_class(**pool.connection_kwargs)
+    connection.connect()
+    _timeouts_in_the_kernel(connection)
+    return connection
 
 
 def _timeouts_in_the_kernel(connection: AbstractConnection) -> None:
@@ -360,10 +377,21 @@ def _timeouts_in_the_kernel(connection: AbstractConnection) -> None:
     sock.settimeout(None)
 
 
-def _send_queued_at_exit(link_ref: weakref.ref[RedisLink]) -> None:
-    link = link_ref()
-    if link is not None:
-        link._carry(older_than=0.0, wait=True)
+def _send_left_behind(queued: set[_Wire], pool: redis.ConnectionPool) -> None:
+    """Send the posts still queued on the wires of a link that is gone, or of a process that
+    ends (nothing is left to read their replies or count them)."""
+    for wire in list(queued):
+        if not wire.lock.acquire(timeout=1.0):
+            continue  # its thread is stuck talking to Redis: that talk carried its posts
+        try:
+            if wire.pending:
+                connection = wire.connection or _connect(pool)
+                connection.send_packed_command([b"".join(wire.pending)], check_health=False)
+                wire.pending, wire.pending_groups = [], []
+        except (redis.RedisError, OSError):
+            pass  # Redis is away: the posts go with the process
+        finally:
+            wire.lock.release()
 
 
 def _courier_loop(link_ref: weakref.ref[RedisLink], posts_waiting: threading.Event) -> None:

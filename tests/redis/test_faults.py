@@ -135,6 +135,25 @@ def test_a_hung_redis_times_out_into_503_and_a_retry_credits_exactly_once(fault_
     assert [e["id"] for e in ledger if e["account"] == "u1"] == [retried.json()["ledger_id"]]
 
 
+def test_a_frozen_redis_fails_a_request_within_one_timeout(fault_redis):
+    # The request's own command times out; its journal record must not make the answer wait
+    # out a second timeout on a fresh connection (a frozen Redis still accepts connections).
+    app = create_app({"store": fault_redis.url + "?socket_timeout=0.5"})
+    client = app.test_client()
+    assert client.get("/v1/users/frozen/balance", headers=AUTH).status_code == 404  # connected
+    assert fault_redis.process is not None
+    fault_redis.process.send_signal(signal.SIGSTOP)
+    try:
+        started = time.monotonic()
+        answer = client.get("/v1/users/frozen/balance", headers=AUTH)
+        took = time.monotonic() - started
+    finally:
+        fault_redis.process.send_signal(signal.SIGCONT)
+    assert answer.status_code == 503 and answer.get_json()["error"]["code"] == "service_unavailable"
+    assert 0.45 < took < 0.95, f"answered after {took:.2f} s: one timeout is 0.5 s"
+    mock_state(app).service.store.close()
+
+
 def test_a_client_that_disconnects_mid_grant_leaves_no_partial_state(mock_on_fault_redis):
     server = mock_on_fault_redis
     body = b'{"external_user_id": "quitter", "amount": 3.0}'

@@ -5,6 +5,8 @@ is counted once; close(), and a process that exits, send what is still queued.""
 
 from __future__ import annotations
 
+import gc
+import multiprocessing
 import subprocess
 import sys
 import threading
@@ -19,28 +21,22 @@ from mockserver.domain.redis_link import RedisLink, pack
 from mockserver.server import free_port
 
 
-class CountingPool(redis.ConnectionPool):
-    """Counts the writes its connections make."""
+class CountingConnection(redis.Connection):
+    """Records the writes it makes (in ``writes``, a list of the subclass a link is given)."""
 
-    def __init__(self, *args, **kwargs) -> None:
-        super().__init__(*args, **kwargs)
-        self.writes: list[bytes] = []
+    writes: list[bytes]
 
-    def make_connection(self):
-        connection = super().make_connection()
-        send = connection.send_packed_command
-
-        def counted(command, check_health=True):
-            self.writes.append(b"".join(command))
-            return send(command, check_health=check_health)
-
-        connection.send_packed_command = counted
-        return connection
+    def send_packed_command(self, command, check_health=True):
+        self.writes.append(b"".join(command))
+        return super().send_packed_command(command, check_health=check_health)
 
 
-def counting_link(url: str) -> tuple[RedisLink, CountingPool]:
-    pool = CountingPool.from_url(url, decode_responses=True, socket_timeout=2)
-    return RedisLink(pool), pool
+def counting_link(url: str) -> tuple[RedisLink, list[bytes]]:
+    connection_class = type("Counting", (CountingConnection,), {"writes": []})
+    pool = redis.ConnectionPool.from_url(
+        url, decode_responses=True, socket_timeout=2, connection_class=connection_class
+    )
+    return RedisLink(pool), connection_class.writes
 
 
 def value_within(client: redis.Redis, key: str, seconds: float) -> tuple[bytes | None, float]:
@@ -52,14 +48,14 @@ def value_within(client: redis.Redis, key: str, seconds: float) -> tuple[bytes |
 
 def test_a_post_goes_out_in_the_same_write_as_the_threads_next_call(redis_server, monkeypatch):
     monkeypatch.setattr(redis_link, "CARRY_SECONDS", 5.0)  # the courier stays out of it
-    link, pool = counting_link(redis_server.url)
+    link, writes = counting_link(redis_server.url)
     link.call(pack("PING"))
-    pool.writes.clear()
+    writes.clear()
     link.post(pack("SET", "a", "1"), pack("INCR", "a"))
     link.post(pack("INCR", "a"))
-    assert pool.writes == []  # nothing sent yet
+    assert writes == []  # nothing sent yet
     assert link.call(pack("GET", "a")) == "3"  # the posts ran first, in order; the reply is the GET's
-    assert len(pool.writes) == 1 and pool.writes[0].count(b"INCR") == 2
+    assert len(writes) == 1 and writes[0].count(b"INCR") == 2
     assert link.call(pack("GET", "a")) == "3"  # and they went out once
     assert link.failed_posts == 0
     link.close()
@@ -133,3 +129,31 @@ def test_a_process_that_exits_sends_what_is_still_queued(redis_server):
     )
     subprocess.run([sys.executable, "-c", program, redis_server.url], check=True, timeout=60)
     assert redis.Redis.from_url(redis_server.url).get("at-exit") == b"1"
+
+
+def _post_and_return(url: str) -> None:
+    """A forked worker's life in brief: it posts, and ends the way multiprocessing ends it."""
+    redis_link.CARRY_SECONDS = 60.0
+    link = RedisLink(redis.ConnectionPool.from_url(url, decode_responses=True))
+    link.post(pack("SET", "forked-exit", "1"))
+    _post_and_return.link = link  # alive until the process ends, as a worker's app is
+
+
+def test_a_forked_worker_that_ends_sends_what_is_still_queued(redis_server):
+    # granian's workers are multiprocessing children: they end with os._exit(), which runs no
+    # atexit hook; the link sends its queued posts through multiprocessing's finalizers.
+    child = multiprocessing.get_context("fork").Process(target=_post_and_return, args=(redis_server.url,))
+    child.start()
+    child.join(timeout=60)
+    assert child.exitcode == 0
+    assert redis.Redis.from_url(redis_server.url).get("forked-exit") == b"1"
+
+
+def test_a_link_collected_with_posts_queued_sends_them(redis_server, monkeypatch):
+    # An app dropped without closing its store (a test's, a reloaded one) leaves no record behind.
+    monkeypatch.setattr(redis_link, "CARRY_SECONDS", 60.0)
+    link, _ = counting_link(redis_server.url)
+    link.post(pack("SET", "collected", "1"))
+    del link
+    gc.collect()
+    assert redis.Redis.from_url(redis_server.url).get("collected") == b"1"

@@ -39,6 +39,18 @@ def link_on(url: str) -> RedisLink:
     return RedisLink(redis.ConnectionPool.from_url(url, decode_responses=True, socket_timeout=2))
 
 
+def test_a_link_keeps_working_past_its_pools_connection_limit(redis_server):
+    # One connection per thread, made afresh after a failure: over a long run a link makes more
+    # connections than a redis-py pool would allow (100 by default), and must never run out.
+    link = RedisLink(redis.ConnectionPool.from_url(redis_server.url, decode_responses=True, max_connections=3))
+    for _ in range(10):
+        thread = threading.Thread(target=lambda: link.call(pack("INCR", "threads")))
+        thread.start()
+        thread.join()
+    assert link.call(pack("GET", "threads")) == "10"
+    link.close()
+
+
 def test_an_error_reply_in_a_batch_leaves_the_other_replies_in_order(redis_server):
     link = link_on(redis_server.url)
     link.call(pack("SET", "text", "x"))
