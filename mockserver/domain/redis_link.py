@@ -220,12 +220,14 @@ class RedisLink:
                 wire.pending_since = time.monotonic()
             wire.pending += commands
             wire.pending_groups.append(len(commands))
-        with self._lock:
-            self._queued.add(wire)
         if not self._posts_waiting.is_set():
             self._posts_waiting.set()
-        if self._courier is None:  # (read after the set: see _courier_loop)
-            self._start_courier()
+        with self._lock:  # after the set, and under the lock a courier ends under: see _courier_loop
+            self._queued.add(wire)
+            if self._courier is None:
+                carry = (weakref.ref(self), self._posts_waiting)
+                self._courier = threading.Thread(target=_courier_loop, args=carry, name="redis-courier", daemon=True)
+                self._courier.start()
 
     def transaction(self, commands: Sequence[bytes]) -> list[Any]:
         """Commands run as one step (MULTI/EXEC): their replies, read at one instant."""
@@ -250,13 +252,6 @@ class RedisLink:
                 self._drop(wire)
 
     # -- the courier: posts of threads that went quiet -------------------------------------
-
-    def _start_courier(self) -> None:
-        with self._lock:
-            if self._courier is None:
-                carry = (weakref.ref(self), self._posts_waiting)
-                self._courier = threading.Thread(target=_courier_loop, args=carry, name="redis-courier", daemon=True)
-                self._courier.start()
 
     def _carry(self, older_than: float, wait: bool = False) -> bool:
         """Send the posts queued longer than ``older_than`` seconds; whether any wire is left
@@ -403,8 +398,8 @@ def _courier_loop(link_ref: weakref.ref[RedisLink], posts_waiting: threading.Eve
             if link is None:
                 return
             with link._lock:
-                # A post sets the event before it looks for a courier: seen unset here, under
-                # the lock, any later post finds no courier and starts one.
+                # A post sets the event, then looks for a courier under this lock: unset here,
+                # any post still to look finds none and starts one.
                 if not posts_waiting.is_set():
                     link._courier = None
                     return
