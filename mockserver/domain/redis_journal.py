@@ -139,10 +139,12 @@ class RedisJournal:
     def pause(self) -> None:
         """The request waits on purpose: it gives back the id it reserved (void), so that readers
         meanwhile do not wait for it, and reserves another with its next command."""
+        waiting = self._link.riding()
         went, reserved = self._link.ridden()
         if went and isinstance(reserved, int):
             self._link.post(self._void.pack(reserved, reserved), self._trim_void)
-        self._link.ride_along(self._reserve)
+        if went or waiting:  # a request the journal records (begin() armed its rider)
+            self._link.ride_along(self._reserve)
 
     def append(self, entry: tuple[Any, ...]) -> None:
         fields = encode(entry)[1:]

@@ -200,6 +200,10 @@ class RedisLink:
         wire = self._wire()
         wire.rider, wire.rider_reply, wire.rider_went = command, None, False
 
+    def riding(self) -> bool:
+        """Whether this thread has a rider waiting for its next call."""
+        return self._wire().rider is not None
+
     def ridden(self) -> tuple[bool, Any]:
         """Whether this thread's rider went out (its reply read), and its reply; the rider is
         forgotten either way."""

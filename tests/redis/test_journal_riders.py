@@ -197,3 +197,18 @@ def test_a_request_that_waits_on_purpose_holds_no_reader_up_and_is_found_after_i
     assert "given up" not in caplog.text
     for app in (writer, reader):
         mock_state(app).service.store.close()
+
+
+def test_a_pause_outside_a_recorded_request_reserves_nothing(redis_server, prefix):
+    link = link_on(redis_server.url)
+    journal = RedisJournal(redis_server.url, prefix=prefix, capacity=10, link=link)
+    journal.pause()  # a thread that never began a record (a control request, say)
+    link.call(pack("PING"))
+    assert link.call(pack("GET", prefix + "journal:id")) is None
+    reserve(journal, link)
+    journal.pause()  # a recorded request that waits: its id is voided, another reserved next
+    link.call(pack("PING"))
+    journal.append(entry(1))
+    assert link.call(pack("GET", prefix + "journal:id")) == "2"
+    assert [r.id for r in journal.newest_first()] == [2]
+    link.close()
