@@ -40,7 +40,8 @@ import redis
 
 from .errors import StoreUnavailable
 from .journal import JournalEntry, JournalRecord
-from .redis_link import Command, RedisLink, pack
+from .redis_commands import Command, pack
+from .redis_link import RedisLink
 
 log = logging.getLogger("quota_mock")
 

@@ -1,13 +1,11 @@
-"""The wire to Redis under the Redis store and journal: a connection per thread, and commands
-packed once.
+"""The wire to Redis under the Redis store and journal: a connection per thread.
 
 redis-py's client layer (a pool checkout and return per command, argument encoding, command
 dispatch, response callbacks, its metrics hooks) cost a grant more CPU than the mock's own
-work did (``benchmarks/redis_cost``). Here each thread keeps one connection of its own, a
-script's fixed arguments (its SHA, its KEYS, the namespace) are packed into bytes once
-(:class:`Command`), and several commands go out in one write. redis-py still makes and
-reads each connection, so URL options, AUTH, TLS, unix sockets, ``SELECT`` and the RESP
-parser (hiredis when installed) behave exactly as with its client.
+work did (``benchmarks/redis_cost``). Here each thread keeps one connection of its own,
+commands arrive packed (:mod:`.redis_commands`), and several go out in one write. redis-py
+still makes and reads each connection, so URL options, AUTH, TLS, unix sockets, ``SELECT``
+and the RESP parser (hiredis, a dependency) behave exactly as with its client.
 
 Two ways save a round trip, both for the request journal (``redis_journal.py``):
 
@@ -46,53 +44,12 @@ from redis.connection import AbstractConnection
 from redis.retry import Retry
 
 from .errors import StoreUnavailable
-
-Arg = str | bytes | int | float
+from .redis_commands import pack
 
 # A post waits this long for its thread's next write before the courier sends it (readers
 # of what it writes wait for it: see redis_journal.py).
 CARRY_SECONDS = 0.002
 COURIER_IDLE_SECONDS = 1.0  # a courier with nothing to carry for this long ends
-
-
-def encode_arg(value: Arg) -> bytes:
-    """One argument as Redis receives it (text: UTF-8; ids keep any code point that arrived)."""
-    if isinstance(value, bytes):
-        return value
-    if isinstance(value, str):
-        return value.encode("utf-8", "surrogatepass")
-    if isinstance(value, bool):  # a bool is an int: refuse the ambiguity, as redis-py does
-        raise TypeError("a bool is no Redis argument")
-    if isinstance(value, int):
-        return b"%d" % value
-    return repr(float(value)).encode()
-
-
-def _bulk(data: bytes) -> bytes:
-    return b"$%d\r\n%s\r\n" % (len(data), data)
-
-
-class Command:
-    """A command whose leading arguments never change, packed once:
-    ``Command("EVALSHA", sha, 2, key1, key2).pack(arg)`` is the whole command in RESP."""
-
-    __slots__ = ("_count", "_head")
-
-    def __init__(self, *head: Arg) -> None:
-        self._count = len(head)
-        self._head = b"".join(_bulk(encode_arg(value)) for value in head)
-
-    def pack(self, *tail: Arg) -> bytes:
-        parts = [b"*%d\r\n" % (self._count + len(tail)), self._head]
-        for value in tail:  # on every request's path: text, the usual case, is encoded inline
-            data = value.encode("utf-8", "surrogatepass") if type(value) is str else encode_arg(value)
-            parts += (b"$%d\r\n" % len(data), data, b"\r\n")
-        return b"".join(parts)
-
-
-def pack(*args: Arg) -> bytes:
-    """A whole command in RESP."""
-    return Command(*args).pack()
 
 
 class _Wire:

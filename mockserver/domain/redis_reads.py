@@ -22,7 +22,8 @@ from .clock import Clock
 from .errors import is_store_error_reply, store_error
 from .ledger import check_conservation
 from .records import Conservation, IdempotencyView, LedgerEntry, Page, page_size
-from .redis_link import Command, RedisLink, pack
+from .redis_commands import Command, pack
+from .redis_link import RedisLink
 from .store import Slices
 from .usage import Overview, UsageSummary
 

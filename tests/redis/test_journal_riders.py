@@ -13,8 +13,9 @@ import redis
 
 from mockserver import create_app, mock_state
 from mockserver.domain import redis_journal
+from mockserver.domain.redis_commands import pack
 from mockserver.domain.redis_journal import RedisJournal
-from mockserver.domain.redis_link import RedisLink, pack
+from mockserver.domain.redis_link import RedisLink
 
 from ..unit.test_journal import entry
 from .conftest import AUTH

@@ -17,7 +17,8 @@ import redis
 
 from mockserver.domain import redis_link
 from mockserver.domain.errors import StoreUnavailable
-from mockserver.domain.redis_link import RedisLink, pack
+from mockserver.domain.redis_commands import pack
+from mockserver.domain.redis_link import RedisLink
 from mockserver.server import free_port
 
 
@@ -122,10 +123,10 @@ def test_a_process_that_exits_sends_what_is_still_queued(redis_server):
     # A worker that stops (Ctrl-C, a respawn) leaves no record behind for readers to wait for.
     program = (
         "import redis, sys\n"
-        "from mockserver.domain import redis_link\n"
+        "from mockserver.domain import redis_commands, redis_link\n"
         "redis_link.CARRY_SECONDS = 60.0\n"  # only the exit can send it
         "link = redis_link.RedisLink(redis.ConnectionPool.from_url(sys.argv[1], decode_responses=True))\n"
-        "link.post(redis_link.pack('SET', 'at-exit', '1'))\n"
+        "link.post(redis_commands.pack('SET', 'at-exit', '1'))\n"
     )
     subprocess.run([sys.executable, "-c", program, redis_server.url], check=True, timeout=60)
     assert redis.Redis.from_url(redis_server.url).get("at-exit") == b"1"

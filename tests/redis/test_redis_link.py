@@ -14,7 +14,8 @@ from hypothesis import strategies as st
 
 from mockserver import create_app
 from mockserver.domain.errors import StoreUnavailable
-from mockserver.domain.redis_link import Command, RedisLink, pack
+from mockserver.domain.redis_commands import Command, pack
+from mockserver.domain.redis_link import RedisLink
 
 from .conftest import AUTH
 
