@@ -16,7 +16,7 @@ its record in one call, and waits for it, as every request once did.
 Reading stays exact: a client that saw an answer and then reads the journal, through any
 worker, finds that answer's record. Every id up to the counter was reserved by an answer that
 may already be out, so a reader first waits until each reserved id still inside the ring is
-there (posted records land within microseconds). An id that never comes (a worker that died
+there (posted records land within milliseconds). An id that never comes (a worker that died
 between its reply and its record, a record Redis refused) is given up after
 ``SETTLE_SECONDS`` and marked settled, so no later reader waits for it again. A request that
 waits on purpose (a held grant, a simulated latency) gives its id back first
