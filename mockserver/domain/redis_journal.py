@@ -189,6 +189,9 @@ class RedisJournal:
         deadline = time.monotonic() + SETTLE_SECONDS
         pause = 0.0005
         top, missing = self._link.call(self._missing.pack(""))
+        if missing:  # some may be this process's, still queued on their threads: send them now
+            self._link.send_queued()
+            _, missing = self._link.call(self._missing.pack(top))
         while missing:  # only ids reserved before this read began: later ones are not awaited
             if time.monotonic() > deadline:
                 self._link.call(self._settle.pack(top))

@@ -190,6 +190,10 @@ class RedisLink:
                 self._courier = threading.Thread(target=_courier_loop, args=carry, name="redis-courier", daemon=True)
                 self._courier.start()
 
+    def send_queued(self) -> None:
+        """Send every thread's queued posts now, without waiting for their threads or the courier."""
+        self._carry(older_than=0.0)
+
     def transaction(self, commands: Sequence[bytes]) -> list[Any]:
         """Commands run as one step (MULTI/EXEC): their replies, read at one instant."""
         replies = self.call_many([pack("MULTI"), *commands, pack("EXEC")])

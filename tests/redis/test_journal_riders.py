@@ -7,12 +7,13 @@ from __future__ import annotations
 
 import threading
 import time
+from types import SimpleNamespace
 
 import pytest
 import redis
 
 from mockserver import create_app, mock_state
-from mockserver.domain import redis_journal
+from mockserver.domain import redis_journal, redis_link
 from mockserver.domain.redis_commands import pack
 from mockserver.domain.redis_journal import RedisJournal
 from mockserver.domain.redis_link import RedisLink
@@ -212,4 +213,25 @@ def test_a_pause_outside_a_recorded_request_reserves_nothing(redis_server, prefi
     journal.append(entry(1))
     assert link.call(pack("GET", prefix + "journal:id")) == "2"
     assert [r.id for r in journal.newest_first()] == [2]
+    link.close()
+
+
+def test_a_reader_sends_its_own_processs_queued_records_instead_of_waiting(redis_server, prefix, monkeypatch):
+    # A record queued on another thread of the same worker (the dashboard reading right after a
+    # grant that worker answered): the reader sends it, and does not sleep waiting for it.
+    monkeypatch.setattr(redis_link, "CARRY_SECONDS", 60.0)  # the courier stays out of it
+    link = link_on(redis_server.url)
+    journal = RedisJournal(redis_server.url, prefix=prefix, capacity=10, link=link)
+
+    def request() -> None:
+        reserve(journal, link)
+        journal.append(entry(3))  # queued on this thread, which then goes quiet
+
+    thread = threading.Thread(target=request)
+    thread.start()
+    thread.join()
+    pauses: list[float] = []
+    monkeypatch.setattr(redis_journal, "time", SimpleNamespace(sleep=pauses.append, monotonic=time.monotonic))
+    assert [r.entry for r in journal.newest_first()] == [entry(3)]
+    assert pauses == []
     link.close()
