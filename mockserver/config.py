@@ -35,8 +35,8 @@ DEFAULT_MAX_BODY_BYTES = 64 * 1024
 DEFAULT_STORE = "memory"
 # Threads per server worker when grants are held in flight (grant_delay_seconds): one held
 # request must not stall the rest. On the memory store one thread is fastest: Python threads
-# only contend for the GIL. On Redis a request waits for Redis' reply (its journal record
-# rides along: redis_journal.py) with the GIL released, and other threads run requests
+# only contend for the GIL. On Redis a request waits for Redis' reply (its journal record is
+# not waited for: redis_journal.py) with the GIL released, and other threads run requests
 # meanwhile: on two cores 3 threads served more grants than 2 or 4 (measured by hand).
 HOLDING_THREADS = 8
 REDIS_THREADS = 3
