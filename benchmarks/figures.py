@@ -34,7 +34,7 @@ def readme_block(f: dict[str, Any]) -> str:
             f" contend for the GIL). On Redis, one worker runs {f['redis1_rps']:,.0f} grants/s"
             f" ({f['redis1_vs_memory']:.2f} × the memory store) and two {f['redis2_rps']:,.0f}/s"
             f" ({f['redis2_vs_redis1']:.2f} × one{_busy(f.get('redis2_machine_busy'), f['cores'])})"
-            f"{_unix(f)};"
+            f"{_unix(f)}{_no_journal(f)};"
             f" a grant there is {f['redis_round_trips']:.0f} round trip"
             f" and {f['redis_commands']:.0f} Redis commands. `GET /v1/me` costs {f['me_us_empty']:,.0f} µs"
             f" in-process on an empty mock and {f['me_us_large']:,.0f} µs at {f['large_entries']:,} ledger"
@@ -53,6 +53,14 @@ def _unix(f: dict) -> str:
         return ""
     rps, ratio = f["redis_unix1_rps"], f["redis_unix1_vs_memory"]
     return f", and one over a unix socket {rps:,.0f}/s ({ratio:.2f} × the memory store)"
+
+
+def _no_journal(f: dict) -> str:
+    """One worker with its request journal off, where the run measured it."""
+    if not f.get("redis_no_journal1_rps"):
+        return ""
+    rps, ratio = f["redis_no_journal1_rps"], f["redis_no_journal1_vs_memory"]
+    return f"; with its request journal off (`--journal-size 0`) one worker runs {rps:,.0f}/s ({ratio:.2f} ×)"
 
 
 def _busy(share: float | None, cores: int) -> str:

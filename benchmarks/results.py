@@ -13,7 +13,7 @@ from . import figures
 from .load import SCENARIOS, LoadResult
 from .results_redis import redis_bound
 from .results_scale import growth_section, redis_section
-from .server_names import BARE, GRANT, MOCK, PRISM, REDIS_1, REDIS_2, REDIS_UNIX_1, THREADS_8
+from .server_names import BARE, GRANT, MOCK, PRISM, REDIS_1, REDIS_1_NO_JOURNAL, REDIS_2, REDIS_UNIX_1, THREADS_8
 
 RESULTS_PATH = Path(__file__).resolve().parent / "RESULTS.md"
 SCALE_LIMIT = 3.0  # a read at 1,000,000 entries may cost at most this many times an empty one
@@ -35,6 +35,8 @@ class Results:
     # benchmarks.growth and benchmarks.redis_cost, as they print them.
     growth: dict = field(default_factory=dict)
     redis_cost: dict = field(default_factory=dict)
+    # benchmarks.app_cost: a grant's user and system time on the app's own thread.
+    app_cost: dict = field(default_factory=dict)
 
     @property
     def load(self) -> dict[str, dict[str, LoadResult]]:
@@ -200,7 +202,7 @@ def render(results: Results) -> str:
             _ratio(results, scenario, REDIS_1, REDIS_2),
         )
         lines.append(f"| {scenario} | " + " | ".join("n/a" if r is None else f"{r:.2f}" for r in ratios) + " |")
-    lines += redis_bound(results.load)
+    lines += redis_bound(results.load, results.app_cost, server_share(results))
     lines += ["", "## Start to first response (median of 5 cold starts)", "", "| server | seconds |", "| --- | --- |"]
     lines += [f"| {server} | {seconds:.2f} |" for server, seconds in results.startup.items()]
     ledger, keys = results.memory["ledger"], results.memory["idempotency"]
@@ -234,6 +236,15 @@ def render(results: Results) -> str:
     return "\n".join(lines)
 
 
+def server_share(results: Results) -> float | None:
+    """Seconds of a request the server itself takes on a worker's Python thread: bare Flask's
+    time per request under the server, less the time its app takes called directly."""
+    bare_app = results.app_seconds.get(BARE)
+    if not bare_app or BARE not in results.load or not results.load[BARE][GRANT].rps:
+        return None
+    return max(1 / results.load[BARE][GRANT].rps - bare_app, 0.0)
+
+
 def _bounds(results: Results) -> list[str]:
     """What bounds grant throughput, computed from this run's own measurements.
 
@@ -241,19 +252,18 @@ def _bounds(results: Results) -> list[str]:
     plus the app's. The bare app's figures give the server's share; the mock's app cost then
     predicts its ceiling on this server, which the measured throughput can be held against.
     """
-    mock_app, bare_app = results.app_seconds.get(MOCK), results.app_seconds.get(BARE)
-    if not mock_app or not bare_app or BARE not in results.load:
+    mock_app, bare_app, share = results.app_seconds.get(MOCK), results.app_seconds.get(BARE), server_share(results)
+    if not mock_app or not bare_app or share is None:
         return []
     bare_rps = results.load[BARE][GRANT].rps
-    server_share = max(1 / bare_rps - bare_app, 0.0)
-    ceiling = 1 / (server_share + mock_app)
+    ceiling = 1 / (share + mock_app)
     lines = [
         "## What bounds grant throughput",
         "",
         "Measured in this run: one grant costs the mock's Flask app"
         f" {mock_app * 1e6:.0f} µs called directly (no server; best of 5 runs of 2,000), against"
         f" {bare_app * 1e6:.0f} µs for bare Flask. Bare Flask's {bare_rps:,.0f} req/s under the same server"
-        f" leaves the server's own share at {server_share * 1e6:.0f} µs a request, so this server can give"
+        f" leaves the server's own share at {share * 1e6:.0f} µs a request, so this server can give"
         f" the mock at most about {ceiling:,.0f} grants/s on its one Python thread"
         f" (measured: {results.load[MOCK][GRANT].rps:,.0f}). The gap to bare Flask is the mock's own work:"
         " auth, contract validation, exact JSON parsing, the idempotency claim, the ledger, the response",
@@ -291,6 +301,8 @@ def headline(results: Results) -> dict:
         "redis2_machine_busy": load[REDIS_2][GRANT].machine_busy,
         "redis_unix1_rps": load[REDIS_UNIX_1][GRANT].rps if REDIS_UNIX_1 in load else None,
         "redis_unix1_vs_memory": _ratio(results, GRANT, MOCK, REDIS_UNIX_1),
+        "redis_no_journal1_rps": load[REDIS_1_NO_JOURNAL][GRANT].rps if REDIS_1_NO_JOURNAL in load else None,
+        "redis_no_journal1_vs_memory": _ratio(results, GRANT, MOCK, REDIS_1_NO_JOURNAL),
         "redis_round_trips": cost["round_trips_per_grant"],
         "redis_commands": cost["redis_commands_per_grant"],
         "me_us_empty": growth["memory"][0]["me_us"],

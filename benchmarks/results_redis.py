@@ -6,13 +6,14 @@ from __future__ import annotations
 from mockserver.config import REDIS_THREADS
 
 from .load import LoadResult
-from .server_names import GRANT, MOCK, REDIS_1, REDIS_2, REDIS_UNIX_1
+from .server_names import GRANT, MOCK, REDIS_1, REDIS_1_NO_JOURNAL, REDIS_2, REDIS_UNIX_1
 
 Load = dict[str, dict[str, LoadResult]]
 
 
-def redis_bound(load: Load) -> list[str]:
-    """What bounds the Redis series on this machine, from this run's figures."""
+def redis_bound(load: Load, app_cost: dict | None = None, server_share: float | None = None) -> list[str]:
+    """What bounds the Redis series on this machine, from this run's figures: the load,
+    benchmarks.app_cost's figures, and the server's own share of a request (seconds)."""
     if REDIS_1 not in load or REDIS_2 not in load or MOCK not in load:
         return []
     one, two, memory = (load[name][GRANT] for name in (REDIS_1, REDIS_2, MOCK))
@@ -29,7 +30,17 @@ def redis_bound(load: Load) -> list[str]:
         " record's id rides with it, and the record itself goes out with the thread's next request);"
         " a worker's other threads serve requests meanwhile.",
     ]
+    quiet = load.get(REDIS_1_NO_JOURNAL, {}).get(GRANT)
+    if quiet is not None and quiet.rps:
+        lines += [
+            "",
+            f"With its request journal off (`--journal-size 0`) one worker on Redis served {quiet.rps:,.0f}/s,"
+            f" {quiet.rps / memory.rps:.2f} × the memory store: with it on, the journal shared by every worker"
+            f" (its record's JSON, its post to Redis, its id's reservation) took {1 - one.rps / quiet.rps:.0%}"
+            " of that worker's grants.",
+        ]
     lines += _cost_per_grant(load, one, memory)
+    lines += _one_gil(app_cost or {}, server_share, memory, one, quiet)
     unix = load.get(REDIS_UNIX_1, {}).get(GRANT)
     if unix is not None and one.rps:
         lines += [
@@ -79,5 +90,47 @@ def _cost_per_grant(load: Load, one: LoadResult, memory: LoadResult) -> list[str
         f" gives up the GIL, and with the worker's {REDIS_THREADS} threads busy the GIL changes hands, through"
         " the kernel, at every send and every reply; on the memory store one thread serves every request"
         " and never hands it over.",
+    ]
+    return lines
+
+
+def _one_gil(
+    cost: dict, share: float | None, memory: LoadResult, one: LoadResult, quiet: LoadResult | None
+) -> list[str]:
+    """The ceiling one worker's one GIL puts on the Redis series, from the app's own thread time."""
+    rows = [("memory", "on", "memory"), ("memory", "off", "memory_no_journal"), ("Redis", "on", "redis"),
+            ("Redis", "off", "redis_no_journal")]  # fmt: skip
+    if share is None or any(key not in cost for _, _, key in rows):
+        return []
+    lines = [
+        "",
+        "### What one worker's one GIL allows",
+        "",
+        "A grant request's cost to the app's own thread, called directly in process, one request after"
+        " another (`python -m benchmarks.app_cost`, from `getrusage`): user time is Python running with"
+        " the GIL held, which a worker's threads cannot overlap; system time is the system calls"
+        " (Redis' sends and receives), made with the GIL released.",
+        "",
+        "| store | journal | user µs a grant | system µs a grant |",
+        "| --- | --- | --- | --- |",
+    ]
+    lines += [f"| {store} | {journal} | {cost[key]['user_us']:.0f} | {cost[key]['system_us']:.0f} |"
+              for store, journal, key in rows]  # fmt: skip
+    ceiling = 1 / (share + cost["redis"]["user_us"] / 1e6)
+    quiet_ceiling = 1 / (share + cost["redis_no_journal"]["user_us"] / 1e6)
+    journal_us = cost["redis"]["user_us"] - cost["redis_no_journal"]["user_us"]
+    memory_journal_us = cost["memory"]["user_us"] - cost["memory_no_journal"]["user_us"]
+    lines += [
+        "",
+        f"With the server's own share of a request ({share * 1e6:.0f} µs, from bare Flask above), one worker"
+        f" on Redis can serve at most about {ceiling:,.0f} grants/s however many threads it runs,"
+        f" {ceiling / memory.rps:.2f} × the memory store's measured {memory.rps:,.0f}/s, and that only if its"
+        f" threads handed the GIL over for free; it measured {one.rps:,.0f}/s ({one.rps / ceiling:.0%} of that"
+        f" ceiling). With the journal off the ceiling is {quiet_ceiling:,.0f}/s"
+        f" ({quiet_ceiling / memory.rps:.2f} × the memory store)"
+        + (f" and it measured {quiet.rps:,.0f}/s." if quiet is not None else ".")
+        + f" The journal's record costs {journal_us:.0f} µs of Python a grant on Redis against"
+        f" {memory_journal_us:.0f} µs on the memory store, which keeps the tuple and encodes it only when"
+        " read: on Redis every record is encoded as JSON and sent, so that any worker can read it.",
     ]
     return lines

@@ -1,12 +1,12 @@
 """One command for every benchmark: ``python -m benchmarks.run [--seconds N] [--no-prism]``.
 
 In a single run it starts quota-mock (as the ``quota-mock`` command serves it, on the
-memory store, and on a private Redis with one and two workers over TCP and one over a
-unix socket), bare Flask answering the
+memory store, and on a private Redis with one and two workers over TCP, one over a unix
+socket, and one with its request journal off), bare Flask answering the
 same JSON under the same server (the framework's ceiling) and Stoplight Prism serving
 openapi.yaml (the peer), drives each with wrk, and measures start-up, memory at scale,
-growth curves up to a million ledger entries, what a grant costs on Redis, and the
-conformance suite's run time. Ratios are taken within the run, since the
+growth curves up to a million ledger entries, what a grant costs on Redis and to the app's
+own thread, and the conformance suite's run time. Ratios are taken within the run, since the
 machine is shared and absolute numbers drift. Results go to ``benchmarks/RESULTS.md``.
 """
 
@@ -28,7 +28,7 @@ from .proc_usage import process_tree
 from .profile_grant import app_seconds_per_grant, profile_grants
 from .redis_server import private_redis
 from .results import Results, write_results
-from .server_names import REDIS_1, REDIS_2, REDIS_UNIX_1, THREADS_8
+from .server_names import REDIS_1, REDIS_1_NO_JOURNAL, REDIS_2, REDIS_UNIX_1, THREADS_8
 from .tools import ROOT, find_prism, find_wrk, prism_version
 
 STARTUP_RUNS = 5
@@ -129,9 +129,10 @@ def main() -> None:
             REDIS_1: servers.mock_redis_argv(tcp.url, 1),
             REDIS_2: servers.mock_redis_argv(tcp.url, 2),
             REDIS_UNIX_1: servers.mock_redis_argv(unix.url, 1),
+            REDIS_1_NO_JOURNAL: servers.mock_redis_argv(tcp.url, 1, journal=False),
             "bare Flask": servers.bare_argv,
         }
-        backing = {REDIS_1: tcp.pid, REDIS_2: tcp.pid, REDIS_UNIX_1: unix.pid}
+        backing = {REDIS_1: tcp.pid, REDIS_2: tcp.pid, REDIS_UNIX_1: unix.pid, REDIS_1_NO_JOURNAL: tcp.pid}
         if prism:
             commands["Prism"] = lambda port: servers.prism_argv(prism, port)
 
@@ -147,6 +148,8 @@ def main() -> None:
     results.growth = module_figures("growth")
     print("a grant's cost on Redis", flush=True)
     results.redis_cost = module_figures("redis_cost")
+    print("a grant's cost to the app's thread", flush=True)
+    results.app_cost = module_figures("app_cost")
     print("conformance run", flush=True)
     results.conformance_seconds = conformance_seconds()
     print("profile of the grant path", flush=True)

@@ -69,12 +69,14 @@ def mock_threads_argv(threads: int):
     return argv
 
 
-def mock_redis_argv(url: str, workers: int):
-    """quota-mock on the Redis store with ``workers`` worker processes, a namespace of its own."""
+def mock_redis_argv(url: str, workers: int, journal: bool = True):
+    """quota-mock on the Redis store with ``workers`` worker processes, a namespace of its own;
+    ``journal=False``: with its request journal switched off (``--journal-size 0``)."""
 
     def argv(port: int) -> list[str]:
         prefix = f"bench-{workers}w-{port}:"
-        return [*mock_argv(port), "--store", url, "--store-prefix", prefix, "--workers", str(workers)]
+        command = [*mock_argv(port), "--store", url, "--store-prefix", prefix, "--workers", str(workers)]
+        return command if journal else [*command, "--journal-size", "0"]
 
     return argv
 

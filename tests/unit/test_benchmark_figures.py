@@ -24,3 +24,35 @@ def test_the_kept_figures_are_the_ones_results_md_shows():
     assert f"{kept['bytes_per_key']:.0f} bytes of resident memory per stored key" in results
     if kept.get("redis_unix1_rps") is not None:  # runs since the unix socket series
         assert f"| grant (fresh keys) | {REDIS_UNIX_1} | {kept['redis_unix1_rps']:,.0f} |" in results
+
+
+def test_the_redis_account_derives_its_ceiling_from_the_app_cost():
+    """RESULTS.md's Redis account computes what one worker's GIL allows from the run's own
+    figures: 1 / (the server's share + the app's user time a grant)."""
+    from benchmarks.load import LoadResult
+    from benchmarks.results_redis import redis_bound
+    from benchmarks.server_names import GRANT, MOCK, REDIS_1, REDIS_1_NO_JOURNAL, REDIS_2
+
+    def run(rps: float, cpu: float) -> LoadResult:
+        return LoadResult(int(rps * 5), 5.0, 0, 0, 1.0, 2.0, 0.8, cpu, 2.0, 70.0)
+
+    load = {
+        MOCK: {GRANT: run(10_000, 140)},
+        REDIS_1: {GRANT: run(4_000, 300)},
+        REDIS_2: {GRANT: run(5_000, 310)},
+        REDIS_1_NO_JOURNAL: {GRANT: run(5_000, 210)},
+    }
+    cost = {
+        "memory": {"user_us": 60, "system_us": 1},
+        "memory_no_journal": {"user_us": 50, "system_us": 1},
+        "redis": {"user_us": 150, "system_us": 30},
+        "redis_no_journal": {"user_us": 100, "system_us": 25},
+    }
+    text = "\n".join(redis_bound(load, cost, 50e-6))
+    assert "can serve at most about 5,000 grants/s" in text  # 1 / (50 + 150 µs)
+    assert "0.50 × the memory store's measured 10,000/s" in text
+    assert "it measured 4,000/s (80% of that ceiling)" in text
+    assert "With the journal off the ceiling is 6,667/s" in text  # 1 / (50 + 100 µs)
+    assert "costs 50 µs of Python a grant on Redis against 10 µs on the memory store" in text
+    assert "took 20% of that worker's grants" in text  # 1 - 4,000 / 5,000
+    assert redis_bound(load, {}, 50e-6) == redis_bound(load)  # no app cost: no ceiling section
