@@ -9,6 +9,7 @@ from typing import Any
 
 from mockserver.domain.money import MICROS_PER_CENT
 
+from .billing_mode import WRONG_ENDPOINT_CODE, WRONG_ENDPOINT_STATUS, refused_as_wrong_endpoint, wrong_endpoint_reason
 from .checks import parse_money
 from .engine import Exchange
 from .facts import BALANCE, CHAT, GRANT, ME, USER_BALANCE, USER_CHAT, facts_of
@@ -156,14 +157,24 @@ def chat_body(p: Probe, prompt: str = SMALL_PROMPT, copies: int = 1, max_tokens:
 
 
 def user_chat(p: Probe, user: str, body: dict[str, Any]) -> Exchange:
-    """POST /v1/users/{id}/chat/completions."""
-    return p.t.send(USER_CHAT, path={"external_user_id": user}, body=body)
+    """POST /v1/users/{id}/chat/completions (a valid chat: see :func:`_chat`)."""
+    return _chat(p, p.t.send(USER_CHAT, path={"external_user_id": user}, body=body), user_billed=True)
 
 
 def header_chat(p: Probe, user: str | None, body: dict[str, Any]) -> Exchange:
     """POST /v1/chat/completions, naming the user in the header (or the developer: None)."""
     headers = {p.t.facts.user_header: user} if user is not None else {}
-    return p.t.send(CHAT, headers=headers, body=body)
+    return _chat(p, p.t.send(CHAT, headers=headers, body=body), user_billed=user is not None)
+
+
+def _chat(p: Probe, exchange: Exchange, user_billed: bool) -> Exchange:
+    """A valid chat's answer; the probe is skipped when the account's billing mode refused it
+    as the docs allow (400 bad_request on the wrong billing endpoint: conformance.billing_mode)."""
+    if exchange.status == WRONG_ENDPOINT_STATUS and exchange.error_code == WRONG_ENDPOINT_CODE:
+        mode = p.t.billing_mode()
+        if refused_as_wrong_endpoint(mode, user_billed, exchange.status, exchange.error_code):
+            p.skip(wrong_endpoint_reason(mode or ""))
+    return exchange
 
 
 def me(p: Probe) -> Exchange:

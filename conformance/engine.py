@@ -22,13 +22,13 @@ from mockserver.contract import DOCUMENTED, Contract, Operation
 
 from . import builtin_checks
 from .checks import ContractViolation, json_body
-from .facts import ContractFacts, attach
+from .facts import BALANCE, ContractFacts, attach
 from .options import Options
 from .profiles import severity
 from .registry import REGISTRY
 from .report import curl_command
 from .results import Finding, Results
-from .safety import GuardedSession, SafetyGuard
+from .safety import GuardedSession, RequestRefused, SafetyGuard
 
 CheckFunction = Callable[..., Any]
 # (check name, failure, exchange) -> a re-judged failure, PASSED to drop it, or None to keep it.
@@ -143,6 +143,8 @@ class Target:
         self.base_url = options.target_url
         self.schema = load_schema(self.base_url, session, self.facts)
         self._local = threading.local()
+        self._billing_mode_lock = threading.Lock()
+        self._billing_mode: tuple[str | None] | None = None  # read once: (the mode,)
 
         @self.schema.hook
         def after_validate(context: Any, case: Case, response: Response, results: Any) -> None:
@@ -178,6 +180,19 @@ class Target:
     def call(self, case: Case) -> Response:
         """Send one case through the guarded session (raises RequestRefused if the guard says no)."""
         return case.call(base_url=self.base_url, session=self.session)
+
+    def billing_mode(self) -> str | None:
+        """The account's billing mode, as GET /v1/balance says it (``billing_mode``), read once
+        and only when asked (see :mod:`conformance.billing_mode`); None when it says none."""
+        with self._billing_mode_lock:
+            if self._billing_mode is None:
+                mode = None
+                with contextlib.suppress(RequestRefused, OSError, ValueError):
+                    response = self.call(self.case(BALANCE))
+                    body = json_body(response) if response.status_code == 200 else None
+                    mode = body.get("billing_mode") if isinstance(body, dict) else None
+                self._billing_mode = (mode if isinstance(mode, str) else None,)
+            return self._billing_mode[0]
 
     def defer(self, rule: str, work: Callable[[], None]) -> None:
         """Run ``work`` (recording ``rule``'s verdicts) once every probe has run."""

@@ -25,6 +25,7 @@ contract.
 from __future__ import annotations
 
 import contextlib
+import functools
 import itertools
 import json
 import time
@@ -93,6 +94,8 @@ class Fuzzer:
         self.chat_user_origin = ""
         self.funded: list[str] = []
         target.session.observers.append(self._observe_grant)
+        # A generated chat refused as the account's billing mode allows is no failure.
+        self._judge = functools.partial(judge, billing_mode=target.billing_mode)
         config = target.schema.config.checks
         # A grant may meet an empty pool (402) and a chat a user unknown or broke (404/402).
         config.positive_data_acceptance.expected_statuses = ["2xx", "401", "402", "403", "404", "409", "429", "5xx"]
@@ -194,7 +197,7 @@ class Fuzzer:
         if case.method.upper() == "GET":
             checks.append(ignored_auth)  # it re-sends the request without a key: only for GETs
         try:
-            self.t.check_response(Exchange(case, response), checks, judge=judge)
+            self.t.check_response(Exchange(case, response), checks, judge=self._judge)
         except LimitReached as limit:  # a check's own request (ignored_auth's) met the bound
             self.stopped = str(limit)
 

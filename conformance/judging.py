@@ -20,15 +20,17 @@ not the request: its failure stands as Schemathesis and the rule classify it.
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 from typing import Any
 
 from schemathesis.core.failures import Failure
 
 from mockserver.contract import CONTRACT, DOCUMENTED
 
+from .billing_mode import WRONG_ENDPOINT_CODE, WRONG_ENDPOINT_STATUS, bills_user, refused_as_wrong_endpoint
 from .checks import ContractViolation, json_body
 from .engine import PASSED
-from .facts import operation_of
+from .facts import facts_of, operation_of
 from .plain import LARGE_BODY_BYTES, broken, unplain
 
 # Judged by whether the request was plainly documented.
@@ -37,15 +39,21 @@ BY_REQUEST = frozenset({"positive_data_acceptance", "status_code_conformance", "
 PAYLOAD_TOO_LARGE = 413
 
 
-def judge(check: str, failure: Failure, exchange: Any) -> Failure | object | None:
-    """A re-judged failure, :data:`PASSED` to drop it, or None to leave it as it is."""
+def judge(
+    check: str, failure: Failure, exchange: Any, billing_mode: Callable[[], str | None] | None = None
+) -> Failure | object | None:
+    """A re-judged failure, :data:`PASSED` to drop it, or None to leave it as it is.
+    ``billing_mode`` reads the account's billing mode (see :mod:`conformance.billing_mode`)."""
     case, response = exchange.case, exchange.response
     operation = operation_of(case)
     if check == "negative_data_rejection":
         return _accepted_invalid(failure, operation, case)
     if check not in BY_REQUEST:
         return None
-    if check == "positive_data_acceptance" and _large_body_refused(operation, case, response):
+    if check == "positive_data_acceptance" and (
+        _large_body_refused(operation, case, response)
+        or _wrong_billing_endpoint(operation, case, response, billing_mode)
+    ):
         return PASSED
     reasons = unplain(operation, case)
     answer = _answer(response)
@@ -94,6 +102,21 @@ def _large_body_refused(operation: Any, case: Any, response: Any) -> bool:
         return len(json.dumps(body).encode()) > LARGE_BODY_BYTES
     except (TypeError, ValueError):
         return False
+
+
+def _wrong_billing_endpoint(
+    operation: Any, case: Any, response: Any, billing_mode: Callable[[], str | None] | None
+) -> bool:
+    """A valid chat refused as the docs allow on the endpoint the account's mode does not use."""
+    if billing_mode is None or response.status_code != WRONG_ENDPOINT_STATUS:
+        return False
+    body = json_body(response)
+    error = body.get("error") if isinstance(body, dict) else None
+    code = error.get("code") if isinstance(error, dict) else None
+    if code != WRONG_ENDPOINT_CODE:
+        return False
+    user_billed = bills_user(operation.operation_id, case.headers, facts_of(case).user_header)
+    return refused_as_wrong_endpoint(billing_mode(), user_billed, response.status_code, code)
 
 
 def _answer(response: Any) -> str:

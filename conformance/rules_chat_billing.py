@@ -29,7 +29,7 @@ from .chat_helpers import BILLING, CHAT_OP, NEEDS, USER_CHAT_OP, charged, funded
 from .checks import parse_money
 from .engine import Exchange
 from .facts import USER_CHAT
-from .properties import Probe, usd
+from .properties import Probe, Skip, usd
 from .registry import Cost, probe
 from .rule_helpers import watch_pool
 from .safety import DEVELOPER_CHAT_RESERVE
@@ -192,12 +192,22 @@ def chat_grant_during_chat(p: Probe) -> None:
     user = funded_user(p, funds, suffix="-during")
     body = chat_body(p, max_tokens=16, stream=not p.first and p.draw(st.booleans()))
     chat: list[Exchange] = []
-    worker = threading.Thread(target=lambda: chat.append(user_chat(p, user, body)))
+    skipped: list[Skip] = []  # the chat's probe skipped in the thread (its billing mode): so is this one
+
+    def chat_in_flight() -> None:
+        try:
+            chat.append(user_chat(p, user, body))
+        except Skip as skip:
+            skipped.append(skip)
+
+    worker = threading.Thread(target=chat_in_flight)
     worker.start()
     grants = [grant(p, user, 1, description="quota-conformance during a chat")]
     while worker.is_alive() and len(grants) < GRANTS_DURING_CHAT:
         grants.append(grant(p, user, 1, description="quota-conformance during a chat"))
     worker.join(timeout=120)
+    if skipped:
+        raise skipped[0]
     if not chat or not chat[0].ok or charged(chat[0]) is None:
         p.undecided("the chat answered " + (f"{chat[0].status} {code_text(chat[0])}" if chat else "nothing")
                     + " or reported no cost (see chat.user_debit)")

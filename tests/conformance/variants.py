@@ -610,3 +610,49 @@ def occasional_503_on_reads() -> Flask:
         return False
 
     return middleware(correct_app(), None, before)
+
+
+def _user_billed_chat(ex: Exchange) -> bool:
+    """A chat on a user's path, or on the plain path naming a user in X-External-User-ID."""
+    return chat_path(ex) and (ex.user_in_path() is not None or ex.header("X-External-User-ID") is not None)
+
+
+def _authenticated(ex: Exchange) -> bool:
+    """The account's own key: the billing mode is the account's, so a request is known to be on
+    the wrong billing endpoint only once it is authenticated (an unknown key is a 401 first)."""
+    return ex.header("Authorization") == f"Bearer {KEY}"
+
+
+@variant("the account bills its users (GET /v1/balance: billing_mode \"user\"): a developer-billed chat, on the plain "
+         "path without X-External-User-ID, answers 400 bad_request",
+         "public-facts lists 400 bad_request for a chat on the wrong billing endpoint, and user-pays is the default "
+         "billing mode")
+def user_billing_refuses_developer_chats() -> Flask:
+    def before(ex: Exchange) -> bool:
+        if chat_path(ex) and not _user_billed_chat(ex) and _authenticated(ex):
+            return _bad_request(ex, "Wrong billing endpoint: this app bills its users; name one with "
+                                    "X-External-User-ID or POST /v1/users/{external_user_id}/chat/completions")
+        return False
+
+    return middleware(correct_app(), None, before)
+
+
+@variant("the account bills the developer (GET /v1/balance: billing_mode \"developer\"): a user-billed chat, on a "
+         "user's path or naming one in X-External-User-ID, answers 400 bad_request",
+         "public-facts lists 400 bad_request for a chat on the wrong billing endpoint, and developer-pays is one of "
+         "the documented billing modes; its GET /v1/balance example says billing_mode \"developer\"")
+def developer_billing_refuses_user_chats() -> Flask:
+    def before(ex: Exchange) -> bool:
+        if _user_billed_chat(ex) and _authenticated(ex):
+            return _bad_request(ex, "Wrong billing endpoint: this app is billed to the developer; use "
+                                    "POST /v1/chat/completions without X-External-User-ID")
+        return False
+
+    def after(ex: Exchange) -> None:
+        developer = ex.method in ("GET", "HEAD") and ex.path == "/v1/balance" and "external_user_id" not in ex.query
+        body = ex.json if developer and ex.status == 200 else None
+        if isinstance(body, dict) and "billing_mode" in body:
+            body["billing_mode"] = "developer"
+            ex.set_json(body, ex.status)
+
+    return middleware(correct_app(), after, before)
