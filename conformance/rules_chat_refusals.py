@@ -7,6 +7,8 @@ Every chat is for a user this run created: funded with a cent, or never granted 
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 from mockserver.contract import CONTRACT, DOCUMENTED
 from mockserver.domain.money import MICROS_PER_CENT
 
@@ -23,6 +25,7 @@ from .actions import (
     user_chat,
 )
 from .chat_helpers import BILLING, CHAT_OP, NEEDS, USER_CHAT_OP, charged, funded_user
+from .checks import parse_money
 from .engine import Exchange
 from .properties import Probe, usd
 from .registry import Cost, probe
@@ -36,26 +39,48 @@ DRAIN_FUNDS = CENT
 UNIT_PROMPT = ("Count the words in this sentence please. " * 20).strip()
 
 
-def _drain(p: Probe) -> tuple[str, list[Exchange], int, str]:
-    """Fund a user with one cent and send large chats until one is not served. The outcome:
-    "refused" (the last exchange is the refusal, whatever its status: an error envelope
-    answered 200 included), "overserved" (a chat was served that the balance, by the quota
-    blocks, could not cover) or "still" (never refused); the exchanges; what the user should
-    still hold; and the user."""
-    user = funded_user(p, DRAIN_FUNDS // CENT)
-    left, steps = DRAIN_FUNDS, []
+@dataclass
+class _Drained:
+    """How draining a user went: ``outcome`` is "refused" (the last exchange is the refusal,
+    whatever its status: an error envelope answered 200 included), "overserved" (a chat was
+    served that the balance, by the quota blocks, could not cover, and the balance did not stop
+    at $0.00) or "still" (never refused); ``left``, what the user should still hold;
+    ``to_zero``, a chat served for more than the balance held that stopped it at $0.00."""
+
+    outcome: str
+    steps: list[Exchange]
+    left: int
+    user: str
+    to_zero: Exchange | None = None
+
+
+def _drain(p: Probe) -> _Drained:
+    """Fund a user with one cent and send large chats until one is not served."""
+    drained = _Drained("still", [], DRAIN_FUNDS, funded_user(p, DRAIN_FUNDS // CENT))
     for i in range(p.t.options.max_drain_chats + 1):
         # First a small chat: the balance, under a cent now, is still a balance (402, not 404).
         body = chat_body(p) if i == 0 else chat_body(p, BIG_PROMPT, BIG_MESSAGES)
-        exchange = user_chat(p, user, body)
-        steps.append(exchange)
+        exchange = user_chat(p, drained.user, body)
+        drained.steps.append(exchange)
         if not exchange.ok or isinstance(exchange.field("error"), dict):
-            return "refused", steps, left, user
+            drained.outcome = "refused"
+            return drained
         cost = charged(exchange)
-        if left == 0 or (cost is not None and cost > left):
-            return "overserved", steps, left, user
-        left -= cost or 0
-    return "still", steps, left, user
+        if drained.left > 0 and cost is not None and cost > drained.left and _reads_zero(exchange):
+            # The docs' "402 at zero": served while the balance was above zero, and stopped at
+            # $0.00; the next chat must be refused.
+            drained.to_zero, drained.left = exchange, 0
+            continue
+        if drained.left == 0 or (cost is not None and cost > drained.left):
+            drained.outcome = "overserved"
+            return drained
+        drained.left -= cost or 0
+    return drained
+
+
+def _reads_zero(exchange: Exchange) -> bool:
+    """Whether a chat answer says the balance is now $0.00 (its quota block's balance_after)."""
+    return parse_money(exchange.field("quota", "balance_after")) == 0
 
 
 @probe("chat.insufficient", sources=("seed: 402 insufficient_balance POST /v1/users/:id/chat/completions "
@@ -67,8 +92,15 @@ def chat_insufficient(p: Probe) -> None:
     served anyway), and charges nothing: the balance then reads what the quota blocks left,
     and the developer balance moved only by the cent granted to that user."""
     insufficient = p.t.facts.error("InsufficientBalance")
-    moved, still, pool_reads, (outcome, steps, left, user) = watch_pool(p, lambda: _drain(p))
+    moved, still, pool_reads, drained = watch_pool(p, lambda: _drain(p))
+    outcome, steps, left, user = drained.outcome, drained.steps, drained.left, drained.user
     last = steps[-1]
+    if drained.to_zero is not None:
+        p.fail(steps, "A chat the balance could not cover was served down to $0.00",
+               f"the user held less than the chat's price ({shown(drained.to_zero.field('quota', 'credits_used'))}"
+               " micro-dollars); it was served and the balance stopped at $0.00. The docs' \"402 at zero\" allows"
+               f" it; the contract's choice is to refuse such a chat with {insufficient.status} {insufficient.code}",
+               CONTRACT)
     if moved is not None and moved != -DRAIN_FUNDS and still:  # what the user was granted, nothing more
         p.fail([*steps, *pool_reads], "A user's chats moved the developer balance",
                f"around a grant of {usd(DRAIN_FUNDS)} and that user's chats (the last one refused) the "
@@ -198,9 +230,15 @@ def _concurrent_chats(p: Probe, user: str, steps: list[Exchange]) -> bool:
     served = [a for a in sent if a.ok and not isinstance(a.field("error"), dict)]
     spent = sum(charged(a) or 0 for a in served)
     negative = any(_negative(a, after) for a in served) or _negative(after.exchange, after)
-    return p.require(not negative and spent <= held, steps, "Chats in flight together overspent the balance",
-                     f"{n} concurrent chats for a user holding {before.shown}: {len(served)} served, costing "
-                     f"{usd(spent)} together; the balance then reads {after.shown}")
+    message = (f"{n} concurrent chats for a user holding {before.shown}: {len(served)} served, costing "
+               f"{usd(spent)} together; the balance then reads {after.shown}")
+    if not negative and spent > held and (after.micros == 0 or (after.micros is None and after.cents == 0)):
+        # Served for more than the balance held, which stopped at $0.00: the docs' "402 at zero".
+        p.fail(steps, "Chats in flight together were served down to $0.00",
+               message + ". The docs' \"402 at zero\" allows it; the contract's choice is to refuse a chat the "
+               "balance cannot cover", CONTRACT)
+        return True
+    return p.require(not negative and spent <= held, steps, "Chats in flight together overspent the balance", message)
 
 
 def _negative(exchange: Exchange, after: Balance) -> bool:

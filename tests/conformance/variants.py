@@ -9,6 +9,7 @@ another generation's behaviour.
 
 from __future__ import annotations
 
+import dataclasses
 import email.utils
 import gzip
 import hashlib
@@ -30,7 +31,18 @@ from flask import Flask
 
 from mockserver.domain.errors import INSUFFICIENT_BALANCE, QuotaError
 
-from .mutants.kit import GRANT, KEY, Exchange, chat_path, correct_app, grant_ok, middleware, service_of, write_balance
+from .mutants.kit import (
+    GRANT,
+    KEY,
+    Exchange,
+    chat_path,
+    correct_app,
+    grant_ok,
+    middleware,
+    service_of,
+    store_patch,
+    write_balance,
+)
 
 
 @dataclass(frozen=True)
@@ -656,3 +668,21 @@ def developer_billing_refuses_user_chats() -> Flask:
             ex.set_json(body, ex.status)
 
     return middleware(correct_app(), after, before)
+
+
+@variant("a user's chat is served while the balance is above zero, whatever it costs: the balance stops at $0.00 "
+         "(quota.credits_used still says the chat's whole price) and only then do chats answer 402",
+         "public-facts: a balance cannot go negative: requests get 402 at zero; a gateway knows a chat's price only "
+         "once the provider has answered, and the docs never say it refuses a chat the balance cannot cover")
+def chats_served_down_to_zero() -> Flask:
+    def wrap(service: Any, original: Callable[..., Any]) -> Callable[..., Any]:
+        def apply_charge(user_id: str | None, amount: int, *rest: Any) -> Any:
+            held = service.user_balance(user_id) if user_id is not None else None
+            if held is not None and 0 < held < amount:
+                # Charge what is left and report the price: the balance stops at zero.
+                return dataclasses.replace(original(user_id, held, *rest), amount=amount)
+            return original(user_id, amount, *rest)
+
+        return apply_charge
+
+    return store_patch("apply_charge", wrap)
