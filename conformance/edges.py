@@ -133,10 +133,12 @@ def _field_edges(schema: dict[str, Any], value: Any, where: tuple[Any, ...], mar
         for label, text in TEXT_EDGES if full else TEXT_EDGES[:1]:
             yield where, (label, text)
         limit = _bound(bounds, "maxLength", None)
-        if full:
-            yield where, ("very long", "x" * (limit + 1 if limit else LONG_TEXT))
-            if limit:
-                yield where, ("at its maximum length", "x" * limit)
+        if full and (limit is None or limit > LONG_TEXT):
+            # No limit, or one megabytes away (a chat message's): a long text, within it.
+            yield where, ("very long", "x" * LONG_TEXT)
+        elif full:
+            yield where, ("very long", "x" * (limit + 1))
+            yield where, ("at its maximum length", "x" * limit)
     if "boolean" in types and full:
         yield where, ("as a string", "true")
     if "array" in types:

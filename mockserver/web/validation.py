@@ -241,7 +241,26 @@ def _plain(error: Any, name: str) -> str:
     for limit_kind, words in limits.items():
         if isinstance(kind, limit_kind):
             return f"{name} must be {words} {kind.limit}, not {shown}"
-    return str(error.message)
+    # Sizes are stated, not echoed: the value may be a 20 KB prompt.
+    instance = error.instance
+    if isinstance(kind, _kind.MaxLength | _kind.MinLength) and isinstance(instance, str):
+        words = "at most" if isinstance(kind, _kind.MaxLength) else "at least"
+        return f"{name} must be {words} {kind.limit} characters long, not {len(instance)}"
+    if isinstance(kind, _kind.MaxItems | _kind.MinItems) and isinstance(instance, list):
+        words = "at most" if isinstance(kind, _kind.MaxItems) else "at least"
+        return f"{name} must hold {words} {kind.limit} items, not {len(instance)}"
+    if isinstance(kind, _kind.AnyOf):
+        return f"{name} has none of the shapes the contract allows for it ({_short(shown, error.instance)})"
+    message = str(error.message)
+    return message if len(message) <= _MESSAGE_LIMIT else message[:_MESSAGE_LIMIT] + "…"
+
+
+_MESSAGE_LIMIT = 300  # characters of a validator's own message, which quotes the whole value
+
+
+def _short(shown: str, instance: Any) -> str:
+    """``shown`` (the value's first 80 characters of JSON), marked when the value went on."""
+    return shown + "…" if len(json.dumps(instance, default=str)) > len(shown) else shown
 
 
 def _pointer(path: list[Any]) -> str:

@@ -1,5 +1,7 @@
-"""Each operation's body limit is written in openapi.yaml, and the schema's maxima fit inside
-it: a request the schema accepts is never refused with 413 for its size.
+"""Each operation's body limit is written in openapi.yaml. A grant the schema accepts is never
+refused with 413 for its size; a chat's schema bounds each string (at OpenAI's own cap, so that
+a long prompt or history an app sends the vendor is accepted), and the body limit, not the
+schema, bounds the whole conversation: one message at the longest the schema allows fits.
 """
 
 from __future__ import annotations
@@ -37,13 +39,33 @@ def test_chat_gets_mebibytes_and_grants_keep_a_small_limit():
         assert CONTRACT_OBJ.by_id[chat].max_body_bytes >= 4 * 1024 * 1024
 
 
-@pytest.mark.parametrize("op", WITH_BODY, ids=lambda op: op.operation_id)
-def test_the_largest_body_the_schema_allows_fits_the_limit_with_room_to_spare(op):
+CHATS = ("createUserChatCompletion", "createChatCompletion")
+
+
+def test_the_largest_grant_the_schema_allows_fits_the_limit_with_room_to_spare():
+    op = CONTRACT_OBJ.by_id["grantUserBalance"]
     size = largest_body(op.body_schema)
     room = op.max_body_bytes - size.bytes
     assert room >= op.max_body_bytes // FREE_FORM_SHARE, (
         f"{op.operation_id}: the schema allows bodies of {size.bytes} bytes; the limit is {op.max_body_bytes}"
     )
+
+
+@pytest.mark.parametrize("operation_id", CHATS)
+def test_a_message_at_the_longest_the_schema_allows_fits_the_chat_limit(operation_id):
+    op = CONTRACT_OBJ.by_id[operation_id]
+    user_content = op.body_schema["properties"]["messages"]
+    longest = _longest_text(CONTRACT_OBJ.document)
+    body = {"model": "gpt-4o-mini", "messages": [{"role": "user", "content": "x" * longest}]}
+    assert longest >= 1_000_000, "a chat message holds at least a megabyte of text (a long document, a history)"
+    assert len(json.dumps(body)) + op.max_body_bytes // FREE_FORM_SHARE <= op.max_body_bytes
+    assert user_content["allOf"][0]["maxItems"] >= 1024, "a long conversation's history is accepted"
+
+
+def _longest_text(document: dict) -> int:
+    """The user message's longest text content, as openapi.yaml writes it."""
+    content = document["components"]["schemas"]["ChatUserMessage"]["properties"]["content"]
+    return next(branch["maxLength"] for branch in content["anyOf"] if branch.get("type") == "string")
 
 
 def test_only_caller_defined_json_is_free_form_in_the_chat_request():
