@@ -15,6 +15,11 @@ from decimal import Decimal
 from typing import Any
 
 _MAX_DEPTH = 8
+# What one sample may build: the schema is the caller's, and one whose properties all refer back
+# to the root fans out exponentially (30 such properties: 30^8 values), and a minLength may ask
+# for 10^20 characters. Past these the sample is cut (a null, a shorter string), never an error.
+_MAX_VALUES = 10_000
+_MAX_PADDING = 100_000  # characters added to reach minLength, over the whole sample
 _FORMATS = {
     "date": "2026-01-01",
     "date-time": "2026-01-01T00:00:00Z",
@@ -25,19 +30,30 @@ _FORMATS = {
 }
 
 
+class _Budget:
+    """What is left to build of one sample."""
+
+    __slots__ = ("padding", "values")
+
+    def __init__(self) -> None:
+        self.values = _MAX_VALUES
+        self.padding = _MAX_PADDING
+
+
 def sample_value(schema: Any) -> Any:
     """A value for ``schema``; ``{}`` (any value) gives an empty object, as tools expect objects."""
     if not isinstance(schema, Mapping) or not schema:
         return {}
-    return _sample(schema, schema, 0)
+    return _sample(schema, schema, 0, _Budget())
 
 
-def _sample(schema: Any, root: Mapping[str, Any], depth: int) -> Any:
-    if not isinstance(schema, Mapping) or depth > _MAX_DEPTH:
+def _sample(schema: Any, root: Mapping[str, Any], depth: int, budget: _Budget) -> Any:
+    if not isinstance(schema, Mapping) or depth > _MAX_DEPTH or budget.values <= 0:
         return None
+    budget.values -= 1
     ref = schema.get("$ref")
     if isinstance(ref, str):
-        return _sample(_follow(ref, root), root, depth + 1)
+        return _sample(_follow(ref, root), root, depth + 1, budget)
     if "const" in schema:
         return schema["const"]
     if isinstance(schema.get("enum"), list) and schema["enum"]:
@@ -49,23 +65,23 @@ def _sample(schema: Any, root: Mapping[str, Any], depth: int) -> Any:
         if branches:
             # A real value rather than null, when a branch offers one.
             chosen = next((b for b in branches if b.get("type") != "null"), branches[0])
-            return _sample(chosen, root, depth + 1)
+            return _sample(chosen, root, depth + 1, budget)
     kind = _kind(schema)
     if kind == "object":
         properties = schema.get("properties")
         if not isinstance(properties, Mapping):
             return {}
-        return {str(name): _sample(sub, root, depth + 1) for name, sub in properties.items()}
+        return {str(name): _sample(sub, root, depth + 1, budget) for name, sub in properties.items()}
     if kind == "array":
         count = min(max(_int(schema.get("minItems"), 1), 1), 3)
-        return [_sample(schema.get("items", {}), root, depth + 1) for _ in range(count)]
+        return [_sample(schema.get("items", {}), root, depth + 1, budget) for _ in range(count)]
     if kind in ("integer", "number"):
         return _number(schema)
     if kind == "boolean":
         return True
     if kind == "null":
         return None
-    return _string(schema)
+    return _string(schema, budget)
 
 
 def _follow(ref: str, root: Mapping[str, Any]) -> Any:
@@ -107,10 +123,12 @@ def _number(schema: Mapping[str, Any]) -> int:
     return min(max(1, low), high)
 
 
-def _string(schema: Mapping[str, Any]) -> str:
+def _string(schema: Mapping[str, Any], budget: _Budget) -> str:
     text = _FORMATS.get(str(schema.get("format")), "mock")
     minimum = _int(schema.get("minLength"), 0)
     maximum = _int(schema.get("maxLength"), max(minimum, len(text)))
     if len(text) < minimum:
-        text += "x" * (minimum - len(text))
-    return text[:maximum]
+        padding = min(minimum - len(text), budget.padding)
+        budget.padding -= padding
+        text += "x" * padding
+    return text[: max(maximum, 0)]

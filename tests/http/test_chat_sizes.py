@@ -86,3 +86,12 @@ def test_the_contract_caps_chat_strings_at_openais_own_limit():
     assert next(b["maxLength"] for b in content if b.get("type") == "string") == STRING_CAP
     assert schemas["ChatTextPart"]["properties"]["text"]["maxLength"] == STRING_CAP
     assert schemas["ChatInlineData"]["maxLength"] == STRING_CAP
+
+
+def test_a_response_format_asking_for_10_20_characters_is_answered_not_a_500(client):
+    schema = {"type": "object", "properties": {"a": {"type": "string", "minLength": 10**20}}, "required": ["a"]}
+    body = {"model": "gpt-4o-mini", "messages": [{"role": "user", "content": "hi"}],
+            "response_format": {"type": "json_schema", "json_schema": {"name": "x", "schema": schema}}}  # fmt: skip
+    response = client.post(PATH, json=body, headers=AUTH)
+    assert response.status_code == 200, response.get_data(as_text=True)[:300]
+    assert len(response.get_data()) < 1_000_000

@@ -146,3 +146,38 @@ def test_a_sampled_value_fits_its_schema(schema):
 def test_refs_into_defs_are_followed(schema):
     wrapped = {"type": "object", "properties": {"x": {"$ref": "#/$defs/X"}}, "required": ["x"], "$defs": {"X": schema}}
     assert jsonschema_rs.validator_for(wrapped).is_valid(sample_value(wrapped))
+
+
+# -- a caller's schema that asks for more than a sample can hold ------------------------------
+
+
+def _timed_sample(schema):
+    import time
+
+    started = time.perf_counter()
+    value = sample_value(schema)
+    return value, time.perf_counter() - started
+
+
+@pytest.mark.parametrize("length", [10**9, 10**15, 10**20])
+def test_a_huge_min_length_gives_a_cut_string_at_once(length):
+    value, seconds = _timed_sample({"type": "object", "properties": {"a": {"type": "string", "minLength": length}}})
+    assert seconds < 1.0 and 4 <= len(value["a"]) <= 100_004  # cut at the padding budget, no MemoryError
+
+
+def test_properties_that_all_refer_back_to_the_root_do_not_fan_out():
+    # 30 properties, each the whole schema again: 30^8 values at the depth cap without a budget.
+    schema = {"type": "object", "properties": {f"p{i}": {"$ref": "#"} for i in range(30)}}
+    value, seconds = _timed_sample(schema)
+    assert seconds < 1.0
+    assert len(json.dumps(value)) < 2_000_000
+
+
+@settings(max_examples=50, deadline=2000)
+@given(st.integers(0, 40), st.integers(1, 10**30))
+def test_any_fan_out_and_min_length_stay_bounded(width, length):
+    schema = {"type": "object", "properties": {
+        **{f"p{i}": {"$ref": "#"} for i in range(width)}, "s": {"type": "string", "minLength": length},
+    }}  # fmt: skip
+    value, _ = _timed_sample(schema)
+    assert len(json.dumps(value)) < 3_000_000
