@@ -119,7 +119,7 @@ class UserNotFound(StoreError):
 
 class AmountOutOfRange(StoreError):
     code = BAD_REQUEST
-    message = f"Amount or balance exceeds the Redis store's exact range ({MAX_SAFE_MICRODOLLARS} micro-dollars)"
+    message = f"Amount or balance exceeds the exact range of a JSON number ({MAX_SAFE_MICRODOLLARS} micro-dollars)"
     reply = "amount_too_large"
 
 

@@ -7,7 +7,14 @@ from dataclasses import replace
 
 from .accounts import Seed
 from .clock import Clock
-from .errors import DeveloperBalanceTooLow, GrantPoolTooLow, UserBalanceTooLow, UserNotFound
+from .errors import (
+    MAX_SAFE_MICRODOLLARS,
+    AmountOutOfRange,
+    DeveloperBalanceTooLow,
+    GrantPoolTooLow,
+    UserBalanceTooLow,
+    UserNotFound,
+)
 from .idempotency import DEFAULT_MAX_KEYS, DEFAULT_TTL_SECONDS, IdempotencyTable, KeyRow
 from .ledger import check_conservation
 from .ledger_columns import LedgerColumns
@@ -116,11 +123,12 @@ class MemoryStore:
         with self._lock:
             if amount > self._pool:
                 raise GrantPoolTooLow()
-            before = self._balances.get(user_id)
-            if before is None:
-                before = 0
-                self._user_order.append(user_id)
+            before = self._balances.get(user_id, 0)
             after = before + amount
+            if after > MAX_SAFE_MICRODOLLARS:  # as the Redis store: past it JSON clients lose cents
+                raise AmountOutOfRange()
+            if user_id not in self._balances:
+                self._user_order.append(user_id)
             index = self._ledger.append(GRANT, amount, user_id, now, after, description)
             self._pool -= amount
             self._balances[user_id] = after

@@ -35,6 +35,9 @@ def create_app(config: MockConfig | Mapping[str, Any] | None = None) -> Flask:
 
     app = Flask("mockserver")
     app.url_map.converters[ANY_TEXT_CONVERTER] = AnyTextConverter
+    # A path the contract does not define answers 404 in the envelope: Werkzeug would merge
+    # "//" and answer a 308 redirect with an HTML page instead.
+    app.url_map.merge_slashes = False
     app.config["MAX_CONTENT_LENGTH"] = config.max_body_bytes
     app.json.sort_keys = False  # keep the contract's field order, as the docs show it
     app.extensions[EXTENSION_KEY] = state

@@ -85,3 +85,11 @@ def test_a_slash_encoded_in_a_user_id_is_part_of_the_id(client):
     assert client.get("/v1/users/../balance", headers=AUTH).status_code == 404
     newline = client.get("/v1/users/a%0Ab/balance", headers=AUTH)
     assert newline.status_code == 400 and "external_user_id" in newline.json["error"]["message"]
+
+
+@pytest.mark.parametrize("path", ["/v1//funding/grant", "//v1/funding/grant", "/v1/funding//grant"])
+def test_a_path_with_a_double_slash_is_an_unknown_route_in_the_envelope(client, path):
+    # Werkzeug merged the slashes and answered 308 with an HTML page (an adversary found it).
+    response = client.post(path, json={"external_user_id": "user_123", "amount": 0.5}, headers=AUTH)
+    assert response.status_code == 404
+    assert response.json["error"]["code"] == "not_found"

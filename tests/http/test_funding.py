@@ -154,3 +154,22 @@ def test_user_ids_with_unicode_and_dots_are_just_names(client):
     for user in ("ünï-cødé", "..", "a b", "user%2F1"):
         assert grant(client, user, 1).status_code == 200
         assert grant(client, user, 1).json["balance_after"] == "$2.00"
+
+
+def test_both_stores_refuse_a_grant_past_the_exact_json_range_and_change_nothing(any_store):
+    """A balance past 2**53 - 1 micro-dollars is not exact in a JSON client: the Redis store
+    refused such a grant with 400 while the memory store applied it (an adversary found the
+    two disagreeing); both refuse it now, and nothing moves."""
+    from mockserver.domain.errors import MAX_SAFE_MICRODOLLARS
+
+    from .conftest import snapshot
+
+    app = any_store(pool="1000000")
+    client = app.test_client()
+    top = f"{MAX_SAFE_MICRODOLLARS // 1_000_000}.{MAX_SAFE_MICRODOLLARS % 1_000_000:06d}"
+    assert client.put("/_mock/users/rich/balance", json={"balance": top}).status_code == 200
+    before = snapshot(app)
+    response = client.post("/v1/funding/grant", json={"external_user_id": "rich", "amount": 0.01}, headers=AUTH)
+    assert response.status_code == 400
+    assert response.json["error"]["code"] == "bad_request"
+    assert snapshot(app) == before
