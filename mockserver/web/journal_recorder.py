@@ -184,9 +184,9 @@ class _ArrivalStamp:
 
     def __call__(self, environ: dict[str, Any], start_response: Callable[..., Any]) -> Iterable[bytes]:
         environ[_STARTED] = time.perf_counter()
-        # As request.path reads it (slashes are not merged: "//_mock" is an unknown route, and
-        # recorded); latin-1 or UTF-8, "/_mock" reads the same.
-        if not _is_control(environ.get("PATH_INFO", "")):
+        # As Werkzeug makes request.path of it, leading slashes merged ("//_mock" is "/_mock");
+        # latin-1 or UTF-8, "/_mock" reads the same.
+        if not _is_control("/" + environ.get("PATH_INFO", "").lstrip("/")):
             self.begin()
         return self.app(environ, start_response)
 
