@@ -127,9 +127,20 @@ class StoreUnavailable(StoreError):
     code = SERVICE_UNAVAILABLE
     message = "State store (Redis) unavailable: retry later with the same Idempotency-Key"
     reply = "store_unavailable"
+    # Redis took the command and then did not answer in time: it may still run it (a stalled
+    # Redis runs what it was sent when it resumes), so "nothing was applied" would be false.
+    unknown_outcome_message = (
+        "State store (Redis) stopped answering after taking the request: it may have been applied. "
+        "Retry with the same Idempotency-Key (a grant that was applied is then replayed, not applied twice); "
+        "without one, read the balance before retrying"
+    )
 
-    def __init__(self) -> None:
+    def __init__(self, outcome_unknown: bool = False) -> None:
         super().__init__(headers={"Retry-After": "1"})
+        self.outcome_unknown = outcome_unknown
+        if outcome_unknown:
+            self.message = self.unknown_outcome_message
+            self.args = (f"{self.code}: {self.message}",)
 
 
 # The failures a Redis script can name by reply tag.

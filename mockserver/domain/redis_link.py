@@ -134,6 +134,7 @@ class RedisLink:
             rider, wire.rider = wire.rider, None
             carried, wire.pending = wire.pending, []
             carried_groups, wire.pending_groups = wire.pending_groups, []
+            sent = False  # once the write is out, Redis may run it whatever happens next
             try:
                 connection = self._connection(wire)
                 wire.posted += carried_groups
@@ -142,6 +143,7 @@ class RedisLink:
                     carried.append(rider)
                 carried += commands
                 connection.send_packed_command([b"".join(carried)], check_health=False)
+                sent = True
                 self._read_posted(wire, connection)
                 if rider:
                     wire.rider_reply, wire.rider_went = self._read(connection), True
@@ -149,7 +151,7 @@ class RedisLink:
             except (redis.ConnectionError, redis.TimeoutError, OSError) as exc:
                 self._count_failed_posts(len(carried_groups))
                 self._failed(wire)
-                raise StoreUnavailable() from exc
+                raise StoreUnavailable(outcome_unknown=sent) from exc
 
     def ride_along(self, command: bytes) -> None:
         """Send ``command`` in the same write as this thread's next call, which reads its reply

@@ -14,6 +14,7 @@ import pytest
 import requests
 
 from mockserver import create_app, mock_state
+from mockserver.domain.errors import StoreUnavailable
 from mockserver.server import MockServer
 
 from ..e2e.conftest import quota_mock_command
@@ -195,3 +196,44 @@ def test_several_workers_need_the_redis_store():
     )
     assert finished.returncode == 2
     assert "--workers 2 needs a shared store" in finished.stderr
+
+
+def test_a_keyless_grant_redis_took_then_froze_on_is_a_503_that_says_it_may_have_been_applied(fault_redis):
+    # An adversary froze Redis (SIGSTOP) under a keyless grant: the answer was a 503 saying
+    # nothing was applied, and when Redis resumed it ran the grant it had been sent, so a client
+    # retrying was credited twice. The 503 now says the outcome is unknown.
+    app = create_app({"store": fault_redis.url + "?socket_timeout=0.5"})
+    client = app.test_client()
+    body = {"external_user_id": "frozen-keyless", "amount": 1.0}
+    assert client.post("/v1/funding/grant", json=body, headers=AUTH).status_code == 200  # connected
+    assert fault_redis.process is not None
+    fault_redis.process.send_signal(signal.SIGSTOP)
+    try:
+        answer = client.post("/v1/funding/grant", json=body, headers=AUTH)
+    finally:
+        fault_redis.process.send_signal(signal.SIGCONT)
+    assert answer.status_code == 503 and answer.headers["Retry-After"] == "1"
+    error = answer.get_json()["error"]
+    assert error["code"] == "service_unavailable" and "may have been applied" in error["message"]
+    deadline = time.monotonic() + 5
+    while time.monotonic() < deadline:  # Redis runs what it was sent once it resumes
+        balance = client.get("/v1/users/frozen-keyless/balance", headers=AUTH)
+        if balance.status_code == 200 and balance.get_json()["balance"] == "$2.00":
+            break
+        time.sleep(0.05)
+    assert balance.get_json()["balance"] == "$2.00", "the grant the 503 answered ran after all"
+    mock_state(app).service.store.close()
+
+
+def test_a_redis_that_refuses_connections_says_nothing_was_applied(fault_redis):
+    app = create_app({"store": fault_redis.url + "?socket_timeout=0.5"})
+    client = app.test_client()
+    store = mock_state(app).service.store
+    store.link.close()
+    assert fault_redis.process is not None
+    fault_redis.process.terminate()
+    fault_redis.process.wait(timeout=10)
+    answer = client.post("/v1/funding/grant", json={"external_user_id": "u", "amount": 1.0}, headers=AUTH)
+    assert answer.status_code == 503
+    assert answer.get_json()["error"]["message"] == StoreUnavailable.message  # nothing reached Redis
+    store.close()
