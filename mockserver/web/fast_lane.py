@@ -34,7 +34,7 @@ from urllib.parse import parse_qsl
 
 from flask import Flask
 
-from .public_api import FAST_LANE_OPERATIONS, FAST_LANE_REFUSAL, FAST_LANE_VIEW, answer
+from .public_api import FAST_LANE_OPERATIONS, FAST_LANE_REFUSAL, FAST_LANE_VIEW, answer, raw_target
 from .request_body import check_media_type, read_body
 from .state import AnyTextConverter, MockState
 
@@ -116,7 +116,8 @@ class FastLane:
         try:
             if body.strip():
                 check_media_type(environ.get("CONTENT_TYPE"), media_types)
-            response = answer(self.state, operation, validator, path_args, _Query(environ), _Headers(environ), body)
+            response = answer(self.state, operation, validator, path_args, _Query(environ), _Headers(environ), body,
+                              raw_target(environ))  # fmt: skip
         except Exception as refusal:
             environ[FAST_LANE_REFUSAL] = refusal
             return self.flask_wsgi(environ, start_response)

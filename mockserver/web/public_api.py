@@ -47,11 +47,19 @@ def answer(
     query: Any,
     headers: Any,
     body: bytes,
+    target: tuple[str, str],
 ) -> Response:
     """What the view does once no rate limit, Prefer header or fault rule applies: the fast
-    lane's whole request (``fast_lane.py``). ``query`` and ``headers`` answer ``get``."""
+    lane's whole request (``fast_lane.py``). ``query`` and ``headers`` answer ``get``;
+    ``target``: the raw path and query (see ``RequestValidator.validate``)."""
     caller = Caller(None if operation.public else authenticate(state.service, headers.get("Authorization")))
-    return HANDLERS[operation.operation_id](state, validator.validate(path_args, query, headers, body), caller)
+    validated = validator.validate(path_args, query, headers, body, target)
+    return HANDLERS[operation.operation_id](state, validated, caller)
+
+
+def raw_target(environ: Mapping[str, Any]) -> tuple[str, str]:
+    """The request's raw path and query, as the validator checks them."""
+    return environ.get("PATH_INFO", ""), environ.get("QUERY_STRING", "")
 
 
 def _make_view(state: MockState, operation: Operation, handler: Handler) -> Callable[..., Response]:
@@ -74,6 +82,7 @@ def _make_view(state: MockState, operation: Operation, handler: Handler) -> Call
             request.args,
             request.headers,  # case-insensitive: looked up by the contract's header names
             request.get_data(cache=True),
+            raw_target(request.environ),
         )
         return handler(state, validated, caller)
 

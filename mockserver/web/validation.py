@@ -14,6 +14,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from decimal import Decimal
 from typing import Any
+from urllib.parse import unquote_to_bytes
 
 import jsonschema_rs
 
@@ -69,8 +70,11 @@ class RequestValidator:
         query: Mapping[str, str],
         headers: Mapping[str, str],
         raw_body: bytes,
+        target: tuple[str, str] = ("", ""),
     ) -> ValidatedRequest:
-        """Check one HTTP request; ``headers`` must answer ``get`` for lower-case names."""
+        """Check one HTTP request; ``headers`` must answer ``get`` for lower-case names;
+        ``target``: the raw PATH_INFO and QUERY_STRING the path and query were read from."""
+        check_target_text(*target)
         result = self.validate_parameters(path_args, query, headers)
         result.raw_body = raw_body
         if self._body_validator is not None:
@@ -169,6 +173,30 @@ def header_text(raw: str, label: str) -> str:
         return raw.encode("latin-1").decode("utf-8")
     except (UnicodeEncodeError, UnicodeDecodeError):
         raise QuotaError(BAD_REQUEST, f"Invalid header '{label}': its value is not UTF-8 text") from None
+
+
+def check_target_text(path_info: str, query_string: str) -> None:
+    """A 400 unless the request's path and query are UTF-8 text once percent-decoded.
+
+    Routing and the query parser read them leniently: invalid bytes became U+FFFD in a path
+    (``/v1/users/%ff/balance`` was user "\ufffd"'s) and stayed as written in a query
+    (``?external_user_id=%fe`` was user "%FE"'s), so two different ids were read as one.
+    ``path_info`` is WSGI's latin-1 text of the decoded bytes; ``query_string`` is still encoded.
+    """
+    try:
+        path_info.encode("latin-1").decode("utf-8")
+    except UnicodeEncodeError:
+        pass  # already text: a server that decoded it
+    except UnicodeDecodeError:
+        raise QuotaError(BAD_REQUEST, "The request path is not UTF-8 text once percent-decoded") from None
+    if query_string.isascii() and "%" not in query_string:
+        return
+    try:
+        unquote_to_bytes(query_string.encode("latin-1").replace(b"+", b" ")).decode("utf-8")
+    except UnicodeEncodeError:
+        pass
+    except UnicodeDecodeError:
+        raise QuotaError(BAD_REQUEST, "The query string is not UTF-8 text once percent-decoded") from None
 
 
 def _empty_header_message(label: str) -> str:

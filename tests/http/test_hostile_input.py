@@ -134,3 +134,46 @@ def test_hostile_but_valid_user_ids_are_just_names(app):
         response = client.post(GRANT, json={"external_user_id": user, "amount": 1}, headers=AUTH)
         assert response.status_code == 200 and response.json["external_user_id"] == user
     assert mock_state(app).service.conservation().holds
+
+
+# -- ids that are not UTF-8 text (an adversary found two ids read as one) ------------------
+
+
+# PATH_INFO as a server hands it over: the decoded bytes as latin-1 text (Werkzeug's test client
+# would decode "%ff" to U+FFFD itself); the query string still encoded.
+NOT_UTF8 = [("/v1/users/\xff/balance", ""), ("/v1/users/a\xc3/balance", ""),
+            ("/v1/balance", "external_user_id=%fe"), ("/v1/balance", "external_user_id=%C3%28")]
+
+
+@pytest.mark.parametrize(("path", "query"), NOT_UTF8)
+def test_an_id_that_is_not_utf8_is_refused_not_read_as_another(any_store, path, query):
+    app = any_store()
+    client = app.test_client()
+    for user in ("\ufffd", "%FE", "%fe"):  # what the lenient readings made of them
+        client.post("/v1/funding/grant", json={"external_user_id": user, "amount": 1.0}, headers=AUTH)
+    response = client.get("/", headers=AUTH, environ_overrides={"PATH_INFO": path, "QUERY_STRING": query})
+    assert response.status_code == 400
+    assert response.json["error"]["code"] == "bad_request" and "UTF-8" in response.json["error"]["message"]
+
+
+def test_a_chat_for_a_path_id_that_is_not_utf8_charges_nobody(any_store):
+    from .conftest import snapshot
+
+    app = any_store()
+    client = app.test_client()
+    client.post("/v1/funding/grant", json={"external_user_id": "\ufffd", "amount": 1.0}, headers=AUTH)
+    before = snapshot(app)
+    body = {"model": "gpt-4o-mini", "messages": [{"role": "user", "content": "hi"}]}
+    raw_path = {"PATH_INFO": "/v1/users/\xff/chat/completions"}
+    response = client.post("/", json=body, headers=AUTH, environ_overrides=raw_path)
+    assert response.status_code == 400
+    assert snapshot(app) == before
+
+
+def test_utf8_ids_percent_encoded_still_read_as_themselves(any_store):
+    app = any_store()
+    client = app.test_client()
+    client.post("/v1/funding/grant", json={"external_user_id": "café ü", "amount": 1.0}, headers=AUTH)
+    for path in ("/v1/users/caf%C3%A9%20%C3%BC/balance", "/v1/balance?external_user_id=caf%C3%A9+%C3%BC"):
+        response = client.get(path, headers=AUTH)
+        assert response.status_code == 200 and response.json["external_user_id"] == "café ü", path
