@@ -686,3 +686,20 @@ def chats_served_down_to_zero() -> Flask:
         return apply_charge
 
     return store_patch("apply_charge", wrap)
+
+
+@variant("each streamed chunk's JSON is split over several data: lines (pretty-printed, one line each)",
+         "the docs say OpenAI-style server-sent events; the SSE format joins an event's data lines with a newline, "
+         "and JSON allows a newline between tokens")
+def sse_multiline_data() -> Flask:
+    def split(line: bytes) -> bytes:
+        if not line.startswith(b"data: {"):
+            return line
+        pretty = json.dumps(json.loads(line[6:]), indent=1)
+        return b"\n".join(b"data: " + part.encode() for part in pretty.split("\n"))
+
+    def after(ex: Exchange) -> None:
+        if "text/event-stream" in ex.response_headers.get("Content-Type", ""):
+            ex.response = b"\n".join(split(line) for line in ex.response.split(b"\n"))
+
+    return middleware(correct_app(), after)
