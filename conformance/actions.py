@@ -105,6 +105,8 @@ def grant(p: Probe, user: Any, cents: int | None = None, *, amount: Any = ABSENT
     if key is not None:
         headers["Idempotency-Key"] = key
     exchange = p.t.send(GRANT, headers=headers, body=body, auth=api_key is None)
+    if exchange.status == 503:  # the store unavailable (a keyless write is never retried)
+        _unless_unavailable(p, exchange, "grant")
     if not pool_may_refuse and p.t.facts.error("GrantPoolTooLow").answered(exchange):
         pool = developer_balance(p)
         micros = pool_micros(pool)
@@ -112,6 +114,17 @@ def grant(p: Probe, user: Any, cents: int | None = None, *, amount: Any = ABSENT
             p.skip(f"the account's grant pool ({pool.shown}) cannot cover a grant of {shown(amount)}: "
                    "fund the pool, or lower --budget")
     return exchange
+
+
+# What the contract lists for a failure outside the request: the provider's (502, 504) and the
+# service's or its store's (503).
+UNAVAILABLE_STATUSES = frozenset({502, 503, 504})
+
+
+def _unless_unavailable(p: Probe, exchange: Exchange, what: str) -> None:
+    if exchange.status in UNAVAILABLE_STATUSES and isinstance(exchange.error_code, str):
+        p.skip(f"a {what} answered {exchange.status} {exchange.error_code} (the provider or the service was "
+               "unavailable, as openapi.yaml allows): this example is not judged")
 
 
 def _balance(exchange: Exchange) -> Balance:
@@ -168,8 +181,12 @@ def header_chat(p: Probe, user: str | None, body: dict[str, Any]) -> Exchange:
 
 
 def _chat(p: Probe, exchange: Exchange, user_billed: bool) -> Exchange:
-    """A valid chat's answer; the probe is skipped when the account's billing mode refused it
-    as the docs allow (400 bad_request on the wrong billing endpoint: conformance.billing_mode)."""
+    """A valid chat's answer. The probe is skipped when the account's billing mode refused it
+    as the docs allow (400 bad_request on the wrong billing endpoint: conformance.billing_mode),
+    and when the provider or the service failed as the docs list (502, 503, 504 in the error
+    envelope, which errors.envelope checks): a write is never retried, and one failure of the
+    provider says nothing of the deployment."""
+    _unless_unavailable(p, exchange, "chat")
     if exchange.status == WRONG_ENDPOINT_STATUS and exchange.error_code == WRONG_ENDPOINT_CODE:
         mode = p.t.billing_mode()
         if refused_as_wrong_endpoint(mode, user_billed, exchange.status, exchange.error_code):

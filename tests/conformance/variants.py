@@ -703,3 +703,57 @@ def sse_multiline_data() -> Flask:
             ex.response = b"\n".join(split(line) for line in ex.response.split(b"\n"))
 
     return middleware(correct_app(), after)
+
+
+PROVIDER_FAILS_EVERY = 4
+
+
+@variant(f"the model provider fails now and then: every {PROVIDER_FAILS_EVERY}th chat answers 502 upstream_error "
+         "or 504 gateway_timeout, charging nothing",
+         "public-facts lists 502 upstream_error, 503 provider_unavailable and 504 gateway_timeout for chats: "
+         "a gateway's provider fails sometimes")
+def provider_fails_now_and_then() -> Flask:
+    lock = threading.Lock()
+    count = [0]
+
+    def before(ex: Exchange) -> bool:
+        if not (chat_path(ex) and _authenticated(ex)):
+            return False
+        with lock:
+            count[0] += 1
+            failing = count[0] % PROVIDER_FAILS_EVERY == 0
+            timeout = count[0] % (2 * PROVIDER_FAILS_EVERY) == 0
+        if failing:
+            if timeout:
+                return ex.error(504, "gateway_timeout", "The model provider did not answer in time")
+            return ex.error(502, "upstream_error", "The model provider answered with an error")
+        return False
+
+    return middleware(correct_app(), None, before)
+
+
+KEYLESS_SHED_EVERY = 3
+
+
+@variant(f"writes are shed under load now and then: the second grant without an Idempotency-Key, and every "
+         f"{KEYLESS_SHED_EVERY}rd after it, answers 503 service_unavailable with Retry-After: 1, nothing applied",
+         "openapi.yaml lists 503 service_unavailable with Retry-After on grants (the contract's own); the docs "
+         "promise no availability, and a keyless write cannot be retried safely")
+def occasional_503_on_keyless_grants() -> Flask:
+    lock = threading.Lock()
+    count = [0]
+
+    def before(ex: Exchange) -> bool:
+        keyless = ex.header("Idempotency-Key") is None
+        if ex.method != "POST" or ex.path != GRANT or not keyless or not _authenticated(ex):
+            return False
+        with lock:
+            count[0] += 1
+            shed = count[0] % KEYLESS_SHED_EVERY == 2  # the second keyless grant first
+        if shed:
+            ex.error(503, "service_unavailable", "Temporarily overloaded; nothing was applied, retry later")
+            ex.response_headers["Retry-After"] = "1"
+            return True
+        return False
+
+    return middleware(correct_app(), None, before)
