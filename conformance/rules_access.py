@@ -10,6 +10,8 @@ import secrets
 from fractions import Fraction
 from typing import Any
 
+from hypothesis import strategies as st
+
 from mockserver.contract import CONTRACT, DOCUMENTED, Operation
 from mockserver.domain.money import MICROS_PER_CENT
 
@@ -94,7 +96,8 @@ def auth_missing_key(p: Probe) -> None:
 @probe("auth.near_miss_key", sources=AUTH, elements=(SECURITY,), cost=Cost(0, 8), stage=0)
 def auth_near_miss_key(p: Probe) -> None:
     """A key one character off, a prefix of the key, the key with extra characters, a
-    letter's case flipped, or its dashes removed: each is an invalid key, 401 invalid_api_key."""
+    letter's case flipped, or its dashes removed: each is an invalid key, 401 invalid_api_key,
+    on every read that needs a key."""
     key = p.t.options.api_key
     if p.first:
         near = [("the last character changed", key[:-1] + ("0" if key[-1] != "0" else "1")),
@@ -103,12 +106,17 @@ def auth_near_miss_key(p: Probe) -> None:
                 ("its dashes removed", key.replace("-", "") if "-" in key else key + "-")]
     else:
         near = [p.draw(near_miss_keys(key))]
+    # Every read that needs the key (writes would cost budget): a server may compare keys
+    # differently on one route than on another.
+    reads = [op for op in p.t.contract.operations if op.method == "GET" and not op.public]
     for label, candidate in near:
         if candidate == key:
             continue
-        exchange = p.t.send(BALANCE, auth=False, headers={"Authorization": f"Bearer {candidate}"})
-        p.require(_is_401(p, exchange), [exchange], "A near-miss API key was accepted",
-                  f"GET /v1/balance with the key ({label}) answered {exchange.status} {code_text(exchange)}")
+        for op in reads if p.first else [p.draw(st.sampled_from(reads))]:
+            exchange = p.t.send(op.operation_id, auth=False, headers={"Authorization": f"Bearer {candidate}"},
+                                **request_for(p, op))
+            p.require(_is_401(p, exchange), [exchange], "A near-miss API key was accepted",
+                      f"GET {op.path} with the key ({label}) answered {exchange.status} {code_text(exchange)}")
 
 
 @probe("packages.listed", sources=(

@@ -163,3 +163,22 @@ def balance_query_ignores_user() -> Flask:
         return False
 
     return on_request(before)
+
+
+@mutant(AUTH, "auth.near_miss_key",
+        "keys compared on their first 20 characters on every route but GET /v1/balance (the one route whose "
+        "check was fixed): a key with its last character changed reads user balances and /v1/me, and grants")
+def key_prefix_off_the_balance_route() -> Flask:
+    app = correct_app()
+    keys = service_of(app).seed.api_keys
+
+    def before(ex: Exchange) -> bool:
+        candidate = (ex.header("Authorization") or "").removeprefix("Bearer ")
+        if ex.path != "/v1/balance":
+            for key in keys:
+                if candidate != key and len(candidate) >= 20 and candidate[:20] == key[:20]:
+                    ex.drop_header("Authorization")
+                    ex.headers["Authorization"] = f"Bearer {key}"
+        return False
+
+    return middleware(app, None, before)
