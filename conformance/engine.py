@@ -35,6 +35,7 @@ CheckFunction = Callable[..., Any]
 Judge = Callable[[str, Failure, "Exchange"], Any]
 PASSED = object()
 # Run on every response the suite receives: Schemathesis' response checks, then the suite's own.
+RETRIED_KEPT = 8  # refusals kept per request for the checks (the session retries a few times at most)
 ALL_RESPONSE_CHECKS: tuple[CheckFunction, ...] = (*builtin_checks.RESPONSE_CHECKS, *REGISTRY.response_checks())
 _NO_BODY = object()
 # An operation that lists no responses: its expected codes are the global ones.
@@ -143,6 +144,9 @@ class Target:
         self.base_url = options.target_url
         self.schema = load_schema(self.base_url, session, self.facts)
         self._local = threading.local()
+        # Answers the session retried (429, or 503 with Retry-After) are judged too: a server's
+        # rate limiter answering an HTML page would otherwise never meet a check.
+        session.observers.append(self._keep_retried)
         self._billing_mode_lock = threading.Lock()
         self._billing_mode: tuple[str | None] | None = None  # read once: (the mode,)
 
@@ -216,10 +220,31 @@ class Target:
 
     # -- checking ----------------------------------------------------------------------
 
+    def _keep_retried(self, request: Any, response: Any) -> None:
+        if response.status_code in (429, 503):
+            kept = getattr(self._local, "retried", None)
+            if kept is None:
+                kept = self._local.retried = []
+            if len(kept) < RETRIED_KEPT:
+                kept.append(response)
+
+    def _retried_before(self, final: Response) -> list[Response]:
+        """The refusals this thread's last request met before ``final`` (the session retried them)."""
+        kept, self._local.retried = getattr(self._local, "retried", None) or [], []
+        return [Response.from_requests(r, verify=True) for r in kept
+                if (r.status_code, r.content) != (final.status_code, final.content)]
+
     def check_response(self, exchange: Exchange, checks: Sequence[CheckFunction],
                        explicit_auth: bool = True, judge: Judge | None = None) -> None:
         """Run ``checks`` on one answer and record each verdict; ``judge`` may re-read a
-        failure first (the schema-driven phase's, see :mod:`conformance.judging`)."""
+        failure first (the schema-driven phase's, see :mod:`conformance.judging`). The
+        refusals the session retried before it are checked as answers of their own."""
+        for retried in self._retried_before(exchange.response):
+            self._check_one(Exchange(exchange.case, retried), ALL_RESPONSE_CHECKS, explicit_auth, None)
+        self._check_one(exchange, checks, explicit_auth, judge)
+
+    def _check_one(self, exchange: Exchange, checks: Sequence[CheckFunction], explicit_auth: bool,
+                   judge: Judge | None) -> None:
         case, response = exchange.case, exchange.response
         self._local.results = []
         headers = dict(case.headers or {})

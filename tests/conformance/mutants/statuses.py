@@ -295,3 +295,40 @@ _HTML_413 = (b"<html>\r\n<head><title>413 Request Entity Too Large</title></head
         "(client_max_body_size), not the JSON envelope")
 def proxy_html_413() -> Flask:
     return on_answer(_is(413), lambda ex: _html(ex, _HTML_413))
+
+
+# A front proxy's rate limiter: every RATE_LIMIT_EVERY-th request is refused before the app.
+RATE_LIMIT_EVERY = 10
+
+
+def _front_rate_limit(body: bytes, content_type: str, retry_after: str | None) -> Flask:
+    import itertools
+    import threading
+
+    counter, lock = itertools.count(1), threading.Lock()
+
+    def before(ex: Exchange) -> bool:
+        with lock:
+            limited = next(counter) % RATE_LIMIT_EVERY == 0
+        if limited:
+            ex.status, ex.response = 429, body
+            ex.response_headers["Content-Type"] = content_type
+            if retry_after is not None:
+                ex.response_headers["Retry-After"] = retry_after
+        return limited
+
+    return on_request(before)
+
+
+@mutant(NON_JSON, "errors.envelope",
+        "a front proxy's rate limiter answers every 10th request 429 with its own HTML page (nginx's), not "
+        "the JSON envelope (the client retries after Retry-After, and then succeeds)")
+def rate_limit_html_page() -> Flask:
+    page = b"<html><head><title>429 Too Many Requests</title></head><body><h1>429 Too Many Requests</h1></body></html>"
+    return _front_rate_limit(page, "text/html", "0")
+
+
+@mutant(NON_JSON, "errors.envelope",
+        "a rate limiter answers every 10th request 429 in text/plain (\"Too Many Requests\"), with no Retry-After")
+def rate_limit_plain_text() -> Flask:
+    return _front_rate_limit(b"Too Many Requests", "text/plain", None)
