@@ -757,3 +757,23 @@ def occasional_503_on_keyless_grants() -> Flask:
         return False
 
     return middleware(correct_app(), None, before)
+
+
+RATE_LIMITED_EVERY = 10
+
+
+@variant(f"a rate limiter refuses every {RATE_LIMITED_EVERY}th request: 429 rate_limit_exceeded in the envelope, "
+         "with Retry-After: 0",
+         "public-facts: rate limit 100 requests/minute by default, 429 rate_limit_exceeded; the suite retries")
+def rate_limited_now_and_then() -> Flask:
+    counter, lock = itertools.count(1), threading.Lock()
+
+    def before(ex: Exchange) -> bool:
+        with lock:
+            limited = next(counter) % RATE_LIMITED_EVERY == 0
+        if limited:
+            ex.error(429, "rate_limit_exceeded", "Rate limit exceeded: retry after Retry-After seconds")
+            ex.response_headers["Retry-After"] = "0"
+        return limited
+
+    return middleware(correct_app(), None, before)
