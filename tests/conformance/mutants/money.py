@@ -9,6 +9,7 @@ from typing import Any
 from flask import Flask
 
 from .kit import (
+    GRANT,
     Exchange,
     add_to_balance,
     correct_app,
@@ -16,6 +17,7 @@ from .kit import (
     middleware,
     mutant,
     on_answer,
+    on_request,
     service_of,
     write_balance,
 )
@@ -221,3 +223,20 @@ def grant_balance_before_cached() -> Flask:
 
     return on_answer(grant_ok, change)
 
+
+
+@mutant(FLOAT, "grant.invalid_amount",
+        "a numeric string amount is parsed as a number (Number(\"0.50\") in the handler): \"amount\": \"0.50\" "
+        "credits $0.50 where the docs' amount is a number")
+def string_amount_parsed() -> Flask:
+    def before(ex: Exchange) -> bool:
+        body = ex.request_json if ex.method == "POST" and ex.path == GRANT else None
+        if isinstance(body, dict) and isinstance(body.get("amount"), str):
+            try:
+                body["amount"] = Decimal(body["amount"])
+            except ArithmeticError:
+                return False
+            ex.set_request_json(body)
+        return False
+
+    return on_request(before)
