@@ -90,7 +90,9 @@ def chat_insufficient(p: Probe) -> None:
     """A chat the user's balance cannot cover answers 402 insufficient_balance (any other
     answer is a failure: a 404 for a drained user, a 400, an error answered 200, a completion
     served anyway), and charges nothing: the balance then reads what the quota blocks left,
-    and the developer balance moved only by the cent granted to that user."""
+    and the developer balance moved only by the cent granted to that user. A chat served while
+    the balance was above zero that stops it at $0.00 keeps the docs' "402 at zero" and breaks
+    only the contract's choice (a warning); the next chat must then answer 402."""
     insufficient = p.t.facts.error("InsufficientBalance")
     moved, still, pool_reads, drained = watch_pool(p, lambda: _drain(p))
     outcome, steps, left, user = drained.outcome, drained.steps, drained.left, drained.user
