@@ -37,9 +37,11 @@ from .mutants.kit import (
     Exchange,
     chat_path,
     correct_app,
+    every_nth,
     grant_ok,
     middleware,
     service_of,
+    shed,
     store_patch,
     write_balance,
 )
@@ -607,19 +609,11 @@ LOAD_SHED_EVERY = 30
          "openapi.yaml lists 503 service_unavailable with Retry-After on the balance reads (the contract's own); the "
          "docs promise no availability")
 def occasional_503_on_reads() -> Flask:
-    lock = threading.Lock()
-    count = [0]
+    due = every_nth(LOAD_SHED_EVERY)
 
     def before(ex: Exchange) -> bool:
-        if ex.method == "GET" and (ex.path == "/v1/balance" or ex.path.endswith("/balance")):
-            with lock:
-                count[0] += 1
-                shed = count[0] % LOAD_SHED_EVERY == 0
-            if shed:
-                ex.error(503, "service_unavailable", "Temporarily overloaded; nothing was applied, retry later")
-                ex.response_headers["Retry-After"] = "1"
-                return True
-        return False
+        balance_read = ex.method == "GET" and (ex.path == "/v1/balance" or ex.path.endswith("/balance"))
+        return balance_read and due() and shed(ex)
 
     return middleware(correct_app(), None, before)
 
@@ -713,21 +707,14 @@ PROVIDER_FAILS_EVERY = 4
          "public-facts lists 502 upstream_error, 503 provider_unavailable and 504 gateway_timeout for chats: "
          "a gateway's provider fails sometimes")
 def provider_fails_now_and_then() -> Flask:
-    lock = threading.Lock()
-    count = [0]
+    due = every_nth(PROVIDER_FAILS_EVERY)
+    failures = itertools.cycle([
+        (502, "upstream_error", "The model provider answered with an error"),
+        (504, "gateway_timeout", "The model provider did not answer in time"),
+    ])  # fmt: skip
 
     def before(ex: Exchange) -> bool:
-        if not (chat_path(ex) and _authenticated(ex)):
-            return False
-        with lock:
-            count[0] += 1
-            failing = count[0] % PROVIDER_FAILS_EVERY == 0
-            timeout = count[0] % (2 * PROVIDER_FAILS_EVERY) == 0
-        if failing:
-            if timeout:
-                return ex.error(504, "gateway_timeout", "The model provider did not answer in time")
-            return ex.error(502, "upstream_error", "The model provider answered with an error")
-        return False
+        return chat_path(ex) and _authenticated(ex) and due() and ex.error(*next(failures))
 
     return middleware(correct_app(), None, before)
 
@@ -740,21 +727,11 @@ KEYLESS_SHED_EVERY = 3
          "openapi.yaml lists 503 service_unavailable with Retry-After on grants (the contract's own); the docs "
          "promise no availability, and a keyless write cannot be retried safely")
 def occasional_503_on_keyless_grants() -> Flask:
-    lock = threading.Lock()
-    count = [0]
+    due = every_nth(KEYLESS_SHED_EVERY, first=2)
 
     def before(ex: Exchange) -> bool:
-        keyless = ex.header("Idempotency-Key") is None
-        if ex.method != "POST" or ex.path != GRANT or not keyless or not _authenticated(ex):
-            return False
-        with lock:
-            count[0] += 1
-            shed = count[0] % KEYLESS_SHED_EVERY == 2  # the second keyless grant first
-        if shed:
-            ex.error(503, "service_unavailable", "Temporarily overloaded; nothing was applied, retry later")
-            ex.response_headers["Retry-After"] = "1"
-            return True
-        return False
+        keyless = ex.method == "POST" and ex.path == GRANT and ex.header("Idempotency-Key") is None
+        return keyless and _authenticated(ex) and due() and shed(ex)
 
     return middleware(correct_app(), None, before)
 
@@ -766,14 +743,12 @@ RATE_LIMITED_EVERY = 10
          "with Retry-After: 0",
          "public-facts: rate limit 100 requests/minute by default, 429 rate_limit_exceeded; the suite retries")
 def rate_limited_now_and_then() -> Flask:
-    counter, lock = itertools.count(1), threading.Lock()
+    due = every_nth(RATE_LIMITED_EVERY)
 
     def before(ex: Exchange) -> bool:
-        with lock:
-            limited = next(counter) % RATE_LIMITED_EVERY == 0
-        if limited:
-            ex.error(429, "rate_limit_exceeded", "Rate limit exceeded: retry after Retry-After seconds")
-            ex.response_headers["Retry-After"] = "0"
-        return limited
+        if not due():
+            return False
+        ex.response_headers["Retry-After"] = "0"
+        return ex.error(429, "rate_limit_exceeded", "Rate limit exceeded: retry after Retry-After seconds")
 
     return middleware(correct_app(), None, before)

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import dataclasses
 import io
+import itertools
 import json
 import threading
 import time
@@ -348,3 +349,23 @@ def mutant(family: str, rule: str, description: str, *, retention: bool = False)
         return build
 
     return register
+
+
+def every_nth(n: int, first: int | None = None) -> Callable[[], bool]:
+    """A counter for a hook that answers every ``n``-th request it sees (the ``first``-th one
+    first; by default the ``n``-th), safe across the server's threads."""
+    counter, lock = itertools.count(1), threading.Lock()
+    offset = (first if first is not None else n) % n
+
+    def due() -> bool:
+        with lock:
+            return next(counter) % n == offset
+
+    return due
+
+
+def shed(ex: Exchange, message: str = "Temporarily overloaded; nothing was applied, retry later") -> bool:
+    """Answer 503 service_unavailable with Retry-After: 1, as load shedding does (a ``before`` hook)."""
+    ex.error(503, "service_unavailable", message)
+    ex.response_headers["Retry-After"] = "1"
+    return True

@@ -11,7 +11,18 @@ from flask import Flask
 from mockserver.domain.errors import USER_NOT_FOUND, QuotaError
 from mockserver.web.presenters import developer_balance_body
 
-from .kit import GRANT, Exchange, chat_path, correct_app, middleware, mutant, on_answer, on_request, service_of
+from .kit import (
+    GRANT,
+    Exchange,
+    chat_path,
+    correct_app,
+    every_nth,
+    middleware,
+    mutant,
+    on_answer,
+    on_request,
+    service_of,
+)
 
 STATUS = "wrong status"
 NON_JSON = "non-JSON error"
@@ -301,21 +312,16 @@ def proxy_html_413() -> Flask:
 RATE_LIMIT_EVERY = 10
 
 
-def _front_rate_limit(body: bytes, content_type: str, retry_after: str | None) -> Flask:
-    import itertools
-    import threading
-
-    counter, lock = itertools.count(1), threading.Lock()
+def _front_rate_limit(body: bytes, content_type: str, retry_after: str) -> Flask:
+    due = every_nth(RATE_LIMIT_EVERY)
 
     def before(ex: Exchange) -> bool:
-        with lock:
-            limited = next(counter) % RATE_LIMIT_EVERY == 0
-        if limited:
-            ex.status, ex.response = 429, body
-            ex.response_headers["Content-Type"] = content_type
-            if retry_after is not None:
-                ex.response_headers["Retry-After"] = retry_after
-        return limited
+        if not due():
+            return False
+        ex.status, ex.response = 429, body
+        ex.response_headers["Content-Type"] = content_type
+        ex.response_headers["Retry-After"] = retry_after
+        return True
 
     return on_request(before)
 
@@ -329,6 +335,6 @@ def rate_limit_html_page() -> Flask:
 
 
 @mutant(NON_JSON, "errors.envelope",
-        "a rate limiter answers every 10th request 429 in text/plain (\"Too Many Requests\"), with no Retry-After")
+        "a rate limiter answers every 10th request 429 in text/plain (\"Too Many Requests\"), not the JSON envelope")
 def rate_limit_plain_text() -> Flask:
-    return _front_rate_limit(b"Too Many Requests", "text/plain", None)
+    return _front_rate_limit(b"Too Many Requests", "text/plain", "0")
