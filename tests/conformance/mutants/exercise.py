@@ -233,5 +233,6 @@ def _errors_and_auth(s: Script) -> None:
                          ("lower-case scheme", f"bearer {KEY}"), ("empty bearer", "Bearer "),
                          ("dashes removed", f"Bearer {KEY.replace('-', '')}")]:
         s.call(label, "GET", "/v1/balance", key=None, headers={"Authorization": value})
+    s.call("near miss on /v1/me", "GET", "/v1/me", key=None, headers={"Authorization": f"Bearer {KEY[:-1]}X"})
     s.call("me without key", "GET", "/v1/me", key=None)
     s.call("query without key", "GET", "/v1/balance?external_user_id=idem-user", key=None)
