@@ -21,10 +21,11 @@ NEW_KEY = object()  # a fresh Idempotency-Key
 DESCRIPTION = "quota-conformance"
 ABSENT = object()  # leave the field out
 SMALL_PROMPT = "Say hello."
-# About 9,000 tokens of prompt (four messages, each within the contract's 32,768 characters):
-# one chat costs more than a cent at any usual price.
-BIG_PROMPT = ("Count the words in this sentence please. " * 220).strip()
-BIG_MESSAGES = 4
+# About 9,000 tokens of prompt (sixteen messages of 2,255 characters: each short enough for a
+# gateway that caps a message's text far below the contract's limit): one chat costs more than
+# a cent at any usual price.
+BIG_PROMPT = ("Count the words in this sentence please. " * 55).strip()
+BIG_MESSAGES = 16
 
 
 @dataclass(frozen=True)

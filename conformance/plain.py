@@ -36,6 +36,9 @@ PLAIN_PATTERN = "x-quota-plain-pattern"
 # Control characters other than tab, newline and carriage return (which chat text carries).
 _CONTROL = frozenset(chr(c) for c in (*range(0, 9), 11, 12, *range(14, 32), 127))
 _BOUNDS = (("maxLength", "characters", len), ("maxItems", "items", len))
+# Past these a value is not plain even far below a limit the contract chose (chat text's is
+# OpenAI's 10 MiB): the docs set none, and a real server may cap long before.
+_PLAIN_MOST = {"maxLength": 4096, "maxItems": 128}
 
 
 @dataclass(frozen=True)
@@ -116,7 +119,9 @@ def _value_reasons(value: Any, schema: Any, mark: str, where: str) -> list[str]:
         if node_mark != CONTRACT:
             continue
         for keyword, unit, measure in _BOUNDS:
-            if keyword in node and isinstance(value, str | list) and measure(value) * 2 > node[keyword]:
+            if keyword in node and isinstance(value, str | list) and (
+                measure(value) * 2 > node[keyword] or measure(value) > _PLAIN_MOST[keyword]
+            ):
                 reasons.append(f"{where} has {measure(value)} {unit}: the docs set no limit, and the contract's "
                                f"{node[keyword]} is its own choice (a server may allow fewer)")
         if "maximum" in node and _is_number(value) and value * 2 > node["maximum"] > 0:

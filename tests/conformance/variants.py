@@ -752,3 +752,26 @@ def rate_limited_now_and_then() -> Flask:
         return ex.error(429, "rate_limit_exceeded", "Rate limit exceeded: retry after Retry-After seconds")
 
     return middleware(correct_app(), None, before)
+
+
+CHAT_TEXT_CAP = 8_192
+
+
+@variant(f"chat text is capped at {CHAT_TEXT_CAP:,} characters a string: a longer message answers 400 bad_request",
+         "the docs set no limit on a chat's text; openapi.yaml's 10,485,760 characters (OpenAI's own cap) are the "
+         "contract's choice, and a gateway may cap lower")
+def chat_text_capped() -> Flask:
+    def too_long(value: Any) -> bool:
+        if isinstance(value, str):
+            return len(value) > CHAT_TEXT_CAP
+        if isinstance(value, list):
+            return any(too_long(item) for item in value)
+        return isinstance(value, dict) and any(too_long(item) for item in value.values())
+
+    def before(ex: Exchange) -> bool:
+        body = ex.request_json if chat_path(ex) else None
+        if isinstance(body, dict) and too_long(body.get("messages")):
+            return _bad_request(ex, f"messages: a text longer than {CHAT_TEXT_CAP} characters")
+        return False
+
+    return middleware(correct_app(), None, before)
