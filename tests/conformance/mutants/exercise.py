@@ -166,6 +166,8 @@ def _chats(s: Script) -> None:
            body=_CHAT, headers={"X-External-User-ID": "Other"})
     s.read("the user the header named", "Other")
     s.call("chat for a user never granted", "POST", "/v1/users/nobody/chat/completions", body=_CHAT)
+    long_text = {**_CHAT, "messages": [{"role": "user", "content": "Summarise this. " * 600}]}
+    s.call("a chat of 9,600 characters", "POST", "/v1/users/Chatter/chat/completions", body=long_text)
     s.call("header chat for a user never granted", "POST", "/v1/chat/completions", body=_CHAT,
            headers={"X-External-User-ID": "nobody-either"})
     s.pool("pool after chats for users never granted")
