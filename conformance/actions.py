@@ -10,7 +10,7 @@ from typing import Any
 from mockserver.domain.money import MICROS_PER_CENT
 
 from .billing_mode import WRONG_ENDPOINT_CODE, WRONG_ENDPOINT_STATUS, refused_as_wrong_endpoint, wrong_endpoint_reason
-from .checks import parse_money
+from .checks import json_integer, parse_money
 from .engine import Exchange
 from .facts import BALANCE, CHAT, GRANT, ME, USER_BALANCE, USER_CHAT, facts_of
 from .properties import Probe
@@ -131,7 +131,7 @@ def _unless_unavailable(p: Probe, exchange: Exchange, what: str) -> None:
 def _balance(exchange: Exchange) -> Balance:
     cents = parse_money(exchange.field("balance"), exchange_money(exchange)) if exchange.ok else None
     micros = exchange.field("balance_microdollars") if exchange.ok else None
-    return Balance(exchange, cents, micros if isinstance(micros, int) and not isinstance(micros, bool) else None)
+    return Balance(exchange, cents, json_integer(micros))
 
 
 def exchange_money(exchange: Exchange) -> Any:
@@ -202,4 +202,4 @@ def me(p: Probe) -> Exchange:
 def quota_micros(exchange: Exchange) -> int | None:
     """``quota.credits_used`` of a chat answer (micro-dollars), when it is an integer."""
     value = exchange.field("quota", "credits_used")
-    return value if isinstance(value, int) and not isinstance(value, bool) else None
+    return json_integer(value)

@@ -16,6 +16,7 @@ from hypothesis import strategies as st
 from mockserver.domain.money import MICROS_PER_CENT
 
 from .actions import BIG_PROMPT, chat_body, grant, quota_micros
+from .checks import json_integer
 from .engine import Exchange
 from .properties import Probe
 from .registry import Needs
@@ -78,8 +79,9 @@ def charged(exchange: Exchange) -> int | None:
                 chunk = json.loads(payload)
             except ValueError:
                 continue
-            value = chunk.get("quota", {}).get("credits_used") if isinstance(chunk, dict) else None
-            if isinstance(value, int) and not isinstance(value, bool):
+            quota = chunk.get("quota") if isinstance(chunk, dict) else None
+            value = json_integer(quota.get("credits_used")) if isinstance(quota, dict) else None
+            if value is not None:
                 return value
         return None
     return quota_micros(exchange)

@@ -45,6 +45,18 @@ def parse_money(text: Any, pattern: re.Pattern[str] | None = None) -> int | None
     return int(Decimal(text[1:]) * 100)
 
 
+def json_integer(value: Any) -> int | None:
+    """A JSON integer as JSON Schema counts one: ``12`` or ``12.0`` (a server may write an
+    integral float; the schema's ``integer`` accepts it), never a bool; else None."""
+    if isinstance(value, bool):
+        return None
+    if isinstance(value, int):
+        return value
+    if isinstance(value, float) and value.is_integer():
+        return int(value)
+    return None
+
+
 def json_body(response: Any) -> Any:
     try:
         return json.loads(response.content)

@@ -14,6 +14,7 @@ from decimal import Decimal
 from mockserver.domain.money import MICROS_PER_CENT, MICROS_PER_DOLLAR
 
 from .actions import developer_balance, grant
+from .checks import json_integer
 from .engine import Exchange
 from .facts import CHAT, GRANT
 from .properties import Probe, usd
@@ -126,8 +127,8 @@ def _developer_spend(p: Probe) -> None:
     under the cent)."""
     body = {"model": p.t.options.chat_model, "messages": [{"role": "user", "content": "Say hello."}], "max_tokens": 1}
     moved, still, reads, chat = watch_pool(p, lambda: p.t.send(CHAT, body=body))
-    cost = chat.field("quota", "credits_used") if chat.ok else None
-    if isinstance(cost, int) and not isinstance(cost, bool):
+    cost = json_integer(chat.field("quota", "credits_used")) if chat.ok else None
+    if cost is not None:
         _judge_pool(p, moved, still, -cost, [chat, *reads], f"a developer-billed chat costing {usd(cost)}")
 
 

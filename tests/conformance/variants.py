@@ -775,3 +775,29 @@ def chat_text_capped() -> Flask:
         return False
 
     return middleware(correct_app(), None, before)
+
+
+def _integral_floats(value: Any) -> Any:
+    """Every integer of a JSON value written as an integral float (12 as 12.0)."""
+    if isinstance(value, bool):
+        return value
+    if isinstance(value, int):
+        return float(value)
+    if isinstance(value, list):
+        return [_integral_floats(item) for item in value]
+    if isinstance(value, dict):
+        return {name: _integral_floats(item) for name, item in value.items()}
+    return value
+
+
+@variant("integers are written as integral floats: balance_microdollars, credits_used and the token counts read "
+         "12.0, not 12",
+         "JSON does not tell 12 from 12.0, and JSON Schema's integer accepts both; a server whose numbers are all "
+         "doubles (JavaScript's JSON.stringify of a computed value, a float column) writes them so")
+def integral_float_integers() -> Flask:
+    def after(ex: Exchange) -> None:
+        body = ex.json if "application/json" in ex.response_headers.get("Content-Type", "") else None
+        if isinstance(body, dict) and "error" not in body:
+            ex.response = json.dumps(_integral_floats(body)).encode()
+
+    return middleware(correct_app(), after)
