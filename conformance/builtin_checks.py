@@ -4,6 +4,8 @@ failure breaks. The engine asks the rule; nothing switches on check names."""
 
 from __future__ import annotations
 
+import contextlib
+import json
 from typing import Any
 
 import jsonschema_rs
@@ -25,6 +27,7 @@ from mockserver.contract import CONTRACT, DOCUMENTED, Operation
 from .facts import operation_of
 from .profiles import Provenance
 from .registry import builtin
+from .sse import is_event_stream, sse_events
 
 
 def _response_mark(provenance: Provenance, failure: Any, exchange: Any) -> str:
@@ -33,10 +36,22 @@ def _response_mark(provenance: Provenance, failure: Any, exchange: Any) -> str:
 
 def _schema_mark(provenance: Provenance, failure: Any, exchange: Any) -> str:
     op = operation_of(exchange.case)
-    marks = [mark for mark, _ in provenance.schema_violations(op, exchange.status, exchange.json)]
+    if is_event_stream(exchange):  # each chunk is judged by the mark of the element it breaks
+        marks = [mark for mark, _ in provenance.stream_violations(op, exchange.status, _chunks(exchange))]
+    else:
+        marks = [mark for mark, _ in provenance.schema_violations(op, exchange.status, exchange.json)]
     if marks:
         return DOCUMENTED if DOCUMENTED in marks else marks[0]
     return provenance.of_response(op, exchange.status)
+
+
+def _chunks(exchange: Any) -> list[Any]:
+    """A stream's events that are JSON (``[DONE]`` and broken ones are other checks' to judge)."""
+    chunks = []
+    for data in sse_events(exchange):
+        with contextlib.suppress(ValueError):
+            chunks.append(json.loads(data))
+    return chunks
 
 
 def _header_mark(provenance: Provenance, failure: Any, exchange: Any) -> str:

@@ -8,7 +8,6 @@ No rule is registered here: importing this module registers nothing.
 from __future__ import annotations
 
 import json
-import re
 from typing import Any
 
 from hypothesis import strategies as st
@@ -20,6 +19,7 @@ from .checks import json_integer
 from .engine import Exchange
 from .properties import Probe
 from .registry import Needs
+from .sse import sse_events
 
 CENT = MICROS_PER_CENT
 USER_CHAT_OP = "#/paths/~1v1~1users~1{external_user_id}~1chat~1completions/post"
@@ -46,29 +46,6 @@ def small_chat(p: Probe, stream: bool = False) -> dict[str, Any]:
     return chat_body(p, prompt, copies, p.draw(st.integers(1, 16)), stream=stream)
 
 
-def sse_events(exchange: Exchange) -> list[str]:
-    """The data of each server-sent event of a stream, in order, read as the SSE format says:
-    an event ends at a blank line, its ``data:`` lines are joined with a newline (a server may
-    split one JSON chunk over several), one space after the colon is dropped, and comments and
-    other fields (``id:``, ``event:``) carry no data. A last event without its blank line counts."""
-    text = exchange.response.content.decode("utf-8", "replace")
-    events: list[str] = []
-    data: list[str] | None = None
-    for line in _SSE_LINES.split(text):
-        if not line:
-            if data is not None:
-                events.append("\n".join(data).strip())
-            data = None
-            continue
-        name, _, value = line.partition(":")
-        if name == "data":
-            data = [*(data or []), value[1:] if value.startswith(" ") else value]
-    if data is not None:
-        events.append("\n".join(data).strip())
-    return events
-
-
-_SSE_LINES = re.compile(r"\r\n|\r|\n")
 
 
 def charged(exchange: Exchange) -> int | None:

@@ -96,6 +96,25 @@ class Provenance:
             found.append((mark_on_schema_path(schema, list(error.schema_path), mark), error.message))
         return found
 
+    def stream_violations(self, operation: Operation, status: int, chunks: list[Any]) -> list[tuple[str, str]]:
+        """As :meth:`schema_violations`, for a stream's JSON chunks: each is validated against
+        the chunk schema its event's ``data`` names (``contentSchema``), with the mark that
+        governs each error (a contract-marked field of a chunk is the contract's)."""
+        response = operation.responses.get(str(status))
+        media = (response or {}).get("content", {}).get("text/event-stream")
+        data = media.get("schema", {}).get("properties", {}).get("data", {}) if isinstance(media, dict) else {}
+        branches = data.get("anyOf", []) if isinstance(data, dict) else []
+        schema = next((b["contentSchema"] for b in branches if isinstance(b, dict) and "contentSchema" in b), None)
+        if response is None or schema is None:
+            return []
+        key = (operation.operation_id, f"{status} stream")
+        validator = self._validators.get(key)
+        if validator is None:
+            validator = self._validators[key] = jsonschema_rs.validator_for(schema)
+        mark = response.get(MARK, operation.provenance)
+        return [(mark_on_schema_path(schema, list(error.schema_path), mark), error.message)
+                for chunk in chunks for error in validator.iter_errors(chunk)]
+
     def of_body_field(self, operation: Operation, path: list[str]) -> str:
         """The mark of a request body field (``["amount"]``), inherited down the way."""
         node: Any = operation.body_schema or {}

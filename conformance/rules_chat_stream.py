@@ -11,9 +11,10 @@ from hypothesis import strategies as st
 from mockserver.domain.money import MICROS_PER_CENT
 
 from .actions import code_text, header_chat, shown, user_chat
-from .chat_helpers import NEEDS, funded_user, small_chat, sse_events
+from .chat_helpers import NEEDS, funded_user, small_chat
 from .properties import Probe
 from .registry import Cost, probe
+from .sse import sse_events
 
 CENT = MICROS_PER_CENT
 

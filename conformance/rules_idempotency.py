@@ -226,8 +226,9 @@ def idem_concurrent_distinct(p: Probe) -> None:
        needs=(Needs.WRITES, Needs.SECOND_KEY), stage=9)
 def idem_scope_per_key(p: Probe) -> None:
     """Idempotency-Keys are scoped per API key: the second key (--second-api-key) using a key
-    the first key used, for another user, makes a new grant for that user. An answer that
-    replays the first key's grant (it names the other user) moves the wrong money: a failure."""
+    the first key used, for another user, makes a new grant for that user. The docs say
+    nothing of a key's scope: an answer that replays the first key's grant (it names the other
+    user, and moves no money) breaks the contract's choice, as any other refusal does."""
     second = p.t.options.second_api_key
     assert second is not None
     key = p.t.guard.new_idempotency_key()
@@ -242,7 +243,7 @@ def idem_scope_per_key(p: Probe) -> None:
         p.fail(steps, "Another API key's grant was answered with the first key's",
                f"the second key's grant for a new user answered external_user_id "
                f"{shown(other.field('external_user_id'))} and ledger_id {shown(other.field('ledger_id'))} "
-               "(the first key's grant): its own grant was not made", DOCUMENTED)
+               "(the first key's grant): its own grant was not made")
         return
     p.require(other.ok and other.field("duplicate") is False and read.cents == 1, steps,
               "Idempotency-Keys are not scoped per API key",

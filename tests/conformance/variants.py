@@ -801,3 +801,42 @@ def integral_float_integers() -> Flask:
             ex.response = json.dumps(_integral_floats(body)).encode()
 
     return middleware(correct_app(), after)
+
+
+def _null_fingerprint_event(line: bytes) -> bytes:
+    if not line.startswith(b"data: {"):
+        return line
+    chunk = json.loads(line[6:])
+    chunk["system_fingerprint"] = None
+    return b"data: " + json.dumps(chunk).encode()
+
+
+@variant("streamed chunks carry \"system_fingerprint\": null",
+         "the docs list a chat answer's fields (id, object, choices, usage, quota) and say the stream is OpenAI "
+         "style; system_fingerprint is the contract's addition (OpenAI sends null when it has none)")
+def stream_fingerprint_null() -> Flask:
+    def after(ex: Exchange) -> None:
+        if "text/event-stream" in ex.response_headers.get("Content-Type", ""):
+            ex.response = b"\n".join(_null_fingerprint_event(line) for line in ex.response.split(b"\n"))
+
+    return middleware(correct_app(), after)
+
+
+@variant("Idempotency-Keys are scoped per account, not per API key, and a key reused with another body replays "
+         "the first grant (the second API key's reuse of a key answers the first key's grant)",
+         "the docs say only that an Idempotency-Key prevents duplicates; a key's scope and a reused key with "
+         "another body are listed as undocumented (public-facts)")
+def account_scoped_keys_replay_first() -> Flask:
+    app = correct_app()
+    service = service_of(app)
+    original = service.grant
+    first_fingerprints: dict[str, bytes] = {}
+
+    def grant(**request: Any) -> Any:
+        request["scope"] = "the-account"
+        if request.get("idempotency_key"):
+            request["fingerprint"] = first_fingerprints.setdefault(request["idempotency_key"], request["fingerprint"])
+        return original(**request)
+
+    service.grant = grant  # type: ignore[method-assign]
+    return app
