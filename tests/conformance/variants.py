@@ -41,6 +41,7 @@ from .mutants.kit import (
     grant_ok,
     middleware,
     service_of,
+    service_patch,
     shed,
     store_patch,
     write_balance,
@@ -827,16 +828,16 @@ def stream_fingerprint_null() -> Flask:
          "the docs say only that an Idempotency-Key prevents duplicates; a key's scope and a reused key with "
          "another body are listed as undocumented (public-facts)")
 def account_scoped_keys_replay_first() -> Flask:
-    app = correct_app()
-    service = service_of(app)
-    original = service.grant
     first_fingerprints: dict[str, bytes] = {}
 
-    def grant(**request: Any) -> Any:
-        request["scope"] = "the-account"
-        if request.get("idempotency_key"):
-            request["fingerprint"] = first_fingerprints.setdefault(request["idempotency_key"], request["fingerprint"])
-        return original(**request)
+    def wrap(service: Any, original: Callable[..., Any]) -> Callable[..., Any]:
+        def grant(**request: Any) -> Any:
+            request["scope"] = "the-account"
+            if request.get("idempotency_key"):
+                key = request["idempotency_key"]
+                request["fingerprint"] = first_fingerprints.setdefault(key, request["fingerprint"])
+            return original(**request)
 
-    service.grant = grant  # type: ignore[method-assign]
-    return app
+        return grant
+
+    return service_patch("grant", wrap)
