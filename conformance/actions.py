@@ -106,8 +106,7 @@ def grant(p: Probe, user: Any, cents: int | None = None, *, amount: Any = ABSENT
     if key is not None:
         headers["Idempotency-Key"] = key
     exchange = p.t.send(GRANT, headers=headers, body=body, auth=api_key is None)
-    if exchange.status == 503:  # the store unavailable (a keyless write is never retried)
-        _unless_unavailable(p, exchange, "grant")
+    _unless_unavailable(p, exchange, "grant", statuses=frozenset({503}))  # the store: a keyless write is never retried
     if not pool_may_refuse and p.t.facts.error("GrantPoolTooLow").answered(exchange):
         pool = developer_balance(p)
         micros = pool_micros(pool)
@@ -120,10 +119,17 @@ def grant(p: Probe, user: Any, cents: int | None = None, *, amount: Any = ABSENT
 # What the contract lists for a failure outside the request: the provider's (502, 504) and the
 # service's or its store's (503).
 UNAVAILABLE_STATUSES = frozenset({502, 503, 504})
+# A deployment that fails this many chats (or grants) in a row is not unlucky: from then on its
+# failures are judged, so that one answering every chat 502 is failed, not skipped for good.
+UNAVAILABLE_IN_A_ROW = 5
 
 
-def _unless_unavailable(p: Probe, exchange: Exchange, what: str) -> None:
-    if exchange.status in UNAVAILABLE_STATUSES and isinstance(exchange.error_code, str):
+def _unless_unavailable(p: Probe, exchange: Exchange, what: str, statuses: frozenset[int] = UNAVAILABLE_STATUSES
+                        ) -> None:
+    unavailable = exchange.status in statuses and isinstance(exchange.error_code, str)
+    in_a_row = p.t.unavailable_in_a_row
+    in_a_row[what] = in_a_row.get(what, 0) + 1 if unavailable else 0
+    if unavailable and in_a_row[what] < UNAVAILABLE_IN_A_ROW:
         p.skip(f"a {what} answered {exchange.status} {exchange.error_code} (the provider or the service was "
                "unavailable, as openapi.yaml allows): this example is not judged")
 

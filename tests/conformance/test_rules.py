@@ -305,3 +305,35 @@ def test_cli_against_a_running_quota_mock(tmp_path):
 
 
 FAST_ARGV = ["--max-examples", str(FAST["max_examples"]), "--seed", str(FAST["seed"])]
+
+
+# -- provider and store failures: skipped while they look like bad luck ---------------------------
+
+
+def test_unavailable_answers_skip_an_example_until_they_come_five_in_a_row():
+    from types import SimpleNamespace
+
+    from conformance.actions import UNAVAILABLE_IN_A_ROW, _unless_unavailable
+    from conformance.properties import Skip
+
+    probe = SimpleNamespace(t=SimpleNamespace(unavailable_in_a_row={}), skip=_raise_skip(Skip))
+    failing = SimpleNamespace(status=502, error_code="upstream_error")
+    served = SimpleNamespace(status=200, error_code=None)
+    for _ in range(UNAVAILABLE_IN_A_ROW - 1):
+        with pytest.raises(Skip):
+            _unless_unavailable(probe, failing, "chat")
+    _unless_unavailable(probe, failing, "chat")  # the fifth in a row is judged: the rule sees the 502
+    _unless_unavailable(probe, served, "chat")  # a served chat starts the count again
+    with pytest.raises(Skip):
+        _unless_unavailable(probe, failing, "chat")
+    _unless_unavailable(probe, SimpleNamespace(status=502, error_code=None), "chat")  # not the envelope: judged
+    with pytest.raises(Skip):  # grants count apart from chats, and only 503 is theirs
+        _unless_unavailable(probe, SimpleNamespace(status=503, error_code="service_unavailable"), "grant",
+                            statuses=frozenset({503}))
+
+
+def _raise_skip(skip: type[Exception]) -> Any:
+    def raise_it(reason: str) -> None:
+        raise skip(reason)
+
+    return raise_it

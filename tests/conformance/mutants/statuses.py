@@ -338,3 +338,4 @@ def rate_limit_html_page() -> Flask:
         "a rate limiter answers every 10th request 429 in text/plain (\"Too Many Requests\"), not the JSON envelope")
 def rate_limit_plain_text() -> Flask:
     return _front_rate_limit(b"Too Many Requests", "text/plain", "0")
+
