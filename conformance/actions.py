@@ -9,7 +9,7 @@ from typing import Any
 
 from mockserver.domain.money import MICROS_PER_CENT
 
-from .billing_mode import WRONG_ENDPOINT_CODE, WRONG_ENDPOINT_STATUS, refused_as_wrong_endpoint, wrong_endpoint_reason
+from .billing_mode import refused_as_wrong_endpoint, wrong_endpoint_reason
 from .checks import json_integer, parse_money
 from .engine import Exchange
 from .facts import BALANCE, CHAT, GRANT, ME, USER_BALANCE, USER_CHAT, facts_of
@@ -106,7 +106,7 @@ def grant(p: Probe, user: Any, cents: int | None = None, *, amount: Any = ABSENT
     if key is not None:
         headers["Idempotency-Key"] = key
     exchange = p.t.send(GRANT, headers=headers, body=body, auth=api_key is None)
-    _unless_unavailable(p, exchange, "grant", statuses=frozenset({503}))  # the store: a keyless write is never retried
+    _unless_unavailable(p, exchange, "grant", statuses=STORE_UNAVAILABLE)  # a keyless write is never retried
     if not pool_may_refuse and p.t.facts.error("GrantPoolTooLow").answered(exchange):
         pool = developer_balance(p)
         micros = pool_micros(pool)
@@ -119,6 +119,7 @@ def grant(p: Probe, user: Any, cents: int | None = None, *, amount: Any = ABSENT
 # What the contract lists for a failure outside the request: the provider's (502, 504) and the
 # service's or its store's (503).
 UNAVAILABLE_STATUSES = frozenset({502, 503, 504})
+STORE_UNAVAILABLE = frozenset({503})  # a grant's own: no provider behind it
 # A deployment that fails this many chats (or grants) in a row is not unlucky: from then on its
 # failures are judged, so that one answering every chat 502 is failed, not skipped for good.
 UNAVAILABLE_IN_A_ROW = 5
@@ -194,10 +195,8 @@ def _chat(p: Probe, exchange: Exchange, user_billed: bool) -> Exchange:
     envelope, which errors.envelope checks): a write is never retried, and one failure of the
     provider says nothing of the deployment."""
     _unless_unavailable(p, exchange, "chat")
-    if exchange.status == WRONG_ENDPOINT_STATUS and exchange.error_code == WRONG_ENDPOINT_CODE:
-        mode = p.t.billing_mode()
-        if refused_as_wrong_endpoint(mode, user_billed, exchange.status, exchange.error_code):
-            p.skip(wrong_endpoint_reason(mode or ""))
+    if refused_as_wrong_endpoint(p.t.billing_mode, user_billed, exchange.status, exchange.error_code):
+        p.skip(wrong_endpoint_reason(p.t.billing_mode() or ""))
     return exchange
 
 

@@ -13,6 +13,7 @@ names neither mode (the newest generation's ``test``), it holds every refusal as
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
 from .facts import CHAT, USER_CHAT
@@ -30,11 +31,14 @@ def bills_user(operation_id: str, headers: dict[str, Any] | None, user_header: s
     return any(name.lower() == user_header.lower() for name in headers or {})
 
 
-def refused_as_wrong_endpoint(billing_mode: str | None, user_billed: bool | None, status: int, code: Any) -> bool:
-    """Whether an answer is the docs' refusal of a chat on the endpoint ``billing_mode`` does not use."""
+def refused_as_wrong_endpoint(
+    billing_mode: Callable[[], str | None], user_billed: bool | None, status: int, code: Any
+) -> bool:
+    """Whether an answer is the docs' refusal of a chat on the endpoint the account's mode does
+    not use; ``billing_mode`` reads the mode (a request), only for a 400 bad_request to a chat."""
     if user_billed is None or status != WRONG_ENDPOINT_STATUS or code != WRONG_ENDPOINT_CODE:
         return False
-    return billing_mode == (DEVELOPER if user_billed else USER)
+    return billing_mode() == (DEVELOPER if user_billed else USER)
 
 
 def wrong_endpoint_reason(billing_mode: str) -> str:

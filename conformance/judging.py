@@ -27,7 +27,7 @@ from schemathesis.core.failures import Failure
 
 from mockserver.contract import CONTRACT, DOCUMENTED
 
-from .billing_mode import WRONG_ENDPOINT_CODE, WRONG_ENDPOINT_STATUS, bills_user, refused_as_wrong_endpoint
+from .billing_mode import bills_user, refused_as_wrong_endpoint
 from .checks import ContractViolation, json_body
 from .engine import PASSED
 from .facts import facts_of, operation_of
@@ -108,15 +108,16 @@ def _wrong_billing_endpoint(
     operation: Any, case: Any, response: Any, billing_mode: Callable[[], str | None] | None
 ) -> bool:
     """A valid chat refused as the docs allow on the endpoint the account's mode does not use."""
-    if billing_mode is None or response.status_code != WRONG_ENDPOINT_STATUS:
-        return False
-    body = json_body(response)
-    error = body.get("error") if isinstance(body, dict) else None
-    code = error.get("code") if isinstance(error, dict) else None
-    if code != WRONG_ENDPOINT_CODE:
+    if billing_mode is None:
         return False
     user_billed = bills_user(operation.operation_id, case.headers, facts_of(case).user_header)
-    return refused_as_wrong_endpoint(billing_mode(), user_billed, response.status_code, code)
+    return refused_as_wrong_endpoint(billing_mode, user_billed, response.status_code, _error_code(response))
+
+
+def _error_code(response: Any) -> Any:
+    body = json_body(response)
+    error = body.get("error") if isinstance(body, dict) else None
+    return error.get("code") if isinstance(error, dict) else None
 
 
 def _answer(response: Any) -> str:
