@@ -120,17 +120,34 @@ def grant(p: Probe, user: Any, cents: int | None = None, *, amount: Any = ABSENT
 # service's or its store's (503).
 UNAVAILABLE_STATUSES = frozenset({502, 503, 504})
 STORE_UNAVAILABLE = frozenset({503})  # a grant's own: no provider behind it
-# A deployment that fails this many chats (or grants) in a row is not unlucky: from then on its
-# failures are judged, so that one answering every chat 502 is failed, not skipped for good.
+# A deployment that fails this many chats (or grants) in a row, or this many making up more than
+# half of those it was sent, is not unlucky: from then on its failures are judged, so that one
+# answering every chat (or four in five) 502 is failed, not skipped for good.
 UNAVAILABLE_IN_A_ROW = 5
+
+
+@dataclass
+class UnavailableTally:
+    """One kind of request's answers so far (chats or grants), and how many were "unavailable"."""
+
+    answered: int = 0
+    unavailable: int = 0
+    in_a_row: int = 0
+
+    def judged(self, unavailable: bool) -> bool:
+        """Count one answer; whether an unavailable one is judged rather than skipped as bad luck."""
+        self.answered += 1
+        self.unavailable += unavailable
+        self.in_a_row = self.in_a_row + 1 if unavailable else 0
+        most = self.unavailable >= UNAVAILABLE_IN_A_ROW and 2 * self.unavailable > self.answered
+        return self.in_a_row >= UNAVAILABLE_IN_A_ROW or most
 
 
 def _unless_unavailable(p: Probe, exchange: Exchange, what: str, statuses: frozenset[int] = UNAVAILABLE_STATUSES
                         ) -> None:
     unavailable = exchange.status in statuses and isinstance(exchange.error_code, str)
-    in_a_row = p.t.unavailable_in_a_row
-    in_a_row[what] = in_a_row.get(what, 0) + 1 if unavailable else 0
-    if unavailable and in_a_row[what] < UNAVAILABLE_IN_A_ROW:
+    tally = p.t.unavailable.setdefault(what, UnavailableTally())
+    if not tally.judged(unavailable) and unavailable:
         p.skip(f"a {what} answered {exchange.status} {exchange.error_code} (the provider or the service was "
                "unavailable, as openapi.yaml allows): this example is not judged")
 

@@ -147,8 +147,8 @@ class Target:
         # Answers the session retried (429, or 503 with Retry-After) are judged too: a server's
         # rate limiter answering an HTML page would otherwise never meet a check.
         session.observers.append(self._keep_retried)
-        # How many chats and grants in a row answered "unavailable" (conformance.actions).
-        self.unavailable_in_a_row: dict[str, int] = {}
+        # Chats and grants answered "unavailable" so far (conformance.actions.UnavailableTally).
+        self.unavailable: dict[str, Any] = {}
         self._billing_mode_lock = threading.Lock()
         self._billing_mode: tuple[str | None] | None = None  # read once: (the mode,)
 

@@ -9,7 +9,7 @@ from typing import Any
 
 from flask import Flask
 
-from .kit import Exchange, chat_path, correct_app, middleware, mutant, stream_flag
+from .kit import KEY, KEY2, Exchange, chat_path, correct_app, every_nth, middleware, mutant, stream_flag
 
 CHAT = "chat"
 WRONG_ACCOUNT = "wrong account"
@@ -86,3 +86,17 @@ def stream_insufficient_as_event() -> Flask:
 
     return middleware(correct_app(), after, flag)
 
+
+
+@mutant(STATUS, "chat.header_form",
+        "the model provider behind the deployment fails most chats: four in every five answer 502 upstream_error "
+        "in the envelope (never five in a row, so no single streak looks like an outage)")
+def provider_fails_most_chats() -> Flask:
+    served = every_nth(5)
+
+    def before(ex: Exchange) -> bool:
+        authenticated = ex.header("Authorization") in (f"Bearer {KEY}", f"Bearer {KEY2}")
+        return chat_path(ex) and authenticated and not served() and ex.error(
+            502, "upstream_error", "The model provider answered with an error")
+
+    return middleware(correct_app(), None, before)
