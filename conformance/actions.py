@@ -107,6 +107,9 @@ def grant(p: Probe, user: Any, cents: int | None = None, *, amount: Any = ABSENT
         headers["Idempotency-Key"] = key
     exchange = p.t.send(GRANT, headers=headers, body=body, auth=api_key is None)
     _unless_unavailable(p, exchange, "grant", statuses=STORE_UNAVAILABLE)  # a keyless write is never retried
+    ledger_id = exchange.field("ledger_id") if exchange.ok and exchange.field("duplicate") is False else None
+    if isinstance(ledger_id, str):
+        p.t.ledger_owners.setdefault(ledger_id, user)
     if not pool_may_refuse and p.t.facts.error("GrantPoolTooLow").answered(exchange):
         pool = developer_balance(p)
         micros = pool_micros(pool)

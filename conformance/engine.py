@@ -147,6 +147,8 @@ class Target:
         # Answers the session retried (429, or 503 with Retry-After) are judged too: a server's
         # rate limiter answering an HTML page would otherwise never meet a check.
         session.observers.append(self._keep_retried)
+        # Every ledger_id a new grant (200, duplicate false) answered in this run, and its user.
+        self.ledger_owners: dict[str, Any] = {}
         # Chats and grants answered "unavailable" so far (conformance.actions.UnavailableTally).
         self.unavailable: dict[str, Any] = {}
         self._billing_mode_lock = threading.Lock()

@@ -9,6 +9,7 @@ import itertools
 import secrets
 from fractions import Fraction
 from typing import Any
+from urllib.parse import quote
 
 from hypothesis import strategies as st
 
@@ -91,6 +92,39 @@ def auth_missing_key(p: Probe) -> None:
                     break  # it was accepted: send no more requests that could credit or charge
     if not_probed:
         p.t.results.note(p.rule.name, "not probed: " + ", ".join(not_probed))
+
+
+# Forms of a read a router may serve while its key check, written for the contract's own
+# method and paths, never sees them: (label, method, path made from the contract's path).
+OTHER_FORMS = (
+    ("HEAD", "HEAD", lambda path: path),
+    ("its path in capitals", "GET", lambda path: path.upper()),
+    ("a trailing slash", "GET", lambda path: path + "/"),
+)
+
+
+@probe("auth.other_forms", sources=AUTH, elements=(SECURITY,), cost=Cost(CENT, 1, minimum=0), stage=7)
+def auth_other_forms(p: Probe) -> None:
+    """Every read that needs a key, sent without one as HEAD, under its path in capitals, or with a
+    trailing slash, is refused, never served (2xx): a router that serves a form the key check does
+    not cover leaks the account, and on a user's balance who exists (a funded user's is asked)."""
+    user = p.t.guard.new_user()
+    if not p.t.options.read_only and p.affordable(0.01):
+        grant(p, user, 1, description="quota-conformance auth probe")
+    for op in p.t.contract.operations:
+        if op.method != "GET" or op.public:
+            continue
+        path = op.path
+        for prm in op.parameters:
+            if prm.get("in") == "path":
+                path = path.replace("{" + prm["name"] + "}", "\0")
+        queries = ["", "?external_user_id=" + quote(user, safe="")] if op.operation_id == BALANCE else [""]
+        for (label, method, form), query in itertools.product(OTHER_FORMS, queries):
+            sent = form(path).replace("\0", quote(user, safe="")) + query
+            exchange = p.t.raw(method, sent, headers={"Authorization": None})  # type: ignore[dict-item]
+            p.require(not 200 <= exchange.status < 300, [exchange], "A read was served without an API key",
+                      f"{method} {sent} without an Authorization header ({label}) answered {exchange.status}: "
+                      "every operation but the public one needs the key")
 
 
 @probe("auth.near_miss_key", sources=AUTH, elements=(SECURITY,), cost=Cost(0, 8), stage=0)

@@ -1,18 +1,22 @@
-"""The rule of streamed chats: ``stream: true`` answers server-sent events, each a JSON
-chat.completion.chunk, ending ``data: [DONE]``.
+"""The rules of streamed chats: ``stream: true`` answers server-sent events, each a JSON
+chat.completion.chunk, ending ``data: [DONE]``; and a streamed chat counts and charges as the
+same chat unstreamed (the streamed path as a second, less-tested copy of the JSON one).
 """
 
 from __future__ import annotations
 
 import json
+from typing import Any
 
 from hypothesis import strategies as st
 
 from mockserver.domain.money import MICROS_PER_CENT
 
-from .actions import code_text, header_chat, shown, user_chat
-from .chat_helpers import NEEDS, funded_user, small_chat
-from .properties import Probe
+from .actions import chat_body, code_text, header_chat, shown, user_balance, user_chat
+from .chat_helpers import BILLING, NEEDS, charged, funded_user, small_chat
+from .checks import json_integer, parse_money
+from .engine import Exchange
+from .properties import Probe, usd
 from .registry import Cost, probe
 from .sse import sse_events
 
@@ -50,3 +54,99 @@ def chat_stream_sse(p: Probe) -> None:
             break
     p.require(not problems, [exchange], "A streamed chat is not server-sent events ending [DONE]",
               "; ".join(problems))
+
+
+# max_tokens of the paired chats: one token (an answer cut at once: a stream that ignores the
+# limit, or counts a token too many, shows), and a limit past a short answer's length (a stream
+# charged for its limit rather than for its answer shows).
+PAIRED_LIMITS = (1, 64)
+
+
+@probe("chat.stream_parity", sources=("public-facts: stream: true answers with server-sent events, OpenAI style.",
+                                      *BILLING),
+       elements=("#/components/schemas/ChatCompletionChunk",), cost=Cost(10 * CENT, 1, minimum=2 * CENT),
+       needs=NEEDS, stage=9)
+def chat_stream_parity(p: Probe) -> None:
+    """A chat streamed (with ``stream_options.include_usage``) and the same chat not streamed,
+    for one funded user: the stream's usage counts the same prompt tokens, no more completion
+    tokens than max_tokens, and prompt + completion in total; with the same usage it is charged
+    the same; its last quota block ends on the balance read right after, and the user's
+    balance drops by exactly what the two chats report."""
+    funds = 10 if p.affordable(0.15) else 2
+    user = funded_user(p, funds)
+    held = funds * CENT
+    limits = PAIRED_LIMITS if p.first else (p.draw(st.sampled_from((1, 2, 8, 64))),)
+    for limit in limits:
+        body = chat_body(p, max_tokens=limit)
+        streamed = user_chat(p, user, {**body, "stream": True, "stream_options": {"include_usage": True}})
+        if streamed.status == 400:  # the docs name no stream_options: a server may refuse the field
+            streamed = user_chat(p, user, {**body, "stream": True})
+        if not streamed.ok:
+            p.fail([streamed], "A streamed chat was refused",
+                   f"a funded user's chat with stream: true answered {streamed.status} {code_text(streamed)}")
+            return
+        after_stream = user_balance(p, user)
+        plain = user_chat(p, user, body)
+        after_plain = user_balance(p, user)
+        steps = [streamed, after_stream.exchange, plain, after_plain.exchange]
+        if not plain.ok:
+            p.skip(f"the same chat without stream answered {plain.status} {code_text(plain)} (see chat.user_debit)")
+        problems, stream_cost, plain_cost = [], charged(streamed), charged(plain)
+        chunks = _chunks(streamed)
+        usage = next((c["usage"] for c in reversed(chunks) if isinstance(c.get("usage"), dict)), None)
+        quota = next((c["quota"] for c in reversed(chunks) if isinstance(c.get("quota"), dict)), None)
+        problems += _usage_problems("the stream's", usage, limit, plain.field("usage"))
+        problems += _usage_problems("the plain chat's", plain.field("usage"), limit, None)
+        if (stream_cost is not None and plain_cost is not None and _tokens(usage) is not None
+                and _tokens(usage) == _tokens(plain.field("usage")) and stream_cost != plain_cost):
+            problems.append(f"with the same usage {_tokens(usage)}, the stream cost {stream_cost} micro-dollars and "
+                            f"the plain chat {plain_cost}")
+        if stream_cost is not None:
+            ends_on = parse_money(quota.get("balance_after")) if isinstance(quota, dict) else None
+            if isinstance(quota, dict) and after_stream.ok and ends_on != after_stream.cents:
+                problems.append(f"the stream's quota block ends on {shown(quota.get('balance_after'))}, the balance "
+                                f"read right after is {after_stream.shown}")
+            if not after_stream.agrees_with(held - stream_cost):
+                problems.append(f"the user held {usd(held)}, the stream cost {stream_cost} micro-dollars, and the "
+                                f"balance reads {after_stream.shown}")
+        p.require(not problems, steps, "A streamed chat did not count or charge as the same chat unstreamed",
+                  f"max_tokens {limit}: " + "; ".join(problems))
+        if problems or stream_cost is None or plain_cost is None:
+            return
+        held -= stream_cost + plain_cost
+
+
+def _chunks(exchange: Exchange) -> list[dict[str, Any]]:
+    chunks = []
+    for payload in sse_events(exchange):
+        try:
+            chunk = json.loads(payload)
+        except ValueError:
+            continue
+        if isinstance(chunk, dict):
+            chunks.append(chunk)
+    return chunks
+
+
+def _tokens(usage: Any) -> tuple[int | None, int | None] | None:
+    if not isinstance(usage, dict):
+        return None
+    return json_integer(usage.get("prompt_tokens")), json_integer(usage.get("completion_tokens"))
+
+
+def _usage_problems(whose: str, usage: Any, limit: int, plain: Any) -> list[str]:
+    """A usage block's counts against the limit, its own total, and the plain chat's prompt."""
+    tokens = _tokens(usage)
+    if tokens is None:
+        return []
+    prompt, completion = tokens
+    total = json_integer(usage.get("total_tokens"))
+    problems = []
+    if completion is not None and completion > limit:
+        problems.append(f"{whose} usage counts {completion} completion tokens, past max_tokens {limit}")
+    if None not in (prompt, completion, total) and total != prompt + completion:  # type: ignore[operator]
+        problems.append(f"{whose} usage totals {total} tokens, not {prompt} + {completion}")
+    plain_tokens = _tokens(plain)
+    if plain_tokens is not None and None not in (prompt, plain_tokens[0]) and prompt != plain_tokens[0]:
+        problems.append(f"{whose} usage counts {prompt} prompt tokens, the same chat unstreamed {plain_tokens[0]}")
+    return problems

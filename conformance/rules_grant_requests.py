@@ -8,6 +8,7 @@ is counted against the rule's share of the budget before it is sent.
 
 from __future__ import annotations
 
+import json
 from decimal import Decimal
 from typing import Any
 
@@ -24,6 +25,30 @@ from .rule_helpers import DESCRIPTIONS, money_of, pool_micros, signed_change, wa
 from .strategies import amount_json
 
 CENT = MICROS_PER_CENT
+
+
+# application/json with a charset parameter, as clients send it (.NET's HttpClient, OkHttp, many
+# others): RFC 8259 says the parameter has no effect on a compliant recipient.
+JSON_MEDIA_TYPES = ("application/json; charset=utf-8", "application/json;charset=UTF-8")
+
+
+@probe("grant.json_media_types", sources=("seed: Add balance to an app user's account from your grant pool.",),
+       elements=("#/paths/~1v1~1funding~1grant/post",), cost=Cost(CENT, 2), needs=(Needs.WRITES,), stage=9)
+def grant_json_media_types(p: Probe) -> None:
+    """A valid grant whose Content-Type is application/json with a charset parameter
+    (`application/json; charset=utf-8`, as .NET's HttpClient and OkHttp send it) is granted as
+    one sent as plain application/json: a success, and the user credited."""
+    media_type = JSON_MEDIA_TYPES[0] if p.first else p.draw(st.sampled_from(JSON_MEDIA_TYPES))
+    user, amount = p.t.guard.new_user(), amount_json(1)
+    p.spend(amount)
+    body = json.dumps({"external_user_id": user, "amount": amount, "description": "quota-conformance media type"})
+    headers = {"Content-Type": media_type, "Idempotency-Key": p.t.guard.new_idempotency_key()}
+    exchange = p.t.raw("POST", p.t.facts.operation(GRANT).path, headers=headers, data=body.encode())
+    read = user_balance(p, user)
+    p.require(exchange.ok and read.cents == 1, [exchange, read.exchange],
+              "A JSON grant with a charset parameter was not granted",
+              f"a grant of $0.01 sent as {media_type} answered {exchange.status} {code_text(exchange)}; the "
+              f"user's balance read {read.shown}")
 
 
 @probe("grant.optional_fields", sources=("seed: description string Optional. Notes stored in the ledger",),

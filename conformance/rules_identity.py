@@ -89,6 +89,8 @@ LOOK_ALIKES = (
     ("differ by a trailing space", "-bob", "-bob ", DOCUMENTED),
     ("differ by an accent", "-zoë", "-zoe", DOCUMENTED),
     ("differ in the case of a non-ASCII letter", "-Ölaf", "-ölaf", DOCUMENTED),
+    # Characters outside the BMP: a collation or a UCS-2 store can weigh them all the same.
+    ("differ in a character outside the BMP", "-ann\U0001F600", "-ann\U0001F389", DOCUMENTED),
     ("are one letter composed and decomposed", "-zo\u00eb", "-zoe\u0308", CONTRACT),
 )
 
@@ -96,9 +98,9 @@ LOOK_ALIKES = (
 @probe("identity.case_sensitive", sources=SOURCES, elements=(USER_ID,),
        cost=Cost(2 * CENT, 1, sharp=2 * CENT * len(LOOK_ALIKES)), needs=(Needs.WRITES,), stage=9)
 def identity_case_sensitive(p: Probe) -> None:
-    """Ids that differ only in case, by a trailing space, by an accent, or in the case of a
-    non-ASCII letter are different users: each keeps its own balance (and, the contract's
-    reading, so are a letter composed and decomposed)."""
+    """Ids that differ only in case, by a trailing space, by an accent, in the case of a
+    non-ASCII letter, or in a character outside the BMP (an emoji) are different users: each
+    keeps its own balance (and, the contract's reading, so are a letter composed and decomposed)."""
     for label, first_suffix, second_suffix, mark in LOOK_ALIKES:
         if not p.affordable(0.02):
             break

@@ -9,6 +9,7 @@ from . import (  # noqa: F401  (registers)
     access,
     billing,
     display,
+    fourth_round,
     held_out,
     idempotency,
     identity,

@@ -149,7 +149,7 @@ def _idempotency(s: Script) -> None:
 def _identities(s: Script) -> None:
     long_a, long_b = "L" * 64 + "-a" * 20, "L" * 64 + "-b" * 20
     for user in ["Zoë", "a/b", "ann lee", " bob ", "Case", "case", "50%41", "奖励", "ann+tag@x.io", "007",
-                 long_a, long_b, "bob", "bob ", "Zoe", "Ölaf", "ölaf", "zoe\u0308"]:
+                 long_a, long_b, "bob", "bob ", "Zoe", "Ölaf", "ölaf", "zoe\u0308", "ann\U0001F600", "ann\U0001F389"]:
         s.grant(f"grant {user!r}", user, 0.01)
         s.read(f"read {user!r}", user)
 
@@ -183,6 +183,10 @@ def _chats(s: Script) -> None:
     s.call("developer chat", "POST", "/v1/chat/completions", body=_CHAT)
     s.read("after developer chat", "Chatter")
     s.pool("pool after developer chat")
+    s.grant("fund a streamer", "Streamer", 0.10)
+    one_token = {**_CHAT, "max_tokens": 1, "stream": True, "stream_options": {"include_usage": True}}
+    s.call("stream of one token, with usage", "POST", "/v1/users/Streamer/chat/completions", body=one_token)
+    s.read("after a stream of one token", "Streamer")
     s.grant("fund a cent", "drained", 0.01)
     s.call("small chat", "POST", "/v1/users/drained/chat/completions", body=_CHAT)
     for i in range(3):
@@ -238,3 +242,7 @@ def _errors_and_auth(s: Script) -> None:
     s.call("near miss on /v1/me", "GET", "/v1/me", key=None, headers={"Authorization": f"Bearer {KEY[:-1]}X"})
     s.call("me without key", "GET", "/v1/me", key=None)
     s.call("query without key", "GET", "/v1/balance?external_user_id=idem-user", key=None)
+    s.call("HEAD /v1/me without key", "HEAD", "/v1/me", key=None)
+    s.call("/V1/ME without key", "GET", "/V1/ME", key=None)
+    s.call("a grant sent as application/json; charset=utf-8", "POST", "/v1/funding/grant",
+           content_type="application/json; charset=utf-8", raw=b'{"external_user_id": "charset-user", "amount": 0.5}')
