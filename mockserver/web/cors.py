@@ -16,6 +16,7 @@ neither header; the dashboard's own forms are same-origin.
 
 from __future__ import annotations
 
+import re
 from collections.abc import Sequence
 
 from flask import Flask, Response, request
@@ -42,6 +43,9 @@ EXPOSED_HEADERS = (
     "Quota-Mock-Prefer-Ignored",
 )
 ALLOWED_METHODS = ("GET", "POST", "PUT", "DELETE", "OPTIONS")
+# A header name as RFC 9110 spells it (a token): anything else a preflight asks for is not echoed.
+_HEADER_NAME = re.compile(r"[!#$%&'*+.^_`|~0-9A-Za-z-]{1,64}")
+_MOST_REQUESTED = 64  # header names echoed from one preflight at most
 PREFLIGHT_MAX_AGE_SECONDS = 600
 CONTROL_PREFIX = "/_mock"
 CROSS_SITE_REFUSED = "cross_site_refused"
@@ -81,6 +85,21 @@ def _cross_site(evidence: str) -> QuotaError:
 
 
 
+def _allowed_headers() -> list[str]:
+    """The API's own headers, and whatever else the preflight asks for: a client library adds
+    headers of its own (OpenAI's SDK sends x-stainless-os, x-stainless-retry-count and more on
+    every request, tracing adds traceparent), and a browser refuses the whole request when one
+    of them is not allowed. The mock is a local fake: any header name is harmless to it."""
+    names = list(ALLOWED_HEADERS)
+    known = {name.lower() for name in names}
+    requested = request.headers.get("Access-Control-Request-Headers", "")
+    for name in [part.strip() for part in requested.split(",")][:_MOST_REQUESTED]:
+        if _HEADER_NAME.fullmatch(name) and name.lower() not in known:
+            names.append(name)
+            known.add(name.lower())
+    return names
+
+
 def install_cors(app: Flask, origins: Sequence[str]) -> None:
     any_origin = "*" in origins
     allowed = frozenset(origins)
@@ -105,7 +124,8 @@ def install_cors(app: Flask, origins: Sequence[str]) -> None:
         if origin is not None:
             response.headers["Access-Control-Allow-Origin"] = origin
             response.headers["Access-Control-Allow-Methods"] = ", ".join(ALLOWED_METHODS)
-            response.headers["Access-Control-Allow-Headers"] = ", ".join(ALLOWED_HEADERS)
+            response.headers["Access-Control-Allow-Headers"] = ", ".join(_allowed_headers())
+            response.vary.add("Access-Control-Request-Headers")
             response.headers["Access-Control-Max-Age"] = str(PREFLIGHT_MAX_AGE_SECONDS)
         return response
 

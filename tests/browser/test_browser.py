@@ -22,6 +22,17 @@ def test_a_page_on_another_origin_grants_with_fetch_preflight_and_all(browser, m
     page.close()
 
 
+def test_a_page_chats_with_the_headers_openais_sdk_adds(browser, mock, other_origin):
+    """The preflight allows whatever headers the page's client library adds, so the chat goes through."""
+    page = browser.new_page()
+    page.set_default_timeout(TIMEOUT_MS)
+    page.goto(other_origin)
+    assert page.evaluate("grant('sdk_user', 1, 'browser-key-sdk')")["status"] == 200
+    chat = page.evaluate("sdkChat('sdk_user')")
+    assert chat["status"] == 200 and chat["body"]["object"] == "chat.completion"
+    page.close()
+
+
 def test_prefer_code_402_surfaces_as_the_documented_error_in_the_page(browser, mock, other_origin):
     page = browser.new_page()
     page.set_default_timeout(TIMEOUT_MS)

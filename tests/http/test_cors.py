@@ -24,6 +24,26 @@ def test_a_preflight_allows_the_api_headers_without_credentials(client):
     assert "POST" in response.headers["Access-Control-Allow-Methods"]
 
 
+def test_a_preflight_allows_the_headers_a_client_library_adds(client):
+    """OpenAI's SDK in a browser sends x-stainless-* headers on every request; tracing adds
+    traceparent. A browser refuses the whole request unless the preflight allows each one."""
+    asked = "authorization, content-type, x-stainless-os, x-stainless-retry-count, traceparent, OpenAI-Project"
+    headers = {**PREFLIGHT, "Access-Control-Request-Headers": asked}
+    response = client.options("/v1/users/u1/chat/completions", headers=headers)
+    assert response.status_code == 204
+    allowed = {h.strip().lower() for h in response.headers["Access-Control-Allow-Headers"].split(",")}
+    assert {name.strip().lower() for name in asked.split(",")} <= allowed
+    assert "Access-Control-Request-Headers" in response.headers.get("Vary", "")
+
+
+def test_a_preflight_echoes_only_header_names(client):
+    asked = "x-ok, bad header, x-also-ok;evil, , " + ", ".join(f"x-h{i}" for i in range(200))
+    response = client.options("/v1/balance", headers={**PREFLIGHT, "Access-Control-Request-Headers": asked})
+    allowed = [h.strip() for h in response.headers["Access-Control-Allow-Headers"].split(",")]
+    assert "x-ok" in allowed and "bad header" not in allowed and "x-also-ok;evil" not in allowed
+    assert len(allowed) <= 5 + 64
+
+
 def test_responses_expose_the_headers_a_client_needs(client):
     response = client.post(
         "/v1/funding/grant",
