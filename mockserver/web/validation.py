@@ -226,12 +226,39 @@ def _check_body(validator: Any, body: Any) -> None:
     ]
     if unknown:
         raise QuotaError(BAD_REQUEST, f"Unrecognized request argument supplied: {', '.join(map(str, unknown))}")
-    first = min(errors, key=lambda e: len(e.instance_path))
+    first = _most_telling(errors)
     if isinstance(first.kind, _kind.AdditionalProperties):
         where = f" in '{_pointer(first.instance_path)}'" if first.instance_path else ""
         raise QuotaError(BAD_REQUEST, f"Unknown field(s){where}: {', '.join(first.kind.unexpected)}")
     field = _pointer(first.instance_path)
     raise QuotaError(BAD_REQUEST, f"Invalid field '{field}': {_plain(first, field)}")
+
+
+def _most_telling(errors: list[Any]) -> Any:
+    """The shallowest error, an unresolved oneOf/anyOf last: a sibling error (the role's enum
+    beside the message's oneOf by role) says more than "valid under none of the schemas"."""
+    resolved = [_chosen_branch_error(e) for e in errors]
+    return min(resolved, key=lambda e: (isinstance(e.kind, _kind.OneOfNotValid | _kind.AnyOf), len(e.instance_path)))
+
+
+def _chosen_branch_error(error: Any) -> Any:
+    """Under oneOf or anyOf (a chat message by its role, a content part by its type), the error
+    of the one branch the value itself chose: every other branch fails on the value's type or
+    on its tag (a const or enum of one of its fields). Then its own error names what is wrong,
+    ("messages.0.content must be at most ... characters") rather than "none of the shapes"."""
+    if not isinstance(error.kind, _kind.OneOfNotValid | _kind.AnyOf) or not error.kind.context:
+        return error
+    here = len(error.instance_path)
+    chosen = [branch for branch in error.kind.context if branch and not any(_rules_out(sub, here) for sub in branch)]
+    return _most_telling(chosen[0]) if len(chosen) == 1 else error
+
+
+def _rules_out(sub: Any, depth: int) -> bool:
+    """Whether a branch's error says the value is not of that branch at all."""
+    at = len(sub.instance_path)
+    if isinstance(sub.kind, _kind.Type):
+        return at == depth
+    return isinstance(sub.kind, _kind.Constant | _kind.Enum) and at in (depth, depth + 1)
 
 
 def _check(validator: Any, value: Any, label: str, what: str) -> None:

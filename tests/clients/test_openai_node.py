@@ -9,44 +9,20 @@ from __future__ import annotations
 
 import json
 import os
-import shutil
 import subprocess
 from pathlib import Path
 
-import pytest
-
 from mockserver.domain.completions import AUDIO_TOKENS, IMAGE_TOKENS
 
-ROOT = Path(__file__).resolve().parents[2]
-NODE_PREFIX = ROOT / ".ci" / "node"
+from .node_packages import NODE_PREFIX, node_with
+
 # openai 7 needs Node 22; 6 runs on the Node 20 that Debian ships (apt-get install nodejs).
 OPENAI_PACKAGE = "openai@6"
 SCRIPT = Path(__file__).with_name("openai_node.mjs")
 
 
 def _node() -> str:
-    node, npm = shutil.which("node"), shutil.which("npm")
-    if node is None or npm is None:
-        if os.environ.get("CI"):
-            pytest.fail("node and npm are needed in CI to run the openai npm package")
-        pytest.skip("Node.js and npm are not installed, so the openai npm package cannot run")
-    if not (NODE_PREFIX / "node_modules" / "openai" / "package.json").exists():
-        NODE_PREFIX.mkdir(parents=True, exist_ok=True)
-        subprocess.run(
-            [
-                npm,
-                "install",
-                "--prefix",
-                str(NODE_PREFIX),
-                "--no-audit",
-                "--no-fund",
-                "--loglevel=error",
-                OPENAI_PACKAGE,
-            ],
-            check=True,
-            timeout=600,
-        )
-    return node
+    return node_with(OPENAI_PACKAGE)
 
 
 def test_the_openai_npm_package_works_against_the_mock(quota_mock):

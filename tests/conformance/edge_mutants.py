@@ -193,11 +193,11 @@ def huge_max_tokens(request: Request) -> Any:
 # -- correct but strict --------------------------------------------------------------------
 
 def _fields(schema: Any) -> set[str]:
-    """Every property name a schema defines, its allOf/if-then branches included."""
+    """Every property name a schema defines, its allOf/oneOf/anyOf and if-then branches included."""
     if not isinstance(schema, dict):
         return set()
     names = set(schema.get("properties", {}))
-    for branch in schema.get("allOf", []):
+    for branch in (*schema.get("allOf", []), *schema.get("oneOf", []), *schema.get("anyOf", [])):
         names |= _fields(branch) | _fields(branch.get("then") if isinstance(branch, dict) else None)
     return names
 

@@ -52,8 +52,9 @@ def _largest(schema: Any, where: str, free: list[str]) -> int:
         return dispatched
     own = _own_types(schema)
     branches = schema.get("anyOf") or schema.get("oneOf")
-    if branches is not None and not own:
-        # Alternatives widen: the largest of them. (Beside a type of its own they only narrow.)
+    if branches is not None:
+        # Alternatives widen: the largest of them, each with what the schema says beside them
+        # (a type of its own narrows every branch; a oneOf by a tag has whole schemas as branches).
         return max(
             _largest({**_own(schema), **branch}, f"{where}/anyOf/{i}", free) for i, branch in enumerate(branches)
         )
