@@ -841,3 +841,6 @@ def account_scoped_keys_replay_first() -> Flask:
         return grant
 
     return service_patch("grant", wrap)
+
+
+from . import variants_fourth  # noqa: E402, F401  (registers its variants: it builds on this module)

@@ -24,4 +24,19 @@ EXPECTED_MISSES: frozenset[str] = frozenset({
 })
 
 EXPECTED_FALSE_FAILURES: frozenset[str] = frozenset({
+    # Found by a fourth adversary round (tests/conformance/variants_fourth.py), not fixed yet.
+    "me_usage_cached",
+    "money_thousands_separator",
+    "slash_ids_unroutable",
+    "nfc_user_ids",
+    "separate_grant_pool",
+    "bare_key_accepted",
+    "only_documented_model",
+    "credits_used_in_dollars",
+    "reused_key_400_stripe",
+    "stream_quota_named_event",
+    "query_balance_developer_shape",
+    "me_usage_developer_billed_only",
+    "query_unknown_user_not_found_code",
+    "idempotency_key_required",
 })

@@ -1,0 +1,348 @@
+"""Correct deployments a fourth adversary round found the suite failing (the false failures it
+found; see variants.py for what a variant is). Each differs from the mock only where the
+vendor's docs are silent, and says why in its second argument.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import threading
+import time
+from collections.abc import Callable
+from decimal import Decimal
+from typing import Any
+from urllib.parse import parse_qsl, unquote
+
+from flask import Flask
+
+from .mutants.kit import GRANT, KEY, KEY2, Exchange, chat_path, correct_app, middleware, service_of, write_balance
+from .variants import _bad_request, _is_json, _truncated, variant
+
+
+def _sse_map(ex: Exchange, change: Callable[[dict[str, Any]], dict[str, Any] | None]) -> None:
+    """Rewrite each JSON chunk of an event stream (None drops the event)."""
+    out: list[bytes] = []
+    for line in ex.response.split(b"\n"):
+        if line.startswith(b"data: {"):
+            new = change(json.loads(line[6:]))
+            if new is None:
+                continue
+            line = b"data: " + json.dumps(new, separators=(",", ":")).encode()
+        out.append(line)
+    ex.response = b"\n".join(out)
+
+
+def _is_stream(ex: Exchange) -> bool:
+    return "text/event-stream" in ex.response_headers.get("Content-Type", "")
+
+
+ME_CACHE_SECONDS = 300.0
+
+
+@variant(f"GET /v1/me's 30-day usage summary is served from a cache refreshed every {ME_CACHE_SECONDS:g} s "
+         "(an analytics roll-up), so it lags the ledger",
+         "seed: GET /v1/me returns the authenticated user with a 30-day usage summary; the docs never say the "
+         "summary is real-time, and public-facts lists /v1/me's shape as undocumented")
+def me_usage_cached() -> Flask:
+    cache: dict[str, tuple[float, int, bytes, dict[str, str]]] = {}
+    lock = threading.Lock()
+
+    def before(ex: Exchange) -> bool:
+        if ex.method != "GET" or ex.path != "/v1/me":
+            return False
+        with lock:
+            hit = cache.get(ex.header("Authorization") or "")
+        if hit is not None and time.monotonic() - hit[0] < ME_CACHE_SECONDS:
+            ex.status, ex.response, ex.response_headers = hit[1], hit[2], dict(hit[3])
+            return True
+        return False
+
+    def after(ex: Exchange) -> None:
+        if ex.method == "GET" and ex.path == "/v1/me" and ex.status == 200:
+            with lock:
+                cache[ex.header("Authorization") or ""] = (time.monotonic(), ex.status, ex.response,
+                                                           dict(ex.response_headers))
+
+    return middleware(correct_app(), after, before)
+
+
+def _commas(text: str) -> str:
+    """"$25000.00" -> "$25,000.00" (Intl.NumberFormat('en-US', {style: 'currency'}))."""
+    whole, cents = text[1:].split(".")
+    return f"${int(whole):,}.{cents}"
+
+
+_MONEY_TEXT = re.compile(r"^\$\d+\.\d\d$")
+
+
+def _comma_money(value: Any) -> Any:
+    if isinstance(value, str) and _MONEY_TEXT.match(value):
+        return _commas(value)
+    if isinstance(value, list):
+        return [_comma_money(v) for v in value]
+    if isinstance(value, dict):
+        return {k: _comma_money(v) for k, v in value.items()}
+    return value
+
+
+@variant("dollar strings formatted as en-US currency, with a thousands separator ($25,000.00), on an account "
+         "whose grant pool holds $25,000",
+         "the docs show dollar strings only below $1,000 ($0.50, $5.50, $98.50, $46.50) and public-facts calls them "
+         "'a display form'; Intl.NumberFormat / locale currency formatting writes $25,000.00")
+def money_thousands_separator() -> Flask:
+    app = correct_app()
+    write_balance(service_of(app), None, 25_000 * 1_000_000)
+
+    def after(ex: Exchange) -> None:
+        if _is_stream(ex):
+            _sse_map(ex, _comma_money)
+        elif _is_json(ex) and isinstance(ex.json, dict) and ex.status < 400:
+            ex.set_json(_comma_money(ex.json))
+
+    return middleware(app, after)
+
+
+@variant("user ids holding '/' cannot be addressed: a grant naming one answers 400 bad_request, and a path whose "
+         "id segment decodes to one answers 404 not_found (the router, as behind Apache or a path-normalising proxy)",
+         "the docs say external_user_id is a string (example user_123); openapi.yaml lets a deployment refuse ids "
+         "outside x-quota-plain-pattern, and such an id names no user the deployment can hold")
+def slash_ids_unroutable() -> Flask:
+    def before(ex: Exchange) -> bool:
+        body = ex.request_json if ex.method == "POST" and ex.path == GRANT else None
+        if isinstance(body, dict) and isinstance(body.get("external_user_id"), str) and "/" in body["external_user_id"]:
+            return _bad_request(ex, "external_user_id may not contain '/'")
+        user = ex.user_in_path()
+        if user is not None and "/" in unquote(user):
+            return ex.error(404, "not_found", f"No route for {ex.method} {ex.path}")
+        return False
+
+    return middleware(correct_app(), None, before)
+
+
+@variant("user ids are Unicode-normalised (NFC) on the way in, everywhere, and answered in that form",
+         "the docs say only that external_user_id is a string; identity.case_sensitive itself calls composed and "
+         "decomposed letters being different users 'the contract's reading'")
+def nfc_user_ids() -> Flask:
+    import unicodedata
+    from urllib.parse import quote, urlencode
+
+    nfc = lambda s: unicodedata.normalize("NFC", s)  # noqa: E731
+
+    def before(ex: Exchange) -> bool:
+        body = ex.request_json if ex.method == "POST" and ex.path == GRANT else None
+        if isinstance(body, dict) and isinstance(body.get("external_user_id"), str) \
+                and nfc(body["external_user_id"]) != body["external_user_id"]:
+            body["external_user_id"] = nfc(body["external_user_id"])
+            ex.set_request_json(body)
+        user = ex.user_in_path()
+        if user is not None:
+            ex.path = ex.path.replace(user, nfc(user), 1)
+        if ex.query:
+            pairs = parse_qsl(ex.query, True)
+            ex.query = urlencode([(k, nfc(v) if k == "external_user_id" else v) for k, v in pairs], quote_via=quote)
+        header = ex.header("X-External-User-ID")
+        if header is not None:
+            ex.drop_header("X-External-User-ID")
+            ex.headers["X-External-User-Id"] = nfc(header)
+        return False
+
+    return middleware(correct_app(), None, before)
+
+
+def _authenticated_any(ex: Exchange) -> bool:
+    return ex.header("Authorization") in (f"Bearer {KEY}", f"Bearer {KEY2}")
+
+
+DEVELOPER_WALLET = 50_000_000  # $50.00
+
+
+@variant("the developer's own balance (GET /v1/balance, /v1/me) is the wallet developer-billed chats spend; the grant "
+         "pool grants draw from is a separate, funded bucket that no endpoint shows",
+         "seed: 'Add balance ... from your grant pool' and 'GET /v1/balance returns the developer balance' - the docs "
+         "never say the two are one balance; public-facts: 'the developer funds a grant pool' (only the newest "
+         "generation debits the developer wallet)")
+def separate_grant_pool() -> Flask:
+    spent = [0]
+    lock = threading.Lock()
+
+    def dev_chat(ex: Exchange) -> bool:
+        return chat_path(ex) and ex.user_in_path() is None and ex.header("X-External-User-ID") is None
+
+    def charged_of(ex: Exchange) -> int:
+        if _is_stream(ex):
+            total = 0
+            for line in ex.response.split(b"\n"):
+                if line.startswith(b"data: {"):
+                    quota = json.loads(line[6:]).get("quota")
+                    total += quota["credits_used"] if isinstance(quota, dict) else 0
+            return total
+        body = ex.json
+        return body["quota"]["credits_used"] if isinstance(body, dict) and isinstance(body.get("quota"), dict) else 0
+
+    def after(ex: Exchange) -> None:
+        if ex.status != 200:
+            return
+        if dev_chat(ex):
+            with lock:
+                spent[0] += charged_of(ex)
+            return
+        developer = ex.method in ("GET", "HEAD") and ex.path in ("/v1/balance", "/v1/me") and \
+            "external_user_id" not in ex.query
+        body = ex.json if developer else None
+        if isinstance(body, dict) and "balance_microdollars" in body:
+            with lock:
+                left = max(0, DEVELOPER_WALLET - spent[0])
+            body.update(balance=_truncated(left), balance_microdollars=left)
+            ex.set_json(body)
+
+    return middleware(correct_app(), after)
+
+
+@variant("the key is also accepted without its scheme (Authorization: sk-quota-...), as servers that strip an "
+         "optional 'Bearer ' do; every wrong or missing key is still 401 invalid_api_key",
+         "seed: 401 invalid_api_key 'Missing or invalid API key' - a bare valid key is neither missing nor invalid; "
+         "the docs say how clients send the key, not that other spellings of a valid key are refused")
+def bare_key_accepted() -> Flask:
+    def before(ex: Exchange) -> bool:
+        value = ex.header("Authorization")
+        if value is not None and value.strip() in (KEY, KEY2):
+            ex.drop_header("Authorization")
+            ex.headers["Authorization"] = f"Bearer {value.strip()}"
+        return False
+
+    return middleware(correct_app(), None, before)
+
+
+@variant("the app's gateway routes only the model the docs show, gpt-4o-mini: any other model answers 400 "
+         "bad_request \"The model `gpt-4o` does not exist or you do not have access to it\"",
+         "the docs show only gpt-4o-mini; openapi.yaml's x-quota-plain-pattern for model is '^gpt-4o-mini$' and says a "
+         "gateway refuses a name it cannot route; per-app model allow-lists are common")
+def only_documented_model() -> Flask:
+    def before(ex: Exchange) -> bool:
+        body = ex.request_json if chat_path(ex) else None
+        if isinstance(body, dict) and isinstance(body.get("model"), str) and body["model"] != "gpt-4o-mini":
+            return _bad_request(ex, f"The model `{body['model']}` does not exist or you do not have access to it")
+        return False
+
+    return middleware(correct_app(), None, before)
+
+
+def _quota_in_dollars(chunk: dict[str, Any]) -> dict[str, Any]:
+    quota = chunk.get("quota")
+    if isinstance(quota, dict) and isinstance(quota.get("credits_used"), int):
+        quota["credits_used"] = float(Decimal(quota["credits_used"]) / 1_000_000)
+    return chunk
+
+
+@variant("quota.credits_used is the chat's cost as a dollar number (0.000036), the unit of the seed's 'amount' "
+         "field, not micro-dollars",
+         "public-facts lists credits_used without a unit; openapi.yaml marks its micro-dollar unit (and integer type) "
+         "as the contract's own choice")
+def credits_used_in_dollars() -> Flask:
+    def after(ex: Exchange) -> None:
+        if not chat_path(ex) or ex.status != 200:
+            return
+        if _is_stream(ex):
+            _sse_map(ex, _quota_in_dollars)
+        elif isinstance(ex.json, dict):
+            ex.set_json(_quota_in_dollars(ex.json))
+
+    return middleware(correct_app(), after)
+
+
+@variant("Stripe's statuses for idempotency errors: a key reused with another body answers 400 (Stripe's "
+         "idempotency_error status) with the contract's code idempotency_key_reused",
+         "public-facts: what happens when one key comes back with a different body is undocumented, and the contract "
+         "says it follows Stripe, which answers 400; the seed's table names 400 bad_request for missing fields only")
+def reused_key_400_stripe() -> Flask:
+    def after(ex: Exchange) -> None:
+        if ex.status == 422 and ex.error_code == "idempotency_key_reused":
+            ex.status = 400
+
+    return middleware(correct_app(), after)
+
+
+@variant("a stream's charge is sent as a named event of its own after the last chunk: 'event: quota' with data "
+         "{\"quota\": {...}}, then data: [DONE]",
+         "public-facts documents the quota object but not how a stream carries it; SSE named events are how a "
+         "server adds an event type that OpenAI-style clients (which read chunks) do not mistake for a chunk")
+def stream_quota_named_event() -> Flask:
+    def after(ex: Exchange) -> None:
+        if not _is_stream(ex):
+            return
+        out: list[bytes] = []
+        for line in ex.response.split(b"\n"):
+            if line.startswith(b"data: {"):
+                chunk = json.loads(line[6:])
+                quota = chunk.pop("quota", None)
+                out.append(b"data: " + json.dumps(chunk, separators=(",", ":")).encode())
+                if quota is not None:
+                    out += [b"", b"event: quota", b"data: " + json.dumps({"quota": quota}).encode()]
+                continue
+            out.append(line)
+        ex.response = b"\n".join(out)
+
+    return middleware(correct_app(), after)
+
+
+@variant("GET /v1/balance?external_user_id= answers the user's balance in the developer balance's own shape, less "
+         "the account fields: {balance, balance_microdollars, billing_mode} (no external_user_id echo)",
+         "seed: 'When external_user_id is provided, it returns that user's balance instead' - the shape of that answer "
+         "is not shown anywhere; public-facts' only /v1/balance example is the developer's")
+def query_balance_developer_shape() -> Flask:
+    def after(ex: Exchange) -> None:
+        if ex.path == "/v1/balance" and "external_user_id" in ex.query and ex.status == 200 \
+                and isinstance(ex.json, dict):
+            body = ex.json
+            ex.set_json({k: body[k] for k in ("balance", "balance_microdollars", "billing_mode") if k in body})
+
+    return middleware(correct_app(), after)
+
+
+@variant("GET /v1/me's usage summary is the authenticated developer's own usage: the chats billed to the developer "
+         "(and the grants the developer made), not the chats the app's users paid for from their own balances",
+         "seed: GET /v1/me returns the authenticated user with a 30-day usage summary - whose usage is not said; "
+         "the authenticated user is the developer, and user-billed chats are paid by the users")
+def me_usage_developer_billed_only() -> Flask:
+    from mockserver.domain.records import CHARGE
+    from mockserver.domain.usage import USAGE_WINDOW_SECONDS, Overview, summarize
+
+    app = correct_app()
+    store = service_of(app).store
+    original = store.overview
+
+    def overview(clock: Any) -> Any:
+        seen = original(clock)
+        until = seen.usage.until
+        entries = [e for e in store.ledger(until - USAGE_WINDOW_SECONDS)
+                   if e.kind != CHARGE or e.user_id is None]
+        return Overview(seen.pool, summarize(entries, until - USAGE_WINDOW_SECONDS, until))
+
+    store.overview = overview  # type: ignore[method-assign]
+    return app
+
+
+@variant("GET /v1/balance?external_user_id= for an unknown user answers 404 with the generic code not_found "
+         "(\"No such user\"); GET /v1/users/:id/balance keeps the seed's user_not_found",
+         "the seed's error table gives 404 user_not_found for GET /v1/users/:id/balance only; what the query form "
+         "answers for an unknown user is not documented")
+def query_unknown_user_not_found_code() -> Flask:
+    def after(ex: Exchange) -> None:
+        if ex.path == "/v1/balance" and ex.status == 404 and ex.error_code == "user_not_found":
+            ex.set_json({"error": {"code": "not_found", "message": "No such user"}}, 404)
+
+    return middleware(correct_app(), after)
+
+
+@variant("an Idempotency-Key is required on grants (as Square requires one on payments): a grant without one answers "
+         "400 bad_request \"Missing required header: Idempotency-Key\", nothing applied",
+         "seed: 'Provide an Idempotency-Key header to prevent duplicates.' - an imperative, and every example sends "
+         "one; the 400 for it is the seed's 'Missing required fields'")
+def idempotency_key_required() -> Flask:
+    def before(ex: Exchange) -> bool:
+        if ex.method == "POST" and ex.path == GRANT and _authenticated_any(ex) and ex.header("Idempotency-Key") is None:
+            return _bad_request(ex, "Missing required header: Idempotency-Key")
+        return False
+
+    return middleware(correct_app(), None, before)
