@@ -4,6 +4,7 @@ grant is counted against the probe's share of the budget before it is sent."""
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -190,7 +191,7 @@ def pool_micros(balance: Balance) -> int | None:
 
 def chat_body(p: Probe, prompt: str = SMALL_PROMPT, copies: int = 1, max_tokens: int = 1,
               stream: bool = False) -> dict[str, Any]:
-    body: dict[str, Any] = {"model": p.t.options.chat_model,
+    body: dict[str, Any] = {"model": p.t.chat_model,
                             "messages": [{"role": "user", "content": prompt}] * copies, "max_tokens": max_tokens}
     if stream:
         body["stream"] = True
@@ -199,13 +200,38 @@ def chat_body(p: Probe, prompt: str = SMALL_PROMPT, copies: int = 1, max_tokens:
 
 def user_chat(p: Probe, user: str, body: dict[str, Any]) -> Exchange:
     """POST /v1/users/{id}/chat/completions (a valid chat: see :func:`_chat`)."""
-    return _chat(p, p.t.send(USER_CHAT, path={"external_user_id": user}, body=body), user_billed=True)
+    send = lambda b: p.t.send(USER_CHAT, path={"external_user_id": user}, body=b)  # noqa: E731
+    return _chat(p, _with_a_known_model(p, body, send), user_billed=True)
 
 
 def header_chat(p: Probe, user: str | None, body: dict[str, Any]) -> Exchange:
     """POST /v1/chat/completions, naming the user in the header (or the developer: None)."""
     headers = {p.t.facts.user_header: user} if user is not None else {}
-    return _chat(p, p.t.send(CHAT, headers=headers, body=body), user_billed=user is not None)
+    send = lambda b: p.t.send(CHAT, headers=headers, body=b)  # noqa: E731
+    return _chat(p, _with_a_known_model(p, body, send), user_billed=user is not None)
+
+
+def _with_a_known_model(p: Probe, body: dict[str, Any], send: Callable[[dict[str, Any]], Exchange]) -> Exchange:
+    """Send a chat; if the deployment refuses its model as unknown (the docs name no model, and
+    a gateway may route only some), send it again naming the next model openapi.yaml shows,
+    which the rest of the run then names too. A refused chat applied nothing."""
+    exchange = send(body)
+    while _model_refused(exchange) and body.get("model") is not None:
+        model = p.t.model_after_refusal(body["model"])
+        if model is None or model == body["model"]:
+            return exchange
+        body = {**body, "model": model}
+        exchange = send(body)
+    return exchange
+
+
+def _model_refused(exchange: Exchange) -> bool:
+    """400 or 404 in the envelope, saying it is about the model (OpenAI answers an unknown model
+    404 model_not_found, "The model `x` does not exist or you do not have access to it")."""
+    if exchange.status not in (400, 404) or not isinstance(exchange.error_code, str):
+        return False
+    message = exchange.field("error", "message")
+    return "model" in exchange.error_code.lower() or (isinstance(message, str) and "model" in message.lower())
 
 
 def _chat(p: Probe, exchange: Exchange, user_billed: bool) -> Exchange:

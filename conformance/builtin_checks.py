@@ -40,9 +40,24 @@ def _schema_mark(provenance: Provenance, failure: Any, exchange: Any) -> str:
         marks = [mark for mark, _ in provenance.stream_violations(op, exchange.status, _chunks(exchange))]
     else:
         marks = [mark for mark, _ in provenance.schema_violations(op, exchange.status, exchange.json)]
+        if DOCUMENTED in marks and _only_a_contract_code(provenance, op, exchange.status, exchange.json):
+            return CONTRACT
     if marks:
         return DOCUMENTED if DOCUMENTED in marks else marks[0]
     return provenance.of_response(op, exchange.status)
+
+
+def _only_a_contract_code(provenance: Provenance, op: Operation, status: int, body: Any) -> bool:
+    """An error answered with a code the contract gives a condition of its own (a reused key's
+    idempotency_key_reused under 400, say), and otherwise as the status's documented answer:
+    only the contract's choice of status is broken (see errors.code)."""
+    error = body.get("error") if isinstance(body, dict) else None
+    code = error.get("code") if isinstance(error, dict) else None
+    expected = provenance.expected_codes(op, status)
+    if not isinstance(code, str) or not expected or not provenance.names_a_contract_condition(op, code):
+        return False
+    as_documented = {**body, "error": {**error, "code": expected[0]}}  # type: ignore[dict-item]
+    return not provenance.schema_violations(op, status, as_documented)
 
 
 def _chunks(exchange: Any) -> list[Any]:

@@ -18,7 +18,7 @@ from typing import Any
 
 from schemathesis.core.failures import Failure
 
-from mockserver.contract import DOCUMENTED
+from mockserver.contract import CONTRACT, DOCUMENTED
 
 from .facts import GRANT, ContractFacts, facts_of, operation_of
 from .profiles import MARK
@@ -134,7 +134,8 @@ def error_code_matches_status(ctx: Any, response: Any, case: Any) -> bool | None
             title=f"Wrong error code for {response.status_code}",
             message=f"code {json.dumps(error['code'])}; openapi.yaml gives {response.status_code} "
             f"on {case.operation.label} the code {' or '.join(map(repr, expected))}",
-            provenance=provenance.of_response(operation, response.status_code),
+            provenance=CONTRACT if provenance.names_a_contract_condition(operation, error["code"])
+            else provenance.of_response(operation, response.status_code),
         )
     return None
 

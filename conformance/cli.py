@@ -75,7 +75,9 @@ def build_parser() -> argparse.ArgumentParser:
                    help="request bound for the whole run (default: none; the time bounds apply)")
     p.add_argument("--time-limit", type=float, default=300.0, metavar="SECONDS", help="time bound (default 300)")
     p.add_argument("--no-chat", action="store_true", help="send no chat completions (skips the 402 check)")
-    p.add_argument("--chat-model", default="gpt-4o", help="model for the 402 drain chats (default gpt-4o)")
+    p.add_argument("--chat-model", default="gpt-4o",
+                   help="the model the rules' chats name (default gpt-4o; if the deployment refuses it as an "
+                        "unknown model, the run names the one openapi.yaml's examples show instead)")
     p.add_argument("--max-drain-chats", type=int, default=5, metavar="N",
                    help="chats spent draining a one-cent user to reach 402 (default 5)")
     p.add_argument("--no-fuzz", action="store_true", help="skip the Schemathesis-generated phase")

@@ -22,7 +22,7 @@ from mockserver.contract import DOCUMENTED, Contract, Operation
 
 from . import builtin_checks
 from .checks import ContractViolation, json_body
-from .facts import BALANCE, ContractFacts, attach
+from .facts import BALANCE, CHAT, ContractFacts, attach
 from .options import Options
 from .profiles import severity
 from .registry import REGISTRY
@@ -149,6 +149,12 @@ class Target:
         session.observers.append(self._keep_retried)
         # Every ledger_id a new grant (200, duplicate false) answered in this run, and its user.
         self.ledger_owners: dict[str, Any] = {}
+        # The model the run's chats name: --chat-model, until the deployment refuses it as an
+        # unknown model; then the next one openapi.yaml shows (see actions.user_chat).
+        self.chat_model = options.chat_model
+        examples = self.contract.by_id[CHAT].body_schema["properties"]["model"].get("examples", [])
+        self._other_models = [m for m in examples if isinstance(m, str) and m != options.chat_model]
+        self._model_lock = threading.Lock()
         # Chats and grants answered "unavailable" so far (conformance.actions.UnavailableTally).
         self.unavailable: dict[str, Any] = {}
         self._billing_mode_lock = threading.Lock()
@@ -201,6 +207,16 @@ class Target:
                     mode = body.get("billing_mode") if isinstance(body, dict) else None
                 self._billing_mode = (mode if isinstance(mode, str) else None,)
             return self._billing_mode[0]
+
+    def model_after_refusal(self, refused: str) -> str | None:
+        """The model to name instead of ``refused``, which the deployment refused as unknown (the
+        docs name no model): the run switches to the next openapi.yaml shows. None: none left."""
+        with self._model_lock:
+            if refused == self.chat_model:
+                if not self._other_models:
+                    return None
+                self.chat_model = self._other_models.pop(0)
+            return self.chat_model
 
     def defer(self, rule: str, work: Callable[[], None]) -> None:
         """Run ``work`` (recording ``rule``'s verdicts) once every probe has run."""

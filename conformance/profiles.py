@@ -72,6 +72,18 @@ class Provenance:
                 codes = error_codes_of(glob)
         return codes
 
+    def names_a_contract_condition(self, operation: Operation, code: str) -> bool:
+        """Whether ``code`` is one openapi.yaml gives, on this operation or on every route, to a
+        condition of the contract's own (a reused Idempotency-Key, an unknown route): a server
+        that answers such a condition with another status has only the contract's choice
+        against it, as the docs say nothing of the condition."""
+        if any(code in operation.error_codes(status) and operation.response_provenance(status) == CONTRACT
+               for status in operation.responses):
+            return True
+        default = self.contract.document.get("x-quota-global-responses", {}).get(MARK, CONTRACT)
+        return any(code in error_codes_of(glob) and glob.get(MARK, default) == CONTRACT
+                   for glob in self.contract.global_responses.values())
+
     def schema_violations(self, operation: Operation, status: int, body: Any) -> list[tuple[str, str]]:
         """Each way ``body`` breaks the documented response schema, with the mark that governs it.
 
@@ -93,7 +105,7 @@ class Provenance:
         mark = response.get(MARK, operation.provenance)
         found = []
         for error in validator.iter_errors(body):
-            found.append((mark_on_schema_path(schema, list(error.schema_path), mark), error.message))
+            found.append((error_mark(schema, error, mark), error.message))
         return found
 
     def stream_violations(self, operation: Operation, status: int, chunks: list[Any]) -> list[tuple[str, str]]:
@@ -112,7 +124,7 @@ class Provenance:
         if validator is None:
             validator = self._validators[key] = jsonschema_rs.validator_for(schema)
         mark = response.get(MARK, operation.provenance)
-        return [(mark_on_schema_path(schema, list(error.schema_path), mark), error.message)
+        return [(error_mark(schema, error, mark), error.message)
                 for chunk in chunks for error in validator.iter_errors(chunk)]
 
     def of_body_field(self, operation: Operation, path: list[str]) -> str:
@@ -132,6 +144,21 @@ class Provenance:
             if header.lower() == name.lower():
                 return spec.get(MARK, response.get(MARK, operation.provenance))
         return self.of_response(operation, status)
+
+
+_ALTERNATIVES = (jsonschema_rs.ValidationErrorKind.AnyOf, jsonschema_rs.ValidationErrorKind.OneOfNotValid)
+
+
+def error_mark(schema: Any, error: Any, mark: str) -> str:
+    """The mark that governs one validation error. A value that fits none of anyOf's or oneOf's
+    branches breaks only the contract when one branch fails on contract-marked elements alone:
+    without the contract's choices the value would fit that branch (the user shape of a balance
+    read through the query, less the id echo the contract adds)."""
+    if isinstance(error.kind, _ALTERNATIVES) and error.kind.context:
+        branches = [{error_mark(schema, sub, mark) for sub in branch} for branch in error.kind.context]
+        if any(marks == {CONTRACT} for marks in branches):
+            return CONTRACT
+    return mark_on_schema_path(schema, list(error.schema_path), mark)
 
 
 def mark_on_schema_path(schema: Any, path: list[str | int], mark: str) -> str:

@@ -7,6 +7,7 @@ Every chat is for a user this run created: funded with a cent, or never granted 
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 
 from mockserver.contract import CONTRACT, DOCUMENTED
@@ -37,6 +38,9 @@ CENT = MICROS_PER_CENT
 DRAIN_FUNDS = CENT
 # A prompt of a few hundred tokens: chats sized by how many copies of it they send.
 UNIT_PROMPT = ("Count the words in this sentence please. " * 20).strip()
+# The most messages a drain chat sends: a list longer than 128 is not plainly documented
+# (conformance.plain), so a deployment may refuse it.
+MOST_MESSAGES = 128
 
 
 @dataclass
@@ -52,14 +56,20 @@ class _Drained:
     left: int
     user: str
     to_zero: Exchange | None = None
+    copies: int = BIG_MESSAGES  # of BIG_PROMPT in the next big chat (and the streamed one after)
+    # Every served chat's charge was read (quota.credits_used, an integer of micro-dollars, the
+    # contract's unit): only then does ``left`` say what the user holds.
+    costs_known: bool = True
 
 
 def _drain(p: Probe) -> _Drained:
-    """Fund a user with one cent and send large chats until one is not served."""
+    """Fund a user with one cent and send large chats until one is not served. A chat that
+    cost less than the balance left is followed by one sized past it (the run's model may be a
+    cheap one: the docs name none)."""
     drained = _Drained("still", [], DRAIN_FUNDS, funded_user(p, DRAIN_FUNDS // CENT))
     for i in range(p.t.options.max_drain_chats + 1):
         # First a small chat: the balance, under a cent now, is still a balance (402, not 404).
-        body = chat_body(p) if i == 0 else chat_body(p, BIG_PROMPT, BIG_MESSAGES)
+        body = chat_body(p) if i == 0 else chat_body(p, BIG_PROMPT, drained.copies)
         exchange = user_chat(p, drained.user, body)
         drained.steps.append(exchange)
         if not exchange.ok or isinstance(exchange.field("error"), dict):
@@ -74,7 +84,11 @@ def _drain(p: Probe) -> _Drained:
         if drained.left == 0 or (cost is not None and cost > drained.left):
             drained.outcome = "overserved"
             return drained
+        drained.costs_known = drained.costs_known and cost is not None
         drained.left -= cost or 0
+        if i > 0 and cost:  # enough copies that the next chat costs more than what is left
+            wanted = math.ceil(drained.copies * drained.left * 1.25 / cost)
+            drained.copies = max(drained.copies, min(MOST_MESSAGES, wanted))
     return drained
 
 
@@ -121,9 +135,12 @@ def chat_insufficient(p: Probe) -> None:
                          f"A chat the balance could not cover was not refused with {insufficient.status} "
                          f"{insufficient.code}", f"the chat answered {last.status} {code_text(last)}"):
             return
+        # Without every charge read, what the user holds is read now: the streamed refusal
+        # below must leave it as it is.
+        before = None if drained.costs_known else user_balance(p, user)
         # The same chat streamed: refused before any stream opens, as the JSON form is (a
         # stream that opens with 200 and carries the error as an event is no 402).
-        streamed = user_chat(p, user, chat_body(p, BIG_PROMPT, BIG_MESSAGES, stream=True))
+        streamed = user_chat(p, user, chat_body(p, BIG_PROMPT, drained.copies, stream=True))
         steps.append(streamed)
         if not p.require(insufficient.answered(streamed), steps,
                          f"A streamed chat the balance could not cover was not refused with {insufficient.status} "
@@ -133,6 +150,12 @@ def chat_insufficient(p: Probe) -> None:
             return
         after = user_balance(p, user)
         micros = "" if after.micros is None else f" ({after.micros} micro-dollars)"
+        if before is not None:
+            unchanged = (before.micros, before.cents) == (after.micros, after.cents)
+            p.require(not after.ok or not before.ok or unchanged, [*steps, before.exchange, after.exchange],
+                      "A refused chat charged the user", f"the balance read {before.shown} before a streamed chat "
+                      f"was refused and {after.shown}{micros} after it")
+            return
         p.require(not after.ok or after.agrees_with(left), [*steps, after.exchange], "A refused chat charged the user",
                   f"by the quota blocks the user held {usd(left)} when the chat was refused; the balance "
                   f"then reads {after.shown}{micros}")

@@ -125,7 +125,7 @@ def _developer_spend(p: Probe) -> None:
     """A tiny developer-billed chat (its cost already taken from the share): the pool moves by
     exactly its cost, to the micro-dollar (and the grants that follow meet a pool with a part
     under the cent)."""
-    body = {"model": p.t.options.chat_model, "messages": [{"role": "user", "content": "Say hello."}], "max_tokens": 1}
+    body = {"model": p.t.chat_model, "messages": [{"role": "user", "content": "Say hello."}], "max_tokens": 1}
     moved, still, reads, chat = watch_pool(p, lambda: p.t.send(CHAT, body=body))
     cost = json_integer(chat.field("quota", "credits_used")) if chat.ok else None
     if cost is not None:

@@ -263,29 +263,6 @@ def reused_key_400_stripe() -> Flask:
     return middleware(correct_app(), after)
 
 
-@variant("a stream's charge is sent as a named event of its own after the last chunk: 'event: quota' with data "
-         "{\"quota\": {...}}, then data: [DONE]",
-         "public-facts documents the quota object but not how a stream carries it; SSE named events are how a "
-         "server adds an event type that OpenAI-style clients (which read chunks) do not mistake for a chunk")
-def stream_quota_named_event() -> Flask:
-    def after(ex: Exchange) -> None:
-        if not _is_stream(ex):
-            return
-        out: list[bytes] = []
-        for line in ex.response.split(b"\n"):
-            if line.startswith(b"data: {"):
-                chunk = json.loads(line[6:])
-                quota = chunk.pop("quota", None)
-                out.append(b"data: " + json.dumps(chunk, separators=(",", ":")).encode())
-                if quota is not None:
-                    out += [b"", b"event: quota", b"data: " + json.dumps({"quota": quota}).encode()]
-                continue
-            out.append(line)
-        ex.response = b"\n".join(out)
-
-    return middleware(correct_app(), after)
-
-
 @variant("GET /v1/balance?external_user_id= answers the user's balance in the developer balance's own shape, less "
          "the account fields: {balance, balance_microdollars, billing_mode} (no external_user_id echo)",
          "seed: 'When external_user_id is provided, it returns that user's balance instead' - the shape of that answer "

@@ -236,3 +236,26 @@ def stream_ignores_max_tokens() -> Flask:
         return False
 
     return middleware(correct_app(), None, before)
+
+
+@mutant(CHAT, "chat.stream_sse",
+        "a stream's charge is sent as a named SSE event of its own ('event: quota', data {\"quota\": {...}}) before "
+        "[DONE]: OpenAI's SDK reads every event as a chunk, yields one without choices, and an app iterating "
+        "chunk.choices fails (seen with openai 3.57: TypeError 'NoneType' object is not iterable)")
+def stream_quota_named_event() -> Flask:
+    def after(ex: Exchange) -> None:
+        if not _is_stream(ex):
+            return
+        out: list[bytes] = []
+        for line in ex.response.split(b"\n"):
+            if line.startswith(b"data: {"):
+                chunk = json.loads(line[6:])
+                quota = chunk.pop("quota", None)
+                out.append(b"data: " + json.dumps(chunk, separators=(",", ":")).encode())
+                if quota is not None:
+                    out += [b"", b"event: quota", b"data: " + json.dumps({"quota": quota}).encode()]
+                continue
+            out.append(line)
+        ex.response = b"\n".join(out)
+
+    return middleware(correct_app(), after)
