@@ -6,7 +6,6 @@ vendor's docs are silent, and says why in its second argument.
 from __future__ import annotations
 
 import json
-import re
 import threading
 import time
 from collections.abc import Callable
@@ -16,8 +15,8 @@ from urllib.parse import parse_qsl, unquote
 
 from flask import Flask
 
-from .mutants.kit import GRANT, KEY, KEY2, Exchange, chat_path, correct_app, middleware, service_of, write_balance
-from .variants import _bad_request, _is_json, _truncated, variant
+from .mutants.kit import GRANT, KEY, KEY2, Exchange, chat_path, correct_app, middleware, service_of
+from .variants import _bad_request, variant
 
 
 def _sse_map(ex: Exchange, change: Callable[[dict[str, Any]], dict[str, Any] | None]) -> None:
@@ -67,42 +66,6 @@ def me_usage_cached() -> Flask:
     return middleware(correct_app(), after, before)
 
 
-def _commas(text: str) -> str:
-    """"$25000.00" -> "$25,000.00" (Intl.NumberFormat('en-US', {style: 'currency'}))."""
-    whole, cents = text[1:].split(".")
-    return f"${int(whole):,}.{cents}"
-
-
-_MONEY_TEXT = re.compile(r"^\$\d+\.\d\d$")
-
-
-def _comma_money(value: Any) -> Any:
-    if isinstance(value, str) and _MONEY_TEXT.match(value):
-        return _commas(value)
-    if isinstance(value, list):
-        return [_comma_money(v) for v in value]
-    if isinstance(value, dict):
-        return {k: _comma_money(v) for k, v in value.items()}
-    return value
-
-
-@variant("dollar strings formatted as en-US currency, with a thousands separator ($25,000.00), on an account "
-         "whose grant pool holds $25,000",
-         "the docs show dollar strings only below $1,000 ($0.50, $5.50, $98.50, $46.50) and public-facts calls them "
-         "'a display form'; Intl.NumberFormat / locale currency formatting writes $25,000.00")
-def money_thousands_separator() -> Flask:
-    app = correct_app()
-    write_balance(service_of(app), None, 25_000 * 1_000_000)
-
-    def after(ex: Exchange) -> None:
-        if _is_stream(ex):
-            _sse_map(ex, _comma_money)
-        elif _is_json(ex) and isinstance(ex.json, dict) and ex.status < 400:
-            ex.set_json(_comma_money(ex.json))
-
-    return middleware(app, after)
-
-
 @variant("user ids holding '/' cannot be addressed: a grant naming one answers 400 bad_request, and a path whose "
          "id segment decodes to one answers 404 not_found (the router, as behind Apache or a path-normalising proxy)",
          "the docs say external_user_id is a string (example user_123); openapi.yaml lets a deployment refuse ids "
@@ -150,55 +113,6 @@ def nfc_user_ids() -> Flask:
     return middleware(correct_app(), None, before)
 
 
-def _authenticated_any(ex: Exchange) -> bool:
-    return ex.header("Authorization") in (f"Bearer {KEY}", f"Bearer {KEY2}")
-
-
-DEVELOPER_WALLET = 50_000_000  # $50.00
-
-
-@variant("the developer's own balance (GET /v1/balance, /v1/me) is the wallet developer-billed chats spend; the grant "
-         "pool grants draw from is a separate, funded bucket that no endpoint shows",
-         "seed: 'Add balance ... from your grant pool' and 'GET /v1/balance returns the developer balance' - the docs "
-         "never say the two are one balance; public-facts: 'the developer funds a grant pool' (only the newest "
-         "generation debits the developer wallet)")
-def separate_grant_pool() -> Flask:
-    spent = [0]
-    lock = threading.Lock()
-
-    def dev_chat(ex: Exchange) -> bool:
-        return chat_path(ex) and ex.user_in_path() is None and ex.header("X-External-User-ID") is None
-
-    def charged_of(ex: Exchange) -> int:
-        if _is_stream(ex):
-            total = 0
-            for line in ex.response.split(b"\n"):
-                if line.startswith(b"data: {"):
-                    quota = json.loads(line[6:]).get("quota")
-                    total += quota["credits_used"] if isinstance(quota, dict) else 0
-            return total
-        body = ex.json
-        return body["quota"]["credits_used"] if isinstance(body, dict) and isinstance(body.get("quota"), dict) else 0
-
-    def after(ex: Exchange) -> None:
-        if ex.status != 200:
-            return
-        if dev_chat(ex):
-            with lock:
-                spent[0] += charged_of(ex)
-            return
-        developer = ex.method in ("GET", "HEAD") and ex.path in ("/v1/balance", "/v1/me") and \
-            "external_user_id" not in ex.query
-        body = ex.json if developer else None
-        if isinstance(body, dict) and "balance_microdollars" in body:
-            with lock:
-                left = max(0, DEVELOPER_WALLET - spent[0])
-            body.update(balance=_truncated(left), balance_microdollars=left)
-            ex.set_json(body)
-
-    return middleware(correct_app(), after)
-
-
 @variant("the key is also accepted without its scheme (Authorization: sk-quota-...), as servers that strip an "
          "optional 'Bearer ' do; every wrong or missing key is still 401 invalid_api_key",
          "seed: 401 invalid_api_key 'Missing or invalid API key' - a bare valid key is neither missing nor invalid; "
@@ -214,9 +128,9 @@ def bare_key_accepted() -> Flask:
     return middleware(correct_app(), None, before)
 
 
-@variant("the app's gateway routes only the model the docs show, gpt-4o-mini: any other model answers 400 "
-         "bad_request \"The model `gpt-4o` does not exist or you do not have access to it\"",
-         "the docs show only gpt-4o-mini; openapi.yaml's x-quota-plain-pattern for model is '^gpt-4o-mini$' and says a "
+@variant("the app's gateway routes only gpt-4o-mini, the model openapi.yaml's examples show: any other model "
+         "answers 400 bad_request \"The model `gpt-4o` does not exist or you do not have access to it\"",
+         "the docs name no model; openapi.yaml's x-quota-plain-pattern for model is '^gpt-4o-mini$' and says a "
          "gateway refuses a name it cannot route; per-app model allow-lists are common")
 def only_documented_model() -> Flask:
     def before(ex: Exchange) -> bool:
@@ -310,16 +224,3 @@ def query_unknown_user_not_found_code() -> Flask:
             ex.set_json({"error": {"code": "not_found", "message": "No such user"}}, 404)
 
     return middleware(correct_app(), after)
-
-
-@variant("an Idempotency-Key is required on grants (as Square requires one on payments): a grant without one answers "
-         "400 bad_request \"Missing required header: Idempotency-Key\", nothing applied",
-         "seed: 'Provide an Idempotency-Key header to prevent duplicates.' - an imperative, and every example sends "
-         "one; the 400 for it is the seed's 'Missing required fields'")
-def idempotency_key_required() -> Flask:
-    def before(ex: Exchange) -> bool:
-        if ex.method == "POST" and ex.path == GRANT and _authenticated_any(ex) and ex.header("Idempotency-Key") is None:
-            return _bad_request(ex, "Missing required header: Idempotency-Key")
-        return False
-
-    return middleware(correct_app(), None, before)

@@ -28,10 +28,4 @@ EXPECTED_MISSES: frozenset[str] = frozenset({
 })
 
 EXPECTED_FALSE_FAILURES: frozenset[str] = frozenset({
-    # Found by a fourth adversary round (tests/conformance/variants_fourth.py), not fixed yet.
-    "me_usage_cached",
-    "money_thousands_separator",
-    "separate_grant_pool",
-    "me_usage_developer_billed_only",
-    "idempotency_key_required",
 })
