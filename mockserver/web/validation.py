@@ -304,6 +304,13 @@ def _plain(error: Any, name: str) -> str:
     if isinstance(kind, _kind.MaxItems | _kind.MinItems) and isinstance(instance, list):
         words = "at most" if isinstance(kind, _kind.MaxItems) else "at least"
         return f"{name} must hold {words} {kind.limit} items, not {len(instance)}"
+    if isinstance(kind, _kind.Not) and isinstance(kind.schema, dict):
+        refused = kind.schema
+        if "enum" in refused:
+            return f"{name} may not be {' or '.join(json.dumps(v) for v in refused['enum'])}"
+        if "pattern" in refused:
+            pattern = refused["pattern"]
+            return f"{name} may not contain a character matching {pattern} (it was {_short(shown, error.instance)})"
     if isinstance(kind, _kind.AnyOf):
         return f"{name} has none of the shapes the contract allows for it ({_short(shown, error.instance)})"
     message = str(error.message)

@@ -114,3 +114,19 @@ def test_x_external_user_id_header_is_validated(client):
 
 def test_balance_query_parameter_is_validated(client):
     assert_bad_request(client.get("/v1/balance?external_user_id=", headers=AUTH), "external_user_id")
+
+
+@pytest.mark.parametrize("user", [".", ".."])
+def test_dot_segment_ids_are_refused_everywhere(client, user):
+    """A URL parser removes "." and ".." from a path: /v1/users/../chat/completions would reach
+    the developer-billed route. No such user can exist, so none is created."""
+    assert_bad_request(grant(client, user, 1), "may not be")
+    assert_bad_request(client.get("/v1/balance", query_string={"external_user_id": user}, headers=AUTH), "may not be")
+    assert_bad_request(client.get(f"/v1/users/{user.replace('.', '%2E')}/balance", headers=AUTH), "may not be")
+    assert grant(client, "a..b", 1).status_code == 200  # dots inside an id are fine
+
+
+def test_a_control_character_in_an_id_is_named_without_a_schema_dump(client):
+    response = grant(client, "a\u0001b", 1)
+    assert_bad_request(response, "may not contain a character")
+    assert "enum" not in response.json["error"]["message"] and "{" not in response.json["error"]["message"]
