@@ -81,6 +81,13 @@ def build_parser() -> argparse.ArgumentParser:
         help="hold every grant in flight this long (for testing client retries)",
     )
     parser.add_argument(
+        "--stream-chunk-delay",
+        type=int,
+        metavar="MS",
+        help="milliseconds between the events of a streamed chat, as a model's tokens arrive (for testing a UI "
+        "that renders or stops a stream; a request's Prefer: chunk-delay=MS wins)",
+    )
+    parser.add_argument(
         "--idempotency-ttl",
         type=float,
         metavar="SECONDS",
@@ -143,6 +150,7 @@ _SETTINGS = {
     "store_prefix": "store_prefix",
     "rate_limit": "rate_limit",
     "grant_delay": "grant_delay_seconds",
+    "stream_chunk_delay": "stream_chunk_delay_ms",
     "idempotency_ttl": "idempotency_ttl_seconds",
     "max_idempotency_keys": "max_idempotency_keys",
     "workers": "workers",

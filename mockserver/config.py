@@ -22,6 +22,7 @@ from typing import Any
 from urllib.parse import urlsplit
 
 from .domain.accounts import Seed
+from .domain.faults import MAX_LATENCY_MS
 from .domain.idempotency import DEFAULT_MAX_KEYS, DEFAULT_TTL_SECONDS
 from .domain.journal import DEFAULT_BODY_LIMIT, DEFAULT_CAPACITY, MAX_CAPACITY
 from .domain.money import MoneyError, dollars_to_micros, format_money
@@ -75,6 +76,9 @@ class MockConfig:
     validate_responses: bool = False
     # Seconds a grant is held in flight before it applies: for testing client retries.
     grant_delay_seconds: float = 0.0
+    # Milliseconds between the events of a streamed chat, as a model's tokens arrive: for
+    # testing a UI that renders a stream, or stops one (a request's Prefer: chunk-delay wins).
+    stream_chunk_delay_ms: int = 0
     # The /_mock control API: on by default; a token is required when it is set.
     admin_enabled: bool = True
     admin_token: str | None = None
@@ -139,6 +143,10 @@ class MockConfig:
             raise ConfigError("max_idempotency_keys must be at least 1")
         if self.grant_delay_seconds < 0:
             raise ConfigError("grant_delay_seconds must not be negative")
+        if not 0 <= self.stream_chunk_delay_ms <= MAX_LATENCY_MS:
+            raise ConfigError(
+                f"stream_chunk_delay_ms must be from 0 to {MAX_LATENCY_MS}, not {self.stream_chunk_delay_ms}"
+            )
         if any(not key.strip() for key in self.api_keys):
             raise ConfigError("an API key must not be empty")
         if not 0 <= self.journal_size <= MAX_CAPACITY:
@@ -178,7 +186,7 @@ class MockConfig:
         three on Redis, where a request spends part of its time waiting for Redis."""
         if self.threads is not None:
             return self.threads
-        if self.grant_delay_seconds:
+        if self.grant_delay_seconds or self.stream_chunk_delay_ms:
             return HOLDING_THREADS
         return REDIS_THREADS if self.uses_redis else 1
 

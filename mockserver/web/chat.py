@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
-from flask import Response
+from collections.abc import Callable, Iterator
+
+from flask import Response, request
 
 from ..domain.chat_request import parse_chat_request
 from .chat_render import completion_body, completion_events
 from .presenters import json_response
+from .simulation import CHUNK_DELAY_ENVIRON_KEY, add_applied_preference
 from .state import Caller, MockState
 from .validation import ValidatedRequest
 
@@ -27,5 +30,20 @@ def _chat(state: MockState, req: ValidatedRequest, user_id: str | None) -> Respo
     top_logprobs = chat.options.top_logprobs
     if chat.stream:
         events = completion_events(outcome, chat.model, billing_mode, top_logprobs, chat.include_usage)
+        asked = request.environ.get(CHUNK_DELAY_ENVIRON_KEY)
+        if asked is not None:
+            add_applied_preference(f"chunk-delay={asked}")
+        delay_ms = state.config.stream_chunk_delay_ms if asked is None else asked
+        if delay_ms:
+            events = _paced(events, delay_ms / 1000, state.hold)
         return Response(events, mimetype="text/event-stream", headers={"Cache-Control": "no-cache"})
     return json_response(completion_body(outcome, chat.model, billing_mode, top_logprobs))
+
+
+def _paced(events: Iterator[str], seconds: float, hold: Callable[[float], None]) -> Iterator[str]:
+    """The events with a pause before each one after the first, as a model's tokens arrive.
+    The charge is already applied: a client that stops reading has still paid for the chat."""
+    for index, event in enumerate(events):
+        if index:
+            hold(seconds)
+        yield event

@@ -37,14 +37,20 @@ PREFER_IGNORED_HEADER = "Quota-Mock-Prefer-Ignored"
 DOCUMENTED_RATE_LIMIT = 100
 
 
+# The milliseconds a request's Prefer: chunk-delay asked for between a stream's events (read by chat.py).
+CHUNK_DELAY_ENVIRON_KEY = "quota_mock.chunk_delay_ms"
+
+
 @dataclass(frozen=True, slots=True)
 class Preferences:
     code: int | None = None
     delay_ms: int = 0
+    chunk_delay_ms: int | None = None
 
 
 def parse_prefer(values: Iterable[str]) -> Preferences:
-    """RFC 7240 ``Prefer`` header(s): ``code=402``, ``delay=800``; unknown preferences ignored.
+    """RFC 7240 ``Prefer`` header(s): ``code=402``, ``delay=800``, ``chunk-delay=50`` (between a
+    streamed chat's events); unknown preferences ignored.
 
     A known preference with a value that cannot mean anything is refused, not ignored: the
     developer asked for a scenario and would otherwise silently get another.
@@ -58,18 +64,23 @@ def parse_prefer(values: Iterable[str]) -> Preferences:
             name = match.group(1).lower()
             # The first occurrence of a preference wins (RFC 7240, section 2).
             seen.setdefault(name, (match.group(2) or "").strip('"'))
-    code = delay = None
+    code = None
     if "code" in seen:
         if not re.fullmatch(r"[1-5][0-9][0-9]", seen["code"]):
             raise QuotaError(BAD_REQUEST, f"Prefer: code={seen['code']!r} is not an HTTP status code")
         code = int(seen["code"])
-    if "delay" in seen:
-        if not re.fullmatch(r"[0-9]{1,6}", seen["delay"]) or int(seen["delay"]) > MAX_LATENCY_MS:
-            raise QuotaError(
-                BAD_REQUEST, f"Prefer: delay must be milliseconds from 0 to {MAX_LATENCY_MS}, not {seen['delay']!r}"
-            )
-        delay = int(seen["delay"])
-    return Preferences(code=code, delay_ms=delay or 0)
+    delay, chunk_delay = _milliseconds(seen, "delay"), _milliseconds(seen, "chunk-delay")
+    return Preferences(code=code, delay_ms=delay or 0, chunk_delay_ms=chunk_delay)
+
+
+def _milliseconds(seen: dict[str, str], name: str) -> int | None:
+    if name not in seen:
+        return None
+    if not re.fullmatch(r"[0-9]{1,6}", seen[name]) or int(seen[name]) > MAX_LATENCY_MS:
+        raise QuotaError(
+            BAD_REQUEST, f"Prefer: {name} must be milliseconds from 0 to {MAX_LATENCY_MS}, not {seen[name]!r}"
+        )
+    return int(seen[name])
 
 
 def documented_error(contract: Contract, operation: Operation, status: int) -> QuotaError:
@@ -160,6 +171,9 @@ def before_operation(
         raise error
     if preferences.code == 200:
         applied.append("code=200")
+    if preferences.chunk_delay_ms is not None:
+        # Applied by a streamed chat only (chat.py), which says so in Preference-Applied.
+        request.environ[CHUNK_DELAY_ENVIRON_KEY] = preferences.chunk_delay_ms
     if applied:
         add_response_headers({"Preference-Applied": ", ".join(applied)})
     # Only read the clock when rules exist: with Redis it is a round trip, and the operations
@@ -182,6 +196,12 @@ def _wait_ms(milliseconds: int, hold: Callable[[float], None]) -> None:
 
 def add_response_headers(headers: dict[str, str]) -> None:
     request.environ.setdefault(_EXTRA_HEADERS_KEY, {}).update(headers)
+
+
+def add_applied_preference(preference: str) -> None:
+    """Add one preference to this answer's ``Preference-Applied`` (after any already there)."""
+    extra = request.environ.setdefault(_EXTRA_HEADERS_KEY, {})
+    extra["Preference-Applied"] = ", ".join(filter(None, (extra.get("Preference-Applied"), preference)))
 
 
 def install_extra_headers(app: Flask) -> None:

@@ -88,3 +88,23 @@ def test_where_no_400_is_documented_a_bad_preference_is_not_applied_and_a_header
     assert response.status_code == 200
     assert response.headers["Quota-Mock-Prefer-Ignored"]
     assert "Preference-Applied" not in response.headers
+
+
+def test_chunk_delay_paces_a_stream_and_is_said_applied(client):
+    chat = {"model": "gpt-4o-mini", "messages": [{"role": "user", "content": "Hi"}], "max_tokens": 4, "stream": True}
+    started = time.monotonic()
+    response = client.post("/v1/users/user_123/chat/completions", json=chat,
+                           headers={**AUTH, "Prefer": "delay=10, chunk-delay=30"})
+    events = [line for line in response.get_data(as_text=True).split("\n\n") if line.startswith("data: ")]
+    assert response.headers["Preference-Applied"] == "delay=10, chunk-delay=30"
+    assert time.monotonic() - started >= 0.01 + 0.03 * (len(events) - 1) * 0.9
+    plain = client.post("/v1/users/user_123/chat/completions", json={**chat, "stream": False},
+                        headers={**AUTH, "Prefer": "chunk-delay=30"})
+    assert plain.status_code == 200 and "Preference-Applied" not in plain.headers  # nothing to pace
+
+
+@pytest.mark.parametrize("value", ["-1", "abc", "30001"])
+def test_a_meaningless_chunk_delay_is_400(client, value):
+    response = client.post("/v1/users/user_123/chat/completions", headers={**AUTH, "Prefer": f"chunk-delay={value}"},
+                           json={"model": "gpt-4o-mini", "messages": [{"role": "user", "content": "Hi"}]})
+    assert response.status_code == 400 and "chunk-delay" in response.json["error"]["message"]

@@ -18,6 +18,8 @@ from mockserver.config import HOLDING_THREADS, REDIS_THREADS, ConfigError, MockC
         ({"threads": "4"}, "threads must be a whole number"),
         ({"pool": "lots"}, "pool"),
         ({"rate_limit": "often"}, "often"),
+        ({"stream_chunk_delay_ms": -1}, "stream_chunk_delay_ms must be from 0 to 30000"),
+        ({"stream_chunk_delay_ms": 30_001}, "stream_chunk_delay_ms must be from 0 to 30000"),
     ],
 )
 def test_every_rule_is_the_configurations_own(settings, reason):
@@ -33,6 +35,7 @@ def test_off_loopback_is_fine_with_a_token_or_without_the_control_api():
 def test_threads_default_to_one_and_to_more_when_grants_are_held_or_wait_for_redis():
     assert MockConfig().server_threads == 1
     assert MockConfig(grant_delay_seconds=1.0).server_threads == HOLDING_THREADS
+    assert MockConfig(stream_chunk_delay_ms=50).server_threads == HOLDING_THREADS
     assert MockConfig(store="redis://127.0.0.1:6379/0").server_threads == REDIS_THREADS == 3
     assert MockConfig(store="redis://127.0.0.1:6379/0", grant_delay_seconds=1.0).server_threads == HOLDING_THREADS
     assert MockConfig(store="redis://127.0.0.1:6379/0", threads=1).server_threads == 1
