@@ -32,10 +32,10 @@ from waitress.channel import ClientDisconnected
 
 DROP_ENVIRON_KEY = "quota_mock.drop_connection"
 # struct tcp_info (linux/tcp.h): byte offsets of tcpi_last_data_sent and tcpi_last_data_recv
-# (milliseconds since data was last sent / received) and tcpi_data_segs_out (data segments
-# sent, since Linux 4.6).
+# (milliseconds since data was last sent / received), and tcpi_data_segs_in and
+# tcpi_data_segs_out (data segments received and sent, since Linux 4.6).
 _TCP_INFO_SIZE = 160
-_LAST_DATA_SENT, _LAST_DATA_RECV, _DATA_SEGS_OUT = 44, 52, 156
+_LAST_DATA_SENT, _LAST_DATA_RECV, _DATA_SEGS_IN, _DATA_SEGS_OUT = 44, 52, 152, 156
 
 
 class ConnectionDropped(ClientDisconnected):
@@ -117,9 +117,13 @@ def find_client_socket(environ: dict[str, Any]) -> socket.socket | None:
     return None if best is None else best[1]
 
 
-def _rank(sock: socket.socket) -> tuple[bool, int]:
-    """Lower is likelier this request's: awaiting an answer first, then most recent data."""
+def _rank(sock: socket.socket) -> tuple[bool, int] | None:
+    """Lower is likelier this request's: awaiting an answer first, then most recent data. None:
+    a connection that has received nothing, so sent no request (a pooled client, Node's fetch,
+    opens one ahead of need; "time since data was received" then counts from its opening)."""
     info = sock.getsockopt(socket.IPPROTO_TCP, socket.TCP_INFO, _TCP_INFO_SIZE)
+    if len(info) > _DATA_SEGS_IN and _u32(info, _DATA_SEGS_IN) == 0:
+        return None
     last_sent, last_received = _u32(info, _LAST_DATA_SENT), _u32(info, _LAST_DATA_RECV)
     never_sent = len(info) > _DATA_SEGS_OUT and _u32(info, _DATA_SEGS_OUT) == 0
     awaiting = never_sent or last_received < last_sent

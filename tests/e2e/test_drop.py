@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import socket
+import time
 from collections.abc import Iterator
 from urllib.parse import urlsplit
 
@@ -102,3 +103,20 @@ def test_a_python_client_sees_a_connection_error(base_url):
     with pytest.raises(requests.ConnectionError):
         requests.get(base_url + "/v1/me", headers=AUTH, timeout=5)
     assert requests.get(base_url + "/v1/me", headers=AUTH, timeout=5).status_code == 200
+
+
+def test_a_connection_opened_meanwhile_that_sent_nothing_is_not_the_one_dropped():
+    """A pooled client (Node's fetch) opens connections ahead of need: one that has sent no
+    request yet cannot be the request's, however recently it was opened."""
+    live = start_quota_mock("--quiet", "--grant-delay", "0.6")
+    try:
+        drop = {"operation_id": "grantUserBalance", "action": "drop"}
+        assert requests.post(live.base_url + "/_mock/faults", json=drop, timeout=5).status_code == 201
+        with _connect(live.base_url) as client:
+            client.sendall(_grant_request("drop-pooled"))
+            time.sleep(0.2)  # the grant is held in flight; a fresh connection opens meanwhile
+            with _connect(live.base_url) as spare:
+                assert _read_all(client) == b""  # this request's connection: closed, no answer
+                assert _get_on(spare, "/v1/packages").startswith(b"HTTP/1.1 200")  # the spare lives on
+    finally:
+        live.stop()
