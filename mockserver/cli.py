@@ -131,6 +131,12 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--admin-token", help="require this token (X-Mock-Admin-Token) on the /_mock control API")
     parser.add_argument("--no-admin", action="store_true", help="switch the /_mock control API off")
     parser.add_argument(
+        "--enforce-billing-mode",
+        action="store_true",
+        help="refuse a chat on the endpoint the account's billing_mode does not bill, as the vendor does "
+        '(400 "wrong billing endpoint"); by default both endpoints serve whatever the mode',
+    )
+    parser.add_argument(
         "--validate-responses",
         action="store_true",
         help="check every response against openapi.yaml (slow; for debugging the mock)",
@@ -167,6 +173,7 @@ def config_from_args(args: argparse.Namespace) -> MockConfig:
     }
     values["admin_enabled"] = not args.no_admin
     values["validate_responses"] = args.validate_responses
+    values["enforce_billing_mode"] = args.enforce_billing_mode
     values["log_requests"] = not args.quiet  # the command logs each request unless told not to
     # Two flags for one setting: which was meant is the command line's question, not a setting's.
     if args.no_cors and args.cors_origins:

@@ -76,6 +76,9 @@ class MockConfig:
     validate_responses: bool = False
     # Seconds a grant is held in flight before it applies: for testing client retries.
     grant_delay_seconds: float = 0.0
+    # Refuse a chat on the endpoint the account's billing mode does not bill, as the vendor
+    # does (400 "wrong billing endpoint"); off, the mock serves both whatever its mode.
+    enforce_billing_mode: bool = False
     # Milliseconds between the events of a streamed chat, as a model's tokens arrive: for
     # testing a UI that renders a stream, or stops one (a request's Prefer: chunk-delay wins).
     stream_chunk_delay_ms: int = 0

@@ -15,6 +15,22 @@ class Developer:
     billing_mode: str = "user"
 
 
+def wrong_billing_endpoint(billing_mode: str, user_billed: bool) -> str | None:
+    """Why a chat is on the wrong billing endpoint for the account's mode (the docs' 400
+    bad_request "wrong billing endpoint"), or None. A sandbox ("test") serves both."""
+    if billing_mode == "user" and not user_billed:
+        return (
+            'Wrong billing endpoint: this app bills its users (billing_mode "user"); name the user with '
+            "POST /v1/users/{external_user_id}/chat/completions or the X-External-User-ID header"
+        )
+    if billing_mode == "developer" and user_billed:
+        return (
+            'Wrong billing endpoint: this app pays for its chats (billing_mode "developer"); send them to '
+            "POST /v1/chat/completions without X-External-User-ID"
+        )
+    return None
+
+
 @dataclass(frozen=True, slots=True)
 class ModelPrice:
     """Base price of a model, in micro-dollars per million tokens."""

@@ -11,7 +11,7 @@ import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, replace
 
-from .accounts import Seed
+from .accounts import Seed, wrong_billing_endpoint
 from .clock import Clock
 from .completions import ChatOptions, FakeCompletion, Message, complete
 from .errors import BAD_REQUEST, QuotaError, UserNotFound
@@ -34,8 +34,11 @@ class FundingService:
         clock: Clock,
         seed: Seed,
         sleep: Callable[[float], None] = time.sleep,
+        enforce_billing_mode: bool = False,
     ) -> None:
         self.store = store
+        # Refuse a chat on the endpoint the account's billing mode does not bill (off: both serve).
+        self.enforce_billing_mode = enforce_billing_mode
         self.clock = clock
         self._initial_seed = seed
         self.seed = seed
@@ -124,6 +127,10 @@ class FundingService:
         options: ChatOptions | None = None,
     ) -> ChatOutcome:
         """Answer and charge one completion (every choice of it); the user (``None``: the developer) pays."""
+        if self.enforce_billing_mode:
+            wrong = wrong_billing_endpoint(self.seed.developer.billing_mode, user_billed=user_id is not None)
+            if wrong is not None:
+                raise QuotaError(BAD_REQUEST, wrong)
         if user_id is not None:
             self.user_balance(user_id)  # 404 before any cost is worked out
         completion = complete(model, messages, max_tokens, options)

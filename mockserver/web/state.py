@@ -87,7 +87,9 @@ def build_state(config: MockConfig) -> MockState:
     return MockState(
         config=config,
         contract=contract,
-        service=FundingService(store, clock, config.build_seed(), sleep=hold),
+        service=FundingService(
+            store, clock, config.build_seed(), sleep=hold, enforce_billing_mode=config.enforce_billing_mode
+        ),
         clock=clock,
         validators={op.operation_id: RequestValidator(op) for op in operations},
         rate_limiter=None if rate is None else RateLimiter(rate),
