@@ -216,7 +216,7 @@ def _with_a_known_model(p: Probe, body: dict[str, Any], send: Callable[[dict[str
     a gateway may route only some), send it again naming the next model openapi.yaml shows,
     which the rest of the run then names too. A refused chat applied nothing."""
     exchange = send(body)
-    while _model_refused(exchange) and body.get("model") is not None:
+    while isinstance(body.get("model"), str) and _model_refused(exchange, body["model"]):
         model = p.t.model_after_refusal(body["model"])
         if model is None or model == body["model"]:
             return exchange
@@ -225,13 +225,15 @@ def _with_a_known_model(p: Probe, body: dict[str, Any], send: Callable[[dict[str
     return exchange
 
 
-def _model_refused(exchange: Exchange) -> bool:
-    """400 or 404 in the envelope, saying it is about the model (OpenAI answers an unknown model
-    404 model_not_found, "The model `x` does not exist or you do not have access to it")."""
+def _model_refused(exchange: Exchange, model: str) -> bool:
+    """400 or 404 in the envelope, about the model: its code or message says "model", or the
+    message names the model sent (OpenAI answers an unknown model 404 model_not_found, "The
+    model `x` does not exist or you do not have access to it"; a gateway, "`x` is not enabled")."""
     if exchange.status not in (400, 404) or not isinstance(exchange.error_code, str):
         return False
     message = exchange.field("error", "message")
-    return "model" in exchange.error_code.lower() or (isinstance(message, str) and "model" in message.lower())
+    text = f"{exchange.error_code} {message if isinstance(message, str) else ''}"
+    return "model" in text.lower() or model in text
 
 
 def _chat(p: Probe, exchange: Exchange, user_billed: bool) -> Exchange:

@@ -222,7 +222,7 @@ class Target:
         """Run ``work`` (recording ``rule``'s verdicts) once every probe has run."""
         self.deferred.append((rule, work))
 
-    def raw(self, method: str, path: str, headers: dict[str, str] | None = None, data: bytes | None = None
+    def raw(self, method: str, path: str, headers: dict[str, str | None] | None = None, data: bytes | None = None
             ) -> Exchange:
         """Send a request outside the contract's operations (an unknown route, a wrong method,
         a body that is not JSON); the path is sent as given (already quoted). The response

@@ -57,6 +57,7 @@ class _Drained:
     user: str
     to_zero: Exchange | None = None
     copies: int = BIG_MESSAGES  # of BIG_PROMPT in the next big chat (and the streamed one after)
+    most_copies: int = MOST_MESSAGES  # lowered when the deployment refuses a body as too large
     # Every served chat's charge was read (quota.credits_used, an integer of micro-dollars, the
     # contract's unit): only then does ``left`` say what the user holds.
     costs_known: bool = True
@@ -71,6 +72,12 @@ def _drain(p: Probe) -> _Drained:
         # First a small chat: the balance, under a cent now, is still a balance (402, not 404).
         body = chat_body(p) if i == 0 else chat_body(p, BIG_PROMPT, drained.copies)
         exchange = user_chat(p, drained.user, body)
+        if exchange.status == 413 and drained.copies > BIG_MESSAGES:
+            # Past a body limit of the deployment's own (the contract's 64 MiB is its choice):
+            # smaller chats drain it too, more of them.
+            drained.most_copies = drained.copies // 2
+            drained.copies = max(BIG_MESSAGES, drained.most_copies)
+            continue
         drained.steps.append(exchange)
         if not exchange.ok or isinstance(exchange.field("error"), dict):
             drained.outcome = "refused"
@@ -88,7 +95,7 @@ def _drain(p: Probe) -> _Drained:
         drained.left -= cost or 0
         if i > 0 and cost:  # enough copies that the next chat costs more than what is left
             wanted = math.ceil(drained.copies * drained.left * 1.25 / cost)
-            drained.copies = max(drained.copies, min(MOST_MESSAGES, wanted))
+            drained.copies = max(drained.copies, min(drained.most_copies, wanted))
     return drained
 
 

@@ -144,9 +144,9 @@ def idem_reuse_changed(p: Probe) -> None:
        needs=(Needs.WRITES,), stage=8)
 def idem_new_key_new_grant(p: Probe) -> None:
     """The same body under a new key (or with no key at all) is a new grant: 200,
-    duplicate: false, a new ledger_id (one no other user's grant in the run was answered
-    with), credited again. The first example tries both forms (a deployment that deduplicates
-    keyless grants by body shows only without a key)."""
+    duplicate: false, a new ledger_id, credited again. The first example tries both forms (a
+    deployment that deduplicates keyless grants by body shows only without a key). A ledger_id
+    another user's grant in the run was answered with breaks the contract's choice."""
     cents = _cents(p, p.wallet.left // 2)
     for keyless in (False, True) if p.first else (p.draw(st.booleans()),):
         if not p.affordable(2 * cents / 100):
@@ -172,9 +172,11 @@ def _same_body_twice(p: Probe, cents: int, keyless: bool) -> None:
     # A ledger_id names one entry: no other user's grant in this run was answered with it.
     shared = [(e.field("ledger_id"), p.t.ledger_owners.get(e.field("ledger_id"))) for e in (first, second)]
     shared = [(ledger_id, owner) for ledger_id, owner in shared if owner is not None and owner != user]
+    # The docs show a ledger_id inside an answer that names its user: ids numbered per user
+    # are a reading they allow, so sharing one across users breaks the contract's choice.
     p.require(not shared, [first, second], "Two users' grants share a ledger_id",
               "; ".join(f"ledger_id {ledger_id!r} of a grant to {user!r} was answered earlier in this run for a "
-                        f"grant to {owner!r}" for ledger_id, owner in shared))
+                        f"grant to {owner!r}" for ledger_id, owner in shared), CONTRACT)
 
 
 def _sent(p: Probe, answers: list[Exchange | BaseException]) -> list[Exchange]:

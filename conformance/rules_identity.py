@@ -135,7 +135,7 @@ def identity_case_sensitive(p: Probe) -> None:
 
 
 @probe("user.not_found", sources=("seed: 404 user_not_found GET /v1/users/:id/balance User not found",),
-       elements=("#/components/responses/UserNotFound",), choices=("#/components/responses/QueriedUserNotFound",),
+       elements=("#/components/responses/UserNotFound",), choices=("#/components/responses/UnknownUser",),
        cost=Cost(0, 4), stage=0)
 def user_not_found(p: Probe) -> None:
     """A user never granted answers 404 user_not_found, on GET /v1/users/{id}/balance and

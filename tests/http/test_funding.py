@@ -151,7 +151,7 @@ def test_balance_query_for_an_unknown_user_is_404(client):
 
 
 def test_user_ids_with_unicode_and_dots_are_just_names(client):
-    for user in ("ünï-cødé", "..", "a b", "user%2F1"):
+    for user in ("ünï-cødé", "...", "a..b", "a b", "user%2F1"):  # only "." and ".." are refused
         assert grant(client, user, 1).status_code == 200
         assert grant(client, user, 1).json["balance_after"] == "$2.00"
 

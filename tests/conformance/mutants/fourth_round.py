@@ -14,7 +14,7 @@ from urllib.parse import parse_qsl, quote, urlencode
 
 from flask import Flask
 
-from .kit import GRANT, KEY, Exchange, chat_path, correct_app, grant_ok, middleware, mutant, service_of
+from .kit import GRANT, KEY, Exchange, chat_path, correct_app, middleware, mutant, service_of
 
 AUTH = "auth"
 EDGE = "non-JSON error"
@@ -142,32 +142,6 @@ def supplementary_chars_collate_equal() -> Flask:
         return False
 
     return middleware(correct_app(), None, before)
-
-
-@mutant(ACCOUNT, "idem.new_key_new_grant",
-        "ledger ids numbered per user (ledg_1, ledg_2, ... in each user's ledger): two users' first grants "
-        "answer the same ledger_id, so a ledger_id names no one entry")
-def ledger_ids_per_user() -> Flask:
-    renamed: dict[str, str] = {}
-    count: dict[str, int] = {}
-    lock = threading.Lock()
-
-    def change(ex: Exchange) -> None:
-        body = ex.json
-        original = body.get("ledger_id")
-        with lock:
-            if original not in renamed:
-                user = body["external_user_id"]
-                count[user] = count.get(user, 0) + 1
-                renamed[original] = f"ledg_{count[user]}"
-            body["ledger_id"] = renamed[original]
-        ex.set_json(body)
-
-    def after(ex: Exchange) -> None:
-        if grant_ok(ex):
-            change(ex)
-
-    return middleware(correct_app(), after)
 
 
 @mutant(ACCOUNT, "chat.stream_parity",
