@@ -62,3 +62,18 @@ def charged(exchange: Exchange) -> int | None:
                 return value
         return None
     return quota_micros(exchange)
+
+
+def quota_block(exchange: Exchange) -> dict[str, Any] | None:
+    """A chat answer's quota block: its own, or a stream's last one."""
+    if "text/event-stream" in (exchange.header("Content-Type") or ""):
+        for payload in reversed(sse_events(exchange)):
+            try:
+                chunk = json.loads(payload)
+            except ValueError:
+                continue
+            if isinstance(chunk, dict) and isinstance(chunk.get("quota"), dict):
+                return chunk["quota"]
+        return None
+    quota = exchange.field("quota")
+    return quota if isinstance(quota, dict) else None

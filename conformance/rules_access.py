@@ -142,6 +142,30 @@ def auth_other_forms(p: Probe) -> None:
                       "every operation but the public one needs the key")
 
 
+@probe("auth.second_key", sources=AUTH, elements=(SECURITY,), cost=Cost(CENT, 1, minimum=0),
+       needs=(Needs.SECOND_KEY,), stage=7)
+def auth_second_key(p: Probe) -> None:
+    """A second API key of the account (--second-api-key) is a valid key on every read, as the
+    first is: each answers with the second key as it does with the first (a deployment that
+    knows the second key on some routes only refuses it elsewhere with 401)."""
+    second = p.t.options.second_api_key
+    user = p.t.guard.new_user()
+    if not p.t.options.read_only and p.affordable(0.01):
+        grant(p, user, 1, description="quota-conformance second key")
+    for op in p.t.contract.operations:
+        if op.method != "GET" or op.public:
+            continue
+        path = {prm["name"]: user for prm in op.parameters if prm.get("in") == "path"}
+        for query in ([None, {"external_user_id": user}] if op.operation_id == BALANCE else [None]):
+            first = p.t.send(op.operation_id, path=path, query=query)
+            other = p.t.send(op.operation_id, auth=False, path=path, query=query,
+                             headers={"Authorization": f"Bearer {second}"})
+            where = f"GET {op.path}" + ("?external_user_id=" if query else "")
+            p.require(other.status == first.status, [first, other], "The second API key is not a key everywhere",
+                      f"{where} answered {first.status} with the first key and {other.status} {code_text(other)} "
+                      "with the second")
+
+
 @probe("auth.near_miss_key", sources=AUTH, elements=(SECURITY,), cost=Cost(0, 8), stage=0)
 def auth_near_miss_key(p: Probe) -> None:
     """A key one character off, a prefix of the key, the key with extra characters, a
@@ -260,7 +284,7 @@ _STREAM_USAGE = frozenset({"requests", "spend_microdollars"})  # what a stream's
 def _me_counts_a_chat(p: Probe, user: str, before: Exchange, live: bool) -> None:
     """The summary also counts a chat: one request, its tokens and what it cost (the user chats
     on the cent just granted); then a streamed one, the same way (a stream carries no usage
-    block, so its request and its cost).
+    block, so its request and its cost), and one on the header form.
 
     Whose usage the summary is, and how fresh, the docs leave open: a summary that counts
     nothing of the user's chat breaks only the contract's choice when it lags (it did not count
@@ -268,8 +292,9 @@ def _me_counts_a_chat(p: Probe, user: str, before: Exchange, live: bool) -> None
     once and no chat at all, a chat wrongly, or a plain chat but not the same chat streamed, is
     no usage summary: a documented failure."""
     counted_plain = False
-    for stream in (False, True):
-        chat = user_chat(p, user, chat_body(p, max_tokens=1, stream=stream))
+    for stream, form in ((False, "path"), (True, "path"), (False, "header")):
+        body = chat_body(p, max_tokens=1, stream=stream)
+        chat = user_chat(p, user, body) if form == "path" else header_chat(p, user, body)
         after = me(p)
         cost = charged(chat)
         if not chat.ok or cost is None:
@@ -284,7 +309,7 @@ def _me_counts_a_chat(p: Probe, user: str, before: Exchange, live: bool) -> None
         if wrong and _count(me(p), "requests") != _count(after, "requests"):
             p.undecided("the usage summary moved for other reasons meanwhile")
             return
-        what = "a streamed chat" if stream else "a chat"
+        what = "a streamed chat" if stream else "a chat" if form == "path" else "a header-form chat"
         # Whose spend the summary sums (the developer's own, or what users paid too) is open.
         mark = DOCUMENTED if set(wrong) - {"spend_microdollars"} else CONTRACT
         if wrong and not any(moved.values()) and not counted_plain:

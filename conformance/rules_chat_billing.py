@@ -25,13 +25,13 @@ from .actions import (
     user_balance,
     user_chat,
 )
-from .chat_helpers import BILLING, CHAT_OP, NEEDS, USER_CHAT_OP, charged, funded_user, small_chat
+from .chat_helpers import BILLING, CHAT_OP, NEEDS, USER_CHAT_OP, charged, funded_user, quota_block, small_chat
 from .checks import parse_money
 from .engine import Exchange
 from .facts import USER_CHAT
 from .properties import Probe, Skip, usd
 from .registry import Cost, probe
-from .rule_helpers import watch_pool
+from .rule_helpers import concurrently, watch_pool
 from .safety import DEVELOPER_CHAT_RESERVE
 
 CENT = MICROS_PER_CENT
@@ -40,15 +40,17 @@ CENT = MICROS_PER_CENT
 SANDBOX = "test"
 
 
-def _debit(p: Probe, form: str) -> None:
-    """Fund a user, chat on ``form`` ("path" or "header"), and read the money back: the user
-    down by exactly the charge, the developer balance untouched."""
+def _debit(p: Probe, form: str, stream: bool | None = None) -> None:
+    """Fund a user, chat on ``form`` ("path" or "header"), streamed or not (None: drawn), and
+    read the money back: the user down by exactly the charge, the developer balance untouched,
+    and the quota block (a stream's last) saying so."""
     # Ten cents when the share allows (two on a small budget): more than a 4,096-token hold,
     # which a chat debiting its hold instead of its cost would then take.
     funds = min(10, p.wallet.left // CENT) if not p.first or p.affordable(0.15) else 2
     # A capital letter: a header or path lower-cased on the way bills another user.
     user = funded_user(p, funds, suffix="-Ann")
-    stream = not p.first and p.draw(st.booleans())
+    if stream is None:
+        stream = not p.first and p.draw(st.booleans())
     body = small_chat(p, stream=stream)
     send = (lambda: user_chat(p, user, body)) if form == "path" else (lambda: header_chat(p, user, body))
     moved, still, pool_reads, answer = watch_pool(p, send)
@@ -71,16 +73,17 @@ def _debit(p: Probe, form: str) -> None:
             problems.append(f"the user held {usd(start)} and the chat cost {usd(cost)} ({cost} micro-dollars), "
                             f"but the balance reads {read.shown}"
                             + (f" ({read.micros} micro-dollars)" if read.micros is not None else ""))
-        if not stream and answer.field("quota", "billing_mode") not in (None, "user", SANDBOX):
-            problems.append(f"quota.billing_mode is {shown(answer.field('quota', 'billing_mode'))}")
-        if not stream:
-            quota_before = parse_money(answer.field("quota", "balance_before"))
-            quota_after = parse_money(answer.field("quota", "balance_after"))
+        quota = quota_block(answer) or {}
+        if quota.get("billing_mode") not in (None, "user", SANDBOX):
+            problems.append(f"quota.billing_mode is {shown(quota.get('billing_mode'))}")
+        if quota:
+            quota_before = parse_money(quota.get("balance_before"))
+            quota_after = parse_money(quota.get("balance_after"))
             # The read right after shows the very balance the quota block ends on.
             if (quota_before not in display_cents(start) or quota_after not in display_cents(start - cost)
                     or (read.ok and quota_after != read.cents)):
-                problems.append(f"the quota block says {shown(answer.field('quota', 'balance_before'))} -> "
-                                f"{shown(answer.field('quota', 'balance_after'))} for a balance of {usd(start)} "
+                problems.append(f"the quota block says {shown(quota.get('balance_before'))} -> "
+                                f"{shown(quota.get('balance_after'))} for a balance of {usd(start)} "
                                 f"charged {usd(cost)}")
         by_query = query_balance(p, user)
         steps.append(by_query.exchange)
@@ -124,33 +127,45 @@ def chat_user_debit(p: Probe) -> None:
 
 def _path_wins_over_header(p: Probe) -> None:
     """A chat on a user's path that also carries the header naming another user bills the
-    user of the path (the path is the user-billing form); the other user keeps every micro-dollar."""
+    user of the path (the path is the user-billing form), once; the other user keeps every
+    micro-dollar."""
     user, other = funded_user(p, 1, suffix="-path"), funded_user(p, 1, suffix="-header")
     answer = p.t.send(USER_CHAT, path={"external_user_id": user}, headers={p.t.facts.user_header: other},
                       body=chat_body(p))
     read = user_balance(p, other)
-    p.require(not answer.ok or read.agrees_with(CENT), [answer, read.exchange],
-              "A chat on a user's path billed the user the header named",
-              f"POST /v1/users/{{id}}/chat/completions with {p.t.facts.user_header} naming another user: "
-              f"that user's $0.01 now reads {read.shown}")
+    if not p.require(not answer.ok or read.agrees_with(CENT), [answer, read.exchange],
+                     "A chat on a user's path billed the user the header named",
+                     f"POST /v1/users/{{id}}/chat/completions with {p.t.facts.user_header} naming another user: "
+                     f"that user's $0.01 now reads {read.shown}"):
+        return
+    cost = charged(answer)
+    if answer.ok and cost is not None:
+        mine = user_balance(p, user)
+        p.require(mine.agrees_with(CENT - cost), [answer, mine.exchange], "A chat with both forms was billed twice",
+                  f"the path's user held $0.01 and the chat cost {cost} micro-dollars; the balance reads {mine.shown}"
+                  + (f" ({mine.micros} micro-dollars)" if mine.micros is not None else ""))
 
 
-@probe("chat.header_form", sources=BILLING, elements=(f"{CHAT_OP}/parameters/0",), cost=Cost(2 * CENT, 2),
-       needs=NEEDS, stage=9)
+@probe("chat.header_form", sources=BILLING, elements=(f"{CHAT_OP}/parameters/0",),
+       cost=Cost(2 * CENT, 2, sharp=4 * CENT), needs=NEEDS, stage=9)
 def chat_header_form(p: Probe) -> None:
     """A chat on POST /v1/chat/completions with X-External-User-ID bills that user, exactly as
-    the path form does, and not the developer."""
+    the path form does, and not the developer; streamed too (the first example sends both)."""
     _debit(p, "header")
+    if p.first and p.affordable(0.02):
+        _debit(p, "header", stream=True)
 
 
 @probe("chat.developer_billing", sources=BILLING, elements=(CHAT_OP,),
-       cost=Cost(2 * CENT + DEVELOPER_CHAT_RESERVE, 1), needs=NEEDS, stage=9)
+       cost=Cost(2 * CENT + 2 * DEVELOPER_CHAT_RESERVE, 1, minimum=2 * CENT + DEVELOPER_CHAT_RESERVE),
+       needs=NEEDS, stage=9)
 def chat_developer_billing(p: Probe) -> None:
     """POST /v1/chat/completions without X-External-User-ID bills the developer, never a user,
-    even right after a chat that named one (one tiny chat, reserved from the budget). An account
-    whose GET /v1/balance says billing_mode "user" may refuse it with 400 bad_request, the docs'
-    wrong billing endpoint: the rule is then skipped (as every chat rule is when the account's
-    mode refuses its chats)."""
+    even right after a chat that named one (one tiny chat, reserved from the budget), and its
+    quota block ends on the developer balance read right after; streamed, it bills the developer
+    too. An account whose GET /v1/balance says billing_mode "user" may refuse it with 400
+    bad_request, the docs' wrong billing endpoint: the rule is then skipped (as every chat rule
+    is when the account's mode refuses its chats)."""
     user = funded_user(p, 2)
     named = header_chat(p, user, chat_body(p, max_tokens=1))
     if not named.ok:
@@ -175,7 +190,55 @@ def chat_developer_billing(p: Probe) -> None:
             problems.append(f"the chat cost {usd(cost)} but the developer balance moved by {usd(moved)}")
         else:
             p.undecided("the developer balance moved for other reasons meanwhile")
-    p.require(not problems, [*steps, *pool_reads], "A developer-billed chat did not bill the developer",
+    quota_after = parse_money(plain.field("quota", "balance_after"))
+    pool_after = parse_money(pool_reads[-1].field("balance")) if pool_reads else None
+    if still and None not in (quota_after, pool_after) and quota_after != pool_after:
+        problems.append(f"quota.balance_after is {shown(plain.field('quota', 'balance_after'))}, the developer "
+                        f"balance read right after {shown(pool_reads[-1].field('balance'))}")
+    if not p.require(not problems, [*steps, *pool_reads], "A developer-billed chat did not bill the developer",
+                     "; ".join(problems)):
+        return
+    if p.wallet.left >= DEVELOPER_CHAT_RESERVE:
+        p.wallet.take(DEVELOPER_CHAT_RESERVE)
+        _developer_stream(p)
+
+
+def _developer_stream(p: Probe) -> None:
+    """A developer-billed chat streamed: the developer balance moves by what it reports."""
+    moved, still, pool_reads, streamed = watch_pool(
+        p, lambda: header_chat(p, None, chat_body(p, max_tokens=1, stream=True)))
+    cost = charged(streamed)
+    if not streamed.ok or cost is None or moved is None:
+        return
+    if not still:
+        p.undecided("the developer balance moved for other reasons meanwhile")
+        return
+    p.require(moved == -cost, [streamed, *pool_reads], "A streamed developer-billed chat did not bill the developer",
+              f"the stream reported credits_used {cost} micro-dollars; the developer balance moved by {usd(moved)}")
+
+
+@probe("chat.concurrent_users", sources=(*BILLING, "seed: POST /v1/users/:id/chat/completions"),
+       elements=(USER_CHAT_OP,), cost=Cost(4 * CENT, 1), needs=NEEDS, stage=9)
+def chat_concurrent_users(p: Probe) -> None:
+    """Two users' chats in flight at the same moment each bill their own user: each balance
+    drops by exactly its own chat's charge (a deployment that keeps "the billed user" in shared
+    state while the provider answers bills one user twice)."""
+    users = [funded_user(p, 2, suffix=f"-both{i}") for i in range(2)]
+    answers = concurrently(2, lambda i: user_chat(p, users[i], chat_body(p, max_tokens=8)))
+    if any(isinstance(a, Skip) for a in answers):
+        raise next(a for a in answers if isinstance(a, Skip))
+    chats = [a for a in answers if isinstance(a, Exchange)]
+    if len(chats) < 2 or not all(c.ok for c in chats):
+        p.undecided("a chat in flight with another was not served (see chat.user_debit)")
+        return
+    reads = [user_balance(p, user) for user in users]
+    problems = []
+    for user, chat, read in zip(users, chats, reads, strict=True):
+        cost = charged(chat)
+        if cost is not None and not read.agrees_with(2 * CENT - cost):
+            problems.append(f"{user!r} held $0.02 and its chat cost {cost} micro-dollars; it reads {read.shown}"
+                            + (f" ({read.micros} micro-dollars)" if read.micros is not None else ""))
+    p.require(not problems, [*chats, *(r.exchange for r in reads)], "Chats in flight together billed the wrong user",
               "; ".join(problems))
 
 

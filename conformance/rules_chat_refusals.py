@@ -106,14 +106,16 @@ def _reads_zero(exchange: Exchange) -> bool:
 
 @probe("chat.insufficient", sources=("seed: 402 insufficient_balance POST /v1/users/:id/chat/completions "
                                      "User balance too low",),
-       elements=("#/components/responses/InsufficientBalance",), cost=Cost(CENT, 1), needs=NEEDS, stage=6)
+       elements=("#/components/responses/InsufficientBalance",), cost=Cost(2 * CENT, 1, minimum=CENT),
+       needs=NEEDS, stage=6)
 def chat_insufficient(p: Probe) -> None:
     """A chat the user's balance cannot cover answers 402 insufficient_balance (any other
     answer is a failure: a 404 for a drained user, a 400, an error answered 200, a completion
-    served anyway), and charges nothing: the balance then reads what the quota blocks left,
-    and the developer balance moved only by the cent granted to that user. A chat served while
-    the balance was above zero that stops it at $0.00 keeps the docs' "402 at zero" and breaks
-    only the contract's choice (a warning); the next chat must then answer 402."""
+    served anyway), streamed or not, on the path and on the header form, and charges nothing:
+    the balance then reads what the quota blocks left, and the developer balance moved only by
+    the cent granted to that user; a cent granted after, the next chat debits exactly its cost.
+    A chat served while the balance was above zero that stops it at $0.00 keeps the docs' "402
+    at zero" and breaks only the contract's choice (a warning); the next chat must then answer 402."""
     insufficient = p.t.facts.error("InsufficientBalance")
     moved, still, pool_reads, drained = watch_pool(p, lambda: _drain(p))
     outcome, steps, left, user = drained.outcome, drained.steps, drained.left, drained.user
@@ -155,6 +157,14 @@ def chat_insufficient(p: Probe) -> None:
                          f"the streamed chat answered {streamed.status} {code_text(streamed)}"
                          f" ({streamed.header('Content-Type') or 'no Content-Type'})"):
             return
+        # The header form names the same user: refused alike, never billed to the developer.
+        named = header_chat(p, user, chat_body(p, BIG_PROMPT, drained.copies))
+        steps.append(named)
+        if not p.require(insufficient.answered(named), steps,
+                         f"A header-form chat the balance could not cover was not refused with {insufficient.status} "
+                         f"{insufficient.code}", f"POST /v1/chat/completions with X-External-User-ID answered "
+                         f"{named.status} {code_text(named)}"):
+            return
         after = user_balance(p, user)
         micros = "" if after.micros is None else f" ({after.micros} micro-dollars)"
         if before is not None:
@@ -163,9 +173,27 @@ def chat_insufficient(p: Probe) -> None:
                       "A refused chat charged the user", f"the balance read {before.shown} before a streamed chat "
                       f"was refused and {after.shown}{micros} after it")
             return
-        p.require(not after.ok or after.agrees_with(left), [*steps, after.exchange], "A refused chat charged the user",
-                  f"by the quota blocks the user held {usd(left)} when the chat was refused; the balance "
-                  f"then reads {after.shown}{micros}")
+        if p.require(not after.ok or after.agrees_with(left), [*steps, after.exchange],
+                     "A refused chat charged the user", f"by the quota blocks the user held {usd(left)} when the "
+                     f"chat was refused; the balance then reads {after.shown}{micros}"):
+            _top_up_and_chat(p, user, left, steps)
+
+
+def _top_up_and_chat(p: Probe, user: str, left: int, steps: list[Exchange]) -> None:
+    """After a refusal, a cent granted and a chat served: the chat debits exactly its cost (a
+    deployment that waives or refunds the first chat after a 402 shows here)."""
+    if not p.affordable(0.01):
+        return
+    granted = grant(p, user, 1, description="quota-conformance top-up after a 402")
+    chat = user_chat(p, user, chat_body(p))
+    cost = charged(chat)
+    read = user_balance(p, user)
+    if not granted.ok or not chat.ok or cost is None or read.micros is None:
+        return
+    p.require(read.micros == left + CENT - cost, [*steps, granted, chat, read.exchange],
+              "A chat after a top-up did not debit its cost",
+              f"the user held {left} micro-dollars, was granted $0.01 and chatted for {cost}; the balance reads "
+              f"{read.micros} micro-dollars, not {left + CENT - cost}")
 
 
 @probe("chat.unfunded_user", sources=("public-facts: A balance never expires and cannot go negative: "

@@ -11,10 +11,10 @@ from hypothesis import strategies as st
 from mockserver.contract import CONTRACT, DOCUMENTED
 from mockserver.domain.money import MICROS_PER_CENT
 
-from .actions import code_text, grant, query_balance, shown, user_balance
+from .actions import chat_body, code_text, grant, query_balance, shown, user_balance, user_chat
 from .checks import parse_money
 from .engine import Exchange
-from .properties import Probe
+from .properties import Probe, Skip
 from .registry import Cost, Needs, probe
 from .strategies import user_suffixes
 
@@ -22,10 +22,11 @@ CENT = MICROS_PER_CENT
 USER_ID = "#/components/schemas/ExternalUserId"
 SOURCES = ("seed: external_user_id string Your unique identifier for the user",)
 # One id with every awkward class at once: a space (also at the end), '%' (and an escape that
-# a second decoding would read), '@', '/', '+' (a space to form decoding), a capital letter,
+# a second decoding would read), '@', '/', '+' (a space to form decoding), ',' (a list to a
+# query parser that splits values), a capital letter,
 # non-ASCII, an emoji, a letter in decomposed form (a deployment that normalises some reads but
 # not others loses it).
-AWKWARD = "-Zoë a%41b%2Fc@d/e+f 中😀 e\u0301 "  # "e\u0301": an accent as a combining mark
+AWKWARD = "-Zoë a%41b%2Fc@d/e+f,g 中😀 e\u0301 "  # "e\u0301": an accent as a combining mark
 MAX_LENGTH = 255
 
 
@@ -68,6 +69,20 @@ def _roundtrip(p: Probe, user: str, cents: int, steps: list[Exchange]) -> list[t
     return problems
 
 
+def _chats_as(p: Probe, user: str, steps: list[Exchange]) -> list[tuple[str, str]]:
+    """A user the deployment granted and reads back also chats on the path form: its id is the
+    same id there (a chat route that does not decode the path finds no such user)."""
+    try:
+        chat = user_chat(p, user, chat_body(p))
+    except Skip:  # the account's billing mode refuses user chats, or the provider failed
+        return []
+    steps.append(chat)
+    if chat.ok:
+        return []
+    return [(f"{user!r}, granted and read back, chatting on the path form answered {chat.status} "
+             f"{code_text(chat)}", DOCUMENTED)]
+
+
 def _echo_mark(echoed: object, user: str) -> str:
     """An id answered in another Unicode normalisation form (NFC) is the contract's reading of
     "the same id" (see LOOK_ALIKES); any other difference is a documented failure."""
@@ -88,7 +103,10 @@ def identity_roundtrip(p: Probe) -> None:
     problems: list[tuple[str, str]] = []
     steps: list[Exchange] = []
     for user in users:
-        problems += _roundtrip(p, user, 1, steps)
+        found = _roundtrip(p, user, 1, steps)
+        problems += found
+        if p.first and user is users[0] and not found and p.t.options.chat and not p.t.options.read_only:
+            problems += _chats_as(p, user, steps)
     mark = DOCUMENTED if any(mark == DOCUMENTED for _, mark in problems) else CONTRACT
     p.require(not problems, steps, "A user id did not round-trip", "; ".join(text for text, _ in problems), mark)
 

@@ -95,6 +95,7 @@ def exercise(app: Flask) -> list[Observation]:
     _identities(s)
     _chats(s)
     _errors_and_auth(s)
+    _more_money_and_chats(s)
     return s.seen
 
 
@@ -246,3 +247,39 @@ def _errors_and_auth(s: Script) -> None:
     s.call("/V1/ME without key", "GET", "/V1/ME", key=None)
     s.call("a grant sent as application/json; charset=utf-8", "POST", "/v1/funding/grant",
            content_type="application/json; charset=utf-8", raw=b'{"external_user_id": "charset-user", "amount": 0.5}')
+
+
+def _more_money_and_chats(s: Script) -> None:
+    """Large amounts, a replay after a later grant, awkward ids in chats and queries, chats of
+    two users at once, many grants at once, a top-up after a 402, the second key, and a
+    developer-billed stream."""
+    s.grant("a grant of $10.03", "large-user", 10.03)
+    s.grant("a grant of $100", "large-user", 100)
+    s.read("after large grants", "large-user")
+    s.grant("replayed later, first", "replay-later", 0.05, key="later-1")
+    s.grant("replayed later, another grant", "replay-later", 0.01, key="later-2")
+    s.grant("replayed later, the replay", "replay-later", 0.05, key="later-1")
+    s.read("after a replay after a later grant", "replay-later")
+    for user in ("ann lee", "ann,lee"):
+        s.grant(f"fund {user!r}", user, 0.10)
+        s.call(f"chat as {user!r}", "POST", f"/v1/users/{quote(user, safe='')}/chat/completions", body=_CHAT)
+        s.read(f"after chatting as {user!r}", user)
+    for user in ("pair-a", "pair-b"):
+        s.grant(f"fund {user}", user, 0.02)
+    s.together("two users' chats at once", *(lambda u=u: s.call("", "POST", f"/v1/users/{u}/chat/completions",
+                                                                 body=_CHAT) for u in ("pair-a", "pair-b")))
+    s.seen = [o for o in s.seen if o[0]]
+    for user in ("pair-a", "pair-b"):
+        s.read(f"after two users' chats at once: {user}", user)
+    s.together("five grants at once", *(lambda i=i: s.grant("", "many-user", 0.01, key=f"many-{i}") for i in range(5)))
+    s.seen = [o for o in s.seen if o[0]]
+    s.read("after five grants at once", "many-user")
+    s.call("header chat for a drained user", "POST", "/v1/chat/completions", body=_BIG_CHAT,
+           headers={"X-External-User-ID": "drained"})
+    s.pool("pool after a header chat for a drained user")
+    s.grant("top up the drained user", "drained", 0.01)
+    s.call("a chat after the top-up", "POST", "/v1/users/drained/chat/completions", body=_CHAT)
+    s.read("after a chat after the top-up", "drained")
+    s.call("me with the second key", "GET", "/v1/me", key=KEY2)
+    s.call("a developer stream", "POST", "/v1/chat/completions", body={**_CHAT, "stream": True})
+    s.pool("pool after a developer stream")

@@ -25,6 +25,13 @@ EXPECTED_MISSES: frozenset[str] = frozenset({
     # that strip an optional scheme are correct by the docs (variant bare_key_accepted), so
     # auth.missing_key only warns on it, and fails it under --profile strict.
     "bearer_scheme_optional",
+    # Bugs above an amount a staging budget never grants ($10, $100): the suite grants at most
+    # what --budget allows, and a run at --budget 5 stays under $3.
+    "large_grants_float32",
+    "large_grants_held_for_review",
+    # A markup applied twice, and reported consistently: the suite knows no model's price (the
+    # docs give the formula, not the providers' base prices), so any consistent price passes.
+    "markup_applied_twice",
 })
 
 EXPECTED_FALSE_FAILURES: frozenset[str] = frozenset({
