@@ -30,7 +30,9 @@ from .safety import LimitReached, RequestRefused, potential_credit
 
 T = TypeVar("T")
 # The part of the budget the plan leaves to the schema-driven phase (generated grants).
-FUZZ_SHARE_PERCENT = 5
+FUZZ_SHARE_PERCENT = 2
+# What a rule's sharpest inputs get in the plan's first pass over them (see plan()).
+SHARP_STEP = 30 * MICROS_PER_CENT
 
 
 class Skip(Exception):
@@ -188,12 +190,15 @@ def plan(rules: list[Rule], t: Target) -> dict[str, int]:
     if t.options.fuzz:
         remaining -= min(remaining, t.guard.budget.total * FUZZ_SHARE_PERCENT // 100)
     # The sharpest inputs next (float-prone amounts, every pair of look-alike ids), in priority
-    # order, before any rule's further examples.
-    for rule in rules:
-        if rule.name in shares and rule.cost.sharp is not None:
-            more = max(0, min(rule.cost.sharp - shares[rule.name], remaining))
-            shares[rule.name] += more
-            remaining -= more
+    # order, before any rule's further examples: first up to SHARP_STEP each, so that one rule's
+    # costly inputs (grant.arithmetic's dollars) leave the later rules their cheap ones, then the rest.
+    for step in (SHARP_STEP, None):
+        for rule in rules:
+            if rule.name in shares and rule.cost.sharp is not None:
+                want = rule.cost.sharp if step is None else min(rule.cost.sharp, step)
+                more = max(0, min(want - shares[rule.name], remaining))
+                shares[rule.name] += more
+                remaining -= more
     # Smallest wants first: many rules served in full rather than one rule's long tail.
     for rule in sorted((r for r in rules if r.name in shares), key=lambda r: r.cost.full - shares[r.name]):
         if rule.name in shares:

@@ -218,12 +218,12 @@ def _developer_stream(p: Probe) -> None:
 
 
 @probe("chat.concurrent_users", sources=(*BILLING, "seed: POST /v1/users/:id/chat/completions"),
-       elements=(USER_CHAT_OP,), cost=Cost(4 * CENT, 1), needs=NEEDS, stage=9)
+       elements=(USER_CHAT_OP,), cost=Cost(2 * CENT, 1), needs=NEEDS, stage=9)
 def chat_concurrent_users(p: Probe) -> None:
     """Two users' chats in flight at the same moment each bill their own user: each balance
     drops by exactly its own chat's charge (a deployment that keeps "the billed user" in shared
     state while the provider answers bills one user twice)."""
-    users = [funded_user(p, 2, suffix=f"-both{i}") for i in range(2)]
+    users = [funded_user(p, 1, suffix=f"-both{i}") for i in range(2)]
     answers = concurrently(2, lambda i: user_chat(p, users[i], chat_body(p, max_tokens=8)))
     if any(isinstance(a, Skip) for a in answers):
         raise next(a for a in answers if isinstance(a, Skip))
@@ -235,8 +235,8 @@ def chat_concurrent_users(p: Probe) -> None:
     problems = []
     for user, chat, read in zip(users, chats, reads, strict=True):
         cost = charged(chat)
-        if cost is not None and not read.agrees_with(2 * CENT - cost):
-            problems.append(f"{user!r} held $0.02 and its chat cost {cost} micro-dollars; it reads {read.shown}"
+        if cost is not None and not read.agrees_with(CENT - cost):
+            problems.append(f"{user!r} held $0.01 and its chat cost {cost} micro-dollars; it reads {read.shown}"
                             + (f" ({read.micros} micro-dollars)" if read.micros is not None else ""))
     p.require(not problems, [*chats, *(r.exchange for r in reads)], "Chats in flight together billed the wrong user",
               "; ".join(problems))

@@ -126,7 +126,7 @@ def grant_missing_fields(p: Probe) -> None:
 
 @probe("grant.invalid_amount", provenance=CONTRACT,
        elements=("#/components/schemas/GrantRequest/properties/amount/allOf/0",),
-       cost=Cost(CENT, 4, minimum=0, most=3 * CENT), needs=(Needs.WRITES,), stage=0)
+       cost=Cost(CENT, 4, minimum=0, most=3 * CENT, sharp=3 * CENT), needs=(Needs.WRITES,), stage=0)
 def grant_invalid_amount(p: Probe) -> None:
     """An amount outside the contract's limits (zero, negative, finer than a cent), or not a
     JSON number (a numeric string: the docs' type, so documented), answers 400 bad_request,

@@ -127,21 +127,36 @@ LOOK_ALIKES = (
 
 
 @probe("identity.case_sensitive", sources=SOURCES, elements=(USER_ID,),
-       cost=Cost(2 * CENT, 1, sharp=2 * CENT * len(LOOK_ALIKES)), needs=(Needs.WRITES,), stage=9)
+       cost=Cost(2 * CENT, 1, sharp=CENT * len(LOOK_ALIKES), most=2 * CENT * len(LOOK_ALIKES)),
+       needs=(Needs.WRITES,), stage=9)
 def identity_case_sensitive(p: Probe) -> None:
     """Ids that differ only in case, by a trailing space, by an accent, in the case of a
     non-ASCII letter, or in a character outside the BMP (an emoji) are different users: each
     keeps its own balance (and, the contract's reading, so are a letter composed and decomposed)."""
+    # First a cent to one id of every pair, and a read of the other: an id folded into its
+    # look-alike reads the first one's money (a cent a pair). Then, while the budget lasts, a
+    # cent to the other too: each must hold its own, and its first grant start from nothing.
+    granted = []
     for label, first_suffix, second_suffix, mark in LOOK_ALIKES:
-        if not p.affordable(0.02):
+        if not p.affordable(0.01):
             break
         base = p.t.guard.new_user()
         first_user, second_user = base + first_suffix, base + second_suffix
         first = grant(p, first_user, 1)
-        second = grant(p, second_user, 1)
-        if not first.ok or not second.ok:
+        if not first.ok:
             # An id refused outright is identity.roundtrip's to judge; two ids cannot be one user here.
-            p.t.results.note(p.rule.name, f"ids that {label}: a grant answered {first.status}/{second.status}")
+            p.t.results.note(p.rule.name, f"ids that {label}: the grant answered {first.status}")
+            continue
+        other = user_balance(p, second_user)
+        if p.require(not (other.ok and other.cents), [first, other.exchange], f"Ids that {label} are one user",
+                     f"after a grant of $0.01 to {first_user!r} only, {second_user!r} reads {other.shown}", mark):
+            granted.append((label, first_user, second_user, mark, first))
+    for label, first_user, second_user, mark, first in granted:
+        if not p.affordable(0.01):
+            break
+        second = grant(p, second_user, 1)
+        if not second.ok:
+            p.t.results.note(p.rule.name, f"ids that {label}: the second grant answered {second.status}")
             continue
         reads = [(user_balance(p, first_user), first_user), (user_balance(p, second_user), second_user)]
         problems = [f"{user!r} reads {read.shown}, expected its own $0.01" for read, user in reads if read.cents != 1]

@@ -14,7 +14,7 @@ from .conftest import FAST, grants_in_ledger, recording
 from .mutants import KEY, base_app
 
 # Rules that need an option a plain run does not give, and the rule no test budget reaches.
-NEED_OPTIONS = {"idem.scope_per_key", "idem.retention", "grant.pool_insufficient"}
+NEED_OPTIONS = {"idem.scope_per_key", "auth.second_key", "idem.retention", "grant.pool_insufficient"}
 
 
 def test_passes_in_process(run_app):
