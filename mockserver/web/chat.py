@@ -7,6 +7,7 @@ from collections.abc import Callable, Iterator
 from flask import Response, request
 
 from ..domain.chat_request import parse_chat_request
+from ..domain.faults import MAX_LATENCY_MS
 from .chat_render import completion_body, completion_events
 from .presenters import json_response
 from .simulation import CHUNK_DELAY_ENVIRON_KEY, add_applied_preference
@@ -41,9 +42,14 @@ def _chat(state: MockState, req: ValidatedRequest, user_id: str | None) -> Respo
 
 
 def _paced(events: Iterator[str], seconds: float, hold: Callable[[float], None]) -> Iterator[str]:
-    """The events with a pause before each one after the first, as a model's tokens arrive.
-    The charge is already applied: a client that stops reading has still paid for the chat."""
+    """The events with a pause before each one after the first, as a model's tokens arrive, for
+    MAX_LATENCY_MS in all at most (then the rest at once: a 128-choice answer paced 30 s an event
+    would hold a server thread for hours). The charge is already applied: a client that stops
+    reading has still paid for the chat."""
+    left = MAX_LATENCY_MS / 1000
     for index, event in enumerate(events):
-        if index:
-            hold(seconds)
+        if index and left > 0:
+            pause = min(seconds, left)
+            hold(pause)
+            left -= pause
         yield event

@@ -108,3 +108,18 @@ def test_a_meaningless_chunk_delay_is_400(client, value):
     response = client.post("/v1/users/user_123/chat/completions", headers={**AUTH, "Prefer": f"chunk-delay={value}"},
                            json={"model": "gpt-4o-mini", "messages": [{"role": "user", "content": "Hi"}]})
     assert response.status_code == 400 and "chunk-delay" in response.json["error"]["message"]
+
+
+def test_a_paced_stream_is_paced_for_at_most_the_latency_cap(monkeypatch):
+    """128 choices at 30 s an event would hold a thread for hours: pacing stops at 30 s in all."""
+    from mockserver import create_app, mock_state
+
+    app = create_app({"stream_chunk_delay_ms": 30_000})
+    slept: list[float] = []
+    mock_state(app).hold = slept.append  # type: ignore[assignment]
+    chat = {"model": "gpt-4o-mini", "messages": [{"role": "user", "content": "Hi"}], "max_tokens": 8, "n": 16,
+            "stream": True}
+    response = app.test_client().post("/v1/users/user_123/chat/completions", json=chat, headers=AUTH)
+    events = [e for e in response.get_data(as_text=True).split("\n\n") if e.startswith("data: ")]
+    assert len(events) > 10
+    assert sum(slept) == pytest.approx(30.0) and max(slept) == 30.0
