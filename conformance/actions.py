@@ -58,17 +58,6 @@ class Balance:
         return self.cents is not None and self.cents in display_cents(micros)
 
 
-def shows_the_read(display: int | None, read: Balance) -> bool:
-    """Whether a quota block's display balance (cents) can be the balance read right after:
-    the same cents, or, the read's micro-dollars known, either display of them (a quota block
-    may round where reads truncate: the docs call dollar strings a display form)."""
-    if display is None or not read.ok:
-        return True
-    if read.micros is not None:
-        return display in display_cents(read.micros)
-    return display == read.cents
-
-
 def display_cents(micros: int) -> set[int]:
     """The cents a display form of ``micros`` may show: truncated, or rounded half up."""
     down = micros // MICROS_PER_CENT

@@ -9,55 +9,9 @@ from typing import Any
 
 from flask import Flask
 
-from mockserver.domain.money import MICROS_PER_CENT
-
 from .mutants.kit import KEY2, USERS, Exchange, chat_path, correct_app, middleware, service_of
 from .variants import variant
 from .variants_fourth import _is_stream, _sse_map
-
-
-def _rounded_money(micros: int) -> str:
-    cents = (micros + MICROS_PER_CENT // 2) // MICROS_PER_CENT
-    return f"${cents // 100}.{cents % 100:02d}"
-
-
-@variant("the chat service formats its quota block's balances with '%.2f' (rounded half up), while the balance "
-         "service truncates; both show the same micro-dollar balance (balance_microdollars on reads)",
-         "the seed and public-facts never say how a dollar string is made from micro-dollars (truncation is "
-         "openapi.yaml's description); the suite itself accepts either on every read (display_cents)")
-def quota_block_rounds_reads_truncate() -> Flask:
-    app = correct_app()
-    store = service_of(app).store
-    original = store.apply_charge
-    local = threading.local()
-
-    def apply_charge(*args: Any, **kwargs: Any) -> Any:
-        result = original(*args, **kwargs)
-        local.charge = result
-        return result
-
-    store.apply_charge = apply_charge  # type: ignore[method-assign]
-
-    def fix(chunk: dict[str, Any]) -> dict[str, Any]:
-        charge = getattr(local, "charge", None)
-        if charge is not None and isinstance(chunk.get("quota"), dict):
-            chunk["quota"]["balance_before"] = _rounded_money(charge.balance_before)
-            chunk["quota"]["balance_after"] = _rounded_money(charge.balance_after)
-        return chunk
-
-    def before(ex: Exchange) -> bool:
-        local.charge = None
-        return False
-
-    def after(ex: Exchange) -> None:
-        if not chat_path(ex) or ex.status != 200:
-            return
-        if _is_stream(ex):
-            _sse_map(ex, fix)
-        elif isinstance(ex.json, dict):
-            ex.set_json(fix(ex.json))
-
-    return middleware(app, after, before)
 
 
 @variant("the developer earns the markup on user-billed chats: a user's chat costing base * (1 + markup) credits "
