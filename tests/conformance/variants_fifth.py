@@ -16,9 +16,18 @@ from flask import Flask
 from mockserver.domain.completions import complete
 from mockserver.domain.errors import INSUFFICIENT_BALANCE, QuotaError
 
-from .mutants.kit import GRANT, Exchange, chat_path, correct_app, middleware, service_of
+from .mutants.kit import (
+    GRANT,
+    Exchange,
+    chat_path,
+    correct_app,
+    is_stream,
+    middleware,
+    rewrite_answer,
+    rewrite_events,
+    service_of,
+)
 from .variants import variant
-from .variants_fourth import _is_stream, _sse_map
 
 # -- helpers ---------------------------------------------------------------------------------
 
@@ -180,7 +189,7 @@ def charset_content_types() -> Flask:
          "before the last is openapi.yaml's choice (contract)")
 def usage_on_every_chunk() -> Flask:
     def after(ex: Exchange) -> None:
-        if not chat_path(ex) or ex.status != 200 or not _is_stream(ex):
+        if not chat_path(ex) or ex.status != 200 or not is_stream(ex):
             return
         final = None
         for line in ex.response.split(b"\n"):
@@ -201,7 +210,7 @@ def usage_on_every_chunk() -> Flask:
                                   "total_tokens": final["prompt_tokens"] + done}
             return chunk
 
-        _sse_map(ex, change)
+        rewrite_events(ex, change)
 
     return middleware(correct_app(), after)
 
@@ -213,7 +222,7 @@ def usage_on_every_chunk() -> Flask:
          "stream_options, and which chunk carries usage is openapi.yaml's choice (contract)")
 def usage_on_finish_chunk() -> Flask:
     def after(ex: Exchange) -> None:
-        if not chat_path(ex) or ex.status != 200 or not _is_stream(ex):
+        if not chat_path(ex) or ex.status != 200 or not is_stream(ex):
             return
         chunks = [json.loads(line[6:]) for line in ex.response.split(b"\n") if line.startswith(b"data: {")]
         usage = next((c["usage"] for c in chunks if isinstance(c.get("usage"), dict)), None)
@@ -322,10 +331,7 @@ def openai_passthrough_fields() -> Flask:
     def after(ex: Exchange) -> None:
         if not chat_path(ex) or ex.status != 200:
             return
-        if _is_stream(ex):
-            _sse_map(ex, enrich)
-        elif isinstance(ex.json, dict):
-            ex.set_json(enrich(ex.json))
+        rewrite_answer(ex, enrich)
 
     return middleware(correct_app(), after)
 
@@ -457,7 +463,7 @@ def only_mini_openai_404() -> Flask:
          "public-facts: stream: true answers with server-sent events, OpenAI style; Azure OpenAI streams so")
 def azure_filter_results_in_stream() -> Flask:
     def after(ex: Exchange) -> None:
-        if not chat_path(ex) or ex.status != 200 or not _is_stream(ex):
+        if not chat_path(ex) or ex.status != 200 or not is_stream(ex):
             return
         first = None
 
@@ -469,7 +475,7 @@ def azure_filter_results_in_stream() -> Flask:
                 first = {k: chunk[k] for k in ("id", "object", "created", "model") if k in chunk}
             return chunk
 
-        _sse_map(ex, change)
+        rewrite_events(ex, change)
         if first is not None:
             opening = {**first, "choices": [], "prompt_filter_results": [
                 {"prompt_index": 0, "content_filter_results": {"hate": {"filtered": False, "severity": "safe"}}}]}
@@ -522,9 +528,6 @@ def provider_prompt_cache() -> Flask:
                 chunk["usage"]["prompt_tokens_details"] = {"cached_tokens": getattr(local, "cached", 0)}
             return chunk
 
-        if _is_stream(ex):
-            _sse_map(ex, add)
-        elif isinstance(ex.json, dict):
-            ex.set_json(add(ex.json))
+        rewrite_answer(ex, add)
 
     return middleware(app, after)

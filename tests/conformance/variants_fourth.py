@@ -5,36 +5,26 @@ vendor's docs are silent, and says why in its second argument.
 
 from __future__ import annotations
 
-import json
 import threading
 import time
-from collections.abc import Callable
 from decimal import Decimal
 from typing import Any
 from urllib.parse import parse_qsl, unquote
 
 from flask import Flask
 
-from .mutants.kit import GRANT, KEY, KEY2, Exchange, chat_path, correct_app, middleware, service_of
+from .mutants.kit import (
+    GRANT,
+    KEY,
+    KEY2,
+    Exchange,
+    chat_path,
+    correct_app,
+    middleware,
+    rewrite_answer,
+    service_of,
+)
 from .variants import _bad_request, variant
-
-
-def _sse_map(ex: Exchange, change: Callable[[dict[str, Any]], dict[str, Any] | None]) -> None:
-    """Rewrite each JSON chunk of an event stream (None drops the event)."""
-    out: list[bytes] = []
-    for line in ex.response.split(b"\n"):
-        if line.startswith(b"data: {"):
-            new = change(json.loads(line[6:]))
-            if new is None:
-                continue
-            line = b"data: " + json.dumps(new, separators=(",", ":")).encode()
-        out.append(line)
-    ex.response = b"\n".join(out)
-
-
-def _is_stream(ex: Exchange) -> bool:
-    return "text/event-stream" in ex.response_headers.get("Content-Type", "")
-
 
 ME_CACHE_SECONDS = 300.0
 
@@ -157,10 +147,7 @@ def credits_used_in_dollars() -> Flask:
     def after(ex: Exchange) -> None:
         if not chat_path(ex) or ex.status != 200:
             return
-        if _is_stream(ex):
-            _sse_map(ex, _quota_in_dollars)
-        elif isinstance(ex.json, dict):
-            ex.set_json(_quota_in_dollars(ex.json))
+        rewrite_answer(ex, _quota_in_dollars)
 
     return middleware(correct_app(), after)
 

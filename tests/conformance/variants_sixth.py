@@ -9,9 +9,19 @@ from typing import Any
 
 from flask import Flask
 
-from .mutants.kit import KEY2, USERS, Exchange, chat_path, correct_app, middleware, service_of
+from .mutants.kit import (
+    KEY2,
+    USERS,
+    Exchange,
+    chat_path,
+    correct_app,
+    is_stream,
+    middleware,
+    rewrite_answer,
+    rewrite_events,
+    service_of,
+)
 from .variants import variant
-from .variants_fourth import _is_stream, _sse_map
 
 
 @variant("the developer earns the markup on user-billed chats: a user's chat costing base * (1 + markup) credits "
@@ -113,10 +123,7 @@ def quota_billing_mode_is_accounts() -> Flask:
     def after(ex: Exchange) -> None:
         if not chat_path(ex) or ex.status != 200:
             return
-        if _is_stream(ex):
-            _sse_map(ex, fix)
-        elif isinstance(ex.json, dict):
-            ex.set_json(fix(ex.json))
+        rewrite_answer(ex, fix)
 
     return middleware(correct_app(), after)
 
@@ -135,14 +142,14 @@ def stream_quota_only_with_include_usage() -> Flask:
         return False
 
     def after(ex: Exchange) -> None:
-        if not chat_path(ex) or ex.status != 200 or not _is_stream(ex) or getattr(local, "asked", False):
+        if not chat_path(ex) or ex.status != 200 or not is_stream(ex) or getattr(local, "asked", False):
             return
 
         def strip(chunk: dict[str, Any]) -> dict[str, Any]:
             chunk.pop("quota", None)
             return chunk
 
-        _sse_map(ex, strip)
+        rewrite_events(ex, strip)
 
     return middleware(correct_app(), after, before)
 

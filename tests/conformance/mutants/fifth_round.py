@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
-import json
 import struct
 import threading
 import time
@@ -23,6 +22,8 @@ from .kit import (
     add_to_balance,
     chat_path,
     correct_app,
+    edit_events,
+    is_stream,
     middleware,
     mutant,
     service_of,
@@ -38,24 +39,9 @@ STALE = "stale read"
 USER_HEADER = "X-External-User-ID"
 
 
-def _is_stream(ex: Exchange) -> bool:
-    return ex.response_headers.get("Content-Type", "").startswith("text/event-stream")
-
-
-def _map_events(ex: Exchange, change: Any) -> None:
-    out = []
-    for line in ex.response.decode("utf-8").split("\n"):
-        if line.startswith("data: {"):
-            chunk = json.loads(line[6:])
-            change(chunk)
-            line = "data: " + json.dumps(chunk, separators=(",", ":"), ensure_ascii=False)
-        out.append(line)
-    ex.response = "\n".join(out).encode("utf-8")
-
-
 def _quota_of(ex: Exchange) -> dict[str, Any] | None:
     """The quota block of a chat answer (JSON, or a stream's last one)."""
-    if _is_stream(ex):
+    if is_stream(ex):
         found: list[dict[str, Any]] = []
 
         def grab(chunk: dict[str, Any]) -> None:
@@ -63,7 +49,7 @@ def _quota_of(ex: Exchange) -> dict[str, Any] | None:
                 found.append(chunk["quota"])
 
         saved = ex.response
-        _map_events(ex, grab)
+        edit_events(ex, grab)
         ex.response = saved
         return found[-1] if found else None
     body = ex.json
@@ -216,8 +202,8 @@ def developer_chat_quota_zero() -> Flask:
     def after(ex: Exchange) -> None:
         if not (chat_path(ex) and ex.status == 200 and ex.user_in_path() is None and ex.header(USER_HEADER) is None):
             return
-        if _is_stream(ex):
-            _map_events(ex, lambda c: zero(c["quota"]) if isinstance(c.get("quota"), dict) else None)
+        if is_stream(ex):
+            edit_events(ex, lambda c: zero(c["quota"]) if isinstance(c.get("quota"), dict) else None)
         elif isinstance(ex.json, dict) and isinstance(ex.json.get("quota"), dict):
             body = ex.json
             zero(body["quota"])
@@ -242,8 +228,8 @@ def header_stream_quota_developer() -> Flask:
 
     def after(ex: Exchange) -> None:
         if (chat_path(ex) and ex.status == 200 and ex.user_in_path() is None and ex.header(USER_HEADER)
-                and _is_stream(ex)):
-            _map_events(ex, change)
+                and is_stream(ex)):
+            edit_events(ex, change)
 
     return middleware(app, after)
 
@@ -577,7 +563,7 @@ def developer_streams_free() -> Flask:
         return False
 
     def after(ex: Exchange) -> None:
-        if getattr(streaming, "on", False) and ex.status == 200 and _is_stream(ex):
+        if getattr(streaming, "on", False) and ex.status == 200 and is_stream(ex):
             quota = _quota_of(ex)
             if quota and isinstance(quota.get("credits_used"), int):
                 add_to_balance(service, None, quota["credits_used"])
@@ -596,7 +582,7 @@ def me_counts_header_chats_twice() -> Flask:
     def after(ex: Exchange) -> None:
         if chat_path(ex) and ex.status == 200 and ex.user_in_path() is None and ex.header(USER_HEADER):
             quota = _quota_of(ex)
-            usage = ex.json.get("usage") if not _is_stream(ex) and isinstance(ex.json, dict) else None
+            usage = ex.json.get("usage") if not is_stream(ex) and isinstance(ex.json, dict) else None
             with lock:
                 totals["requests"] += 1
                 totals["spend_microdollars"] += (quota or {}).get("credits_used") or 0

@@ -14,7 +14,7 @@ from urllib.parse import parse_qsl, quote, urlencode
 
 from flask import Flask
 
-from .kit import GRANT, KEY, Exchange, chat_path, correct_app, middleware, mutant, service_of
+from .kit import GRANT, KEY, Exchange, chat_path, correct_app, edit_events, is_stream, middleware, mutant, service_of
 
 AUTH = "auth"
 EDGE = "non-JSON error"
@@ -22,22 +22,6 @@ IDENTITY = "identity encoding"
 CHAT = "chat"
 ACCOUNT = "wrong account"
 USER_HEADER = "X-External-User-ID"
-
-
-def _map_events(ex: Exchange, change: Any) -> None:
-    """Rewrite each JSON ``data:`` event of a stream with ``change(chunk)``."""
-    out = []
-    for line in ex.response.decode("utf-8").split("\n"):
-        if line.startswith("data: {"):
-            chunk = json.loads(line[6:])
-            change(chunk)
-            line = "data: " + json.dumps(chunk, separators=(",", ":"), ensure_ascii=False)
-        out.append(line)
-    ex.response = "\n".join(out).encode("utf-8")
-
-
-def _is_stream(ex: Exchange) -> bool:
-    return ex.response_headers.get("Content-Type", "").startswith("text/event-stream")
 
 
 def _stream_limits() -> tuple[threading.local, Any]:
@@ -175,8 +159,8 @@ def stream_usage_off_by_one() -> Flask:
             usage["total_tokens"] += 1
 
     def after(ex: Exchange) -> None:
-        if chat_path(ex) and ex.status == 200 and _is_stream(ex):
-            _map_events(ex, change)
+        if chat_path(ex) and ex.status == 200 and is_stream(ex):
+            edit_events(ex, change)
 
     return middleware(correct_app(), after)
 
@@ -191,8 +175,8 @@ def stream_quota_stale_balance() -> Flask:
             quota["balance_after"] = quota["balance_before"]
 
     def after(ex: Exchange) -> None:
-        if chat_path(ex) and ex.status == 200 and _is_stream(ex):
-            _map_events(ex, change)
+        if chat_path(ex) and ex.status == 200 and is_stream(ex):
+            edit_events(ex, change)
 
     return middleware(correct_app(), after)
 
@@ -218,7 +202,7 @@ def stream_ignores_max_tokens() -> Flask:
         "chunk.choices fails (seen with openai 3.57: TypeError 'NoneType' object is not iterable)")
 def stream_quota_named_event() -> Flask:
     def after(ex: Exchange) -> None:
-        if not _is_stream(ex):
+        if not is_stream(ex):
             return
         out: list[bytes] = []
         for line in ex.response.split(b"\n"):

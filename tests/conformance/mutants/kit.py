@@ -369,3 +369,34 @@ def shed(ex: Exchange, message: str = "Temporarily overloaded; nothing was appli
     ex.error(503, "service_unavailable", message)
     ex.response_headers["Retry-After"] = "1"
     return True
+
+
+def is_stream(ex: Exchange) -> bool:
+    """Whether the answer is a server-sent event stream."""
+    return "text/event-stream" in ex.response_headers.get("Content-Type", "")
+
+
+def rewrite_events(ex: Exchange, change: Callable[[dict[str, Any]], dict[str, Any] | None]) -> None:
+    """Replace each JSON ``data:`` event of a stream with ``change(chunk)`` (None drops it)."""
+    out: list[bytes] = []
+    for line in ex.response.split(b"\n"):
+        if line.startswith(b"data: {"):
+            new = change(json.loads(line[6:]))
+            if new is None:
+                continue
+            line = b"data: " + json.dumps(new, separators=(",", ":")).encode()
+        out.append(line)
+    ex.response = b"\n".join(out)
+
+
+def edit_events(ex: Exchange, edit: Callable[[dict[str, Any]], Any]) -> None:
+    """Edit each JSON ``data:`` event of a stream in place (``edit``'s result is ignored)."""
+    rewrite_events(ex, lambda chunk: (edit(chunk), chunk)[1])
+
+
+def rewrite_answer(ex: Exchange, change: Callable[[dict[str, Any]], dict[str, Any]]) -> None:
+    """Rewrite a JSON answer's body, or each chunk of a stream, with ``change``."""
+    if is_stream(ex):
+        rewrite_events(ex, change)
+    elif isinstance(ex.json, dict):
+        ex.set_json(change(ex.json))
