@@ -30,7 +30,7 @@ from .safety import LimitReached, RequestRefused, potential_credit
 
 T = TypeVar("T")
 # The part of the budget the plan leaves to the schema-driven phase (generated grants).
-FUZZ_SHARE_PERCENT = 3
+FUZZ_SHARE_PERCENT = 5
 # What a rule's sharpest inputs get in the plan's first pass over them (see plan()).
 SHARP_STEP = 30 * MICROS_PER_CENT
 

@@ -101,6 +101,18 @@ def auth_missing_key(p: Probe) -> None:
         p.t.results.note(p.rule.name, "not probed: " + ", ".join(not_probed))
 
 
+def _a_funded_user(p: Probe, description: str) -> str:
+    """A user of this run that holds money: one an earlier rule's grant made (free), else one
+    granted a cent now (if the budget and the mode allow), else a user never granted."""
+    for user in reversed(list(p.t.ledger_owners.values())):
+        if isinstance(user, str) and user.isascii() and user.isprintable():
+            return user
+    user = p.t.guard.new_user()
+    if not p.t.options.read_only and p.affordable(0.01):
+        grant(p, user, 1, description=description)
+    return user
+
+
 # Forms of a read a router may serve while its key check, written for the contract's own
 # method and paths, never sees them: (label, method, path made from the contract's path).
 OTHER_FORMS = (
@@ -110,14 +122,12 @@ OTHER_FORMS = (
 )
 
 
-@probe("auth.other_forms", sources=AUTH, elements=(SECURITY,), cost=Cost(CENT, 1, minimum=0), stage=7)
+@probe("auth.other_forms", sources=AUTH, elements=(SECURITY,), cost=Cost(0, 1, most=CENT), stage=7)
 def auth_other_forms(p: Probe) -> None:
     """Every read that needs a key, sent without one as HEAD, under its path in capitals, or with a
     trailing slash, is refused, never served (2xx): a router that serves a form the key check does
     not cover leaks the account, and on a user's balance who exists (a funded user's is asked)."""
-    user = p.t.guard.new_user()
-    if not p.t.options.read_only and p.affordable(0.01):
-        grant(p, user, 1, description="quota-conformance auth probe")
+    user = _a_funded_user(p, "quota-conformance auth probe")
     # An edge that answers every HEAD itself (200, no body, whatever the path) says nothing of
     # any route: HEAD is judged only where a path the contract does not define is refused.
     no_key: dict[str, str | None] = {"Authorization": None}  # requests leaves out a header set to None
@@ -142,7 +152,7 @@ def auth_other_forms(p: Probe) -> None:
                       "every operation but the public one needs the key")
 
 
-@probe("auth.second_key", sources=AUTH, elements=(SECURITY,), cost=Cost(CENT, 1, minimum=0),
+@probe("auth.second_key", sources=AUTH, elements=(SECURITY,), cost=Cost(0, 1, most=CENT),
        needs=(Needs.SECOND_KEY,), stage=7)
 def auth_second_key(p: Probe) -> None:
     """A second API key of the account (--second-api-key) is a valid key on every read, as the
@@ -150,9 +160,7 @@ def auth_second_key(p: Probe) -> None:
     routes only answers 401 elsewhere); any other difference from the first key's answer (a key
     scoped to some routes, or to users of its own) breaks only the contract's choice."""
     second = p.t.options.second_api_key
-    user = p.t.guard.new_user()
-    if not p.t.options.read_only and p.affordable(0.01):
-        grant(p, user, 1, description="quota-conformance second key")
+    user = _a_funded_user(p, "quota-conformance second key")
     for op in p.t.contract.operations:
         if op.method != "GET" or op.public:
             continue

@@ -47,7 +47,7 @@ def _debit(p: Probe, form: str, stream: bool | None = None) -> None:
     and the quota block (a stream's last) saying so."""
     # Five cents when the share allows (two on a small budget): more than a 4,096-token hold of
     # gpt-4o (4.5 cents), which a chat debiting its hold instead of its cost would then take.
-    funds = min(5, p.wallet.left // CENT) if not p.first or p.affordable(0.08) else 2
+    funds = min(5, p.wallet.left // CENT) if not p.first or p.affordable(0.08) else 1
     # A capital letter: a header or path lower-cased on the way bills another user.
     user = funded_user(p, funds, suffix="-Ann")
     if stream is None:
@@ -152,12 +152,12 @@ def _path_wins_over_header(p: Probe) -> None:
 
 
 @probe("chat.header_form", sources=BILLING, elements=(f"{CHAT_OP}/parameters/0",),
-       cost=Cost(2 * CENT, 2, sharp=4 * CENT), needs=NEEDS, stage=9)
+       cost=Cost(CENT, 2, sharp=2 * CENT), needs=NEEDS, stage=9)
 def chat_header_form(p: Probe) -> None:
     """A chat on POST /v1/chat/completions with X-External-User-ID bills that user, exactly as
     the path form does, and not the developer; streamed too (the first example sends both)."""
     _debit(p, "header")
-    if p.first and p.affordable(0.02):
+    if p.first and p.affordable(0.01):
         _debit(p, "header", stream=True)
 
 
@@ -254,14 +254,14 @@ GRANTS_DURING_CHAT = 3
 
 
 @probe("chat.grant_during_chat", sources=(*BILLING, "seed: Add balance to an app user's account from your grant pool."),
-       elements=(USER_CHAT_OP, "#/paths/~1v1~1funding~1grant/post"), cost=Cost((2 + GRANTS_DURING_CHAT) * CENT, 1),
+       elements=(USER_CHAT_OP, "#/paths/~1v1~1funding~1grant/post"), cost=Cost((1 + GRANTS_DURING_CHAT) * CENT, 1),
        needs=NEEDS, stage=9)
 def chat_grant_during_chat(p: Probe) -> None:
     """A grant that lands while the user's chat is in flight counts: afterwards the balance is
     what the user held, plus every grant answered 200, less the chat's quota.credits_used. (A
     deployment that reads the balance before the provider's call and writes it back after
     loses the grant; a real provider takes long enough for one to land.)"""
-    funds = 2
+    funds = 1
     user = funded_user(p, funds, suffix="-during")
     body = chat_body(p, max_tokens=16, stream=not p.first and p.draw(st.booleans()))
     chat: list[Exchange] = []

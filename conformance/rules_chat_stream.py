@@ -25,11 +25,11 @@ CENT = MICROS_PER_CENT
 
 
 @probe("chat.stream_sse", sources=("public-facts: stream: true answers with server-sent events, OpenAI style.",),
-       elements=("#/components/responses/ChatCompletion",), cost=Cost(2 * CENT, 2), needs=NEEDS, stage=9)
+       elements=("#/components/responses/ChatCompletion",), cost=Cost(CENT, 2), needs=NEEDS, stage=9)
 def chat_stream_sse(p: Probe) -> None:
     """``stream: true`` answers text/event-stream: ``data:`` events, each a JSON
     chat.completion.chunk, the last one ``data: [DONE]``."""
-    user = funded_user(p, 2)
+    user = funded_user(p, 1)  # a cent pays for a small chat many times over
     body = small_chat(p, stream=True)
     exchange = user_chat(p, user, body) if p.first or p.draw(st.booleans()) else header_chat(p, user, body)
     if not exchange.ok:
@@ -65,7 +65,7 @@ PAIRED_LIMITS = (1, 64)
 
 @probe("chat.stream_parity", sources=("public-facts: stream: true answers with server-sent events, OpenAI style.",
                                       *BILLING),
-       elements=("#/components/schemas/ChatCompletionChunk",), cost=Cost(2 * CENT, 1),
+       elements=("#/components/schemas/ChatCompletionChunk",), cost=Cost(CENT, 1),
        needs=NEEDS, stage=9)
 def chat_stream_parity(p: Probe) -> None:
     """A chat streamed (with ``stream_options.include_usage``) and the same chat not streamed,
@@ -73,7 +73,7 @@ def chat_stream_parity(p: Probe) -> None:
     and prompt + completion in total; with the same usage it is charged the same; its last
     quota block ends on the balance read right after, and the user's balance drops by exactly
     what the two chats report (the same prompt tokens both ways is the contract's reading)."""
-    funds = 2  # four small chats cost well under a cent
+    funds = 1  # four small chats cost well under a cent
     user = funded_user(p, funds)
     held = funds * CENT
     limits = PAIRED_LIMITS if p.first else (p.draw(st.sampled_from((1, 2, 8, 64))),)

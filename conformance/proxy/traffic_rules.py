@@ -27,6 +27,8 @@ from dataclasses import dataclass, field
 from decimal import Decimal, InvalidOperation
 from typing import Any, TypeVar
 
+from mockserver.contract import CONTRACT, DOCUMENTED
+
 from ..checks import parse_money
 from ..engine import Exchange, Target
 from ..facts import BALANCE, CHAT, GRANT, USER_BALANCE, USER_CHAT
@@ -172,6 +174,9 @@ class TrafficRules:
             self._ledger_owner[ledger_id] = (slot, exchange)
             self.t.results.ran(NEW_KEY)
             return
+        # The same user's: a new grant answered as an old one (documented). Another user's: ids
+        # numbered per user, which the docs allow (rules_idempotency says why), the contract's.
+        same_user = owner[1].field("external_user_id") == exchange.field("external_user_id")
         self.t.violation(
             NEW_KEY,
             [owner[1], exchange],
@@ -180,6 +185,7 @@ class TrafficRules:
             f"answered {exchange.status} with duplicate {exchange.field('duplicate')!r} and ledger_id "
             f"{ledger_id}, which an earlier grant under {'no key' if owner[0] is None else 'another key'} "
             "answered: each of them is a new grant",
+            DOCUMENTED if same_user else CONTRACT,
         )
 
     def _amount(self, seen: Seen, body: Any) -> None:

@@ -30,11 +30,11 @@ from .kit import (
     write_balance,
 )
 
-MONEY = "money"
+MONEY = "float money"
 REPLAY = "replay"
 CHAT = "chat"
-IDENTITY = "identity"
-RACE = "race"
+IDENTITY = "identity encoding"
+RACE = "lost update"
 STALE = "stale read"
 USER_HEADER = "X-External-User-ID"
 
