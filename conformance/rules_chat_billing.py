@@ -92,7 +92,7 @@ def _debit(p: Probe, form: str, stream: bool | None = None) -> None:
         if not by_query.agrees_with(start - cost):
             problems.append(f"GET /v1/balance?external_user_id= reads {by_query.shown} after the chat")
         p.require(not problems, steps, "A user's chat did not debit exactly its cost", f"{how}: " + "; ".join(problems))
-        if p.affordable(0.01) and read.micros is not None:
+        if p.affordable(0.01) and read.micros is not None and not stream:
             _grant_after_chat(p, user, start - cost, steps)
     if moved is not None and moved != 0:
         if still:
@@ -156,9 +156,9 @@ def _path_wins_over_header(p: Probe) -> None:
 def chat_header_form(p: Probe) -> None:
     """A chat on POST /v1/chat/completions with X-External-User-ID bills that user, exactly as
     the path form does, and not the developer; streamed too (the first example sends both)."""
-    _debit(p, "header")
-    if p.first and p.affordable(0.01):
+    if p.first:  # the stream first: the JSON form's grant after its chat may take the last cent
         _debit(p, "header", stream=True)
+    _debit(p, "header")
 
 
 @probe("chat.developer_billing", sources=BILLING, elements=(CHAT_OP,),

@@ -65,7 +65,7 @@ PAIRED_LIMITS = (1, 64)
 
 @probe("chat.stream_parity", sources=("public-facts: stream: true answers with server-sent events, OpenAI style.",
                                       *BILLING),
-       elements=("#/components/schemas/ChatCompletionChunk",), cost=Cost(CENT, 1),
+       elements=("#/components/schemas/ChatCompletionChunk",), cost=Cost(2 * CENT, 1),
        needs=NEEDS, stage=9)
 def chat_stream_parity(p: Probe) -> None:
     """A chat streamed (with ``stream_options.include_usage``) and the same chat not streamed,
@@ -73,7 +73,7 @@ def chat_stream_parity(p: Probe) -> None:
     and prompt + completion in total; with the same usage it is charged the same; its last
     quota block ends on the balance read right after, and the user's balance drops by exactly
     what the two chats report (the same prompt tokens both ways is the contract's reading)."""
-    funds = 1  # four small chats cost well under a cent
+    funds = 2  # four small chats: two cents even where a chat is charged a whole cent
     user = funded_user(p, funds)
     held = funds * CENT
     limits = PAIRED_LIMITS if p.first else (p.draw(st.sampled_from((1, 2, 8, 64))),)

@@ -227,7 +227,7 @@ def idem_concurrent_same(p: Probe) -> None:
 
 # Grants the first example sends at once when the budget allows: a store that loses updates only
 # past a few in flight (a small lock table, a pool of connections) shows there.
-MANY_AT_ONCE = 5
+MANY_AT_ONCE = 4
 
 
 @probe("idem.concurrent_distinct", sources=SOURCE, elements=(IDEMPOTENCY,),
