@@ -19,6 +19,7 @@ from mockserver.domain.errors import INSUFFICIENT_BALANCE, QuotaError
 from .mutants.kit import (
     GRANT,
     Exchange,
+    chat_answers_rewritten,
     chat_path,
     correct_app,
     is_stream,
@@ -28,6 +29,7 @@ from .mutants.kit import (
     service_of,
 )
 from .variants import variant
+from .variants_fourth import developer_usage_app
 
 # -- helpers ---------------------------------------------------------------------------------
 
@@ -328,12 +330,7 @@ def openai_passthrough_fields() -> Flask:
             chunk["obfuscation"] = "a1B2c3"
         return chunk
 
-    def after(ex: Exchange) -> None:
-        if not chat_path(ex) or ex.status != 200:
-            return
-        rewrite_answer(ex, enrich)
-
-    return middleware(correct_app(), after)
+    return chat_answers_rewritten(enrich)
 
 
 @variant("401 answers carry WWW-Authenticate: Bearer realm=\"quota\", error=\"invalid_token\" (RFC 6750), and "
@@ -421,26 +418,14 @@ def edge_answers_head() -> Flask:
          "public-facts: 'The shape of /v1/me and its 30-day usage summary' is not documented anywhere; the "
          "authenticated user is the developer, and user-billed chats are paid by the users")
 def me_spend_developer_paid_only() -> Flask:
-    from mockserver.domain.records import CHARGE
-    from mockserver.domain.usage import USAGE_WINDOW_SECONDS, Overview, summarize
+    def spend_of_own(everyone: Any, own: Any) -> Any:
+        usage = dataclasses.replace(everyone, by_model={
+            name: dataclasses.replace(m, spend=own.by_model[name].spend if name in own.by_model else 0)
+            for name, m in everyone.by_model.items()})
+        usage.spend = own.spend
+        return usage
 
-    app = correct_app()
-    store = service_of(app).store
-    original = store.overview
-
-    def overview(clock: Any) -> Any:
-        seen = original(clock)
-        until = seen.usage.until
-        mine = summarize([e for e in store.ledger(until - USAGE_WINDOW_SECONDS)
-                          if e.kind != CHARGE or e.user_id is None], until - USAGE_WINDOW_SECONDS, until)
-        usage = dataclasses.replace(seen.usage, by_model={
-            name: dataclasses.replace(m, spend=mine.by_model[name].spend if name in mine.by_model else 0)
-            for name, m in seen.usage.by_model.items()})
-        usage.spend = mine.spend
-        return Overview(seen.pool, usage)
-
-    store.overview = overview  # type: ignore[method-assign]
-    return app
+    return developer_usage_app(spend_of_own)
 
 
 @variant("the gateway routes only gpt-4o-mini and passes OpenAI's own refusal of any other model through: 404 "

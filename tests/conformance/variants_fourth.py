@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import threading
 import time
+from collections.abc import Callable
 from decimal import Decimal
 from typing import Any
 from urllib.parse import parse_qsl, unquote
@@ -18,10 +19,10 @@ from .mutants.kit import (
     KEY,
     KEY2,
     Exchange,
+    chat_answers_rewritten,
     chat_path,
     correct_app,
     middleware,
-    rewrite_answer,
     service_of,
 )
 from .variants import _bad_request, variant
@@ -144,12 +145,7 @@ def _quota_in_dollars(chunk: dict[str, Any]) -> dict[str, Any]:
          "public-facts lists credits_used without a unit; openapi.yaml marks its micro-dollar unit (and integer type) "
          "as the contract's own choice")
 def credits_used_in_dollars() -> Flask:
-    def after(ex: Exchange) -> None:
-        if not chat_path(ex) or ex.status != 200:
-            return
-        rewrite_answer(ex, _quota_in_dollars)
-
-    return middleware(correct_app(), after)
+    return chat_answers_rewritten(_quota_in_dollars)
 
 
 @variant("Stripe's statuses for idempotency errors: a key reused with another body answers 400 (Stripe's "
@@ -183,6 +179,12 @@ def query_balance_developer_shape() -> Flask:
          "seed: GET /v1/me returns the authenticated user with a 30-day usage summary - whose usage is not said; "
          "the authenticated user is the developer, and user-billed chats are paid by the users")
 def me_usage_developer_billed_only() -> Flask:
+    return developer_usage_app(lambda everyone, own: own)
+
+
+def developer_usage_app(summary: Callable[[Any, Any], Any]) -> Flask:
+    """The correct app whose /v1/me usage is ``summary(everyone's usage, the developer's own)``:
+    the developer's own counts grants and developer-billed chats, not chats users paid for."""
     from mockserver.domain.records import CHARGE
     from mockserver.domain.usage import USAGE_WINDOW_SECONDS, Overview, summarize
 
@@ -193,9 +195,9 @@ def me_usage_developer_billed_only() -> Flask:
     def overview(clock: Any) -> Any:
         seen = original(clock)
         until = seen.usage.until
-        entries = [e for e in store.ledger(until - USAGE_WINDOW_SECONDS)
-                   if e.kind != CHARGE or e.user_id is None]
-        return Overview(seen.pool, summarize(entries, until - USAGE_WINDOW_SECONDS, until))
+        since = until - USAGE_WINDOW_SECONDS
+        own = summarize([e for e in store.ledger(since) if e.kind != CHARGE or e.user_id is None], since, until)
+        return Overview(seen.pool, summary(seen.usage, own))
 
     store.overview = overview  # type: ignore[method-assign]
     return app

@@ -13,11 +13,11 @@ from .mutants.kit import (
     KEY2,
     USERS,
     Exchange,
+    chat_answers_rewritten,
     chat_path,
     correct_app,
     is_stream,
     middleware,
-    rewrite_answer,
     rewrite_events,
     service_of,
 )
@@ -120,12 +120,7 @@ def quota_billing_mode_is_accounts() -> Flask:
             chunk["quota"]["billing_mode"] = "user"
         return chunk
 
-    def after(ex: Exchange) -> None:
-        if not chat_path(ex) or ex.status != 200:
-            return
-        rewrite_answer(ex, fix)
-
-    return middleware(correct_app(), after)
+    return chat_answers_rewritten(fix)
 
 
 @variant("a stream carries usage and the quota block only when stream_options.include_usage asks for them (as "
