@@ -21,6 +21,7 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
+from .contract import default_contract
 from .domain.accounts import Seed
 from .domain.faults import MAX_LATENCY_MS
 from .domain.idempotency import DEFAULT_MAX_KEYS, DEFAULT_TTL_SECONDS
@@ -213,14 +214,15 @@ class MockConfig:
         """The starting state: the default seed, then the seed file or document, then options."""
         try:
             seed = build_seed(default_seed_document())
+            check = default_contract().user_id_problem
             if self.seed_file:
                 try:
                     document = read_seed_file(Path(self.seed_file))
                 except OSError as exc:
                     raise ConfigError(f"cannot read seed file {self.seed_file}: {exc.strerror}") from exc
-                seed = build_seed(document, base=seed)
+                seed = build_seed(document, base=seed, user_id_problem=check)
             if self.seed is not None:
-                seed = build_seed(self.seed, base=seed)
+                seed = build_seed(self.seed, base=seed, user_id_problem=check)
         except SeedError as exc:
             raise ConfigError(f"invalid seed: {exc}") from exc
         if self.api_keys:

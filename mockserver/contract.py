@@ -14,6 +14,7 @@ from importlib import resources
 from pathlib import Path
 from typing import Any
 
+import jsonschema_rs
 import yaml
 
 HTTP_METHODS = ("get", "put", "post", "delete", "options", "head", "patch", "trace")
@@ -100,6 +101,25 @@ class Contract:
 
     def error_codes(self) -> dict[str, int]:
         return dict(self._status_by_code)
+
+    def user_id_problem(self, user_id: object) -> str | None:
+        """Why ``user_id`` is not an external user id the contract allows, or None.
+
+        The control API and seeds check ids with this, so that no user holds money that no
+        public route can name (a seeded "..", a balance set for a 300-character id).
+        """
+        if self._user_id_validator.is_valid(user_id):
+            return None
+        rule = self.document["components"]["schemas"]["ExternalUserId"]["description"]
+        shown = repr(user_id)
+        if isinstance(user_id, str) and len(user_id) > 40:
+            shown = f"{user_id[:32]!r}... ({len(user_id)} characters)"
+        return f"{shown} is not an external user id the contract allows ({rule})"
+
+    @functools.cached_property
+    def _user_id_validator(self) -> Any:
+        schema = self.resolve(self.document["components"]["schemas"]["ExternalUserId"])
+        return jsonschema_rs.validator_for(schema)
 
     def example(self, operation_id: str, status: str = "200") -> Any:
         """The first example of an operation's JSON response."""

@@ -8,7 +8,7 @@ million tokens. Anything malformed is refused with a message naming the field.
 from __future__ import annotations
 
 import json
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from decimal import Decimal
 from pathlib import Path
 from typing import Any
@@ -50,8 +50,16 @@ def parse_seed_text(text: str, source: str = "seed") -> dict[str, Any]:
     return document
 
 
-def build_seed(document: Mapping[str, Any], base: Seed | None = None) -> Seed:
-    """Build a :class:`Seed` from a document; fields it leaves out come from ``base``."""
+def build_seed(
+    document: Mapping[str, Any],
+    base: Seed | None = None,
+    user_id_problem: Callable[[str], str | None] | None = None,
+) -> Seed:
+    """Build a :class:`Seed` from a document; fields it leaves out come from ``base``.
+
+    ``user_id_problem`` says why a user id is refused (the contract's rule, which this pure
+    module does not read itself), or None.
+    """
     unknown = set(document) - _TOP_LEVEL
     if unknown:
         raise SeedError(f"unknown seed field(s): {', '.join(sorted(unknown))}")
@@ -73,6 +81,9 @@ def build_seed(document: Mapping[str, Any], base: Seed | None = None) -> Seed:
         for user_id, balance in raw_users.items():
             if not isinstance(user_id, str) or not user_id:
                 raise SeedError(f"users: {user_id!r} is not a valid external user id")
+            problem = user_id_problem(user_id) if user_id_problem is not None else None
+            if problem is not None:
+                raise SeedError(f"users: {problem}")
             users[user_id] = _amount(balance, f"users.{user_id}")
     prices = _prices(document["prices"], base.prices) if "prices" in document else base.prices
     return Seed(developer=developer, api_keys=api_keys, pool=pool, users=users, prices=prices)

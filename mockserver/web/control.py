@@ -29,7 +29,7 @@ def load_seed(state: MockState, document: Any) -> None:
     """Reset, with a seed document (the ``--seed`` format) replacing parts of the start."""
     document = state.validators["mockSeed"].check_body(document)
     try:
-        seed = build_seed(document, base=state.config.build_seed())
+        seed = build_seed(document, base=state.config.build_seed(), user_id_problem=state.contract.user_id_problem)
     except SeedError as exc:
         raise QuotaError(BAD_REQUEST, f"Invalid seed: {exc}") from exc
     state.reset(seed)
@@ -38,6 +38,9 @@ def load_seed(state: MockState, document: Any) -> None:
 def set_balance(state: MockState, user_id: str | None, document: Any) -> int:
     """Set a user's balance (``None``: the grant pool's) to ``{"balance": dollars}``."""
     document = state.validators["mockSetPool" if user_id is None else "mockSetUserBalance"].check_body(document)
+    problem = None if user_id is None else state.contract.user_id_problem(user_id)
+    if problem is not None:
+        raise QuotaError(BAD_REQUEST, f"Invalid user id: {problem}")
     micros = dollars_field(document["balance"], "balance")
     if micros < 0:
         raise QuotaError(BAD_REQUEST, "Invalid field 'balance': must not be negative")

@@ -18,7 +18,7 @@ from .admin import CONTROL_HANDLERS, require_admin_token
 from .dashboard import DASHBOARD_HANDLERS
 from .faults_api import FAULT_HANDLERS
 from .journal_api import JOURNAL_HANDLERS
-from .state import ControlHandler, MockState, control_rule
+from .state import ControlHandler, MockState, flask_rule
 
 BLUEPRINT_NAME = "mock_admin"
 _DASHBOARD_PAGE = "mockDashboard"  # the one route that also takes the token as ?token=
@@ -42,7 +42,7 @@ def control_blueprint(state: MockState) -> Blueprint:
 
     for operation in operations:
         admin.add_url_rule(
-            control_rule(operation.path),
+            flask_rule(operation.path),
             endpoint=operation.operation_id,
             view_func=_make_view(state, operation, handlers[operation.operation_id]),
             methods=[operation.method],

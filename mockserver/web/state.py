@@ -167,13 +167,9 @@ ANY_TEXT_CONVERTER = "anytext"
 
 
 def flask_rule(path: str) -> str:
-    """The contract's ``/v1/users/{id}/balance`` as a Flask rule."""
+    """A contract's ``/v1/users/{id}/balance`` as a Flask rule: the control API's too, so that it
+    reaches every user id the public routes reach (an encoded slash included)."""
     return re.sub(r"\{([^}]+)\}", rf"<{ANY_TEXT_CONVERTER}:\1>", path)
-
-
-def control_rule(path: str) -> str:
-    """admin-openapi.yaml's ``/_mock/users/{user_id}`` as a Flask rule (ids without a slash)."""
-    return re.sub(r"\{([^}]+)\}", r"<\1>", path)
 
 
 def bearer_token(authorization: str | None) -> str | None:

@@ -1,6 +1,8 @@
 """The /_mock control API: reset, seed, inspect, set balances, move the clock."""
 
 import pytest
+from hypothesis import HealthCheck, assume, given, settings
+from hypothesis import strategies as st
 
 from mockserver import create_app
 from mockserver.domain.idempotency import DEFAULT_MAX_KEYS
@@ -109,3 +111,52 @@ def test_admin_token_is_enforced_when_configured():
 def test_control_api_can_be_switched_off():
     client = create_app({"admin_enabled": False}).test_client()
     assert client.get("/_mock/state").status_code == 404
+
+
+# Ids the public contract refuses: no public route could name a user holding money under them.
+_REFUSED_IDS = ("..", ".", "a" * 256, "tab\there", "del\x7f", "")
+
+
+@pytest.mark.parametrize("user_id", [i for i in _REFUSED_IDS if i])
+def test_control_api_refuses_user_ids_the_contract_refuses(client, user_id):
+    from urllib.parse import quote
+
+    before = client.get("/_mock/state").json
+    response = client.put(f"/_mock/users/{quote(user_id, safe='')}/balance", json={"balance": "5.00"})
+    assert response.status_code == 400, response.get_data(as_text=True)
+    assert "not an external user id the contract allows" in response.json["error"]["message"]
+    response = client.post("/_mock/seed", json={"users": {user_id: "1.00", "fine_user": "2.00"}})
+    assert response.status_code == 400
+    assert "not an external user id the contract allows" in response.json["error"]["message"]
+    form = client.post("/_mock/dashboard/balance", data={"external_user_id": user_id, "balance": "1.00"})
+    assert form.status_code in (303, 400)
+    after = client.get("/_mock/state").json
+    assert after["users"] == before["users"] and after["ledger_size"] == before["ledger_size"]
+
+
+def test_a_seed_file_with_a_refused_user_id_stops_start_up(tmp_path):
+    from mockserver.config import ConfigError, MockConfig
+
+    seed = tmp_path / "seed.yaml"
+    seed.write_text("users:\n  '..': '1.00'\n", encoding="utf-8")
+    with pytest.raises(ConfigError, match="not an external user id the contract allows"):
+        MockConfig(seed_file=str(seed)).build_seed()
+    long_id = "x" * 300
+    with pytest.raises(ConfigError, match=r"\(300 characters\)"):
+        MockConfig(seed={"users": {long_id: "1.00"}}).build_seed()
+
+
+@settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(user_id=st.text(min_size=1, max_size=300) | st.sampled_from(_REFUSED_IDS[:-1]))
+def test_the_control_api_takes_exactly_the_ids_the_public_routes_take(client, user_id):
+    """Setting a balance succeeds exactly when a public read of that id is not refused as
+    malformed: one rule (openapi.yaml's ExternalUserId) for both. (A path segment cannot start
+    with a slash, on either API: such ids are reached by the query form only.)"""
+    from urllib.parse import quote
+
+    assume(not user_id.startswith("/"))
+    path_id = quote(user_id, safe="")
+    control = client.put(f"/_mock/users/{path_id}/balance", json={"balance": "0.01"})
+    public = client.get("/v1/balance", query_string={"external_user_id": user_id}, headers=AUTH)
+    assert control.status_code in (200, 400)
+    assert (control.status_code == 200) == (public.status_code == 200), (control.json, public.json)
