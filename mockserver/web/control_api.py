@@ -56,7 +56,8 @@ def _make_view(state: MockState, operation: Operation, handler: ControlHandler) 
     def view(**path_args: str) -> ResponseReturnValue:
         # Bodies are checked by the command each handler calls (control.py): the same check
         # then serves the dashboard's forms and the pytest fixture, which have no JSON body.
-        return handler(state, validator.validate_parameters(path_args, request.args, request.headers))
+        query_string = request.environ.get("QUERY_STRING", "")
+        return handler(state, validator.validate_parameters(path_args, request.args, request.headers, query_string))
 
     view.__name__ = operation.operation_id
     return view

@@ -10,11 +10,12 @@ from __future__ import annotations
 
 import json
 import re
+from collections import Counter
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from decimal import Decimal
 from typing import Any
-from urllib.parse import unquote_to_bytes
+from urllib.parse import parse_qsl, unquote_to_bytes
 
 import jsonschema_rs
 
@@ -58,6 +59,11 @@ class RequestValidator:
     def __init__(self, operation: Operation) -> None:
         self.operation = operation
         self._parameters = tuple(_compile_parameter(p) for p in operation.parameters)
+        # Query parameters that take one value: the same name twice is refused, not read as
+        # its first value (a proxy or a framework keeping the last would read another user).
+        self._single_query_names = tuple(
+            p.name for p in self._parameters if p.location == "query" and p.schema_type != "array"
+        )
         self._body_validator = (
             jsonschema_rs.Draft202012Validator(_strip(operation.body_schema))
             if operation.body_schema is not None
@@ -75,7 +81,7 @@ class RequestValidator:
         """Check one HTTP request; ``headers`` must answer ``get`` for lower-case names;
         ``target``: the raw PATH_INFO and QUERY_STRING the path and query were read from."""
         check_target_text(*target)
-        result = self.validate_parameters(path_args, query, headers)
+        result = self.validate_parameters(path_args, query, headers, target[1])
         result.raw_body = raw_body
         if self._body_validator is not None:
             # parse_json_body returns a canonical document already: only the schema is left.
@@ -83,9 +89,16 @@ class RequestValidator:
         return result
 
     def validate_parameters(
-        self, path_args: Mapping[str, str], query: Mapping[str, str], headers: Mapping[str, str]
+        self,
+        path_args: Mapping[str, str],
+        query: Mapping[str, str],
+        headers: Mapping[str, str],
+        query_string: str = "",
     ) -> ValidatedRequest:
-        """Check the path, query and header parameters (as text, as a request carries them)."""
+        """Check the path, query and header parameters (as text, as a request carries them);
+        ``query_string``, the raw query ``query`` was read from, shows repeated names."""
+        if query_string and self._single_query_names:
+            _check_single_values(query_string, self._single_query_names)
         result = ValidatedRequest()
         sources = {"path": path_args, "query": query, "header": headers}
         for parameter in self._parameters:
@@ -173,6 +186,16 @@ def header_text(raw: str, label: str) -> str:
         return raw.encode("latin-1").decode("utf-8")
     except (UnicodeEncodeError, UnicodeDecodeError):
         raise QuotaError(BAD_REQUEST, f"Invalid header '{label}': its value is not UTF-8 text") from None
+
+
+def _check_single_values(query_string: str, names: tuple[str, ...]) -> None:
+    """A 400 when a query parameter that takes one value is given more than once."""
+    counts = Counter(name for name, _ in parse_qsl(query_string, keep_blank_values=True))
+    for name in names:
+        if counts[name] > 1:
+            raise QuotaError(
+                BAD_REQUEST, f"Invalid query parameter '{name}': given {counts[name]} times, it takes one value"
+            )
 
 
 def check_target_text(path_info: str, query_string: str) -> None:

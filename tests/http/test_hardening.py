@@ -398,3 +398,24 @@ def test_redaction_shows_at_most_the_prefix_and_the_last_four(key, shown):
 def test_the_dashboard_shows_the_key_redacted(any_store):
     page = any_store(api_keys=["mysecretpass12345"]).test_client().get("/_mock/").get_data(as_text=True)
     assert "…2345" in page and "mysecret" not in page
+
+
+@pytest.mark.parametrize(
+    "method, path",
+    [
+        ("GET", "/v1/balance?external_user_id=user_123&external_user_id=user_456"),
+        ("GET", "/v1/balance?external_user_id=user_456&external_user_id="),
+        ("GET", "/_mock/ledger?limit=1&limit=1000"),
+    ],
+)
+def test_a_query_parameter_of_one_value_given_twice_is_400_naming_it(app, method, path):
+    """Never read as its first value: a proxy or framework that keeps the last would read
+    another user's balance from the same URL."""
+    error = refused(app, 400, method, path, headers=AUTH)
+    assert "given 2 times" in error["message"]
+
+
+def test_repeated_names_the_operation_does_not_take_are_ignored(app):
+    client = app.test_client()
+    response = client.get("/v1/balance?external_user_id=user_123&utm=a&utm=b", headers=AUTH)
+    assert response.status_code == 200 and response.json["external_user_id"] == "user_123"
