@@ -53,7 +53,7 @@ def _is_401(p: Probe, exchange: Exchange) -> bool:
 
 
 @probe("auth.missing_key", sources=AUTH, elements=(SECURITY, "#/components/responses/InvalidApiKey"),
-       cost=Cost(2 * CENT, 1, minimum=0), stage=7)
+       cost=Cost(5 * CENT, 1, minimum=0), stage=7)
 def auth_missing_key(p: Probe) -> None:
     """No Authorization header, the key under another scheme, the scheme with no key, or an unknown key:
     401 invalid_api_key on every operation but the public one (grants and chats included). The right
@@ -97,8 +97,30 @@ def auth_missing_key(p: Probe) -> None:
                                f"{what} answered {exchange.status} {code_text(exchange)}", mark)
                 if not ok and op.method != "GET":
                     break  # it was accepted: send no more requests that could credit or charge
+    if not p.t.options.read_only and p.affordable(0.03):
+        _a_replay_needs_the_key(p)
+    elif not p.t.options.read_only:
+        not_probed.append("a grant's replay without its key (needs 3 cents more of --budget)")
     if not_probed:
         p.t.results.note(p.rule.name, "not probed: " + ", ".join(not_probed))
+
+
+def _a_replay_needs_the_key(p: Probe) -> None:
+    """A stored grant is answered to a caller with the key only: the same request (its
+    Idempotency-Key and body) sent again with no key or an unknown one is 401, as any other
+    request is. An idempotency cache consulted before the key check hands the grant to anyone."""
+    first = grant(p, p.t.guard.new_user(), 1, description="quota-conformance auth replay")
+    key = (first.case.headers or {}).get("Idempotency-Key")
+    if not first.ok or key is None:
+        return  # grant.arithmetic judges the grant itself
+    unknown = "Bearer sk-quota-" + secrets.token_hex(16)
+    for label, value in (("no Authorization header", None), ("an unknown key", unknown)):
+        p.spend(first.case.body["amount"])  # a server that got this wrong might credit it again
+        headers = {"Idempotency-Key": key, **({"Authorization": value} if value else {})}
+        again = p.t.send(GRANT, auth=False, headers=headers, body=dict(first.case.body))
+        p.require(_is_401(p, again), [first, again], "A grant's replay was answered without a valid key",
+                  f"the grant sent again with its Idempotency-Key and {label} answered {again.status} "
+                  f"{code_text(again)}, not 401: a stored answer is the key holder's only")
 
 
 def _a_funded_user(p: Probe, description: str) -> str:
@@ -117,6 +139,7 @@ def _a_funded_user(p: Probe, description: str) -> str:
 # method and paths, never sees them: (label, method, path made from the contract's path).
 OTHER_FORMS = (
     ("HEAD", "HEAD", lambda path: path),
+    ("OPTIONS", "OPTIONS", lambda path: path),
     ("its path in capitals", "GET", lambda path: path.upper()),
     ("a trailing slash", "GET", lambda path: path + "/"),
 )
@@ -147,9 +170,28 @@ def auth_other_forms(p: Probe) -> None:
         for (label, method, form), query in itertools.product(forms, queries):
             sent = form(path).replace("\0", quote(user, safe="")) + query
             exchange = p.t.raw(method, sent, headers=no_key)
-            p.require(not 200 <= exchange.status < 300, [exchange], "A read was served without an API key",
+            served = 200 <= exchange.status < 300
+            if method == "OPTIONS":
+                # A 2xx is what OPTIONS is for (Allow, a CORS preflight): only the read's own
+                # answer given to it is served without the key.
+                served = served and _carries_the_read(p, op, exchange)
+            p.require(not served, [exchange], "A read was served without an API key",
                       f"{method} {sent} without an Authorization header ({label}) answered {exchange.status}: "
                       "every operation but the public one needs the key")
+
+
+def _carries_the_read(p: Probe, op: Operation, exchange: Exchange) -> bool:
+    """Whether ``exchange``'s body is ``op``'s 200 answer: a JSON object holding a property its
+    200 schema names (a balance, the usage), not an empty or descriptive answer."""
+    body = exchange.json
+    if not isinstance(body, dict) or not body:
+        return False
+    schema = op.responses.get("200", {}).get("content", {}).get("application/json", {}).get("schema", {})
+    named: set[str] = set()
+    for part in [schema, *schema.get("allOf", []), *schema.get("oneOf", []), *schema.get("anyOf", [])]:
+        if isinstance(part, dict):
+            named |= set(part.get("properties", {}))
+    return bool(named & set(body))
 
 
 @probe("auth.second_key", sources=AUTH, elements=(SECURITY,), cost=Cost(0, 1, most=CENT),
@@ -190,17 +232,20 @@ def auth_near_miss_key(p: Probe) -> None:
                 ("its dashes removed", key.replace("-", "") if "-" in key else key + "-")]
     else:
         near = [p.draw(near_miss_keys(key))]
-    # Every read that needs the key (writes would cost budget): a server may compare keys
-    # differently on one route than on another.
-    reads = [op for op in p.t.contract.operations if op.method == "GET" and not op.public]
+    # Every read that needs the key, and the chats (for a user never granted, so that an
+    # accepted key costs nothing): a server may compare keys differently on one route than on
+    # another (a chat gateway in front of the API, say). Grants would cost budget.
+    ops = [op for op in p.t.contract.operations if not op.public and op.operation_id != GRANT
+           and (op.method == "GET" or not p.t.options.read_only)]
     for label, candidate in near:
         if candidate == key:
             continue
-        for op in reads if p.first else [p.draw(st.sampled_from(reads))]:
-            exchange = p.t.send(op.operation_id, auth=False, headers={"Authorization": f"Bearer {candidate}"},
-                                **request_for(p, op))
+        for op in ops if p.first else [p.draw(st.sampled_from(ops))]:
+            kwargs = request_for(p, op)
+            kwargs["headers"] = {**kwargs.get("headers", {}), "Authorization": f"Bearer {candidate}"}
+            exchange = p.t.send(op.operation_id, auth=False, **kwargs)
             p.require(_is_401(p, exchange), [exchange], "A near-miss API key was accepted",
-                      f"GET {op.path} with the key ({label}) answered {exchange.status} {code_text(exchange)}")
+                      f"{op.method} {op.path} with the key ({label}) answered {exchange.status} {code_text(exchange)}")
 
 
 @probe("packages.listed", sources=(

@@ -102,6 +102,21 @@ def _replay_after_the_balance_moved(p: Probe, user: str, cents: int, key: str, d
               f"then left the balance at {read.shown}")
 
 
+def _original_still_replays(p: Probe, user: str, key: str, before: Any, steps: list[Exchange]) -> None:
+    """A refused reuse leaves the key's record as it was: the first request, sent again, is
+    still a replay (a deployment that deleted the record on refusing credited it again)."""
+    def resend() -> Exchange:
+        return grant(p, user, 1, key=key, description="quota-conformance first")
+
+    moved, still, reads, again = watch_pool(p, resend)
+    after = user_balance(p, user)
+    if after.cents != before.cents or (moved and still):
+        p.fail([*steps, again, after.exchange, *reads], "A refused reuse made the key forget its grant",
+               f"the first request, sent again after its key's reuse was refused, answered {again.status} "
+               f"(duplicate: {shown(again.field('duplicate'))}) and the user's balance went "
+               f"{before.shown} -> {after.shown}", DOCUMENTED)
+
+
 # The ways a reused key's body can differ from the first request's.
 CHANGES = ("amount", "user", "description", "description removed")
 
@@ -152,6 +167,8 @@ def idem_reuse_changed(p: Probe) -> None:
                f"{what} answered {again.status} {shown(again.error_code or again.field('duplicate'))}; "
                + "; ".join(money_moved), DOCUMENTED)
         return
+    if p.wallet.left >= CENT:
+        _original_still_replays(p, user, key, after, steps)
     p.require(reused.answered(again), steps,
               f"A reused key was not refused with {reused.status} {reused.code}",
               f"{what} answered {again.status} {code_text(again)}", reused.provenance)

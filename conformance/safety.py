@@ -38,8 +38,9 @@ from mockserver.domain.money import MICROS_PER_DOLLAR
 from .facts import CHAT, GRANT, USER_CHAT, ContractFacts
 from .options import Options
 
-READ_METHODS = frozenset({"GET", "HEAD"})
-CONTRACT_METHODS = frozenset({"GET", "HEAD", "POST"})
+# Safe methods (RFC 9110, 9.2.1): OPTIONS asks what a route allows and changes nothing.
+READ_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
+CONTRACT_METHODS = frozenset({"GET", "HEAD", "OPTIONS", "POST"})
 # Sent only with --unusual-methods, to see the 405 envelope of a route that does not define them.
 UNUSUAL_METHODS = frozenset({"PUT", "PATCH", "DELETE"})
 # A developer-billed chat is sent only when tiny, and this much is reserved from the budget for
