@@ -111,13 +111,20 @@ def grant(p: Probe, user: Any, cents: int | None = None, *, amount: Any = ABSENT
     ledger_id = exchange.field("ledger_id") if exchange.ok and exchange.field("duplicate") is False else None
     if isinstance(ledger_id, str):
         p.t.ledger_owners.setdefault(ledger_id, user)
-    if not pool_may_refuse and p.t.facts.error("GrantPoolTooLow").answered(exchange):
+    if not pool_may_refuse:
+        skip_if_the_pool_refused(p, exchange, amount)
+    return exchange
+
+
+def skip_if_the_pool_refused(p: Probe, exchange: Exchange, amount: Any) -> None:
+    """Skip the example when ``exchange`` is the contract's refusal of a grant the pool cannot
+    cover and the pool reads lower than ``amount``: the account's state, not the target's fault."""
+    if p.t.facts.error("GrantPoolTooLow").answered(exchange):
         pool = developer_balance(p)
         micros = pool_micros(pool)
         if micros is not None and micros < potential_credit(amount):
             p.skip(f"the account's grant pool ({pool.shown}) cannot cover a grant of {shown(amount)}: "
                    "fund the pool, or lower --budget")
-    return exchange
 
 
 # What the contract lists for a failure outside the request: the provider's (502, 504) and the

@@ -55,7 +55,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--profile", choices=[x.value for x in Profile], default=Profile.DOCUMENTED.value,
                    help="documented: fail only on what the vendor documents (default); strict: on every "
                    "violation of openapi.yaml")
-    p.add_argument("--read-only", action="store_true", help="send only GET requests: no grants, no chats")
+    p.add_argument("--read-only", action="store_true",
+                   help="send only safe requests (GET, HEAD, OPTIONS): no grants, no chats")
     p.add_argument("--budget", default=DEFAULT_BUDGET, metavar="DOLLARS",
                    help=f"the most the run may grant in total (default ${DEFAULT_BUDGET})")
     p.add_argument("--user-prefix", default=DEFAULT_PREFIX, metavar="PREFIX",

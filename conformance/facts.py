@@ -109,6 +109,12 @@ class ContractFacts:
         return float(parameter["x-quota-retention-seconds"])
 
     @cached_property
+    def longest_idempotency_key(self) -> int:
+        """The contract's longest Idempotency-Key (its schema's ``maxLength``)."""
+        parameter = self.contract.document["components"]["parameters"]["IdempotencyKey"]
+        return int(parameter["schema"]["maxLength"])
+
+    @cached_property
     def documented_packages(self) -> list[dict[str, Any]]:
         """The packages the vendor's docs list (the contract's example, verbatim from them)."""
         return list(self.contract.example(PACKAGES)["packages"])

@@ -27,8 +27,13 @@ from .results import Status
 T = TypeVar("T")
 CENT = MICROS_PER_CENT
 GRANT_OP = "#/paths/~1v1~1funding~1grant/post"
-DESCRIPTIONS = st.one_of(st.just(ABSENT), st.just(""), st.text(max_size=40),
-                         st.text(min_size=400, max_size=500), st.sampled_from(["Welcome bonus", "crédit 🎁"]))
+# Descriptions plainly within the docs ("Notes stored in the ledger", no length given): no
+# control character (many stores refuse NUL) and at most 250 characters (half the contract's
+# own 500; a VARCHAR(255) is a correct store). Past that is the contract's choice (plain.py).
+_NOTE_TEXT = st.characters(codec="utf-8", exclude_categories=("Cc", "Cs"))
+DESCRIPTIONS = st.one_of(st.just(ABSENT), st.just(""), st.text(_NOTE_TEXT, max_size=40),
+                         st.text(_NOTE_TEXT, min_size=200, max_size=250),
+                         st.sampled_from(["Welcome bonus", "crédit 🎁"]))
 
 
 def money_of(exchange: Exchange, field: str) -> int | None:

@@ -21,9 +21,8 @@ from .chat_helpers import charged
 from .checks import parse_money
 from .engine import Exchange
 from .facts import BALANCE, CHAT, GRANT, PACKAGES
-from .properties import Probe, Skip
+from .properties import Probe
 from .registry import Cost, Needs, probe
-from .safety import DEVELOPER_CHAT_RESERVE
 from .strategies import near_miss_keys
 
 CENT = MICROS_PER_CENT
@@ -56,9 +55,9 @@ def _is_401(p: Probe, exchange: Exchange) -> bool:
        cost=Cost(5 * CENT, 1, minimum=0), stage=7)
 def auth_missing_key(p: Probe) -> None:
     """No Authorization header, the key under another scheme, the scheme with no key, or an unknown key:
-    401 invalid_api_key on every operation but the public one (grants and chats included). The right
-    key under no scheme or another one is only the contract's to refuse (it is neither missing nor
-    invalid)."""
+    401 invalid_api_key on every operation but the public one (grants and chats included), a
+    grant's replay (its Idempotency-Key and body sent again) too. The right key under no scheme or
+    another one is only the contract's to refuse (it is neither missing nor invalid)."""
     key = p.t.options.api_key
     variants = {
         "no Authorization header": None,
@@ -147,9 +146,10 @@ OTHER_FORMS = (
 
 @probe("auth.other_forms", sources=AUTH, elements=(SECURITY,), cost=Cost(0, 1, most=CENT), stage=7)
 def auth_other_forms(p: Probe) -> None:
-    """Every read that needs a key, sent without one as HEAD, under its path in capitals, or with a
-    trailing slash, is refused, never served (2xx): a router that serves a form the key check does
-    not cover leaks the account, and on a user's balance who exists (a funded user's is asked)."""
+    """Every read that needs a key, sent without one as HEAD, under its path in capitals, with a
+    trailing slash, or as OPTIONS (answered, but never with the read's own data), is refused, never
+    served (2xx): a router that serves a form the key check does not cover leaks the account, and
+    on a user's balance who exists (a funded user's is asked)."""
     user = _a_funded_user(p, "quota-conformance auth probe")
     # An edge that answers every HEAD itself (200, no body, whatever the path) says nothing of
     # any route: HEAD is judged only where a path the contract does not define is refused.
@@ -223,7 +223,7 @@ def auth_second_key(p: Probe) -> None:
 def auth_near_miss_key(p: Probe) -> None:
     """A key one character off, a prefix of the key, the key with extra characters, a
     letter's case flipped, or its dashes removed: each is an invalid key, 401 invalid_api_key,
-    on every read that needs a key."""
+    on every read that needs a key and on both chat forms."""
     key = p.t.options.api_key
     if p.first:
         near = [("the last character changed", key[:-1] + ("0" if key[-1] != "0" else "1")),
@@ -301,7 +301,7 @@ def packages_better_rate(p: Probe) -> None:
 @probe("me.usage", elements=("#/paths/~1v1~1me/get",), sources=(
     "seed: GET /v1/me returns the authenticated user with a 30-day usage summary.",
 ), choices=("#/paths/~1v1~1me/get/responses/200", "#/components/schemas/Me", "#/components/schemas/UsageSummary"),
-    cost=Cost(CENT + DEVELOPER_CHAT_RESERVE, 1, minimum=CENT), needs=(Needs.WRITES,), stage=9)
+    cost=Cost(CENT, 1), needs=(Needs.WRITES,), stage=9)
 def me_usage(p: Probe) -> None:
     """GET /v1/me answers the account with its 30-day usage summary (documented); the summary
     counts a grant made meanwhile (the contract's shape: usage.grants) and a chat: one request,
@@ -324,11 +324,11 @@ def me_usage(p: Probe) -> None:
     if (c0, t0) != (c1, t1):
         p.undecided("the usage summary moved for other reasons meanwhile")
         return
-    live = p.require((c2 - c1, t2 - t1) == (1, CENT), [before, granted, after], "GET /v1/me did not count the grant",
-                     f"usage.grants went from {c1} grants, {t1} micro-dollars to {c2}, {t2} after a grant of $0.01",
-                     CONTRACT)
+    p.require((c2 - c1, t2 - t1) == (1, CENT), [before, granted, after], "GET /v1/me did not count the grant",
+              f"usage.grants went from {c1} grants, {t1} micro-dollars to {c2}, {t2} after a grant of $0.01",
+              CONTRACT)
     if p.t.options.chat and not p.t.options.read_only:
-        _me_counts_a_chat(p, user, after, live)
+        _me_counts_a_chat(p, user, after)
 
 
 # What GET /v1/me's usage counts of a chat, and where the chat's answer says it.
@@ -337,16 +337,15 @@ _CHAT_USAGE = (("requests", None), ("prompt_tokens", "prompt_tokens"), ("complet
 _STREAM_USAGE = frozenset({"requests", "spend_microdollars"})  # what a stream's answer tells
 
 
-def _me_counts_a_chat(p: Probe, user: str, before: Exchange, live: bool) -> None:
+def _me_counts_a_chat(p: Probe, user: str, before: Exchange) -> None:
     """The summary also counts a chat: one request, its tokens and what it cost (the user chats
     on the cent just granted); then a streamed one, the same way (a stream carries no usage
     block, so its request and its cost), and one on the header form.
 
     Whose usage the summary is, and how fresh, the docs leave open: a summary that counts
-    nothing of the user's chat breaks only the contract's choice when it lags (it did not count
-    the grant either), or when it counts the developer's own chats. One that counts grants at
-    once and no chat at all, a chat wrongly, or a plain chat but not the same chat streamed, is
-    no usage summary: a documented failure."""
+    nothing of the user's chats yet breaks only the contract's choice (chat usage may come from
+    a metering pipeline behind the ledger). One that counts a chat wrongly, or a plain chat but
+    not the same chat streamed, is no usage summary: a documented failure."""
     counted_plain = False
     for stream, form in ((False, "path"), (True, "path"), (False, "header")):
         body = chat_body(p, max_tokens=1, stream=stream)
@@ -369,7 +368,10 @@ def _me_counts_a_chat(p: Probe, user: str, before: Exchange, live: bool) -> None
         # Whose spend the summary sums (the developer's own, or what users paid too) is open.
         mark = DOCUMENTED if set(wrong) - {"spend_microdollars"} else CONTRACT
         if wrong and not any(moved.values()) and not counted_plain:
-            mark = DOCUMENTED if live and not _counts_developer_chats(p) else CONTRACT
+            # Nothing of any chat counted yet: a summary that counts chats from a metering
+            # pipeline minutes behind (ordinary in production) cannot be told apart within a
+            # run from one that never counts them. How fresh, the docs leave open.
+            mark = CONTRACT
         if not p.require(not wrong and len(moved) == len(counted), [before, chat, after],
                          f"GET /v1/me did not count {what}",
                          f"after {what} of " + ", ".join(f"{field} {expected[field]!r}" for field, _ in counted)
@@ -378,22 +380,6 @@ def _me_counts_a_chat(p: Probe, user: str, before: Exchange, live: bool) -> None
             return
         counted_plain = True
         before = after
-
-
-def _counts_developer_chats(p: Probe) -> bool:
-    """Whether the summary counts a tiny developer-billed chat at once (True when that cannot be
-    told: no budget for it, or the account's billing mode refuses it)."""
-    if p.wallet.left < DEVELOPER_CHAT_RESERVE:
-        return True
-    p.wallet.take(DEVELOPER_CHAT_RESERVE)
-    before = me(p)
-    try:
-        chat = header_chat(p, None, chat_body(p, max_tokens=1))
-    except Skip:
-        return True
-    after = me(p)
-    moved = [_count(after, "requests"), _count(before, "requests")]
-    return not chat.ok or not all(isinstance(m, int) for m in moved) or moved[0] != moved[1]
 
 
 def _count(exchange: Exchange, field: str) -> Any:

@@ -48,8 +48,9 @@ def _debit(p: Probe, form: str, stream: bool | None = None) -> None:
     # Five cents when the share allows (two on a small budget): more than a 4,096-token hold of
     # gpt-4o (4.5 cents), which a chat debiting its hold instead of its cost would then take.
     funds = min(5, p.wallet.left // CENT) if not p.first or p.affordable(0.08) else 1
-    # A capital letter: a header or path lower-cased on the way bills another user.
-    user = funded_user(p, funds, suffix="-Ann")
+    # A capital letter: a header or path lower-cased on the way bills another user. In the
+    # header, a literal "%41" too: a gateway that percent-decodes the header bills "-AnnA".
+    user = funded_user(p, funds, suffix="-Ann" if form == "path" else "-Ann%41")
     if stream is None:
         stream = not p.first and p.draw(st.booleans())
     body = small_chat(p, stream=stream)

@@ -58,6 +58,7 @@ class _Drained:
     to_zero: Exchange | None = None
     copies: int = BIG_MESSAGES  # of BIG_PROMPT in the next big chat (and the streamed one after)
     most_copies: int = MOST_MESSAGES  # lowered when the deployment refuses a body as too large
+    largest_served: int = 0  # the most copies of the big prompt a served chat held
     # Every served chat's charge was read (quota.credits_used, an integer of micro-dollars, the
     # contract's unit): only then does ``left`` say what the user holds.
     costs_known: bool = True
@@ -78,10 +79,18 @@ def _drain(p: Probe) -> _Drained:
             drained.most_copies = drained.copies // 2
             drained.copies = max(BIG_MESSAGES, drained.most_copies)
             continue
+        if i > 0 and exchange.status == 400 and drained.copies > drained.largest_served >= BIG_MESSAGES:
+            # A 400 for a chat larger than any served: a gateway's input or context cap (the docs
+            # name no model or size). Chats of the size last served drain it too; a deployment
+            # that answers 400 for want of money refuses that size as well, and is judged.
+            drained.most_copies = drained.copies = drained.largest_served
+            continue
         drained.steps.append(exchange)
         if not exchange.ok or isinstance(exchange.field("error"), dict):
             drained.outcome = "refused"
             return drained
+        if i > 0:
+            drained.largest_served = max(drained.largest_served, drained.copies)
         cost = charged(exchange)
         if drained.left > 0 and cost is not None and cost > drained.left and _reads_zero(exchange):
             # The docs' "402 at zero": served while the balance was above zero, and stopped at
@@ -115,7 +124,9 @@ def chat_insufficient(p: Probe) -> None:
     the balance then reads what the quota blocks left, and the developer balance moved only by
     the cent granted to that user; a cent granted after, the next chat debits exactly its cost.
     A chat served while the balance was above zero that stops it at $0.00 keeps the docs' "402
-    at zero" and breaks only the contract's choice (a warning); the next chat must then answer 402."""
+    at zero" and breaks only the contract's choice (a warning); the next chat must then answer 402.
+    A 413, or a 400 for a chat larger than any served, is the deployment's own size cap: chats of
+    a size it served drain the user instead."""
     insufficient = p.t.facts.error("InsufficientBalance")
     moved, still, pool_reads, drained = watch_pool(p, lambda: _drain(p))
     outcome, steps, left, user = drained.outcome, drained.steps, drained.left, drained.user

@@ -70,9 +70,10 @@ PAIRED_LIMITS = (1, 64)
 def chat_stream_parity(p: Probe) -> None:
     """A chat streamed (with ``stream_options.include_usage``) and the same chat not streamed,
     for one funded user: the stream's usage counts no more completion tokens than max_tokens,
-    and prompt + completion in total; with the same usage it is charged the same; its last
-    quota block ends on the balance read right after, and the user's balance drops by exactly
-    what the two chats report (the same prompt tokens both ways is the contract's reading)."""
+    and prompt + completion in total, and a stream that counts answer tokens carries some of the
+    answer; with the same usage it is charged the same; its last quota block ends on the balance
+    read right after, and the user's balance drops by exactly what the two chats report (the
+    same prompt tokens both ways is the contract's reading)."""
     funds = 2  # four small chats: two cents even where a chat is charged a whole cent
     user = funded_user(p, funds)
     held = funds * CENT
@@ -97,6 +98,9 @@ def chat_stream_parity(p: Probe) -> None:
         usage = next((c["usage"] for c in reversed(chunks) if isinstance(c.get("usage"), dict)), None)
         quota = next((c["quota"] for c in reversed(chunks) if isinstance(c.get("quota"), dict)), None)
         problems += _usage_problems("the stream's", usage, limit)
+        if _answers_tokens(usage) and not _carries_an_answer(chunks):
+            problems.append(f"the stream's usage counts {usage.get('completion_tokens')} completion tokens, yet no "
+                            "chunk carries any of the answer (content, refusal or a tool call)")
         problems += _usage_problems("the plain chat's", plain.field("usage"), limit)
         # The same prompt counted otherwise streamed (a gateway metering streams with its own
         # tokenizer) breaks only openapi.yaml's "usage equal to the same request's".
@@ -133,6 +137,32 @@ def _chunks(exchange: Exchange) -> list[dict[str, Any]]:
         if isinstance(chunk, dict):
             chunks.append(chunk)
     return chunks
+
+
+def _answers_tokens(usage: Any) -> bool:
+    """Whether a usage block counts completion tokens that are the answer's (not reasoning's,
+    which a stream does not show)."""
+    tokens = _tokens(usage)
+    if tokens is None or not tokens[1]:
+        return False
+    details = usage.get("completion_tokens_details")
+    reasoning = json_integer(details.get("reasoning_tokens")) if isinstance(details, dict) else None
+    return not reasoning
+
+
+def _carries_an_answer(chunks: list[dict[str, Any]]) -> bool:
+    """Whether any chunk's delta holds a piece of the answer: text, a refusal or a tool call."""
+    for chunk in chunks:
+        choices = chunk.get("choices")
+        for choice in choices if isinstance(choices, list) else []:
+            delta = choice.get("delta") if isinstance(choice, dict) else None
+            if not isinstance(delta, dict):
+                continue
+            if any(isinstance(delta.get(k), str) and delta[k] for k in ("content", "refusal")):
+                return True
+            if delta.get("tool_calls") or delta.get("function_call"):
+                return True
+    return False
 
 
 def _tokens(usage: Any) -> tuple[int | None, int | None] | None:

@@ -16,7 +16,7 @@ from hypothesis import strategies as st
 from mockserver.contract import CONTRACT, DOCUMENTED
 from mockserver.domain.money import MICROS_PER_CENT
 
-from .actions import ABSENT, code_text, grant, shown, user_balance
+from .actions import ABSENT, code_text, grant, shown, skip_if_the_pool_refused, user_balance
 from .checks import parse_money
 from .engine import Exchange
 from .facts import GRANT
@@ -127,8 +127,9 @@ CHANGES = ("amount", "user", "description", "description removed")
        needs=(Needs.WRITES,), stage=9)
 def idem_reuse_changed(p: Probe) -> None:
     """The same key with any field of the body changed (the amount included) moves no money:
-    neither user nor the grant pool. The contract's choice is to refuse it with 422
-    idempotency_key_reused; another refusal is a warning, money moved is a failure."""
+    neither user nor the grant pool, and the first request sent again after it is still a replay.
+    The contract's choice is to refuse it with 422 idempotency_key_reused; another refusal is a
+    warning, money moved is a failure."""
     reused = p.t.facts.error("IdempotencyKeyReused")
     # Each example changes the next field in turn (the first, the amount): every kind is tried.
     change = CHANGES[0] if p.first else CHANGES[(p.index % (len(CHANGES) - 1)) + 1]
@@ -233,6 +234,8 @@ def idem_concurrent_same(p: Probe) -> None:
         p.spend(amount_json(cents))
     sent = _sent(p, concurrently(n, lambda i: p.t.send(GRANT, headers={"Idempotency-Key": key}, body={
         "external_user_id": user, "amount": amount_json(cents), "description": "quota-conformance"})))
+    for answer in sent:
+        skip_if_the_pool_refused(p, answer, amount_json(cents))
     read = user_balance(p, user)
     ledger_ids = {a.field("ledger_id") for a in sent if a.ok}
     statuses = sorted(a.status for a in sent)
@@ -262,6 +265,8 @@ def idem_concurrent_distinct(p: Probe) -> None:
     keys = [p.t.guard.new_idempotency_key() for _ in range(n)]
     sent = _sent(p, concurrently(n, lambda i: p.t.send(GRANT, headers={"Idempotency-Key": keys[i]}, body={
         "external_user_id": user, "amount": amount_json(cents[i]), "description": "quota-conformance"})))
+    for answer in sent:  # a pool too low for some of them is the account's state
+        skip_if_the_pool_refused(p, answer, amount_json(max(cents)))
     read = user_balance(p, user)
     ledger_ids = {a.field("ledger_id") for a in sent if a.ok}
     statuses = sorted(a.status for a in sent)
@@ -302,6 +307,18 @@ def idem_scope_per_key(p: Probe) -> None:
               f"{shown(other.error_code or other.field('duplicate'))}; the user's balance is {read.shown}")
 
 
+def _longest_keys(p: Probe) -> None:
+    longest = p.t.facts.longest_idempotency_key
+    for length, accepted in ((longest, True), (longest + 1, False)):
+        key = p.t.guard.new_idempotency_key() + "-"
+        key += "k" * (length - len(key))
+        answer = grant(p, p.t.guard.new_user(), 1, key=key)  # a 5xx is errors.no_server_error's
+        p.require(answer.ok if accepted else answer.status == 400, [answer],
+                  f"A {length}-character Idempotency-Key was {'refused' if accepted else 'accepted'}",
+                  f"a grant with a key of {length} characters (the contract's longest: {longest}) answered "
+                  f"{answer.status} {code_text(answer)}")
+
+
 # Keys that are different strings, so different keys, though some storage folds them together
 # (a case-insensitive column, a VARCHAR(64)): how they differ, and the second key made from the
 # first. The contract's choices (1 to 255 characters, compared as sent): the docs say only
@@ -314,11 +331,14 @@ LOOK_ALIKE_KEYS = (
 
 
 @probe("idem.distinct_keys", provenance=CONTRACT, elements=(f"{IDEMPOTENCY}/schema",),
-       cost=Cost(2 * CENT * len(LOOK_ALIKE_KEYS), 1), needs=(Needs.WRITES,), stage=9)
+       cost=Cost(2 * CENT * (len(LOOK_ALIKE_KEYS) + 1), 1), needs=(Needs.WRITES,), stage=9)
 def idem_distinct_keys(p: Probe) -> None:
     """Keys that differ only in case, or only in their last character (both 100 characters
     long, within the contract's 255), are different keys: the same body under the second is a
-    new grant, credited again."""
+    new grant, credited again. A key of the longest length is a key; one a character longer is
+    refused (400), never a server error (a column a character too short overflows)."""
+    if p.first and p.affordable(0.02):
+        _longest_keys(p)
     for label, second_of in LOOK_ALIKE_KEYS:
         first_key = p.t.guard.new_idempotency_key() + "-"
         first_key += "k" * (KEY_LENGTH - len(first_key))

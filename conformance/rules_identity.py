@@ -122,6 +122,8 @@ LOOK_ALIKES = (
     ("differ in the case of a non-ASCII letter", "-Ölaf", "-ölaf", DOCUMENTED),
     # Characters outside the BMP: a collation or a UCS-2 store can weigh them all the same.
     ("differ in a character outside the BMP", "-ann\U0001F600", "-ann\U0001F389", DOCUMENTED),
+    # NFKC (Django's normalize_username) folds these; NFC, the contract's reading, does not.
+    ("differ as a fullwidth and an ASCII letter", "-\uff21nn", "-Ann", DOCUMENTED),
     ("are one letter composed and decomposed", "-zo\u00eb", "-zoe\u0308", CONTRACT),
 )
 
@@ -131,8 +133,9 @@ LOOK_ALIKES = (
        needs=(Needs.WRITES,), stage=9)
 def identity_case_sensitive(p: Probe) -> None:
     """Ids that differ only in case, by a trailing space, by an accent, in the case of a
-    non-ASCII letter, or in a character outside the BMP (an emoji) are different users: each
-    keeps its own balance (and, the contract's reading, so are a letter composed and decomposed)."""
+    non-ASCII letter, in a character outside the BMP (an emoji), or as a fullwidth and an ASCII
+    letter are different users: each keeps its own balance, and a chat as one bills that one
+    only (and, the contract's reading, so are a letter composed and decomposed)."""
     # First a cent to one id of every pair, and a read of the other: an id folded into its
     # look-alike reads the first one's money (a cent a pair). Then, while the budget lasts, a
     # cent to the other too: each must hold its own, and its first grant start from nothing.
@@ -151,6 +154,8 @@ def identity_case_sensitive(p: Probe) -> None:
         if p.require(not (other.ok and other.cents), [first, other.exchange], f"Ids that {label} are one user",
                      f"after a grant of $0.01 to {first_user!r} only, {second_user!r} reads {other.shown}", mark):
             granted.append((label, first_user, second_user, mark, first))
+            if label == LOOK_ALIKES[0][0] and p.t.options.chat and not p.t.options.read_only:
+                _chat_bills_its_own_id(p, second_user, first_user, label, mark)
     for label, first_user, second_user, mark, first in granted:
         if not p.affordable(0.01):
             break
@@ -165,6 +170,23 @@ def identity_case_sensitive(p: Probe) -> None:
                                f"{shown(second.field('balance_before'))}")
         p.require(not problems, [first, second, *(r.exchange for r, _ in reads)],
                   f"Ids that {label} are one user", "; ".join(problems), mark)
+
+
+def _chat_bills_its_own_id(p: Probe, chatter: str, other: str, label: str, mark: str) -> None:
+    """A chat as one id of a look-alike pair never bills the other, which keeps its money to the
+    micro-dollar (a chat route that looks its user up case-insensitively bills the first of the
+    two it finds). The id never granted chats: 404 user_not_found, or 402, is its right answer."""
+    other_before = user_balance(p, other)
+    try:
+        chat = user_chat(p, chatter, chat_body(p))
+    except Skip:  # the account's billing mode refuses user chats, or the provider failed
+        return
+    after = user_balance(p, other)
+    moved = after.cents != other_before.cents or (
+        after.micros is not None and other_before.micros is not None and after.micros != other_before.micros)
+    p.require(not moved, [chat, after.exchange], f"Ids that {label} are one user",
+              f"a chat as {chatter!r} changed {other!r}'s balance: {other_before.shown} "
+              f"({other_before.micros} micro-dollars) -> {after.shown} ({after.micros})", mark)
 
 
 @probe("user.not_found", sources=("seed: 404 user_not_found GET /v1/users/:id/balance User not found",),

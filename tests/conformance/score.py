@@ -53,7 +53,7 @@ STAGING_FLAGS: tuple[tuple[str, str | None], ...] = (
 )
 # Added where retention is the point.
 RETENTION_FLAGS: tuple[tuple[str, str | None], ...] = (("--retention-check", "65"),)
-FAST_FUZZ_SECONDS = 3  # the schema-driven phase's time in --fast runs (see the docstring)
+FAST_FUZZ_SECONDS = 2  # the schema-driven phase's time in --fast runs (see the docstring)
 # Rules whose findings come from the schema-driven (generated data) phase.
 FUZZ_RULES = frozenset({"errors.no_server_error", "schema.response"})
 MOCK = "the mock itself"

@@ -176,7 +176,7 @@ def no_replayed_header() -> Flask:
          "public-facts: the shape of /v1/me is undocumented; /auth/me returns id, email, balance")
 def older_me_shape() -> Flask:
     def after(ex: Exchange) -> None:
-        if ex.path == "/v1/me" and ex.status == 200:
+        if ex.method == "GET" and ex.path == "/v1/me" and ex.status == 200:
             body = ex.json
             ex.set_json({"id": body["id"], "email": body["email"], "balance": body["balance"]})
 
@@ -843,4 +843,4 @@ def account_scoped_keys_replay_first() -> Flask:
     return service_patch("grant", wrap)
 
 
-from . import variants_fifth, variants_fourth, variants_sixth  # noqa: E402, F401  (register their variants: they build on this module)
+from . import variants_fifth, variants_fourth, variants_seventh, variants_sixth  # noqa: E402, F401  (register their variants: they build on this module)

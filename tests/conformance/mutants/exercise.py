@@ -96,6 +96,7 @@ def exercise(app: Flask) -> list[Observation]:
     _chats(s)
     _errors_and_auth(s)
     _more_money_and_chats(s)
+    _pricing_keys_and_forms(s)
     return s.seen
 
 
@@ -283,3 +284,46 @@ def _more_money_and_chats(s: Script) -> None:
     s.call("me with the second key", "GET", "/v1/me", key=KEY2)
     s.call("a developer stream", "POST", "/v1/chat/completions", body={**_CHAT, "stream": True})
     s.pool("pool after a developer stream")
+
+
+def _pricing_keys_and_forms(s: Script) -> None:
+    """Choices, tools and max_completion_tokens in chats; a look-alike id chatting; a header id
+    holding '%41'; a key freed after an error; same-key grants in flight together; near-miss
+    keys on chats; the longest key and one past it; OPTIONS on reads without a key; a long
+    description, an unknown key on the public route, and a chat's limit past a provider's cap."""
+    s.grant("fund the pricing user", "pricing", 1.00)
+    for label, extra in (("three choices", {"n": 3}), ("max_completion_tokens", {"max_completion_tokens": 1}),
+                         ("a tool", {"tools": [{"type": "function", "function": {
+                             "name": "lookup", "description": "Look a word up in a long dictionary " * 20,
+                             "parameters": {"type": "object", "properties": {}}}}]})):
+        s.call(f"chat with {label}", "POST", "/v1/users/pricing/chat/completions", body={**_CHAT, **extra})
+    s.read("after the pricing chats", "pricing")
+    s.grant("fund a case look-alike", "LookAlike", 0.10)
+    s.call("chat as its lower-case twin", "POST", "/v1/users/lookalike/chat/completions", body=_CHAT)
+    s.read("the look-alike after its twin chatted", "LookAlike")
+    s.grant("fund a user with %41 in its id", "pct%41", 0.10)
+    s.call("header chat as that user", "POST", "/v1/chat/completions", body=_CHAT,
+           headers={"X-External-User-ID": "pct%41"})
+    s.grant("an invalid amount under a key", "freed-key", -1, key="freed-1")
+    s.grant("a valid grant under that key", "freed-key", 0.01, key="freed-1")
+    answers: list[Any] = []
+    s.together("same key in flight", *(lambda: answers.append(
+        s.call("", "POST", "/v1/funding/grant", headers={"Idempotency-Key": "in-flight-1"}, record=False,
+               body={"external_user_id": "in-flight", "amount": 0.01})) for _ in range(2)))
+    # Which of the two lands first varies; that every answer is a success or an error in the
+    # envelope, and none a server error, does not.
+    s.seen.append(("same key in flight: every answer a success or an enveloped client error", 0, "", str(all(
+        a.status_code < 500 and (a.status_code == 200 or "code" in (a.get_json(silent=True) or {}).get("error", ""))
+        for a in answers))))
+    near = KEY[:-3] + "xyz"
+    s.call("path chat with a near-miss key", "POST", "/v1/users/pricing/chat/completions", key=near, body=_CHAT)
+    s.call("header chat with a near-miss key", "POST", "/v1/chat/completions", key=near, body=_CHAT,
+           headers={"X-External-User-ID": "pricing"})
+    for length in (255, 256):
+        s.grant(f"a {length}-character key", "long-key", 0.01, key="k" * length)
+    for path in ("/v1/me", "/v1/balance", "/v1/users/pricing/balance"):
+        s.call(f"OPTIONS {path} without a key", "OPTIONS", path, key=None)
+    s.grant("a 300-character description", "long-note", 0.01, description="n" * 300)
+    s.call("packages with an unknown key", "GET", "/v1/packages", key="sk-quota-unknown")
+    s.call("a chat allowing 20,000 tokens", "POST", "/v1/users/pricing/chat/completions",
+           body={**_CHAT, "max_tokens": 20_000})

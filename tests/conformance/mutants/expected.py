@@ -32,6 +32,25 @@ EXPECTED_MISSES: frozenset[str] = frozenset({
     # A markup applied twice, and reported consistently: the suite knows no model's price (the
     # docs give the formula, not the providers' base prices), so any consistent price passes.
     "markup_applied_twice",
+    # For the same reason, no price per choice or per tool definition: a chat with n > 1 priced
+    # from its first choice, or tools left out of the price, is consistent at a price unknown.
+    "n_choices_billed_first_only",
+    "tool_definitions_not_billed",
+    # The contract's choices, so warnings under the default profile (failures under strict):
+    # max_completion_tokens (openapi.yaml's, after OpenAI; the docs name max_tokens only), the
+    # key freed after an error (openapi.yaml's IdempotencyKey, after the IETF draft), and the
+    # /v1/me summary's window and balance (its shape is the contract's).
+    "max_completion_tokens_ignored",
+    # A summary that never counts chats cannot be told, within a run, from one whose chat usage
+    # comes from a metering pipeline minutes behind (the variant me_chat_usage_metered_async):
+    # how fresh /v1/me is, the docs leave open, so me.usage warns on it.
+    "me_usage_ignores_chats",
+    "failed_grant_burns_key",
+    "me_window_31_days",
+    "me_balance_cached",
+    # Micro-dollars read through a float go wrong only for balances such as $2.01 (1.4% of
+    # values): the reads a staging budget affords ($0.01 to $0.36 per read user) are all exact.
+    "balance_micros_via_float",
 })
 
 EXPECTED_FALSE_FAILURES: frozenset[str] = frozenset({

@@ -109,7 +109,7 @@ def tool_definitions_not_billed() -> Flask:
     return _repriced(reprice)
 
 
-@mutant(CHAT, "chat.user_debit",
+@mutant(CHAT, "chat.insufficient",
         "the gateway prices a streamed chat from the provider's usage chunk, which OpenAI sends only "
         "with stream_options.include_usage: a stream without it is served free (credits_used 0, "
         "nothing debited)")
@@ -194,7 +194,7 @@ def header_user_id_percent_decoded() -> Flask:
     return middleware(correct_app(), None, before)
 
 
-@mutant(IDENTITY, "identity.case_sensitive",
+@mutant(IDENTITY, "identity.roundtrip",
         "GET /v1/balance trims its query parameters (a framework's 'clean input' binding): the balance of "
         "'bob ' read by ?external_user_id= answers 'bob''s (the path form is exact)")
 def query_ids_stripped() -> Flask:
@@ -319,7 +319,7 @@ def _slow_keyed_grants(app: Flask, hold: float, in_flight: Any) -> None:
     store.grant = grant  # type: ignore[method-assign]
 
 
-@mutant(REPLAY, "idem.concurrent_same",
+@mutant(REPLAY, "errors.no_server_error",
         "the key is claimed by INSERT into a unique column, and commits take ~50 ms: a second request with "
         "the key while the first commits hits the unique violation, answered 500 internal_error (nothing "
         "applied) instead of a replay or 409")
@@ -470,7 +470,7 @@ def balance_micros_via_float() -> Flask:
     return middleware(correct_app(), after)
 
 
-@mutant(CHAT, "chat.stream_sse",
+@mutant(CHAT, "chat.stream_parity",
         "the SSE relay takes the first event after the role chunk for the provider's keep-alive and drops it: "
         "a streamed answer lacks its first piece of text (usage and charge are right)")
 def stream_drops_first_piece() -> Flask:
