@@ -20,6 +20,7 @@ from .kit import (
     GRANT,
     Exchange,
     add_to_balance,
+    billed_user,
     chat_path,
     correct_app,
     edit_events,
@@ -54,13 +55,6 @@ def _quota_of(ex: Exchange) -> dict[str, Any] | None:
         return found[-1] if found else None
     body = ex.json
     return body.get("quota") if isinstance(body, dict) and isinstance(body.get("quota"), dict) else None
-
-
-def _billed_user(ex: Exchange) -> str | None:
-    """Who a chat request bills: the path's user, else the header's."""
-    if not chat_path(ex):
-        return None
-    return ex.user_in_path() or ex.header(USER_HEADER)
 
 
 # -- money past the run's budget ---------------------------------------------------------------
@@ -242,7 +236,7 @@ def preauth_hold_two_cents() -> Flask:
     store = service_of(app).store
 
     def before(ex: Exchange) -> bool:
-        user = _billed_user(ex)
+        user = billed_user(ex)
         if user is None:
             return False
         held = store.user_balance(user)
@@ -291,7 +285,7 @@ def chat_after_refusal_free() -> Flask:
     lock = threading.Lock()
 
     def after(ex: Exchange) -> None:
-        user = _billed_user(ex)
+        user = billed_user(ex)
         if user is None:
             return
         if ex.status == 402:
@@ -320,7 +314,7 @@ def user_balance_stale_after_chat() -> Flask:
     lock = threading.Lock()
 
     def after(ex: Exchange) -> None:
-        user = _billed_user(ex)
+        user = billed_user(ex)
         if user is not None and ex.status == 200:
             quota = _quota_of(ex)
             cost = quota.get("credits_used") if quota else None
@@ -357,7 +351,7 @@ def developer_balance_minus_last_hold() -> Flask:
     last = {"hold": 0}
 
     def after(ex: Exchange) -> None:
-        user = _billed_user(ex)
+        user = billed_user(ex)
         if user is not None and ex.status == 200:
             quota = _quota_of(ex)
             if quota and isinstance(quota.get("credits_used"), int):
@@ -383,7 +377,7 @@ def chat_lookup_replica_lag() -> Flask:
     lock = threading.Lock()
 
     def before(ex: Exchange) -> bool:
-        user = _billed_user(ex)
+        user = billed_user(ex)
         if user is not None:
             with lock:
                 at = born.get(user)
@@ -446,7 +440,7 @@ def billed_user_global_race() -> Flask:
     current: dict[str, Any] = {"user": None}
 
     def before(ex: Exchange) -> bool:
-        user = _billed_user(ex)
+        user = billed_user(ex)
         if user is not None:
             current["user"] = user
         return False
@@ -559,7 +553,7 @@ def developer_streams_free() -> Flask:
 
     def before(ex: Exchange) -> bool:
         body = ex.request_json if chat_path(ex) else None
-        streaming.on = isinstance(body, dict) and body.get("stream") is True and _billed_user(ex) is None
+        streaming.on = isinstance(body, dict) and body.get("stream") is True and billed_user(ex) is None
         return False
 
     def after(ex: Exchange) -> None:

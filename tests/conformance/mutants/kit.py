@@ -230,6 +230,13 @@ def chat_path(ex: Exchange) -> bool:
     return ex.method == "POST" and ex.path.endswith("/chat/completions")
 
 
+def billed_user(ex: Exchange) -> str | None:
+    """Who a chat request bills: the path's user, else the X-External-User-ID header's."""
+    if not chat_path(ex):
+        return None
+    return ex.user_in_path() or ex.header("X-External-User-ID")
+
+
 def store_patch(name: str, wrap: Callable[[FundingService, Any], Any]) -> Flask:
     """A correct app whose store method ``name`` is ``wrap(service, original)``: the wrapper
     receives the service (for stray writes) and the original method."""

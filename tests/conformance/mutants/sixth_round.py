@@ -26,6 +26,7 @@ from .kit import (
     KEY,
     KEY2,
     Exchange,
+    billed_user,
     chat_path,
     correct_app,
     middleware,
@@ -42,12 +43,6 @@ FACTS = "documented facts"
 ERROR = "server error"
 ENVELOPE = "non-JSON error"
 USER_HEADER = "X-External-User-ID"
-
-
-def _billed_user(ex: Exchange) -> str | None:
-    if not chat_path(ex):
-        return None
-    return ex.user_in_path() or ex.header(USER_HEADER)
 
 
 # -- chats priced without some of their tokens -------------------------------------------------
@@ -163,7 +158,7 @@ def chat_user_lookup_case_insensitive() -> Flask:
         return next((u for u in store.users() if u.lower() == folded), user)
 
     def before(ex: Exchange) -> bool:
-        user = _billed_user(ex)
+        user = billed_user(ex)
         if user is None:
             return False
         owner = first_match(user)
