@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass, field
+from typing import Any
 
 
 @dataclass(frozen=True, slots=True)
@@ -69,3 +71,33 @@ class Seed:
     pool: int
     users: dict[str, int] = field(default_factory=dict)
     prices: PriceTable = field(default_factory=lambda: PriceTable(models={}, default=ModelPrice(500_000, 1_500_000)))
+
+    def as_json(self) -> dict[str, Any]:
+        """The seed as plain JSON (integer micro-dollars): what another worker adopts."""
+        return {
+            "developer": dataclasses.asdict(self.developer),
+            "api_keys": list(self.api_keys),
+            "pool": self.pool,
+            "users": dict(self.users),
+            "prices": {
+                "models": {name: [p.input_per_million, p.output_per_million] for name, p in self.prices.models.items()},
+                "default": [self.prices.default.input_per_million, self.prices.default.output_per_million],
+                "markup_percent": self.prices.markup_percent,
+            },
+        }
+
+    @classmethod
+    def from_json(cls, document: dict[str, Any]) -> Seed:
+        """The inverse of :meth:`as_json`."""
+        prices = document["prices"]
+        return cls(
+            developer=Developer(**document["developer"]),
+            api_keys=tuple(document["api_keys"]),
+            pool=int(document["pool"]),
+            users={str(user): int(amount) for user, amount in document["users"].items()},
+            prices=PriceTable(
+                models={name: ModelPrice(int(i), int(o)) for name, (i, o) in prices["models"].items()},
+                default=ModelPrice(int(prices["default"][0]), int(prices["default"][1])),
+                markup_percent=int(prices["markup_percent"]),
+            ),
+        )

@@ -64,6 +64,11 @@ class FundingService:
         self.clock.reset()
         self.store.load(self.seed, self.clock.now())
 
+    def adopt_seed(self, seed: Seed) -> None:
+        """Serve ``seed`` (its API keys, prices and developer) without loading it into the store:
+        another worker sharing the store has just loaded it there."""
+        self.seed = seed
+
     def set_balance(self, user_id: str | None, amount: int) -> LedgerEntry:
         if amount < 0:
             raise QuotaError(BAD_REQUEST, "balance must not be negative")

@@ -11,6 +11,7 @@ import re
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
 
 from flask import Flask, Response
 from flask.typing import ResponseReturnValue
@@ -28,6 +29,9 @@ from ..domain.rate_limit import RateLimiter
 from ..domain.service import FundingService
 from ..domain.store import StateStore
 from .validation import RequestValidator, ValidatedRequest
+
+if TYPE_CHECKING:  # only the Redis store needs it, and it imports redis
+    from ..domain.redis_resets import SharedResets
 
 EXTENSION_KEY = "quota_mock"
 _BEARER = re.compile(r"^Bearer[ ]+(\S+)[ ]*$", re.IGNORECASE)
@@ -64,16 +68,38 @@ class MockState:
     journal: RequestJournal | None = None  # None: the request journal is off
     # A deliberate wait inside a request (a held grant, a simulated latency): see _holder.
     hold: Callable[[float], None] = time.sleep
+    # On Redis: resets announced to, and adopted from, the other workers and instances.
+    shared_resets: SharedResets | None = None
 
     def reset(self, seed: Seed | None = None) -> None:
         """Back to the starting state: balances, ledger, keys and clock, fault rules, rate
-        windows, and an empty request journal."""
+        windows, and an empty request journal; on Redis, in every worker before it returns."""
         self.service.reset(seed)
+        self._clear_local_rules()
+        if self.journal is not None:
+            self.journal.clear()
+        if self.shared_resets is not None:
+            self.shared_resets.announce(self.service.seed.as_json())
+
+    def adopt_shared_reset(self, seed: dict[str, Any] | None) -> None:
+        """Another worker reset the shared store to ``seed``: serve that seed (API keys, prices,
+        the developer), and clear this process' own fault rules and rate windows."""
+        if seed is not None:
+            self.service.adopt_seed(Seed.from_json(seed))
+        self._clear_local_rules()
+
+    def close(self) -> None:
+        """Let go of the store's connections and stop listening for other workers' resets."""
+        if self.shared_resets is not None:
+            self.shared_resets.close()
+        close_store = getattr(self.service.store, "close", None)
+        if close_store is not None:
+            close_store()
+
+    def _clear_local_rules(self) -> None:
         self.faults.clear()
         if self.rate_limiter is not None:
             self.rate_limiter.reset()
-        if self.journal is not None:
-            self.journal.clear()
 
 
 def build_state(config: MockConfig) -> MockState:
@@ -84,7 +110,7 @@ def build_state(config: MockConfig) -> MockState:
     operations = (*contract.operations, *control_contract().operations)
     journal = _build_journal(config, store)
     hold = _holder(journal)
-    return MockState(
+    state = MockState(
         config=config,
         contract=contract,
         service=FundingService(
@@ -96,6 +122,11 @@ def build_state(config: MockConfig) -> MockState:
         journal=journal,
         hold=hold,
     )
+    if config.uses_redis:
+        from ..domain.redis_resets import SharedResets
+
+        state.shared_resets = SharedResets(config.store, config.store_prefix, state.adopt_shared_reset)
+    return state
 
 
 def _holder(journal: RequestJournal | None) -> Callable[[float], None]:

@@ -52,7 +52,7 @@ def redis_app(redis_server: PrivateRedis, prefix: str) -> Iterator[Callable[...,
 
     yield make
     for app in apps:
-        mock_state(app).service.store.close()
+        mock_state(app).close()
         assert app.extensions["quota_mock_response_violations"] == []
 
 

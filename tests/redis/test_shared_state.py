@@ -64,3 +64,61 @@ def test_a_restarted_quota_mock_process_keeps_its_balances(redis_server, prefix,
     assert balance["balance"] == "$2.25"
     again = requests.post(second.base_url + "/v1/funding/grant", json=body, headers=headers, timeout=10).json()
     assert again == {**credited, "duplicate": True}
+
+
+def _subscribed(app) -> None:
+    resets = mock_state(app).shared_resets
+    assert resets is not None and resets.wait_subscribed(5), "the shared-reset listener did not subscribe"
+
+
+def test_a_seed_posted_to_one_instance_is_served_by_every_instance(redis_app):
+    """API keys, prices and the developer live in each process: a seed posted to one worker
+    reaches the others before the control API answers (not only the shared balances)."""
+    apps = [redis_app(), redis_app(), redis_app()]
+    for app in apps:
+        _subscribed(app)
+    one, two, three = (app.test_client() for app in apps)
+    new_key = {"Authorization": "Bearer sk-quota-rotated-key"}
+    seed = {"api_keys": ["sk-quota-rotated-key"], "developer": {"billing_mode": "developer"},
+            "prices": {"markup_percent": 25}, "users": {"seeded": "1.00"}}
+    assert one.post("/_mock/seed", json=seed).status_code == 200
+    for client in (two, three):  # at once: no wait, no retry
+        assert client.get("/v1/balance", headers=AUTH).status_code == 401
+        answer = client.get("/v1/balance", headers=new_key)
+        assert answer.status_code == 200 and answer.json["billing_mode"] == "developer"
+        assert client.get("/v1/users/seeded/balance", headers=new_key).json["balance"] == "$1.00"
+    assert all(mock_state(app).service.seed == mock_state(apps[0]).service.seed for app in apps)
+    # A plain reset goes back to each instance's own starting seed, everywhere.
+    assert three.post("/_mock/reset").status_code == 200
+    for client in (one, two, three):
+        assert client.get("/v1/balance", headers=AUTH).status_code == 200
+        assert client.get("/v1/balance", headers=new_key).status_code == 401
+
+
+def test_a_reset_clears_every_instances_fault_rules(redis_app):
+    first, second = redis_app(), redis_app()
+    _subscribed(first)
+    _subscribed(second)
+    rule = {"operation_id": "getBalance", "action": "fail", "status": 503}
+    assert second.test_client().post("/_mock/faults", json=rule).status_code in (200, 201)
+    assert second.test_client().get("/v1/balance", headers=AUTH).status_code == 503
+    assert first.test_client().post("/_mock/reset").status_code == 200
+    assert second.test_client().get("/v1/balance", headers=AUTH).status_code == 200
+    assert second.test_client().get("/_mock/faults").json["faults"] == []
+
+
+def test_an_instance_closed_does_not_hold_a_reset_up(redis_app):
+    """A closed mock stops listening; an announcement then waits for nobody."""
+    import time
+
+    gone = redis_app()
+    _subscribed(gone)
+    thread = mock_state(gone).shared_resets._thread
+    mock_state(gone).close()
+    thread.join(timeout=5)
+    assert not thread.is_alive()
+    survivor = redis_app()
+    _subscribed(survivor)
+    started = time.monotonic()
+    assert survivor.test_client().post("/_mock/reset").status_code == 200
+    assert time.monotonic() - started < 1.0

@@ -139,3 +139,18 @@ def test_ctrl_c_stops_busy_workers_within_the_kill_timeout(redis_server, prefix,
         if process.poll() is None:
             os.killpg(process.pid, signal.SIGKILL)
             process.wait()
+
+
+def test_a_seed_posted_to_one_worker_is_served_by_both(two_workers):
+    """API keys, prices and billing mode live in each worker process: a seed posted to the one
+    that happens to take the request is adopted by the other before the answer comes back."""
+    live = two_workers()
+    seed = {"api_keys": ["sk-quota-rotated-key"], "developer": {"billing_mode": "developer"}}
+    assert requests.post(live.base_url + "/_mock/seed", json=seed, timeout=10).status_code == 200
+    new_key = {"Authorization": "Bearer sk-quota-rotated-key"}
+    answers = []
+    for _ in range(40):  # a new connection each: both workers take some
+        with requests.Session() as fresh:
+            answers.append((fresh.get(live.base_url + "/v1/balance", headers=new_key, timeout=10),
+                            fresh.get(live.base_url + "/v1/balance", headers=AUTH, timeout=10).status_code))
+    assert {(a.status_code, a.json()["billing_mode"], old) for a, old in answers} == {(200, "developer", 401)}
