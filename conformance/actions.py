@@ -205,9 +205,11 @@ def chat_body(p: Probe, prompt: str = SMALL_PROMPT, copies: int = 1, max_tokens:
     return body
 
 
-def user_chat(p: Probe, user: str, body: dict[str, Any]) -> Exchange:
-    """POST /v1/users/{id}/chat/completions (a valid chat: see :func:`_chat`)."""
-    send = lambda b: p.t.send(USER_CHAT, path={"external_user_id": user}, body=b)  # noqa: E731
+def user_chat(p: Probe, user: str, body: dict[str, Any], accept: str | None = None) -> Exchange:
+    """POST /v1/users/{id}/chat/completions (a valid chat: see :func:`_chat`), with an Accept
+    header when given."""
+    headers = {"Accept": accept} if accept else None
+    send = lambda b: p.t.send(USER_CHAT, path={"external_user_id": user}, body=b, headers=headers)  # noqa: E731
     return _chat(p, _with_a_known_model(p, body, send), user_billed=True)
 
 

@@ -193,7 +193,10 @@ class Target:
 
     def call(self, case: Case) -> Response:
         """Send one case through the guarded session (raises RequestRefused if the guard says no)."""
-        return case.call(base_url=self.base_url, session=self.session)
+        # Schemathesis leaves a case's own Accept header out of the request it builds (the
+        # session's */* goes instead): handed over again here, a rule's Accept is sent.
+        accept = {k: v for k, v in (case.headers or {}).items() if k.lower() == "accept"}
+        return case.call(base_url=self.base_url, session=self.session, headers=accept or None)
 
     def billing_mode(self) -> str | None:
         """The account's billing mode, as GET /v1/balance says it (``billing_mode``), read once

@@ -117,7 +117,8 @@ class Probe:
     def fail(self, exchanges: list[Exchange], title: str, message: str, provenance: str | None = None,
              rule: str | None = None) -> None:
         name = self._name(rule)
-        if self.t.guard.stats.rate_limited > self._rate_limited_before:
+        stats = self.t.guard.stats
+        if stats.rate_limited > self._rate_limited_before and not stats.persistently_rate_limited:
             # A request of this example was still refused for now (429, or 503 with Retry-After)
             # after the retries: whatever went wrong after it may be that refusal's doing, so
             # nothing is judged.

@@ -34,6 +34,7 @@ from .properties import Probe, Skip, usd
 from .registry import Cost, probe
 from .rule_helpers import concurrently, watch_pool
 from .safety import DEVELOPER_CHAT_RESERVE
+from .sse import is_event_stream
 
 CENT = MICROS_PER_CENT
 # A sandbox account says billing_mode "test" of every chat (public-facts: "the newest
@@ -54,12 +55,18 @@ def _debit(p: Probe, form: str, stream: bool | None = None) -> None:
     if stream is None:
         stream = not p.first and p.draw(st.booleans())
     body = small_chat(p, stream=stream)
+    if not stream and p.first:
+        body["stream"] = False  # said, not left out: a relay that streams on any "stream" key shows
     send = (lambda: user_chat(p, user, body)) if form == "path" else (lambda: header_chat(p, user, body))
     moved, still, pool_reads, answer = watch_pool(p, send)
     how = "POST /v1/users/{id}/chat/completions" if form == "path" else "POST /v1/chat/completions with the header"
     if not answer.ok:
         p.fail([answer], "A funded user's chat was refused",
                f"{how} for a user holding {usd(funds * CENT)} answered {answer.status} {code_text(answer)}")
+        return
+    if body.get("stream") is False and is_event_stream(answer):
+        p.fail([answer], "A chat with stream: false was answered as a stream",
+               f"{how} with \"stream\": false answered Content-Type {answer.header('Content-Type')}")
         return
     cost = charged(answer)
     read = user_balance(p, user)
@@ -97,11 +104,14 @@ def _debit(p: Probe, form: str, stream: bool | None = None) -> None:
             _grant_after_chat(p, user, start - cost, steps)
     if moved is not None and moved != 0:
         if still:
-            # Billed, it breaks the docs; credited (the developer earning the markup of a chat
-            # the user paid for, which the docs do not place) only the contract's choice.
+            # Billed, it breaks the docs; credited the markup of a chat the user paid for (which
+            # the docs do not place) only the contract's choice. Credited the whole charge or
+            # more, the money is counted twice: the user paid it, and the developer holds it too.
+            markup_at_most = cost is None or moved < cost
             p.fail([answer, *pool_reads], "A user's chat moved the developer balance",
-                   f"{how} billed the user, yet the developer balance moved by {usd(moved)}",
-                   DOCUMENTED if moved < 0 else CONTRACT)
+                   f"{how} billed the user, yet the developer balance moved by {usd(moved)}"
+                   + ("" if cost is None else f" (the chat cost {usd(cost)})"),
+                   DOCUMENTED if moved < 0 or not markup_at_most else CONTRACT)
         else:
             p.undecided("the developer balance moved for other reasons meanwhile")
 

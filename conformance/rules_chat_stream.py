@@ -28,10 +28,13 @@ CENT = MICROS_PER_CENT
        elements=("#/components/responses/ChatCompletion",), cost=Cost(CENT, 2), needs=NEEDS, stage=9)
 def chat_stream_sse(p: Probe) -> None:
     """``stream: true`` answers text/event-stream: ``data:`` events, each a JSON
-    chat.completion.chunk, the last one ``data: [DONE]``."""
+    chat.completion.chunk (the answer's chunks under one id), the last one ``data: [DONE]``."""
     user = funded_user(p, 1)  # a cent pays for a small chat many times over
     body = small_chat(p, stream=True)
-    exchange = user_chat(p, user, body) if p.first or p.draw(st.booleans()) else header_chat(p, user, body)
+    if p.first:  # as OpenAI's SDKs send every request: a stream must not be negotiated away by it
+        exchange = user_chat(p, user, body, accept="application/json")
+    else:
+        exchange = user_chat(p, user, body) if p.draw(st.booleans()) else header_chat(p, user, body)
     if not exchange.ok:
         p.fail([exchange], "A streamed chat was refused",
                f"a funded user's chat with stream: true answered {exchange.status} {code_text(exchange)}")
@@ -44,6 +47,7 @@ def chat_stream_sse(p: Probe) -> None:
     if not events or events[-1] != "[DONE]":
         problems.append("the stream does not end with data: [DONE]"
                         + (f" (its last event is {events[-1][:60]!r})" if events else " (no data: events at all)"))
+    ids: set[str] = set()
     for payload in events[:-1]:
         try:
             chunk = json.loads(payload)
@@ -53,6 +57,11 @@ def chat_stream_sse(p: Probe) -> None:
         if not isinstance(chunk, dict) or chunk.get("object") != "chat.completion.chunk":
             problems.append(f"an event is not a chat.completion.chunk: {payload[:60]!r}")
             break
+        if chunk.get("choices") and isinstance(chunk.get("id"), str) and chunk["id"]:
+            ids.add(chunk["id"])  # the answer's chunks; a usage or quota chunk may stand apart
+    if len(ids) > 1:
+        problems.append(f"the chunks of one answer carry {len(ids)} different ids (OpenAI's chunks share the "
+                        f"completion's id): {sorted(ids)[:3]}")
     p.require(not problems, [exchange], "A streamed chat is not server-sent events ending [DONE]",
               "; ".join(problems))
 

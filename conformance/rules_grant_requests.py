@@ -18,6 +18,7 @@ from mockserver.contract import CONTRACT, DOCUMENTED
 from mockserver.domain.money import MICROS_PER_CENT, MICROS_PER_DOLLAR
 
 from .actions import ABSENT, code_text, developer_balance, grant, shown, skip_if_the_pool_refused, user_balance
+from .engine import Exchange
 from .facts import GRANT
 from .properties import Probe, usd
 from .registry import Cost, Needs, probe
@@ -88,11 +89,12 @@ def grant_optional_fields(p: Probe) -> None:
 @probe("grant.missing_fields", sources=(
     "seed: 400 bad_request POST /v1/funding/grant Missing required fields",
     "seed: external_user_id string Your unique identifier for the user",
-), elements=("#/components/responses/BadRequest", "#/components/schemas/GrantRequest"), cost=Cost(0, 6),
-    needs=(Needs.WRITES,), stage=0)
+), elements=("#/components/responses/BadRequest", "#/components/schemas/GrantRequest"),
+    cost=Cost(0, 6, most=CENT, sharp=CENT), needs=(Needs.WRITES,), stage=0)
 def grant_missing_fields(p: Probe) -> None:
     """A grant missing a required field (or null in its place), or whose body is not a JSON
-    object, answers 400 bad_request and credits nobody."""
+    object, answers 400 bad_request and credits nobody; an amount with no user to credit
+    debits nothing from the grant pool either."""
     bad_request = p.t.facts.error("BadRequest")
     user = p.t.guard.new_user()
     if p.first:
@@ -108,13 +110,26 @@ def grant_missing_fields(p: Probe) -> None:
         if "amount" in body and body["amount"] is not None and not p.affordable(body["amount"]):
             body.pop("amount")
         bodies = [p.draw(st.sampled_from([body, body, [], "a string", 3, b"{not json"]))]
+    if p.first and p.affordable(0.01):
+        bodies.append({"amount": amount_json(1), "description": "quota-conformance probe"})
     for body in bodies:
         if isinstance(body, dict) and body.get("amount") is not None:
             p.spend(body["amount"])
         raw = body if isinstance(body, bytes) else None
         kwargs: dict[str, Any] = {"raw_body": raw} if raw is not None else {"body": body}
-        exchange = p.t.send(GRANT, headers={"Idempotency-Key": p.t.guard.new_idempotency_key()},
-                            **kwargs)
+
+        def send(kwargs: dict[str, Any] = kwargs) -> Exchange:
+            return p.t.send(GRANT, headers={"Idempotency-Key": p.t.guard.new_idempotency_key()}, **kwargs)
+
+        if isinstance(body, dict) and body.get("amount") is not None and "external_user_id" not in body:
+            # No user to credit: a pool debited before the body is checked loses the money.
+            moved, still, reads, exchange = watch_pool(p, send)
+            if moved is not None and moved != 0 and still:
+                p.fail([exchange, *reads], "A grant refused for a missing user debited the grant pool",
+                       f"a grant of {body!r} answered {exchange.status} {code_text(exchange)} and the developer "
+                       f"balance moved by {signed_change(moved)}", DOCUMENTED)
+        else:
+            exchange = send()
         what = "a body that is not JSON" if raw is not None else f"a grant of {body!r}"
         # The seed's 400 is for fields missing from a JSON object; nulls, other JSON values and
         # bytes that are not JSON are refused as the contract chooses.

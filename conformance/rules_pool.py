@@ -90,15 +90,17 @@ def grant_pool_debit(p: Probe) -> None:
     cents = _adversarial_cents(p, pool_micros(developer_balance(p))) if p.first else [
         p.draw_cents(p.wallet.left // 3)]
     user = p.t.guard.new_user()
-    made: list[tuple[int, str, Exchange]] = []
-    for c in cents:
-        key = p.t.guard.new_idempotency_key()
+    made: list[tuple[int, str | None, Exchange]] = []
+    for i, c in enumerate(cents):
+        # The second without an Idempotency-Key: a pool debited only where a key was claimed shows.
+        key = None if i == 1 else p.t.guard.new_idempotency_key()
         moved, still, reads, first = watch_pool(p, lambda: grant(p, user, c, key=key))  # noqa: B023
         if not first.ok:
             p.skip(f"the grant answered {first.status} (see grant.arithmetic)")
-        _judge_pool(p, moved, still, -c * CENT, [first, *reads], f"a grant of {usd(c * CENT)}")
+        keyless = "" if key else " without an Idempotency-Key"
+        _judge_pool(p, moved, still, -c * CENT, [first, *reads], f"a grant of {usd(c * CENT)}{keyless}")
         made.append((c, key, first))
-    c, key, first = min(made, key=lambda m: m[0])  # the cheapest to replay
+    c, key, first = min((m for m in made if m[1] is not None), key=lambda m: m[0])  # the cheapest to replay
     moved, still, reads, replay = watch_pool(p, lambda: grant(p, user, c, key=key))
     _judge_pool(p, moved, still, 0, [first, replay, *reads], f"a replay of the grant of {usd(c * CENT)}")
     if developer_chat:

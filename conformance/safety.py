@@ -48,6 +48,7 @@ UNUSUAL_METHODS = frozenset({"PUT", "PATCH", "DELETE"})
 DEVELOPER_CHAT_RESERVE = MICROS_PER_DOLLAR // 100
 TINY_CHAT_MAX_TOKENS = 16
 TINY_CHAT_BYTES = 1024
+PERSISTENT_REFUSALS = 5  # requests of one method still refused for now, at least, to be "persistent"
 
 
 class RequestRefused(Exception):
@@ -105,6 +106,18 @@ class SafetyStats:
     retries_after_503: int = 0  # 503 with Retry-After to a read or a keyed request
     # 429s (and such 503s) handed on after the retries: what they answered went unjudged
     rate_limited: int = 0
+    # Final answers, and those still refused for now, by method: a target that refuses most of
+    # one method's requests (every write, say) is not busy now and then but unusable.
+    answered_by_method: Counter[str] = field(default_factory=Counter)
+    rate_limited_by_method: Counter[str] = field(default_factory=Counter)
+
+    @property
+    def persistently_rate_limited(self) -> bool:
+        """Whether some method's requests were mostly refused for now (429, or 503 with
+        Retry-After) even after the retries, at least PERSISTENT_REFUSALS of them: from then on
+        what such answers leave undone is judged, not excused."""
+        return any(limited >= PERSISTENT_REFUSALS and 2 * limited > self.answered_by_method[method]
+                   for method, limited in self.rate_limited_by_method.items())
     seconds_waited: float = 0.0
     chats: int = 0
 
@@ -234,12 +247,14 @@ class GuardedSession(requests.Session):
         options = self.guard.options
         kwargs.setdefault("timeout", options.request_timeout_seconds)
         kwargs["allow_redirects"] = False  # a redirect could lead a grant elsewhere
+        method = str(request.method)
         for attempt in range(options.max_retries_on_429 + 1):
             self.guard.admit(request)
             response = super().send(request, **kwargs)
             for observe in self.observers:
                 observe(request, response)
             if not _asks_to_retry(request, response):
+                self.guard.stats.answered_by_method[method] += 1
                 return response
             if attempt == options.max_retries_on_429:
                 break
@@ -253,8 +268,11 @@ class GuardedSession(requests.Session):
                 self.guard.stats.retries_after_503 += 1
             self.guard.stats.seconds_waited += wait
             self._sleep(wait)
-        # Still refused for now: the caller gets the answer, and a rule seeing one judges nothing.
+        # Still refused for now: the caller gets the answer, and a rule seeing one judges nothing
+        # (unless such refusals are most of what this method got: persistently_rate_limited).
         self.guard.stats.rate_limited += 1
+        self.guard.stats.answered_by_method[method] += 1
+        self.guard.stats.rate_limited_by_method[method] += 1
         return response
 
 

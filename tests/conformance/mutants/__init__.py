@@ -16,6 +16,7 @@ from . import (  # noqa: F401  (registers)
     identity,
     money,
     second_round,
+    seventh_round,
     sixth_round,
     spending,
     state,

@@ -327,3 +327,20 @@ def _pricing_keys_and_forms(s: Script) -> None:
     s.call("packages with an unknown key", "GET", "/v1/packages", key="sk-quota-unknown")
     s.call("a chat allowing 20,000 tokens", "POST", "/v1/users/pricing/chat/completions",
            body={**_CHAT, "max_tokens": 20_000})
+    s.call("a grant with an amount and no user", "POST", "/v1/funding/grant", body={"amount": 0.01})
+    s.pool("pool after a grant with no user")
+    s.call("a replay in other bytes, first", "POST", "/v1/funding/grant", headers={"Idempotency-Key": "bytes-1"},
+           raw=b'{"external_user_id": "bytes-user", "amount": 0.01}')
+    s.call("a replay in other bytes, again", "POST", "/v1/funding/grant", headers={"Idempotency-Key": "bytes-1"},
+           raw=b'{"amount":0.01,"external_user_id":"bytes-user"}')
+    stream = {**_CHAT, "stream": True}
+    streamed = s.call("a stream", "POST", "/v1/users/pricing/chat/completions", body=stream)
+    ids = set(re.findall(r'"id": ?"([^"]+)"', streamed.get_data(as_text=True)))
+    s.seen.append(("a stream's chunks share one id", 0, "", str(len(ids) == 1)))  # ids differ run to run
+    s.call("a stream asked with Accept: application/json", "POST", "/v1/users/pricing/chat/completions",
+           body=stream, headers={"Accept": "application/json"})
+    s.call("stream: false", "POST", "/v1/users/pricing/chat/completions", body={**_CHAT, "stream": False})
+    s.grant("fund OpenAI's user field's user", "field-user", 0.10)
+    s.call("a header chat naming another user in OpenAI's user field", "POST", "/v1/chat/completions",
+           body={**_CHAT, "user": "field-user"}, headers={"X-External-User-ID": "pricing"})
+    s.read("the user named only in the user field", "field-user")

@@ -51,6 +51,22 @@ EXPECTED_MISSES: frozenset[str] = frozenset({
     # Micro-dollars read through a float go wrong only for balances such as $2.01 (1.4% of
     # values): the reads a staging budget affords ($0.01 to $0.36 per read user) are all exact.
     "balance_micros_via_float",
+    # A 503 "nothing applied" that applied a keyless grant: that a 503 applies nothing is the
+    # contract's reading (openapi.yaml's ServiceUnavailable), so a credit after it only warns.
+    "keyless_503_after_commit",
+    # "The same request" for a replay: the contract does not say whether other bytes of the same
+    # JSON value (key order, spacing) are the same body; the suite replays byte for byte.
+    "replay_fingerprint_raw_bytes",
+    # Fields of the completion the docs leave to OpenAI's shape, which openapi.yaml does not pin
+    # (and a gateway may rewrite): the model named (dated snapshots, routed models), created's
+    # unit, ids' uniqueness across answers, choice indices, finish_reason when cut short, and
+    # OpenAI's own "user" field. Judging them would fail correct gateways of the corpus' kinds.
+    "chat_model_downgraded",
+    "chat_created_milliseconds",
+    "chat_id_constant",
+    "choice_index_one_based",
+    "finish_reason_length_as_stop",
+    "openai_user_field_bills",
 })
 
 EXPECTED_FALSE_FAILURES: frozenset[str] = frozenset({
