@@ -235,10 +235,10 @@ def _with_a_known_model(p: Probe, body: dict[str, Any], send: Callable[[dict[str
 
 
 def _model_refused(exchange: Exchange, model: str) -> bool:
-    """400 or 404 in the envelope, about the model: its code or message says "model", or the
+    """400, 403, 404 or 422 in the envelope, about the model: its code or message says "model", or the
     message names the model sent (OpenAI answers an unknown model 404 model_not_found, "The
     model `x` does not exist or you do not have access to it"; a gateway, "`x` is not enabled")."""
-    if exchange.status not in (400, 404) or not isinstance(exchange.error_code, str):
+    if exchange.status not in (400, 403, 404, 422) or not isinstance(exchange.error_code, str):
         return False
     message = exchange.field("error", "message")
     text = f"{exchange.error_code} {message if isinstance(message, str) else ''}"

@@ -137,8 +137,17 @@ builtin("errors.no_server_error", not_a_server_error, description="No answer is 
 builtin("schema.status_code", status_code_conformance,
         description="Every status is one openapi.yaml lists for the operation.", classify=_response_mark,
         elements=ROOT)
+def _content_type_mark(provenance: Provenance, failure: Any, exchange: Any) -> str:
+    """An error envelope sent as another JSON media type (application/problem+json) keeps the
+    seed's "All errors return a JSON body": only the contract's choice of application/json breaks."""
+    media = (exchange.header("Content-Type") or "").split(";")[0].strip().lower()
+    if exchange.status >= 400 and media.endswith("+json"):
+        return CONTRACT
+    return _response_mark(provenance, failure, exchange)
+
+
 builtin("schema.content_type", content_type_conformance,
-        description="Every Content-Type is one openapi.yaml lists.", classify=_response_mark, elements=ROOT)
+        description="Every Content-Type is one openapi.yaml lists.", classify=_content_type_mark, elements=ROOT)
 builtin("schema.headers", response_headers_conformance,
         description="Response headers are as openapi.yaml defines them.", classify=_header_mark, elements=ROOT,
         choices=("#/components/headers/RetryAfter", "#/components/headers/RateLimitLimit",

@@ -196,7 +196,9 @@ class Target:
         # Schemathesis leaves a case's own Accept header out of the request it builds (the
         # session's */* goes instead): handed over again here, a rule's Accept is sent.
         accept = {k: v for k, v in (case.headers or {}).items() if k.lower() == "accept"}
-        return case.call(base_url=self.base_url, session=self.session, headers=accept or None)
+        # The session's own timeout too: Schemathesis' default (10 s) would cut a slow answer short.
+        return case.call(base_url=self.base_url, session=self.session, headers=accept or None,
+                         timeout=self.options.request_timeout_seconds)
 
     def billing_mode(self) -> str | None:
         """The account's billing mode, as GET /v1/balance says it (``billing_mode``), read once

@@ -37,6 +37,7 @@ from http import HTTPStatus
 from typing import Any
 from urllib.parse import quote, unquote, urlsplit
 
+import requests
 from schemathesis import GenerationMode
 from schemathesis.checks import ignored_auth
 from schemathesis.core.parameters import ParameterLocation
@@ -190,6 +191,9 @@ class Fuzzer:
             return
         except RequestRefused as refused:
             self._not_sent(record, str(refused).split(":")[0])
+            return
+        except requests.RequestException as exc:  # a slow or dropped answer judges nothing
+            self._not_sent(record, f"no answer ({type(exc).__name__})")
             return
         self.sent += 1
         record.sent[source] += 1

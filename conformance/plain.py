@@ -153,6 +153,9 @@ def _value_reasons(value: Any, schema: Any, mark: str, where: str) -> list[str]:
 
 def _string_reasons(value: str, where: str) -> list[str]:
     reasons = []
+    if not value.strip():
+        reasons.append(f"{where} is {'empty' if not value else 'only whitespace'}: the docs show text there, and a "
+                       "server may require some")
     surrogate = next((ch for ch in value if 0xD800 <= ord(ch) <= 0xDFFF), None)
     if surrogate is not None:
         reasons.append(f"{where} holds an unpaired surrogate (U+{ord(surrogate):04X}): it is no Unicode text, and "

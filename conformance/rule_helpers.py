@@ -31,7 +31,7 @@ GRANT_OP = "#/paths/~1v1~1funding~1grant/post"
 # control character (many stores refuse NUL) and at most 250 characters (half the contract's
 # own 500; a VARCHAR(255) is a correct store). Past that is the contract's choice (plain.py).
 _NOTE_TEXT = st.characters(codec="utf-8", exclude_categories=("Cc", "Cs"))
-DESCRIPTIONS = st.one_of(st.just(ABSENT), st.just(""), st.text(_NOTE_TEXT, max_size=40),
+DESCRIPTIONS = st.one_of(st.just(ABSENT), st.text(_NOTE_TEXT, min_size=1, max_size=40).filter(str.strip),
                          st.text(_NOTE_TEXT, min_size=200, max_size=250),
                          st.sampled_from(["Welcome bonus", "crédit 🎁"]))
 

@@ -278,11 +278,15 @@ def chat_grant_during_chat(p: Probe) -> None:
     chat: list[Exchange] = []
     skipped: list[Skip] = []  # the chat's probe skipped in the thread (its billing mode): so is this one
 
+    failed: list[Exception] = []  # raised again in the probe's thread, which judges them (no answer...)
+
     def chat_in_flight() -> None:
         try:
             chat.append(user_chat(p, user, body))
         except Skip as skip:
             skipped.append(skip)
+        except Exception as exc:
+            failed.append(exc)
 
     worker = threading.Thread(target=chat_in_flight)
     worker.start()
@@ -292,6 +296,8 @@ def chat_grant_during_chat(p: Probe) -> None:
     worker.join(timeout=120)
     if skipped:
         raise skipped[0]
+    if failed:
+        raise failed[0]
     if not chat or not chat[0].ok or charged(chat[0]) is None:
         p.undecided("the chat answered " + (f"{chat[0].status} {code_text(chat[0])}" if chat else "nothing")
                     + " or reported no cost (see chat.user_debit)")

@@ -220,7 +220,8 @@ def _judge_unknown(p: Probe, exchange: Exchange, how: str, nobody: str, status: 
         p.fail([exchange], title, message + " (the user, known before any grant)", CONTRACT)
     elif exchange.ok:
         p.fail([exchange], title, message + ": not that user's balance (the developer's?)", DOCUMENTED)
-    elif refused_cleanly(p, exchange) and not p.t.facts.user_id_is_plain(nobody):
+    elif ((refused_cleanly(p, exchange) or p.t.facts.error("RouteNotFound").answered(exchange))
+          and not p.t.facts.user_id_is_plain(nobody)):
         p.fail([exchange], title, message + " (an id unlike the docs' examples: refusing it is the contract's call)",
                CONTRACT)
     else:

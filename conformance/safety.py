@@ -247,6 +247,11 @@ class GuardedSession(requests.Session):
         options = self.guard.options
         kwargs.setdefault("timeout", options.request_timeout_seconds)
         kwargs["allow_redirects"] = False  # a redirect could lead a grant elsewhere
+        # A space in a query value as RFC 3986 / RFC 6570 (OpenAPI's form style) write it: %20,
+        # not HTML forms' '+' (requests writes a literal '+' as %2B, so every '+' left is a space).
+        head, sep, query = (request.url or "").partition("?")
+        if sep and "+" in query:
+            request.url = head + "?" + query.replace("+", "%20")
         method = str(request.method)
         for attempt in range(options.max_retries_on_429 + 1):
             self.guard.admit(request)

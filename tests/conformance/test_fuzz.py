@@ -205,3 +205,24 @@ def test_the_time_budget_must_be_positive(fuzz_time):
 def test_generated_chats_reuse_only_funded_users_a_header_can_carry(user, safe):
     # Over a socket a decomposed accent in X-External-User-ID crashed the run (latin-1).
     assert header_safe(user) is safe
+
+
+def test_a_generated_request_left_without_an_answer_is_counted_and_the_run_goes_on():
+    """A slow provider (a read timeout) or a dropped connection during the schema-driven phase
+    judges nothing: the case is counted as not sent, and the run still reports (it ended in a
+    traceback and no report)."""
+    import requests
+
+    chats = Counter[str]()
+
+    def every_third_chat_times_out(request: Request) -> Any:
+        if request.chat:
+            chats["sent"] += 1
+            if chats["sent"] % 3 == 0:
+                raise requests.ReadTimeout("the provider took longer than the request timeout")
+        return None
+
+    report = go(wrap(fixed_app(), every_third_chat_times_out), fuzz_sources=("positive",))
+    assert chats["sent"] >= 6
+    assert report.exit_code in (0, 1)
+    assert "no answer (ReadTimeout)" in human(report.summary, KEY)

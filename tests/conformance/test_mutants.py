@@ -21,7 +21,7 @@ from .variants import VARIANTS
 FAMILIES = {
     "float money", "arithmetic", "lost update", "stale read", "identity encoding", "ttl and scoping",
     "pool accounting", "wrong account", "wrong status", "non-JSON error", "server error", "auth",
-    "replay", "chat", "documented facts", "money format",
+    "replay", "chat", "chat shape", "documented facts", "money format",
 }
 
 

@@ -843,4 +843,4 @@ def account_scoped_keys_replay_first() -> Flask:
     return service_patch("grant", wrap)
 
 
-from . import variants_fifth, variants_fourth, variants_seventh, variants_sixth  # noqa: E402, F401  (register their variants: they build on this module)
+from . import variants_eighth, variants_fifth, variants_fourth, variants_seventh, variants_sixth  # noqa: E402, F401  (register their variants: they build on this module)

@@ -10,7 +10,7 @@ import time
 from collections.abc import Callable
 from decimal import Decimal
 from typing import Any
-from urllib.parse import parse_qsl, unquote
+from urllib.parse import parse_qsl
 
 from flask import Flask
 
@@ -67,7 +67,7 @@ def slash_ids_unroutable() -> Flask:
         if isinstance(body, dict) and isinstance(body.get("external_user_id"), str) and "/" in body["external_user_id"]:
             return _bad_request(ex, "external_user_id may not contain '/'")
         user = ex.user_in_path()
-        if user is not None and "/" in unquote(user):
+        if user is not None and "/" in user:  # PATH_INFO is decoded once already
             return ex.error(404, "not_found", f"No route for {ex.method} {ex.path}")
         return False
 

@@ -344,3 +344,8 @@ def _pricing_keys_and_forms(s: Script) -> None:
     s.call("a header chat naming another user in OpenAI's user field", "POST", "/v1/chat/completions",
            body={**_CHAT, "user": "field-user"}, headers={"X-External-User-ID": "pricing"})
     s.read("the user named only in the user field", "field-user")
+    packages = s.call("packages, once more", "GET", "/v1/packages", key=None, record=False)
+    s.seen.append(("packages answered with a Content-Length", 0, "", str("Content-Length" in packages.headers)))
+    s.call("an empty external_user_id", "GET", "/v1/balance?external_user_id=")
+    s.call("a '+' in the query", "GET", "/v1/balance?external_user_id=ann+lee")
+    s.grant("an empty description", "empty-note", 0.01, description="")
