@@ -260,8 +260,9 @@ def chat_concurrent_users(p: Probe) -> None:
               "; ".join(problems))
 
 
-# Grants sent while a user's chat is in flight, one after another until it answers.
+# Grants sent while a user's chat is in flight, a little apart, until it answers.
 GRANTS_DURING_CHAT = 3
+GRANT_SPACING_SECONDS = 0.05
 
 
 @probe("chat.grant_during_chat", sources=(*BILLING, "seed: Add balance to an app user's account from your grant pool."),
@@ -291,7 +292,12 @@ def chat_grant_during_chat(p: Probe) -> None:
     worker = threading.Thread(target=chat_in_flight)
     worker.start()
     grants = [grant(p, user, 1, description="quota-conformance during a chat")]
-    while worker.is_alive() and len(grants) < GRANTS_DURING_CHAT:
+    # Spread over the chat's time, not sent back to back: grants that all land before the
+    # deployment even reads the balance (its thread slow to start) would show nothing.
+    while len(grants) < GRANTS_DURING_CHAT:
+        worker.join(GRANT_SPACING_SECONDS)
+        if not worker.is_alive():
+            break
         grants.append(grant(p, user, 1, description="quota-conformance during a chat"))
     worker.join(timeout=120)
     if skipped:

@@ -2,7 +2,7 @@
 
 The rest of the suite is single-threaded: on CI's two cores one sits idle. So once pytest has
 collected tests that use the ``fast_sweep`` fixture, the sweep starts in two spawned processes
-of lower priority (score.sweep with two jobs), those tests move to the end of the session, and
+(score.sweep with two jobs), those tests move to the end of the session, and
 by the time they run their verdicts are mostly ready. A session without them (``-k``, a single
 file) never starts it. The verdicts are the ones ``python -m tests.conformance.score --fast`` gives: the
 same fresh, identically warmed worker judges every deployment.
@@ -18,11 +18,10 @@ import pytest
 from . import score
 
 PENDING: pytest.StashKey[Future[score.Score]] = pytest.StashKey()
-# Two workers, lowered in priority: many runs mostly wait (retention checks, held grants,
-# concurrent requests), and two overlap those waits, while the niceness keeps the rest of the
-# session (one process, timing-sensitive tests among it) first in line for the CPU.
+# Two workers: many runs mostly wait (retention checks, held grants, concurrent requests),
+# and two overlap those waits. At the session's own priority: a lowered one starved the runs
+# whose verdict rests on timing (a grant landing while a chat is in flight) under CI's load.
 SWEEP_JOBS = 2
-SWEEP_NICENESS = 10
 
 
 def start(config: pytest.Config) -> None:
@@ -31,7 +30,7 @@ def start(config: pytest.Config) -> None:
 
     def work() -> None:
         try:
-            pending.set_result(score.sweep(fast=True, jobs=SWEEP_JOBS, niceness=SWEEP_NICENESS))
+            pending.set_result(score.sweep(fast=True, jobs=SWEEP_JOBS))
         except BaseException as exc:  # reported by the fixture, in the tests that need it
             pending.set_exception(exc)
 

@@ -220,11 +220,8 @@ def _judge_packed(args: tuple[str, str, bool, tuple[str, ...]]) -> Verdict:
     return judge(*args)
 
 
-def _warm_up(niceness: int = 0) -> None:
-    """Load every module a run may load lazily, so each run starts from the same ones; then
-    lower the worker's priority by ``niceness`` (a sweep beside other work yields to it)."""
-    if niceness:
-        os.nice(niceness)
+def _warm_up() -> None:
+    """Load every module a run may load lazily, so each run starts from the same ones."""
     import conformance.cli
     import conformance.runner  # noqa: F401
 
@@ -239,10 +236,8 @@ def fast_extra(kind: str, name: str) -> tuple[str, ...]:
     return ("--fuzz-time", str(FAST_FUZZ_SECONDS))
 
 
-def sweep(only: Sequence[str] = (), socket: bool = False, jobs: int | None = None, fast: bool = False,
-          niceness: int = 0) -> Score:
-    """Judge every target, ``jobs`` processes at a time (default: one per core), each lowered
-    in priority by ``niceness``."""
+def sweep(only: Sequence[str] = (), socket: bool = False, jobs: int | None = None, fast: bool = False) -> Score:
+    """Judge every target, ``jobs`` processes at a time (default: one per core)."""
     work = [(kind, name, socket, fast_extra(kind, name) if fast else ()) for kind, name in targets(only)]
     # Retention runs mostly wait: start them first so that their waits overlap the rest.
     work.sort(key=lambda item: not _needs_retention(item[0], item[1]))
@@ -250,8 +245,7 @@ def sweep(only: Sequence[str] = (), socket: bool = False, jobs: int | None = Non
     # Fresh (spawned) workers, warmed up alike: Hypothesis draws "local constants" from every
     # module of the project that is loaded, so the generated requests, and so the verdicts,
     # would otherwise depend on what the caller had imported (pytest's test modules, say).
-    with ProcessPoolExecutor(jobs, mp_context=multiprocessing.get_context("spawn"), initializer=_warm_up,
-                             initargs=(niceness,)) as pool:
+    with ProcessPoolExecutor(jobs, mp_context=multiprocessing.get_context("spawn"), initializer=_warm_up) as pool:
         verdicts = list(pool.map(_judge_packed, work))
     order = {name: i for i, (_, name) in enumerate(targets(only))}
     return Score(sorted(verdicts, key=lambda v: order[v.name]))
