@@ -11,12 +11,8 @@ from typing import Any
 
 from flask import Flask
 
-from mockserver import create_app
-
 from .mutants.kit import (
     GRANT,
-    KEY,
-    KEY2,
     Exchange,
     chat_answers_rewritten,
     chat_path,
@@ -29,25 +25,10 @@ from .mutants.kit import (
 from .variants import variant
 
 
-def _fix_integral_max_tokens(ex: Exchange) -> bool:
-    """correct_app()'s own correction, for apps built from another config."""
-    body = ex.request_json if ex.method == "POST" and ex.path.endswith("/chat/completions") else None
-    if isinstance(body, dict):
-        tokens = body.get("max_tokens")
-        if isinstance(tokens, Decimal) and tokens == tokens.to_integral_value():
-            body["max_tokens"] = int(tokens)
-            ex.set_request_json(body)
-    return False
-
-
 def _configured(config: dict[str, Any], after: Callable[[Exchange], None] | None = None,
                 before: Callable[[Exchange], bool] | None = None) -> Flask:
     """A correct app built from another mock config (a seed, a rate limit, ...)."""
-    def first(ex: Exchange) -> bool:
-        _fix_integral_max_tokens(ex)
-        return before(ex) if before is not None else False
-
-    return middleware(create_app({"api_keys": [KEY, KEY2], **config}), after, first)
+    return middleware(correct_app(config), after, before)
 
 
 def _is_json(ex: Exchange) -> bool:

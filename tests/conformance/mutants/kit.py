@@ -143,14 +143,16 @@ def middleware(app: Flask, after: After | None = None, before: Before | None = N
     return app
 
 
-def base_app() -> Flask:
-    """The mock as it is, accepting both staging keys."""
-    return create_app({"api_keys": [KEY, KEY2]})
+def base_app(config: dict[str, Any] | None = None) -> Flask:
+    """The mock as it is (with ``config``'s settings: a seed, a rate limit), accepting both
+    staging keys."""
+    return create_app({"api_keys": [KEY, KEY2], **(config or {})})
 
 
-def correct_app() -> Flask:
-    """The mock, with the mock's own known bugs corrected in front of it, so that every
-    mutant breaks exactly one thing and every variant starts from a correct deployment.
+def correct_app(config: dict[str, Any] | None = None) -> Flask:
+    """The mock (built with ``config``), with the mock's own known bugs corrected in front of
+    it, so that every mutant breaks exactly one thing and every variant starts from a correct
+    deployment.
 
     Known bug corrected: an integral float ``max_tokens`` (``3.0``) answered 500 (issue 10
     keeps that as a planted mutant instead). The correction is harmless once the mock is fixed.
@@ -165,7 +167,7 @@ def correct_app() -> Flask:
                 ex.set_request_json(body)
         return False
 
-    return middleware(base_app(), None, before)
+    return middleware(base_app(config), None, before)
 
 
 def service_of(app: Flask) -> FundingService:
