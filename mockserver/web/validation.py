@@ -97,7 +97,7 @@ class RequestValidator:
     ) -> ValidatedRequest:
         """Check the path, query and header parameters (as text, as a request carries them);
         ``query_string``, the raw query ``query`` was read from, shows repeated names."""
-        if query_string and self._single_query_names:
+        if "&" in query_string and self._single_query_names:  # one pair cannot repeat a name
             _check_single_values(query_string, self._single_query_names)
         result = ValidatedRequest()
         sources = {"path": path_args, "query": query, "header": headers}
