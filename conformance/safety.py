@@ -104,12 +104,16 @@ class SafetyStats:
     refused: Counter[str] = field(default_factory=Counter)
     retries_after_429: int = 0
     retries_after_503: int = 0  # 503 with Retry-After to a read or a keyed request
-    # 429s (and such 503s) handed on after the retries: what they answered went unjudged
-    rate_limited: int = 0
-    # Final answers, and those still refused for now, by method: a target that refuses most of
-    # one method's requests (every write, say) is not busy now and then but unusable.
+    # Final answers, and those still refused for now (429s, and such 503s, handed on after the
+    # retries), by method: a target that refuses most of one method's requests (every write,
+    # say) is not busy now and then but unusable.
     answered_by_method: Counter[str] = field(default_factory=Counter)
     rate_limited_by_method: Counter[str] = field(default_factory=Counter)
+
+    @property
+    def rate_limited(self) -> int:
+        """Requests still refused for now after the retries: what they answered went unjudged."""
+        return sum(self.rate_limited_by_method.values())
 
     @property
     def persistently_rate_limited(self) -> bool:
@@ -275,7 +279,6 @@ class GuardedSession(requests.Session):
             self._sleep(wait)
         # Still refused for now: the caller gets the answer, and a rule seeing one judges nothing
         # (unless such refusals are most of what this method got: persistently_rate_limited).
-        self.guard.stats.rate_limited += 1
         self.guard.stats.answered_by_method[method] += 1
         self.guard.stats.rate_limited_by_method[method] += 1
         return response
