@@ -1,7 +1,6 @@
 """Rules of access and documented facts: the key is checked exactly (missing, another scheme,
-near misses), the public endpoint lists the documented packages at better rates for larger
-ones, and /v1/me reports the usage it saw (grants and chats). The edges every route shares
-are rules_edges'."""
+near misses), and the public endpoint lists the documented packages at better rates for larger
+ones. /v1/me's usage summary is rules_me'; the edges every route shares are rules_edges'."""
 
 from __future__ import annotations
 
@@ -13,11 +12,10 @@ from urllib.parse import quote
 
 from hypothesis import strategies as st
 
-from mockserver.contract import CONTRACT, DOCUMENTED, Operation
+from mockserver.contract import CONTRACT, Operation
 from mockserver.domain.money import MICROS_PER_CENT
 
-from .actions import SMALL_PROMPT, chat_body, code_text, grant, header_chat, me, shown, user_chat
-from .chat_helpers import charged
+from .actions import SMALL_PROMPT, code_text, grant, shown
 from .checks import parse_money
 from .engine import Exchange
 from .facts import BALANCE, CHAT, GRANT, PACKAGES
@@ -296,97 +294,3 @@ def packages_better_rate(p: Probe) -> None:
     p.require(not worse, [exchange], "A larger package does not get a better rate", "; ".join(
         f"{b[2]!r} gives {float(b[1]):.4f} of balance per cent paid, no better than {a[2]!r} ({float(a[1]):.4f})"
         for a, b in worse))
-
-
-@probe("me.usage", elements=("#/paths/~1v1~1me/get",), sources=(
-    "seed: GET /v1/me returns the authenticated user with a 30-day usage summary.",
-), choices=("#/paths/~1v1~1me/get/responses/200", "#/components/schemas/Me", "#/components/schemas/UsageSummary"),
-    cost=Cost(CENT, 1), needs=(Needs.WRITES,), stage=9)
-def me_usage(p: Probe) -> None:
-    """GET /v1/me answers the account with its 30-day usage summary (documented); the summary
-    counts a grant made meanwhile (the contract's shape: usage.grants) and a chat: one request,
-    its tokens and its cost (in the contract's shape; not counting it is a documented failure)."""
-    before = me(p)
-    if not p.require(before.ok and isinstance(before.json, dict), [before],
-                     "GET /v1/me did not answer the profile", f"answered {before.status} {code_text(before)}"):
-        return
-    again = me(p)
-    user = p.t.guard.new_user()
-    granted = grant(p, user, 1)
-    after = me(p)
-    counts = [_grants(x) for x in (before, again, after)]
-    if None in counts or not granted.ok:
-        p.fail([before, after], "GET /v1/me has no usage.grants summary",
-               "usage.grants.count and total_microdollars are the contract's shape of the 30-day summary",
-               CONTRACT)
-        return
-    (c0, t0), (c1, t1), (c2, t2) = counts  # type: ignore[misc]
-    if (c0, t0) != (c1, t1):
-        p.undecided("the usage summary moved for other reasons meanwhile")
-        return
-    p.require((c2 - c1, t2 - t1) == (1, CENT), [before, granted, after], "GET /v1/me did not count the grant",
-              f"usage.grants went from {c1} grants, {t1} micro-dollars to {c2}, {t2} after a grant of $0.01",
-              CONTRACT)
-    if p.t.options.chat and not p.t.options.read_only:
-        _me_counts_a_chat(p, user, after)
-
-
-# What GET /v1/me's usage counts of a chat, and where the chat's answer says it.
-_CHAT_USAGE = (("requests", None), ("prompt_tokens", "prompt_tokens"), ("completion_tokens", "completion_tokens"),
-               ("total_tokens", "total_tokens"), ("spend_microdollars", None))
-_STREAM_USAGE = frozenset({"requests", "spend_microdollars"})  # what a stream's answer tells
-
-
-def _me_counts_a_chat(p: Probe, user: str, before: Exchange) -> None:
-    """The summary also counts a chat: one request, its tokens and what it cost (the user chats
-    on the cent just granted); then a streamed one, the same way (a stream carries no usage
-    block, so its request and its cost), and one on the header form.
-
-    Whose usage the summary is, and how fresh, the docs leave open: a summary that counts
-    nothing of the user's chats yet breaks only the contract's choice (chat usage may come from
-    a metering pipeline behind the ledger). One that counts a chat wrongly, or a plain chat but
-    not the same chat streamed, is no usage summary: a documented failure."""
-    counted_plain = False
-    for stream, form in ((False, "path"), (True, "path"), (False, "header")):
-        body = chat_body(p, max_tokens=1, stream=stream)
-        chat = user_chat(p, user, body) if form == "path" else header_chat(p, user, body)
-        after = me(p)
-        cost = charged(chat)
-        if not chat.ok or cost is None:
-            p.undecided(f"the chat answered {chat.status} {code_text(chat)} (see chat.user_debit)")
-            return
-        counted = _CHAT_USAGE if not stream else tuple(f for f in _CHAT_USAGE if f[0] in _STREAM_USAGE)
-        expected = {"requests": 1, "spend_microdollars": cost}
-        expected |= {field: chat.field("usage", source) for field, source in counted if source}
-        moved = {field: _count(after, field) - _count(before, field) for field, _ in counted
-                 if isinstance(_count(after, field), int) and isinstance(_count(before, field), int)}
-        wrong = {field: change for field, change in moved.items() if change != expected[field]}
-        if wrong and _count(me(p), "requests") != _count(after, "requests"):
-            p.undecided("the usage summary moved for other reasons meanwhile")
-            return
-        what = "a streamed chat" if stream else "a chat" if form == "path" else "a header-form chat"
-        # Whose spend the summary sums (the developer's own, or what users paid too) is open.
-        mark = DOCUMENTED if set(wrong) - {"spend_microdollars"} else CONTRACT
-        if wrong and not any(moved.values()) and not counted_plain:
-            # Nothing of any chat counted yet: a summary that counts chats from a metering
-            # pipeline minutes behind (ordinary in production) cannot be told apart within a
-            # run from one that never counts them. How fresh, the docs leave open.
-            mark = CONTRACT
-        if not p.require(not wrong and len(moved) == len(counted), [before, chat, after],
-                         f"GET /v1/me did not count {what}",
-                         f"after {what} of " + ", ".join(f"{field} {expected[field]!r}" for field, _ in counted)
-                         + ", usage moved by " + (", ".join(f"{field} {change:+d}" for field, change in moved.items())
-                                                  or "nothing readable"), mark):
-            return
-        counted_plain = True
-        before = after
-
-
-def _count(exchange: Exchange, field: str) -> Any:
-    return exchange.field("usage", field)
-
-
-def _grants(exchange: Exchange) -> tuple[int, int] | None:
-    count = exchange.field("usage", "grants", "count")
-    total = exchange.field("usage", "grants", "total_microdollars")
-    return (count, total) if isinstance(count, int) and isinstance(total, int) else None

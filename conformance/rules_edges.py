@@ -2,8 +2,8 @@
 define (405), a body that is not JSON (415) and one past the limit (413), each answered in
 the JSON error envelope the docs promise for all errors.
 
-Registered right after rules_access (conformance/runner.py), where these rules used to live:
-the registry's order is unchanged.
+Registered right after rules_access and rules_me (conformance/runner.py), where these rules
+used to live: the registry's order is unchanged.
 """
 
 from __future__ import annotations

@@ -22,6 +22,7 @@ from . import (  # noqa: F401
     checks,
     fuzz,
     rules_access,
+    rules_me,
     rules_edges,
     rules_grants,
     rules_pool,

@@ -26,9 +26,10 @@ from conformance.results import Status
 from conformance.strategies import amount_json, float_prone_within, near_miss_keys, user_suffixes
 from mockserver import create_app, mock_state
 from mockserver.contract import CONTRACT, default_contract
+from mockserver.domain.completions import Message
 
 from .conftest import FAST
-from .mutants import KEY, Exchange, base_app, middleware
+from .mutants import KEY, MUTANTS, Exchange, base_app, middleware
 
 ROOT = Path(__file__).resolve().parents[2]
 SEED = ROOT / "docs" / "vendor" / "funding-api-seed.txt"
@@ -215,6 +216,58 @@ def test_a_shared_pool_moving_is_inconclusive_never_a_failure(run_app):
     assert 'message="inconclusive: ' in as_junit(report.summary, KEY)
     assert "INCONCLUSIVE" in human(report.summary, KEY)
 
+
+def other_client_inside(every: int, *, varying: bool) -> Any:
+    """A correct deployment where another client of the account grants to its own user and sends
+    a developer-billed chat while one in ``every`` of the suite's grants and chats is in flight
+    (the first among them): inside the very window me.usage measures. ``varying``: its grants
+    and chats differ in size from one window to the next."""
+    app = base_app()
+    service = mock_state(app).service
+    seen = [0]
+
+    def before(ex: Exchange) -> bool:
+        suite_chat = ex.method == "POST" and ex.path.endswith("/chat/completions")
+        if suite_chat or (ex.method == "POST" and ex.path == "/v1/funding/grant"):
+            seen[0] += 1
+            if (seen[0] - 1) % every == 0:
+                size = 1 + seen[0] % 3 if varying else 1
+                service.grant(user_id="someone-else", amount=10_000 * size, description=None, scope="other",
+                              idempotency_key=None, fingerprint=b"")
+                service.chat(None, "gpt-4o-mini", [Message("user", "hi " * size)], 3)
+        return False
+
+    return middleware(app, None, before)
+
+
+def me_usage_of(report) -> Any:
+    return report.results.records["me.usage"]
+
+
+def test_me_usage_tries_again_when_another_client_lands_inside_a_window(run_app):
+    # Every other window of the suite's is shared with another client's grant and chat: the
+    # first grant and each chat form's first chat are measured again, and the second try is exact.
+    report = run_app(other_client_inside(2, varying=False), rules=("me.usage",), fuzz=False)
+    record = me_usage_of(report)
+    assert record.status is Status.PASSED, (record.status, record.reason)
+    assert report.exit_code == 0
+
+
+def test_me_usage_inside_every_window_is_inconclusive_never_a_failure(run_app):
+    # Another client in every window, by varying amounts: no try is exact, and the summary's
+    # error is not alike from try to try, so it is no wrong count.
+    report = run_app(other_client_inside(1, varying=True), rules=("me.usage",), fuzz=False)
+    record = me_usage_of(report)
+    assert not record.findings, record.findings
+    assert record.inconclusive == ["the usage summary moved for other reasons meanwhile"], record.reason
+    assert report.exit_code == 0
+
+
+def test_me_usage_judges_a_count_wrong_alike_in_every_try(run_app):
+    # The same overcount in every try is the summary's own: a mutant's, failed by me.usage.
+    report = run_app(MUTANTS["me_counts_header_chats_twice"].build(), rules=("me.usage",), fuzz=False)
+    record = me_usage_of(report)
+    assert record.status is Status.FAILED and "(alike in 3 tries)" in record.findings[0].message, record.findings
 
 # -- options: second key, retention, state file, unusual methods --------------------------------
 
