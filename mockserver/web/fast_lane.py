@@ -138,7 +138,7 @@ class FastLane:
         if route is not None:
             return route, {}
         if "//" in path:
-            return None, {}  # Werkzeug merges slashes (a redirect): its answer, not ours
+            return None, {}  # an unknown route's 404 or an id that starts with "/": Flask's
         for route_method, pattern, templated in self._templated:
             if method == route_method:
                 match = pattern.match(path)

@@ -188,10 +188,14 @@ class AnyTextConverter(PathConverter):
 
     The server decodes ``a%2Fb`` and ``a%0Ab`` before routing; such a value must still reach
     its operation and be judged by the contract there (400 or 404 ``user_not_found``), not
-    fall through to the unknown-route 404.
+    fall through to the unknown-route 404. That holds for an id that starts with a slash too
+    (``%2Fabc``): the contract grants to "/abc", so its path form must read it. Only an empty
+    id (``/v1/users//balance``) names no user: the unknown-route 404.
     """
 
-    regex = r"[^/](?:.|\n)*?"
+    regex = r"(?:.|\n)+?"
+    # Werkzeug guesses from a "/" in the regex whether a value may span path segments; say it.
+    part_isolating = False
 
 
 ANY_TEXT_CONVERTER = "anytext"

@@ -1,11 +1,13 @@
 """Authentication, routing and the error envelope, through the Flask test client."""
 
+from urllib.parse import quote
+
 import pytest
 
 from mockserver.contract import default_contract
 from mockserver.web.handlers import HANDLERS
 
-from ..conftest import AUTH, DEMO_KEY
+from ..conftest import AUTH, DEMO_KEY, grant
 
 AUTHENTICATED = [
     ("GET", "/v1/balance"),
@@ -86,6 +88,23 @@ def test_a_slash_encoded_in_a_user_id_is_part_of_the_id(client):
     assert dots.status_code == 400 and "may not be" in dots.json["error"]["message"]
     newline = client.get("/v1/users/a%0Ab/balance", headers=AUTH)
     assert newline.status_code == 400 and "external_user_id" in newline.json["error"]["message"]
+
+
+@pytest.mark.parametrize("user", ["/abc", "//x", "/", "a/", "x/balance"])
+def test_a_user_id_that_starts_or_ends_with_a_slash_is_read_by_its_path_form(client, user):
+    # The contract grants to "/abc"; its path form /v1/users/%2Fabc/balance must read it (it was
+    # the unknown-route 404, found by the stateful Schemathesis test), and so must the control API.
+    assert grant(client, user, 1).status_code == 200
+    encoded = quote(user, safe="")
+    read = client.get(f"/v1/users/{encoded}/balance", headers=AUTH)
+    assert read.status_code == 200 and read.json["external_user_id"] == user, read.json
+    chat = client.post(f"/v1/users/{encoded}/chat/completions", headers=AUTH,
+                       json={"model": "gpt-4o-mini", "messages": [{"role": "user", "content": "hi"}], "max_tokens": 1})
+    assert chat.status_code == 200 and chat.json["quota"]["billing_mode"] == "user", chat.json
+    assert client.get(f"/_mock/users/{encoded}").json["external_user_id"] == user
+    # No id at all is no route.
+    empty = client.get("/v1/users//balance", headers=AUTH)
+    assert empty.status_code == 404 and empty.json["error"]["code"] == "not_found"
 
 
 @pytest.mark.parametrize("path", ["/v1//funding/grant", "/v1/funding//grant", "/v1//me"])
