@@ -69,16 +69,27 @@ def concurrently(n: int, act: Callable[[int], T]) -> list[T | BaseException]:
 # pool within this window all but about once in 400 runs.
 QUIET_SECONDS = 1.5
 QUIET_READS = 6
+# ... and at least this many times as long as the action took, read to read (up to
+# QUIET_MOST_SECONDS): a client spending now and then (every few seconds) lands inside a slow
+# action (a deployment far from the runner, several chats) about as often as the action is long,
+# and a quiet window shorter than its period then sees nothing. A client spending at rate r hits
+# an action of span W and then stays quiet for QUIET_FACTOR * W with chance r*W*exp(-r*QUIET_FACTOR*W),
+# at most 1 / (e * QUIET_FACTOR) (2%) whatever r is; a broken deployment waits once per rule.
+QUIET_FACTOR = 20
+QUIET_MOST_SECONDS = 30.0
 
 
 class Stillness:
     """Whether the pool was still around an action, for judging a difference in it: true when
     the two reads each side agree and, asked only once a rule has a difference in hand (so a
-    passing rule pays nothing), the pool then stays at its last value for :data:`QUIET_SECONDS`.
+    passing rule pays nothing), the pool then stays at its last value for :data:`QUIET_SECONDS`,
+    or :data:`QUIET_FACTOR` times as long as the action took when that is longer.
     Rules therefore test it after the difference: ``if moved != expected and still``."""
 
-    def __init__(self, p: Probe, agreed: bool, last: int | None, sleep: Callable[[float], None] = time.sleep) -> None:
+    def __init__(self, p: Probe, agreed: bool, last: int | None, sleep: Callable[[float], None] = time.sleep,
+                 acted_seconds: float = 0.0) -> None:
         self._p, self._agreed, self._last, self._sleep = p, agreed, last, sleep
+        self._quiet = min(QUIET_MOST_SECONDS, max(QUIET_SECONDS, QUIET_FACTOR * acted_seconds))
         self._verdict: bool | None = None
 
     def __bool__(self) -> bool:
@@ -92,8 +103,9 @@ class Stillness:
         return self._p.t.results.records[self._p.rule.name].status is Status.FAILED
 
     def _stays_quiet(self) -> bool:
-        for _ in range(QUIET_READS):
-            self._sleep(QUIET_SECONDS / QUIET_READS)
+        reads = max(QUIET_READS, round(QUIET_READS * self._quiet / QUIET_SECONDS))
+        for _ in range(reads):
+            self._sleep(self._quiet / reads)
             if pool_micros(developer_balance(self._p)) != self._last:
                 return False
         return True
@@ -103,9 +115,13 @@ def watch_pool(p: Probe, act: Callable[[], T]) -> tuple[int | None, Stillness, l
     """Run ``act`` between pairs of developer-balance reads: how far the pool moved (micro-
     dollars, None when unreadable), and whether it was still meanwhile (:class:`Stillness`;
     if not, another client is spending, and a difference proves nothing)."""
-    before = [developer_balance(p) for _ in range(2)]
+    first = developer_balance(p)
+    started = time.monotonic()  # from the read before the action to the read after it: the
+    before = [first, developer_balance(p)]  # span in which another client's spend goes unseen
     result = act()
-    after = [developer_balance(p) for _ in range(2)]
+    after = [developer_balance(p)]
+    acted = time.monotonic() - started
+    after.append(developer_balance(p))
     for read in (*before, *after):
         if not pool_forms_agree(p, read):
             break
@@ -115,7 +131,7 @@ def watch_pool(p: Probe, act: Callable[[], T]) -> tuple[int | None, Stillness, l
         return None, Stillness(p, True, None), exchanges, result
     b1, b2, a1, a2 = values
     assert b1 is not None and b2 is not None and a1 is not None and a2 is not None
-    return a1 - b2, Stillness(p, b1 == b2 and a1 == a2, a2), exchanges, result
+    return a1 - b2, Stillness(p, b1 == b2 and a1 == a2, a2, acted_seconds=acted), exchanges, result
 
 
 def pool_forms_agree(p: Probe, read: Balance) -> bool:
