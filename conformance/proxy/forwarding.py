@@ -77,6 +77,9 @@ class ProxyServer(ThreadingHTTPServer):
 
 class _Handler(BaseHTTPRequestHandler):
     protocol_version = "HTTP/1.1"
+    # The answer goes out in pieces (headers, then the body as it arrives): with Nagle's
+    # algorithm on, a piece waits for the client's delayed ACK of the last, 40 ms a request.
+    disable_nagle_algorithm = True
     server: ProxyServer
 
     def do_GET(self) -> None:
