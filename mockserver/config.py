@@ -29,7 +29,7 @@ from .domain.journal import DEFAULT_BODY_LIMIT, DEFAULT_CAPACITY, MAX_CAPACITY
 from .domain.money import MoneyError, dollars_to_micros, format_money
 from .domain.rate_limit import RateLimit, RateLimitError
 from .domain.redis_scripts import DEFAULT_PREFIX as DEFAULT_STORE_PREFIX
-from .domain.seed import SeedError, build_seed, parse_seed_text, read_seed_file
+from .domain.seed import SeedError, api_key_problem, build_seed, parse_seed_text, read_seed_file
 
 DEFAULT_HOST = "127.0.0.1"
 DEFAULT_PORT = 8080
@@ -153,6 +153,10 @@ class MockConfig:
             )
         if any(not key.strip() for key in self.api_keys):
             raise ConfigError("an API key must not be empty")
+        for key in self.api_keys:
+            problem = api_key_problem(key)
+            if problem is not None:
+                raise ConfigError(problem)
         if not 0 <= self.journal_size <= MAX_CAPACITY:
             raise ConfigError(f"journal_size must be 0 (no journal) to {MAX_CAPACITY}, not {self.journal_size}")
         if self.journal_body_limit < 0:

@@ -8,6 +8,7 @@ million tokens. Anything malformed is refused with a message naming the field.
 from __future__ import annotations
 
 import json
+import re
 from collections.abc import Callable, Mapping
 from decimal import Decimal
 from pathlib import Path
@@ -22,6 +23,22 @@ from .money import MoneyError, dollars_to_micros, format_money
 _TOP_LEVEL = {"developer", "api_keys", "pool", "users", "prices"}
 _DEVELOPER_FIELDS = {"id", "email", "plan", "billing_mode"}
 _BILLING_MODES = {"developer", "user", "test"}
+# What a client can send after "Authorization: Bearer ": one run of visible ASCII characters.
+# A key with a space, a control character or a non-ASCII letter can never authenticate (the
+# header's token ends at the first space; header bytes are not read as UTF-8 here).
+_SENDABLE_API_KEY = re.compile(r"[\x21-\x7e]+")
+
+
+def api_key_problem(key: Any) -> str | None:
+    """Why ``key`` cannot be an API key (no client could send it), or None."""
+    if not isinstance(key, str) or not key.strip():
+        return "an API key must be a non-empty string"
+    if _SENDABLE_API_KEY.fullmatch(key) is None:
+        return (
+            f"API key {ascii(key)[:60]} cannot be sent as 'Authorization: Bearer <key>': "
+            "use visible ASCII characters only (no spaces, control or non-ASCII characters)"
+        )
+    return None
 
 
 class SeedError(ValueError):
@@ -70,6 +87,10 @@ def build_seed(
         keys = document["api_keys"]
         if not isinstance(keys, list) or not keys or not all(isinstance(k, str) and k.strip() for k in keys):
             raise SeedError("api_keys must be a non-empty list of non-empty strings")
+        for key in keys:
+            problem = api_key_problem(key)
+            if problem is not None:
+                raise SeedError(f"api_keys: {problem}")
         api_keys = tuple(keys)
     pool = _amount(document["pool"], "pool") if "pool" in document else base.pool
     users = dict(base.users)

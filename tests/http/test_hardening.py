@@ -288,6 +288,43 @@ def test_a_hostile_seed_is_400_and_nothing_is_replaced(app, document):
         assert post_json(app, path, document, 400)
 
 
+UNSENDABLE_KEYS = {
+    "space inside": "sk-quota my key",
+    "trailing space": "sk-quota-your-api-key ",
+    "leading space": " sk-quota-your-api-key",
+    "tab": "sk-quota\tkey",
+    "scheme included": "Bearer sk-quota-key",
+    "non-ASCII": "sk-quota-cl\u00e9",
+    "control character": "sk-quota-\u0007",
+}
+
+
+@pytest.mark.parametrize("key", UNSENDABLE_KEYS.values(), ids=UNSENDABLE_KEYS.keys())
+def test_an_api_key_no_client_can_send_is_refused_and_the_old_keys_keep_working(app, key):
+    # Was: the seed was taken, and every request then answered 401 "Invalid API key", the
+    # configured key included, since "Authorization: Bearer <key>" cannot carry it.
+    document = json.dumps({"api_keys": [KEY, key]})
+    for path in ("/_mock/seed", "/_mock/reset"):
+        assert "api_keys" in post_json(app, path, document, 400)
+    assert app.test_client().get("/v1/me", headers=AUTH).status_code == 200
+
+
+@pytest.mark.parametrize("key", UNSENDABLE_KEYS.values(), ids=UNSENDABLE_KEYS.keys())
+def test_an_api_key_no_client_can_send_is_refused_by_the_configuration(key):
+    from mockserver.config import ConfigError, MockConfig
+
+    with pytest.raises(ConfigError, match="cannot be sent"):
+        MockConfig.from_mapping({"api_keys": [key]})
+
+
+def test_every_key_a_seed_takes_authenticates(app):
+    keys = ["sk-quota-" + "a" * 32, "k", "~!#$%&'*+-./0123456789:;<=>?@[]^_`{|}", "x=" * 64]
+    client = app.test_client()
+    assert client.post("/_mock/seed", json={"api_keys": keys}).status_code == 200
+    for key in keys:
+        assert client.get("/v1/me", headers={"Authorization": f"Bearer {key}"}).status_code == 200, key
+
+
 def test_balances_past_what_a_store_holds_are_400_on_both_stores(app):
     for path in ("/_mock/users/u/balance", "/_mock/pool"):
         error = refused(app, 400, "PUT", path, json={"balance": "99999999999999999999"})
