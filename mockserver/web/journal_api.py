@@ -7,6 +7,8 @@ A record is presented here, when it is read, never when it is recorded: bodies b
 
 from __future__ import annotations
 
+import math
+import re
 from collections.abc import Mapping
 from datetime import UTC, datetime
 from types import MappingProxyType
@@ -64,13 +66,20 @@ def parse_query(args: Mapping[str, Any]) -> JournalQuery:
     )
 
 
+_EPOCH_SECONDS = re.compile(r"[+-]?(?:[0-9]+(?:\.[0-9]*)?|\.[0-9]+)(?:[eE][+-]?[0-9]+)?", re.ASCII)
+
+
 def parse_since(raw: str) -> float:
     """Epoch seconds, or an ISO 8601 time (UTC when it names no zone)."""
     text = raw.strip()
-    try:
-        return float(text)
-    except ValueError:
-        pass
+    # Plain ASCII decimal seconds only: Python's float() also takes "nan", "inf", "1_000" and
+    # other scripts' digits ("\uff11\uff12\uff13"), none of which is epoch seconds ("nan" matched
+    # every record).
+    if _EPOCH_SECONDS.fullmatch(text):
+        seconds = float(text)
+        if math.isfinite(seconds):
+            return seconds
+        raise QuotaError(BAD_REQUEST, f"Invalid parameter 'since': {raw!r} is not a finite number of epoch seconds")
     try:
         moment = datetime.fromisoformat(text.replace("Z", "+00:00").replace("z", "+00:00"))
     except ValueError:

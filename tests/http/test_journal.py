@@ -182,6 +182,21 @@ def test_bad_query_parameters_are_400_naming_them(client, query):
     assert next(iter(query)) in response.json["error"]["message"]
 
 
+@pytest.mark.parametrize("since", ["nan", "-nan", "inf", "-inf", "1e400", "\uff11\uff12\uff13", "1_000", "0x10"])
+def test_since_that_is_no_time_is_400_not_a_filter_that_matches_everything(client, since):
+    # Was: Python's float() read these, and "nan" (compared false) listed every record.
+    grant(client)
+    response = client.get("/_mock/requests", query_string={"since": since})
+    assert response.status_code == 400, response.json
+    assert "since" in response.json["error"]["message"]
+
+
+@pytest.mark.parametrize("since", ["0", "0.0", "+0", "1.5e9", ".5", "1795000000", "1970-01-01T00:00:00Z"])
+def test_since_in_plain_epoch_seconds_or_iso_8601_still_filters(client, since):
+    grant(client)
+    assert len(requests_of(client, since=since)) == 1
+
+
 def test_delete_and_reset_empty_the_journal(client):
     grant(client)
     assert client.delete("/_mock/requests").json["requests"] == []
