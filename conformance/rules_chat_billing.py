@@ -9,6 +9,7 @@ chat (chat.developer_billing) is tiny, and its cost is reserved from the budget 
 from __future__ import annotations
 
 import threading
+from typing import Any
 
 from hypothesis import strategies as st
 
@@ -16,6 +17,7 @@ from mockserver.contract import CONTRACT, DOCUMENTED
 from mockserver.domain.money import MICROS_PER_CENT
 
 from .actions import (
+    BIG_PROMPT,
     chat_body,
     code_text,
     display_cents,
@@ -138,13 +140,15 @@ def chat_user_debit(p: Probe) -> None:
     quota.credits_used from that user, read back, and nothing from the developer."""
     _debit(p, "path")
     if p.first and p.affordable(0.02):
-        _path_wins_over_header(p)
+        user = _path_wins_over_header(p)
+        if user is not None:
+            _same_usage_same_price(p, user)
 
 
-def _path_wins_over_header(p: Probe) -> None:
+def _path_wins_over_header(p: Probe) -> str | None:
     """A chat on a user's path that also carries the header naming another user bills the
     user of the path (the path is the user-billing form), once; the other user keeps every
-    micro-dollar."""
+    micro-dollar. The path's user, for more chats (None when this failed)."""
     user, other = funded_user(p, 1, suffix="-path"), funded_user(p, 1, suffix="-header")
     answer = p.t.send(USER_CHAT, path={"external_user_id": user}, headers={p.t.facts.user_header: other},
                       body=chat_body(p))
@@ -153,13 +157,80 @@ def _path_wins_over_header(p: Probe) -> None:
                      "A chat on a user's path billed the user the header named",
                      f"POST /v1/users/{{id}}/chat/completions with {p.t.facts.user_header} naming another user: "
                      f"that user's $0.01 now reads {read.shown}"):
-        return
+        return None
     cost = charged(answer)
     if answer.ok and cost is not None:
         mine = user_balance(p, user)
-        p.require(mine.agrees_with(CENT - cost), [answer, mine.exchange], "A chat with both forms was billed twice",
-                  f"the path's user held $0.01 and the chat cost {cost} micro-dollars; the balance reads {mine.shown}"
-                  + (f" ({mine.micros} micro-dollars)" if mine.micros is not None else ""))
+        if not p.require(mine.agrees_with(CENT - cost), [answer, mine.exchange],
+                         "A chat with both forms was billed twice",
+                         f"the path's user held $0.01 and the chat cost {cost} micro-dollars; the balance reads "
+                         f"{mine.shown}" + (f" ({mine.micros} micro-dollars)" if mine.micros is not None else "")):
+            return None
+    return user
+
+
+# Pairs of chats whose usage is the same (the prompt's tokens, the completion's tokens) but
+# whose requests differ otherwise: (what differs, the first body's fields, the second's). The
+# mock and OpenAI count a message's tokens whatever its role, and a prompt once for all its
+# choices; the answer is cut at max_tokens, so a long enough answer has exactly its limit.
+PRICE_TEXT = BIG_PROMPT[:1200]
+SAME_USAGE_PAIRS: tuple[tuple[str, dict[str, Any], dict[str, Any]], ...] = (
+    ("a system message in place of a user message of the same text",
+     {"messages": [{"role": "user", "content": PRICE_TEXT}, {"role": "user", "content": "Say hello."}],
+      "max_tokens": 1},
+     {"messages": [{"role": "system", "content": PRICE_TEXT}, {"role": "user", "content": "Say hello."}],
+      "max_tokens": 1}),
+    ("two choices of 16 tokens each in place of one of 32",
+     {"messages": [{"role": "user", "content": PRICE_TEXT}], "max_tokens": 32},
+     {"messages": [{"role": "user", "content": PRICE_TEXT}], "max_tokens": 16, "n": 2}),
+)
+
+
+def _usage_of(exchange: Exchange) -> tuple[Any, ...] | None:
+    """A plain chat answer's usage as (prompt, completion, cached prompt tokens), or None."""
+    usage = exchange.field("usage")
+    if not exchange.ok or not isinstance(usage, dict):
+        return None
+    details = usage.get("prompt_tokens_details")
+    cached = details.get("cached_tokens") if isinstance(details, dict) else None
+    counts = (json_integer(usage.get("prompt_tokens")), json_integer(usage.get("completion_tokens")))
+    return None if None in counts else (*counts, cached)
+
+
+def _same_usage_same_price(p: Probe, user: str) -> None:
+    """Two chats of one model whose usage is the same cost the same (public-facts: the cost is
+    the provider's base cost, by its tokens, times the markup), in credits_used and in what the
+    balance lost: whoever's role the prompt's tokens come in (a system message is priced as a
+    user message of the same text), and however many choices the completion's tokens are
+    spread over (n: 2 of 16 tokens as one of 32). A pair whose usage differs (an answer that
+    stopped short, a prompt cache) or that is refused (the user's cent ran out) is not judged.
+    ``user`` is a funded user (what it holds need not be known: only differences are)."""
+    problems: list[str] = []
+    steps: list[Exchange] = []
+    for what, first_fields, second_fields in SAME_USAGE_PAIRS:
+        answers: list[tuple[Exchange, int | None]] = []
+        for fields in (first_fields, second_fields):
+            before = user_balance(p, user)
+            try:
+                answer = user_chat(p, user, {"model": p.t.chat_model, **fields})
+            except Skip:  # the provider or the account's billing mode refused it: nothing to compare
+                return
+            after = user_balance(p, user)
+            steps += [answer, after.exchange]
+            debit = before.micros - after.micros if before.micros is not None and after.micros is not None else None
+            answers.append((answer, debit))
+        (one, one_debit), (two, two_debit) = answers
+        usage = _usage_of(one)
+        if usage is None or usage != _usage_of(two):
+            p.t.results.note(p.rule.name, f"same usage, same price: {what} answered {one.status} and {two.status} "
+                                          f"with usage {usage} and {_usage_of(two)}: not compared")
+            continue
+        costs = charged(one), charged(two)
+        if costs[0] != costs[1] or one_debit != two_debit:
+            problems.append(f"{what}: both chats used {usage[0]} prompt and {usage[1]} completion tokens, yet "
+                            f"credits_used is {costs[0]} and {costs[1]}, and the balance lost {one_debit} and "
+                            f"{two_debit} micro-dollars")
+    p.require(not problems, steps, "Two chats with the same usage cost differently", "; ".join(problems))
 
 
 @probe("chat.header_form", sources=BILLING, elements=(f"{CHAT_OP}/parameters/0",),

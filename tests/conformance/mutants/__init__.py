@@ -9,6 +9,7 @@ from . import (  # noqa: F401  (registers)
     access,
     billing,
     display,
+    eighth_round,
     fifth_round,
     fourth_round,
     held_out,

@@ -30,6 +30,8 @@ _VOLATILE = [
 ]
 _CHAT = {"model": "gpt-4o", "messages": [{"role": "user", "content": "Say hello."}], "max_tokens": 16}
 _HALF_CENT_CHAT = {"model": "gpt-4o", "messages": [{"role": "user", "content": "x " * 4000}], "max_tokens": 16}
+# A system prompt long enough that leaving it out of the price shows in micro-dollars.
+_SYSTEM_PROMPT = "Answer briefly and politely. " * 40
 _BIG_CHAT = {"model": "gpt-4o", "messages": [{"role": "user", "content": "x " * 4000}] * 4, "max_tokens": 16}
 
 
@@ -287,7 +289,7 @@ def _more_money_and_chats(s: Script) -> None:
 
 
 def _pricing_keys_and_forms(s: Script) -> None:
-    """Choices, tools and max_completion_tokens in chats; a look-alike id chatting; a header id
+    """Choices, tools, max_completion_tokens and a system message in chats; a look-alike id chatting; a header id
     holding '%41'; a key freed after an error; same-key grants in flight together; near-miss
     keys on chats; the longest key and one past it; OPTIONS on reads without a key; a long
     description, an unknown key on the public route, and a chat's limit past a provider's cap."""
@@ -295,7 +297,9 @@ def _pricing_keys_and_forms(s: Script) -> None:
     for label, extra in (("three choices", {"n": 3}), ("max_completion_tokens", {"max_completion_tokens": 1}),
                          ("a tool", {"tools": [{"type": "function", "function": {
                              "name": "lookup", "description": "Look a word up in a long dictionary " * 20,
-                             "parameters": {"type": "object", "properties": {}}}}]})):
+                             "parameters": {"type": "object", "properties": {}}}}]}),
+                         ("a system message", {"messages": [{"role": "system", "content": _SYSTEM_PROMPT},
+                                                            *_CHAT["messages"]]})):
         s.call(f"chat with {label}", "POST", "/v1/users/pricing/chat/completions", body={**_CHAT, **extra})
     s.read("after the pricing chats", "pricing")
     s.grant("fund a case look-alike", "LookAlike", 0.10)

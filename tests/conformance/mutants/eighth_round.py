@@ -1,0 +1,30 @@
+"""Bugs an eighth adversary round tried: chats priced from other tokens than their usage says
+(a system prompt left out of the price)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from flask import Flask
+
+from mockserver.domain.completions import complete, prompt_tokens
+
+from .kit import mutant
+from .sixth_round import _repriced
+
+CHAT = "chat"
+
+
+@mutant(CHAT, "chat.user_debit",
+        "the gateway lifts system messages out of messages for the provider (Anthropic's separate system "
+        "field) and prices the prompt from what is left: a system prompt, counted in usage.prompt_tokens, "
+        "is never charged")
+def system_prompt_not_billed() -> Flask:
+    def reprice(model: str, messages: Any, max_tokens: Any, options: Any) -> Any:
+        if not any(m.role == "system" for m in messages):
+            return None
+        done = complete(model, messages, max_tokens, options)
+        rest = [m for m in messages if m.role != "system"]
+        return prompt_tokens(rest, options.tools if options is not None else ()), done.completion_tokens
+
+    return _repriced(reprice)
