@@ -180,6 +180,11 @@ SAME_USAGE_PAIRS: tuple[tuple[str, dict[str, Any], dict[str, Any]], ...] = (
       "max_tokens": 1},
      {"messages": [{"role": "system", "content": PRICE_TEXT}, {"role": "user", "content": "Say hello."}],
       "max_tokens": 1}),
+    ("a conversation's turns in another order (the long one first, then last)",
+     {"messages": [{"role": "user", "content": PRICE_TEXT}, {"role": "assistant", "content": "Hello."},
+                   {"role": "user", "content": "Say hello."}], "max_tokens": 1},
+     {"messages": [{"role": "user", "content": "Say hello."}, {"role": "assistant", "content": "Hello."},
+                   {"role": "user", "content": PRICE_TEXT}], "max_tokens": 1}),
     ("two choices of 16 tokens each in place of one of 32",
      {"messages": [{"role": "user", "content": PRICE_TEXT}], "max_tokens": 32},
      {"messages": [{"role": "user", "content": PRICE_TEXT}], "max_tokens": 16, "n": 2}),
@@ -201,7 +206,8 @@ def _same_usage_same_price(p: Probe, user: str) -> None:
     """Two chats of one model whose usage is the same cost the same (public-facts: the cost is
     the provider's base cost, by its tokens, times the markup), in credits_used and in what the
     balance lost: whoever's role the prompt's tokens come in (a system message is priced as a
-    user message of the same text), and however many choices the completion's tokens are
+    user message of the same text), wherever in the conversation they are (an earlier turn as
+    the last one), and however many choices the completion's tokens are
     spread over (n: 2 of 16 tokens as one of 32). A pair whose usage differs (an answer that
     stopped short, a prompt cache) or that is refused (the user's cent ran out) is not judged.
     ``user`` is a funded user (what it holds need not be known: only differences are)."""

@@ -1,5 +1,5 @@
 """Bugs an eighth adversary round tried: chats priced from other tokens than their usage says
-(a system prompt left out of the price)."""
+(a system prompt, or a conversation's earlier turns, left out of the price)."""
 
 from __future__ import annotations
 
@@ -26,5 +26,20 @@ def system_prompt_not_billed() -> Flask:
         done = complete(model, messages, max_tokens, options)
         rest = [m for m in messages if m.role != "system"]
         return prompt_tokens(rest, options.tools if options is not None else ()), done.completion_tokens
+
+    return _repriced(reprice)
+
+
+@mutant(CHAT, "chat.user_debit",
+        "the gateway prices the prompt from the conversation's last user message (its pre-flight 'question' "
+        "estimate, never corrected): the earlier turns of a conversation, counted in usage.prompt_tokens, "
+        "are never charged")
+def history_not_billed() -> Flask:
+    def reprice(model: str, messages: Any, max_tokens: Any, options: Any) -> Any:
+        last = [m for m in messages if m.role == "user"][-1:]
+        if len(last) == len(messages):
+            return None
+        done = complete(model, messages, max_tokens, options)
+        return prompt_tokens(last, options.tools if options is not None else ()), done.completion_tokens
 
     return _repriced(reprice)
