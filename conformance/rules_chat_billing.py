@@ -188,7 +188,12 @@ SAME_USAGE_PAIRS: tuple[tuple[str, dict[str, Any], dict[str, Any]], ...] = (
     ("two choices of 16 tokens each in place of one of 32",
      {"messages": [{"role": "user", "content": PRICE_TEXT}], "max_tokens": 32},
      {"messages": [{"role": "user", "content": PRICE_TEXT}], "max_tokens": 16, "n": 2}),
+    # The second of this pair goes by the header form: the same user billed the same chat.
+    ("the header form in place of the path form",
+     {"messages": [{"role": "user", "content": PRICE_TEXT}], "max_tokens": 1},
+     {"messages": [{"role": "user", "content": PRICE_TEXT}], "max_tokens": 1}),
 )
+HEADER_PAIR = SAME_USAGE_PAIRS[-1][0]
 
 
 def _usage_of(exchange: Exchange) -> tuple[Any, ...] | None:
@@ -207,24 +212,28 @@ def _same_usage_same_price(p: Probe, user: str) -> None:
     the provider's base cost, by its tokens, times the markup), in credits_used and in what the
     balance lost: whoever's role the prompt's tokens come in (a system message is priced as a
     user message of the same text), wherever in the conversation they are (an earlier turn as
-    the last one), and however many choices the completion's tokens are
-    spread over (n: 2 of 16 tokens as one of 32). A pair whose usage differs (an answer that
+    the last one), however many choices the completion's tokens are spread over (n: 2 of 16
+    tokens as one of 32), and whichever user-billing form names the user (X-External-User-ID
+    on POST /v1/chat/completions as the user's path). A pair whose usage differs (an answer that
     stopped short, a prompt cache) or that is refused (the user's cent ran out) is not judged.
     ``user`` is a funded user (what it holds need not be known: only differences are)."""
     problems: list[str] = []
     steps: list[Exchange] = []
     for what, first_fields, second_fields in SAME_USAGE_PAIRS:
         answers: list[tuple[Exchange, int | None]] = []
-        for fields in (first_fields, second_fields):
+        for fields, by_header in ((first_fields, False), (second_fields, what == HEADER_PAIR)):
             before = user_balance(p, user)
+            body = {"model": p.t.chat_model, **fields}
             try:
-                answer = user_chat(p, user, {"model": p.t.chat_model, **fields})
+                answer = header_chat(p, user, body) if by_header else user_chat(p, user, body)
             except Skip:  # the provider or the account's billing mode refused it: nothing to compare
-                return
+                break
             after = user_balance(p, user)
             steps += [answer, after.exchange]
             debit = before.micros - after.micros if before.micros is not None and after.micros is not None else None
             answers.append((answer, debit))
+        if len(answers) < 2:
+            break
         (one, one_debit), (two, two_debit) = answers
         usage = _usage_of(one)
         if usage is None or usage != _usage_of(two):

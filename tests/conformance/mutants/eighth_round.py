@@ -1,15 +1,17 @@
 """Bugs an eighth adversary round tried: chats priced from other tokens than their usage says
-(a system prompt, or a conversation's earlier turns, left out of the price)."""
+(a system prompt, or a conversation's earlier turns, left out of the price; the header form
+priced otherwise than the path form)."""
 
 from __future__ import annotations
 
+import threading
 from typing import Any
 
 from flask import Flask
 
 from mockserver.domain.completions import complete, prompt_tokens
 
-from .kit import mutant
+from .kit import Exchange, chat_path, correct_app, middleware, mutant, service_of
 from .sixth_round import _repriced
 
 CHAT = "chat"
@@ -43,3 +45,26 @@ def history_not_billed() -> Flask:
         return prompt_tokens(last, options.tools if options is not None else ()), done.completion_tokens
 
     return _repriced(reprice)
+
+
+@mutant(CHAT, "chat.user_debit",
+        "the plain route's handler adds the developer-pays platform fee (10%) to every chat it prices, also "
+        "when X-External-User-ID bills a user: the header form costs a user 10% more than the same chat on "
+        "the user's path (credits_used says so)")
+def header_form_surcharged() -> Flask:
+    app = correct_app()
+    store = service_of(app).store
+    charge = store.apply_charge
+    plain = threading.local()
+
+    def before(ex: Exchange) -> bool:
+        plain.on = chat_path(ex) and ex.user_in_path() is None
+        return False
+
+    def apply_charge(user_id: Any, amount: int, *rest: Any) -> Any:
+        if user_id is not None and getattr(plain, "on", False):
+            amount = -(-amount * 110 // 100)
+        return charge(user_id, amount, *rest)
+
+    store.apply_charge = apply_charge  # type: ignore[method-assign]
+    return middleware(app, None, before)
