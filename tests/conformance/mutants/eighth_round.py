@@ -5,6 +5,7 @@ priced otherwise than the path form)."""
 from __future__ import annotations
 
 import threading
+from collections.abc import Callable
 from typing import Any
 
 from flask import Flask
@@ -22,14 +23,7 @@ CHAT = "chat"
         "field) and prices the prompt from what is left: a system prompt, counted in usage.prompt_tokens, "
         "is never charged")
 def system_prompt_not_billed() -> Flask:
-    def reprice(model: str, messages: Any, max_tokens: Any, options: Any) -> Any:
-        if not any(m.role == "system" for m in messages):
-            return None
-        done = complete(model, messages, max_tokens, options)
-        rest = [m for m in messages if m.role != "system"]
-        return prompt_tokens(rest, options.tools if options is not None else ()), done.completion_tokens
-
-    return _repriced(reprice)
+    return _prompt_priced_from(lambda messages: [m for m in messages if m.role != "system"])
 
 
 @mutant(CHAT, "chat.user_debit",
@@ -37,12 +31,19 @@ def system_prompt_not_billed() -> Flask:
         "estimate, never corrected): the earlier turns of a conversation, counted in usage.prompt_tokens, "
         "are never charged")
 def history_not_billed() -> Flask:
+    return _prompt_priced_from(lambda messages: [m for m in messages if m.role == "user"][-1:])
+
+
+def _prompt_priced_from(kept: Callable[[Any], list[Any]]) -> Flask:
+    """A correct app whose chats price the prompt from ``kept(messages)`` only (the usage stays
+    the real one); a chat where that keeps every message is priced right."""
+
     def reprice(model: str, messages: Any, max_tokens: Any, options: Any) -> Any:
-        last = [m for m in messages if m.role == "user"][-1:]
-        if len(last) == len(messages):
+        priced = kept(messages)
+        if len(priced) == len(messages):
             return None
         done = complete(model, messages, max_tokens, options)
-        return prompt_tokens(last, options.tools if options is not None else ()), done.completion_tokens
+        return prompt_tokens(priced, options.tools if options is not None else ()), done.completion_tokens
 
     return _repriced(reprice)
 
