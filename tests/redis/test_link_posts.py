@@ -22,22 +22,8 @@ from mockserver.domain.redis_link import RedisLink
 from mockserver.server import free_port
 
 
-class CountingConnection(redis.Connection):
-    """Records the writes it makes (in ``writes``, a list of the subclass a link is given)."""
-
-    writes: list[bytes]
-
-    def send_packed_command(self, command, check_health=True):
-        self.writes.append(b"".join(command))
-        return super().send_packed_command(command, check_health=check_health)
-
-
-def counting_link(url: str) -> tuple[RedisLink, list[bytes]]:
-    connection_class = type("Counting", (CountingConnection,), {"writes": []})
-    pool = redis.ConnectionPool.from_url(
-        url, decode_responses=True, socket_timeout=2, connection_class=connection_class
-    )
-    return RedisLink(pool), connection_class.writes
+def link_to(url: str) -> RedisLink:
+    return RedisLink(redis.ConnectionPool.from_url(url, decode_responses=True, socket_timeout=2))
 
 
 def value_within(client: redis.Redis, key: str, seconds: float) -> tuple[bytes | None, float]:
@@ -49,7 +35,15 @@ def value_within(client: redis.Redis, key: str, seconds: float) -> tuple[bytes |
 
 def test_a_post_goes_out_in_the_same_write_as_the_threads_next_call(redis_server, monkeypatch):
     monkeypatch.setattr(redis_link, "CARRY_SECONDS", 5.0)  # the courier stays out of it
-    link, writes = counting_link(redis_server.url)
+    writes: list[bytes] = []
+    send = redis_link._send  # every write the link makes on a thread's connection
+
+    def counted(connection, data: bytes) -> None:
+        writes.append(data)
+        send(connection, data)
+
+    monkeypatch.setattr(redis_link, "_send", counted)
+    link = link_to(redis_server.url)
     link.call(pack("PING"))
     writes.clear()
     link.post(pack("SET", "a", "1"), pack("INCR", "a"))
@@ -63,7 +57,7 @@ def test_a_post_goes_out_in_the_same_write_as_the_threads_next_call(redis_server
 
 
 def test_the_posts_of_a_quiet_thread_are_sent_by_the_courier(redis_server):
-    link, _ = counting_link(redis_server.url)
+    link = link_to(redis_server.url)
     client = redis.Redis.from_url(redis_server.url)
     link.post(pack("SET", "quiet", "1"))  # and this thread sends nothing more
     value, waited = value_within(client, "quiet", 2.0)
@@ -73,7 +67,7 @@ def test_the_posts_of_a_quiet_thread_are_sent_by_the_courier(redis_server):
 
 
 def test_a_thread_that_ends_leaves_its_posts_to_the_courier(redis_server):
-    link, _ = counting_link(redis_server.url)
+    link = link_to(redis_server.url)
     client = redis.Redis.from_url(redis_server.url)
     thread = threading.Thread(target=lambda: link.post(pack("SET", "ended", "1")))
     thread.start()
@@ -84,7 +78,7 @@ def test_a_thread_that_ends_leaves_its_posts_to_the_courier(redis_server):
 
 
 def test_a_refused_post_is_counted_once_and_the_next_reply_is_still_the_calls(redis_server):
-    link, _ = counting_link(redis_server.url)
+    link = link_to(redis_server.url)
     link.call(pack("SET", "text", "x"))
     link.post(pack("LPUSH", "text", "1"), pack("LPUSH", "text", "2"))  # both refused: one post
     link.post(pack("INCR", "n"))
@@ -95,7 +89,7 @@ def test_a_refused_post_is_counted_once_and_the_next_reply_is_still_the_calls(re
 
 def test_posts_that_never_reach_redis_are_counted(redis_server):
     nobody = f"redis://127.0.0.1:{free_port()}/0"  # nothing listens there
-    link, _ = counting_link(nobody)
+    link = link_to(nobody)
     link.post(pack("INCR", "lost"))  # left to the courier
     deadline = time.monotonic() + 2
     while link.failed_posts < 1 and time.monotonic() < deadline:
@@ -111,7 +105,7 @@ def test_posts_that_never_reach_redis_are_counted(redis_server):
 
 def test_close_sends_what_is_still_queued(redis_server, monkeypatch):
     monkeypatch.setattr(redis_link, "CARRY_SECONDS", 5.0)
-    link, _ = counting_link(redis_server.url)
+    link = link_to(redis_server.url)
     link.post(pack("SET", "closing", "1"))
     link.close()
     assert redis.Redis.from_url(redis_server.url).get("closing") == b"1"
@@ -153,7 +147,7 @@ def test_a_forked_worker_that_ends_sends_what_is_still_queued(redis_server):
 def test_a_link_collected_with_posts_queued_sends_them(redis_server, monkeypatch):
     # An app dropped without closing its store (a test's, a reloaded one) leaves no record behind.
     monkeypatch.setattr(redis_link, "CARRY_SECONDS", 60.0)
-    link, _ = counting_link(redis_server.url)
+    link = link_to(redis_server.url)
     link.post(pack("SET", "collected", "1"))
     del link
     gc.collect()
