@@ -6,9 +6,10 @@ anyway (the Redis store's grants, charges, reads):
 1. when the request arrives, :meth:`RedisJournal.begin` gives the link a rider: ``INCR`` of
    the id counter goes out in the same write as the request's first command, so the record's
    id is reserved before the answer leaves;
-2. once the answer is built, the record is *posted* under that id (``ZADD``, then trimming to
-   the newest ``capacity``): not waited for, and under load carried by the thread's next
-   request (:meth:`~.redis_link.RedisLink.post`).
+2. once the answer is built, the record is *posted* under that id (``ZADD``; every
+   ``TRIM_EVERY``-th id also trims the set to the newest ``capacity``, and readers take no
+   more than that): not waited for, and under load carried by the thread's next request
+   (:meth:`~.redis_link.RedisLink.post`).
 
 A request that never reached Redis (``GET /v1/packages``, a refused body) reserves and adds
 its record in one call, and waits for it, as every request once did.
@@ -62,7 +63,7 @@ _MISSING = r"""
 local top = tonumber(ARGV[2]) or tonumber(redis.call('GET', KEYS[2]) or '0')
 local low = math.max(tonumber(redis.call('GET', KEYS[3]) or '0'), top - tonumber(ARGV[1]))
 if redis.call('ZCARD', KEYS[1]) >= tonumber(ARGV[1]) then
-  -- a full ring: a record below its oldest is trimmed the moment it lands
+  -- a full ring: a record below its oldest falls outside the newest ARGV[1], which readers take
   local oldest = redis.call('ZRANGE', KEYS[1], 0, 0, 'WITHSCORES')
   low = math.max(low, tonumber(oldest[2]) - 1)
 end
@@ -81,6 +82,10 @@ redis.call('DEL', KEYS[1], KEYS[4])
 redis.call('SET', KEYS[3], redis.call('GET', KEYS[2]) or '0')
 """
 _CHUNK = 200
+# A record posted under a reserved id trims the set back to the capacity only when its id is a
+# multiple of this: a trim per record cost Redis a command and the thread a reply to read. The
+# set holds at most about this many records past the capacity; readers never see them.
+TRIM_EVERY = 64
 SETTLE_SECONDS = 0.5  # how long a reader waits for a reserved record before giving it up
 QUIET_AFTER_FAILURE_SECONDS = 1.0  # records that would need a round trip of their own are dropped
 
@@ -152,7 +157,11 @@ class RedisJournal:
         went, reserved = self._link.ridden()
         try:
             if went and isinstance(reserved, int):
-                self._link.post(self._add_reserved.pack(reserved, f"[{reserved},{fields}"), self._trim)
+                add = self._add_reserved.pack(reserved, f"[{reserved},{fields}")
+                if reserved % TRIM_EVERY:
+                    self._link.post(add)
+                else:
+                    self._link.post(add, self._trim)
             elif time.monotonic() - self._link.last_failure < QUIET_AFTER_FAILURE_SECONDS:
                 # Redis failed a moment ago (this very request's command, often): the record is
                 # dropped rather than make the answer wait out a second timeout.
@@ -168,13 +177,17 @@ class RedisJournal:
     def newest_first(self) -> Iterator[JournalRecord]:
         self._await_reserved()
         below = "+inf"
-        while True:
-            chunk = self._link.call(pack("ZREVRANGEBYSCORE", self._set_key, below, "-inf", "LIMIT", 0, _CHUNK))
+        left = self.capacity  # the set may hold a few more than that until its next trim
+        while left > 0:
+            chunk = self._link.call(
+                pack("ZREVRANGEBYSCORE", self._set_key, below, "-inf", "LIMIT", 0, min(_CHUNK, left))
+            )
             if not chunk:
                 return
             for raw in chunk:
                 record = decode(raw)
                 yield record
+            left -= len(chunk)
             below = f"({record.id}"
 
     def clear(self) -> None:
@@ -182,7 +195,7 @@ class RedisJournal:
         self._link.call(self._clear)
 
     def count(self) -> int:
-        return int(self._link.call(pack("ZCARD", self._set_key)))
+        return min(int(self._link.call(pack("ZCARD", self._set_key))), self.capacity)
 
     def _await_reserved(self) -> None:
         """Wait until every reserved id the ring should hold is there, or give the rest up."""
@@ -203,28 +216,26 @@ class RedisJournal:
 
 
 def encode(fields: tuple[Any, ...]) -> str:
-    """An entry as a JSON array (ASCII only: bodies keep any byte through surrogate escapes)."""
-    entry = JournalEntry._make(fields)
-    return json.dumps(
+    """An entry as a JSON array in :class:`JournalEntry`'s field order (ASCII only: bodies keep
+    any byte through surrogate escapes). It runs on every request's path: the fields are taken
+    by position, the two bodies decoded in place."""
+    if len(fields) != _FIELDS:  # a short tuple leaves its defaults out, as JournalEntry allows
+        fields = JournalEntry(*fields)
+    return _dumps(
         [
-            entry.at,
-            entry.method,
-            entry.path,
-            entry.query,
-            entry.operation_id,
-            entry.status,
-            entry.duration_ms,
-            entry.idempotency,
-            entry.headers,
-            entry.request_body.decode("utf-8", "surrogateescape"),
-            entry.request_size,
-            entry.response_body.decode("utf-8", "surrogateescape"),
-            entry.response_size,
-            entry.problem,
-            entry.dropped,
-        ],
-        separators=(",", ":"),
+            *fields[:_REQUEST_BODY],
+            fields[_REQUEST_BODY].decode("utf-8", "surrogateescape"),
+            fields[_REQUEST_BODY + 1],
+            fields[_RESPONSE_BODY].decode("utf-8", "surrogateescape"),
+            *fields[_RESPONSE_BODY + 1 :],
+        ]
     )
+
+
+_FIELDS = len(JournalEntry._fields)
+_REQUEST_BODY = JournalEntry._fields.index("request_body")
+_RESPONSE_BODY = JournalEntry._fields.index("response_body")
+_dumps = json.JSONEncoder(separators=(",", ":")).encode
 
 
 def decode(raw: str) -> JournalRecord:

@@ -187,6 +187,11 @@ class RedisLink:
                 wire.pending_since = time.monotonic()
             wire.pending += commands
             wire.pending_groups.append(len(commands))
+            # Queued already: a courier is on its rounds, and takes a wire off the queue only
+            # under its lock, after sending what it holds (see _carry). Under load a thread's
+            # wire stays queued, so its posts skip the wake-up and the link's lock.
+            if wire in self._queued:
+                return
         if not self._posts_waiting.is_set():
             self._posts_waiting.set()
         with self._lock:  # after the set, and under the lock a courier ends under: see _courier_loop
@@ -320,22 +325,27 @@ def _send(connection: AbstractConnection, data: bytes) -> None:
 def _read(connection: AbstractConnection) -> Any:
     """The next reply; an error reply is returned as its ``redis.ResponseError``.
 
-    With RESP2 and hiredis (the store's setting), the reply is taken from redis-py's hiredis
-    reader directly: its own read_response() formats an error message, checks for push
-    notifications and re-raises what the reader returned, on every reply, which cost a grant
-    on Redis (four replies) about a tenth of its Python time. The socket is read, and its
-    failures reported, by the same parser method as redis-py's own path."""
+    With hiredis (a dependency), the reply is taken from redis-py's hiredis reader directly:
+    redis-py's own read_response() formats an error message and re-raises what the reader
+    returned, on every reply, which cost a grant on Redis (four replies) about a tenth of its
+    Python time. The socket is read, and its failures reported, by the same parser method as
+    redis-py's own path; a RESP3 push notification goes to the parser's handler, as there."""
     parser = connection._parser  # as _sock above: redis-py's, with no public handle
     reader = getattr(parser, "_reader", None)
-    if reader is None or not isinstance(parser, _HiredisParser) or connection.protocol not in (2, "2", None):
+    if reader is None or not isinstance(parser, _HiredisParser):
         try:
             return connection.read_response()
         except redis.ResponseError as error:  # a reply, not a broken connection
             return error
-    reply = reader.gets()
-    while reply is _NOT_ENOUGH_DATA:
-        parser.read_from_socket()
+    push = getattr(parser, "_hiredis_PushNotificationType", None)
+    while True:
         reply = reader.gets()
+        while reply is _NOT_ENOUGH_DATA:
+            parser.read_from_socket()
+            reply = reader.gets()
+        if push is None or not isinstance(reply, push):
+            break
+        parser.handle_push_response(reply)  # not the reply to any command: read on
     # As redis-py's parser: a reply that means the connection is unusable (LOADING, say).
     if isinstance(reply, redis.ConnectionError):
         raise reply

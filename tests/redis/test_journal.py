@@ -2,7 +2,13 @@
 
 from __future__ import annotations
 
+import json
+
+import redis
 import requests
+
+from mockserver import mock_state
+from mockserver.domain.redis_journal import TRIM_EVERY
 
 from .conftest import AUTH
 from .test_workers import two_workers  # noqa: F401 - a fixture
@@ -23,6 +29,24 @@ def test_the_ring_size_holds_across_apps(redis_app):
     for n in range(5):
         (one if n % 2 else two).get("/v1/packages")
     assert len(two.get("/_mock/requests").json["requests"]) == 4
+
+
+def test_a_ring_past_its_size_lists_only_its_newest_records(redis_app, redis_server, prefix):
+    # Grants talk to Redis, so their records go under reserved ids, and only every
+    # TRIM_EVERY-th of them trims the set: readers must still see exactly the newest four.
+    app = redis_app(journal_size=4)
+    client = app.test_client()
+    grants = 2 * TRIM_EVERY + 5
+    for n in range(grants):
+        body = {"external_user_id": f"ring-{n}", "amount": 0.01}
+        assert client.post("/v1/funding/grant", json=body, headers=AUTH).status_code == 200
+    records = client.get("/_mock/requests").json["requests"]
+    assert [json.loads(r["request"]["body"])["external_user_id"] for r in records] == [
+        f"ring-{n}" for n in range(grants - 1, grants - 5, -1)
+    ]
+    assert mock_state(app).journal.count() == 4
+    held = redis.Redis.from_url(redis_server.url).zcard(prefix + "journal:records")
+    assert 4 <= held <= 4 + TRIM_EVERY  # trimmed along the way, not left to grow
 
 
 def test_requests_to_a_two_worker_mock_all_land_in_the_journal(two_workers):  # noqa: F811
