@@ -37,6 +37,9 @@ class LoadResult:
     server_cpu_us: float | None = None
     server_switches: float | None = None
     backing_cpu_us: float | None = None
+    # Share of the machine's CPU time the host took (steal, from /proc/stat): the machine is a
+    # shared virtual one, and a round the host starved runs slower whatever the server.
+    machine_stolen: float | None = None
 
     @property
     def rps(self) -> float:
@@ -83,6 +86,7 @@ def run_wrk(
         p50_ms=int(fields["p50_us"]) / 1000,
         p99_ms=int(fields["p99_us"]) / 1000,
         machine_busy=_busy_between(before, after),
+        machine_stolen=_share_between(before, after, 2),
         server_cpu_us=None if server_used is None else server_used.cpu_seconds / requests * 1e6,
         server_switches=None if server_used is None else server_used.switches / requests,
         backing_cpu_us=None if backing_used is None else backing_used.cpu_seconds / requests * 1e6,
@@ -94,16 +98,24 @@ def _since(before: Usage | None, pids: Sequence[int]) -> Usage | None:
     return None if after is None or before is None else after - before
 
 
-def _cpu_times() -> tuple[int, int] | None:
-    """(all, idle) jiffies of every CPU since boot (Linux), or None."""
+def _cpu_times() -> tuple[int, int, int] | None:
+    """(all, idle, stolen) jiffies of every CPU since boot (Linux), or None. Stolen: time the
+    virtual machine's CPUs were ready to run and the host ran something else."""
     try:
         fields = [int(value) for value in Path("/proc/stat").read_text().split("\n", 1)[0].split()[1:]]
     except (OSError, ValueError):
         return None
-    return sum(fields), fields[3] + fields[4]  # idle and iowait
+    stolen = fields[7] if len(fields) > 7 else 0
+    return sum(fields), fields[3] + fields[4], stolen  # idle and iowait; steal
 
 
-def _busy_between(before: tuple[int, int] | None, after: tuple[int, int] | None) -> float | None:
+def _share_between(before: tuple[int, ...] | None, after: tuple[int, ...] | None, field: int) -> float | None:
+    """The share of every CPU's time between two readings that ``field`` took."""
     if before is None or after is None or after[0] == before[0]:
         return None
-    return 1 - (after[1] - before[1]) / (after[0] - before[0])
+    return (after[field] - before[field]) / (after[0] - before[0])
+
+
+def _busy_between(before: tuple[int, ...] | None, after: tuple[int, ...] | None) -> float | None:
+    idle = _share_between(before, after, 1)
+    return None if idle is None else 1 - idle

@@ -149,6 +149,21 @@ def _targets(results: Results) -> list[tuple[str, str, str, bool | None]]:
     return rows
 
 
+def _host_share(results: Results) -> list[str]:
+    """How much of the machine the host took during the load, from every run's /proc/stat."""
+    shares = [run.machine_stolen for by_scenario in results.rounds_load.values() for runs in by_scenario.values()
+              for run in runs if run.machine_stolen is not None]  # fmt: skip
+    if not shares:
+        return []
+    return [
+        "",
+        f"This machine is a virtual one on a shared host, which took {sum(shares) / len(shares):.0%} of its CPU"
+        f" time over the load runs (steal, from /proc/stat; {min(shares):.0%} to {max(shares):.0%} in one run)."
+        " A run the host starved is slower whatever the server, so compare servers by the ratios within"
+        " a round, not absolute figures across runs.",
+    ]
+
+
 def render(results: Results) -> str:
     now = datetime.now(UTC).strftime("%Y-%m-%d %H:%M UTC")
     lines = [
@@ -166,6 +181,7 @@ def render(results: Results) -> str:
         " over loopback TCP and `--workers 1` over a unix socket, each worker on the default 3 threads);"
         " bare Flask answers the same JSON with nothing else, under the same server; Prism mocks"
         " openapi.yaml from its examples (no state).",
+        *_host_share(results),
         "",
         "## Targets",
         "",
@@ -178,15 +194,16 @@ def render(results: Results) -> str:
         "",
         "## Throughput and latency",
         "",
-        "| scenario | server | req/s | p50 ms | p99 ms | non-2xx | machine busy |",
-        "| --- | --- | --- | --- | --- | --- | --- |",
+        "| scenario | server | req/s | p50 ms | p99 ms | non-2xx | machine busy | taken by the host |",
+        "| --- | --- | --- | --- | --- | --- | --- | --- |",
     ]
     for scenario in SCENARIOS:
         for server, by_scenario in results.load.items():
             r = by_scenario[scenario]
             busy = "n/a" if r.machine_busy is None else f"{r.machine_busy:.0%}"
+            stolen = "n/a" if r.machine_stolen is None else f"{r.machine_stolen:.0%}"
             lines.append(f"| {scenario} | {server} | {r.rps:,.0f} | {r.p50_ms:.1f} | {r.p99_ms:.1f} | {r.non_2xx} "
-                         f"| {busy} |")
+                         f"| {busy} | {stolen} |")
     lines += [
         "",
         "## Ratios (same run)",
