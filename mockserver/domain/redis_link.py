@@ -39,7 +39,6 @@ from collections.abc import Sequence
 from typing import Any
 
 import redis
-from redis._parsers import hiredis as _hiredis_parsing
 from redis.backoff import NoBackoff
 from redis.connection import AbstractConnection
 from redis.retry import Retry
@@ -51,9 +50,14 @@ from .redis_commands import pack
 # of what it writes wait for it: see redis_journal.py).
 CARRY_SECONDS = 0.002
 COURIER_IDLE_SECONDS = 1.0  # a courier with nothing to carry for this long ends
-_HiredisParser = _hiredis_parsing._HiredisParser
-# What redis-py's hiredis reader returns while a reply is still incomplete (False before 5.1).
-_NOT_ENOUGH_DATA = getattr(_hiredis_parsing, "NOT_ENOUGH_DATA", False)
+try:  # redis-py's hiredis parser, read directly by _read(); a redis-py without it uses its own path
+    from redis._parsers import hiredis as _hiredis_parsing
+
+    _HiredisParser: type | None = _hiredis_parsing._HiredisParser
+    # What its reader returns while a reply is still incomplete (False where redis-py has no such constant).
+    _NOT_ENOUGH_DATA = getattr(_hiredis_parsing, "NOT_ENOUGH_DATA", False)
+except (ImportError, AttributeError):
+    _HiredisParser, _NOT_ENOUGH_DATA = None, False
 
 
 class _Wire:
@@ -332,7 +336,7 @@ def _read(connection: AbstractConnection) -> Any:
     redis-py's own path; a RESP3 push notification goes to the parser's handler, as there."""
     parser = connection._parser  # as _sock above: redis-py's, with no public handle
     reader = getattr(parser, "_reader", None)
-    if reader is None or not isinstance(parser, _HiredisParser):
+    if reader is None or _HiredisParser is None or not isinstance(parser, _HiredisParser):
         try:
             return connection.read_response()
         except redis.ResponseError as error:  # a reply, not a broken connection

@@ -11,6 +11,7 @@ import pytest
 import redis
 from hypothesis import given, settings
 from hypothesis import strategies as st
+from redis._parsers import _RESP2Parser, _RESP3Parser
 
 from mockserver import create_app
 from mockserver.domain.errors import StoreUnavailable
@@ -52,8 +53,16 @@ def test_a_link_keeps_working_past_its_pools_connection_limit(redis_server):
     link.close()
 
 
-def test_an_error_reply_in_a_batch_leaves_the_other_replies_in_order(redis_server):
-    link = link_on(redis_server.url)
+# hiredis, read directly (the store's case), and redis-py's own parsers over both protocols.
+PARSERS = {"hiredis": {}, "python RESP2": {"parser_class": _RESP2Parser, "protocol": 2},
+           "python RESP3": {"parser_class": _RESP3Parser, "protocol": 3}}  # fmt: skip
+
+
+@pytest.mark.parametrize("parser", list(PARSERS))
+def test_an_error_reply_in_a_batch_leaves_the_other_replies_in_order(redis_server, parser):
+    settings = PARSERS[parser]
+    link = RedisLink(redis.ConnectionPool.from_url(redis_server.url, decode_responses=True, **settings))
+    link.call(pack("DEL", "text", "n"))
     link.call(pack("SET", "text", "x"))
     replies = link.call_many([pack("INCR", "n"), pack("LPUSH", "text", "1"), pack("INCR", "n")])
     assert replies[0] == 1 and isinstance(replies[1], redis.ResponseError) and replies[2] == 2
