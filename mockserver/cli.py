@@ -7,6 +7,7 @@ import dataclasses
 import logging
 import os
 import re
+import secrets
 import sys
 from collections.abc import Sequence
 
@@ -230,7 +231,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     print("Press Ctrl-C to stop.", flush=True)
     # The workers build their own apps (their own connections) from this configuration.
     _close_store(app)
-    os.environ[CONFIG_ENVIRONMENT_VARIABLE] = dataclasses.replace(config, port=port).to_json()
+    run = dataclasses.replace(config, port=port, run_id=secrets.token_hex(8))
+    os.environ[CONFIG_ENVIRONMENT_VARIABLE] = run.to_json()
     if config.log_requests:
         logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s", stream=sys.stdout)
     try:

@@ -105,6 +105,9 @@ class MockConfig:
     # with Redis, shared by the workers) and how many bytes of each body.
     journal_size: int = DEFAULT_CAPACITY
     journal_body_limit: int = DEFAULT_BODY_LIMIT
+    # Set by the quota-mock command for the workers it starts, one value per run: a worker that
+    # starts after a sibling's reset adopts that reset's seed (domain/redis_resets.py).
+    run_id: str | None = None
 
     @classmethod
     def from_mapping(cls, values: Mapping[str, Any] | None) -> MockConfig:

@@ -11,6 +11,14 @@ So a reset is announced on a pub/sub channel, with the seed it loaded. Every wor
 and rate windows, then acknowledges. The announcing worker waits, briefly, for as many
 acknowledgements as Redis delivered the message: once ``POST /_mock/reset`` has answered, every
 worker serves the new seed.
+
+A worker still starting when a reset is announced (the first to start answers before the
+others are up; granian replaces a worker that died) is not listening yet. So the announcement
+is also kept (``resets:latest``), and a worker of the same ``quota-mock`` run (``run_id``)
+reads it once its subscription is confirmed, before it serves: an announcement either reaches
+its subscription or was kept before it read. Announcements carry a sequence number, so that
+the one read at start and one arriving on the channel are never applied out of order. A mock
+started afresh on a namespace (another run) keeps its own configuration, as before.
 """
 
 from __future__ import annotations
@@ -44,10 +52,17 @@ class SharedResets:
     :meth:`close` is called.
     """
 
-    def __init__(self, url: str, prefix: str, adopt: Adopt, *, connect_timeout: float = 0.5) -> None:
+    def __init__(
+        self, url: str, prefix: str, adopt: Adopt, *, connect_timeout: float = 0.5, run_id: str | None = None
+    ) -> None:
         self.channel = f"{prefix}resets"
         self._ack_prefix = f"{prefix}reset-acks:"
+        self._latest_key = f"{prefix}resets:latest"
+        self._sequence_key = f"{prefix}resets:sequence"
+        self._run_id = run_id
         self._origin = secrets.token_hex(8)  # this process' own announcements are only acknowledged
+        self._adopted = 0  # the sequence number of the newest announcement applied here
+        self._adopt_lock = threading.Lock()
         self._client = redis.Redis.from_url(url, socket_connect_timeout=connect_timeout, socket_timeout=5.0)
         self._stop = threading.Event()
         self._subscribed = threading.Event()
@@ -68,9 +83,18 @@ class SharedResets:
         """Tell every listening worker that this one reset to ``seed``; return how many of them
         acknowledged within :data:`ACK_TIMEOUT_SECONDS` (this process' own listener included)."""
         reset_id = secrets.token_hex(8)
-        message = json.dumps({"origin": self._origin, "id": reset_id, "seed": seed})
         try:
-            delivered = int(self._client.publish(self.channel, message))
+            sequence = int(self._client.incr(self._sequence_key))
+            with self._adopt_lock:
+                self._adopted = max(self._adopted, sequence)
+            message = json.dumps(
+                {"origin": self._origin, "id": reset_id, "seed": seed, "sequence": sequence, "run": self._run_id}
+            )
+            # Kept before it is published: a worker that subscribes too late for the message reads it.
+            pipe = self._client.pipeline(transaction=False)
+            pipe.set(self._latest_key, message)
+            pipe.publish(self.channel, message)
+            delivered = int(pipe.execute()[1])
             deadline = time.monotonic() + ACK_TIMEOUT_SECONDS
             acked = 0
             while time.monotonic() < deadline:
@@ -82,25 +106,47 @@ class SharedResets:
         except redis.RedisError:
             return 0  # the store itself reports Redis being away; the reset stands locally
 
+    def catch_up(self, adopt: Adopt, seconds: float) -> bool:
+        """Adopt the last reset announced by a worker of this run, if any: called once, before
+        this worker serves. Whether it adopted one."""
+        if self._run_id is None or not self.wait_subscribed(seconds):
+            return False
+        try:
+            raw = self._client.get(self._latest_key)
+        except redis.RedisError:
+            return False  # the store itself reports Redis being away
+        message = _message(raw)
+        if message is None or message.get("run") != self._run_id:
+            return False
+        return self._adopt(message, adopt)
+
     def close(self) -> None:
         self._stop.set()
         self._client.close()
+
+    def _adopt(self, message: dict[str, Any], adopt: Adopt) -> bool:
+        """Apply an announcement unless a newer one was applied already."""
+        sequence = message.get("sequence")
+        with self._adopt_lock:
+            if isinstance(sequence, int):
+                if sequence <= self._adopted:
+                    return False
+                self._adopted = sequence
+            adopt(message.get("seed"))
+        return True
 
     # -- the listener's side -----------------------------------------------------------------
 
     def _handle(self, client: redis.Redis, raw: bytes, adopt_ref: Callable[[], Adopt | None]) -> bool:
         """Apply one announcement; False when the owner is gone."""
-        try:
-            message = json.loads(raw)
-        except ValueError:
+        message = _message(raw)
+        if message is None:
             return True  # not ours: whatever else published on the channel is ignored
-        if not isinstance(message, dict) or not isinstance(message.get("id"), str):
-            return True
         if message.get("origin") != self._origin:
             adopt = adopt_ref()
             if adopt is None:
                 return False
-            adopt(message.get("seed"))
+            self._adopt(message, adopt)
         key = self._ack_prefix + message["id"]
         pipe = client.pipeline(transaction=False)
         pipe.incr(key)
@@ -109,16 +155,29 @@ class SharedResets:
         return True
 
 
+def _message(raw: bytes | str | None) -> dict[str, Any] | None:
+    """An announcement, or None for anything else."""
+    try:
+        message = json.loads(raw) if raw is not None else None
+    except ValueError:
+        return None
+    if not isinstance(message, dict) or not isinstance(message.get("id"), str):
+        return None
+    return message
+
+
 def _listen(client: redis.Redis, owner: SharedResets, adopt_ref: Callable[[], Adopt | None]) -> None:
     """Subscribe, apply announcements, and subscribe again after Redis went away."""
     while not owner._stop.is_set():
-        pubsub = client.pubsub(ignore_subscribe_messages=True)
+        pubsub = client.pubsub()
         try:
             pubsub.subscribe(owner.channel)
-            owner._subscribed.set()
             while not owner._stop.is_set():
                 message = pubsub.get_message(timeout=_LISTEN_POLL_SECONDS)
-                if message is not None and message.get("type") == "message":
+                if message is not None and message.get("type") == "subscribe":
+                    # Redis confirmed it: every announcement published from now on comes here.
+                    owner._subscribed.set()
+                elif message is not None and message.get("type") == "message":
                     if not owner._handle(client, message["data"], adopt_ref):
                         return
                 elif adopt_ref() is None:

@@ -34,6 +34,9 @@ if TYPE_CHECKING:  # only the Redis store needs it, and it imports redis
     from ..domain.redis_resets import SharedResets
 
 EXTENSION_KEY = "quota_mock"
+# How long a starting worker on Redis waits for its reset subscription to be confirmed before
+# it reads the run's last reset (redis_resets.SharedResets.catch_up).
+CATCH_UP_SECONDS = 5.0
 _BEARER = re.compile(r"^Bearer[ ]+(\S+)[ ]*$", re.IGNORECASE)
 
 # A public operation's handler (``handlers.HANDLERS``), and a control API operation's.
@@ -125,7 +128,12 @@ def build_state(config: MockConfig) -> MockState:
     if config.uses_redis:
         from ..domain.redis_resets import SharedResets
 
-        state.shared_resets = SharedResets(config.store, config.store_prefix, state.adopt_shared_reset)
+        state.shared_resets = SharedResets(
+            config.store, config.store_prefix, state.adopt_shared_reset, run_id=config.run_id
+        )
+        # A worker of a run that started after one of its siblings announced a reset (see
+        # redis_resets.py): serve that reset's seed from the first request on.
+        state.shared_resets.catch_up(state.adopt_shared_reset, CATCH_UP_SECONDS)
     return state
 
 

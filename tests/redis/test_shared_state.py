@@ -6,6 +6,7 @@ from __future__ import annotations
 import requests
 
 from mockserver import mock_state
+from mockserver.domain.redis_resets import SharedResets
 
 from .conftest import AUTH
 
@@ -122,3 +123,39 @@ def test_an_instance_closed_does_not_hold_a_reset_up(redis_app):
     started = time.monotonic()
     assert survivor.test_client().post("/_mock/reset").status_code == 200
     assert time.monotonic() - started < 1.0
+
+
+def test_a_worker_that_starts_after_a_reset_of_its_run_serves_that_seed(redis_app):
+    """quota-mock answers once its first worker is up: a seed posted then must still reach a
+    worker of the same run that was starting (or that granian starts later to replace one)."""
+    first = redis_app(run_id="run-a")
+    _subscribed(first)
+    new_key = {"Authorization": "Bearer sk-quota-rotated-key"}
+    seed = {"api_keys": ["sk-quota-rotated-key"], "developer": {"billing_mode": "developer"}}
+    assert first.test_client().post("/_mock/seed", json=seed).status_code == 200
+    late = redis_app(run_id="run-a").test_client()  # built after the announcement went out
+    answer = late.get("/v1/balance", headers=new_key)
+    assert answer.status_code == 200 and answer.json["billing_mode"] == "developer"
+    assert late.get("/v1/balance", headers=AUTH).status_code == 401
+    # Another run (a mock started afresh on the namespace) keeps its own configuration.
+    for other in (redis_app(run_id="run-b").test_client(), redis_app().test_client()):
+        assert other.get("/v1/balance", headers=AUTH).status_code == 200
+        assert other.get("/v1/balance", headers=new_key).status_code == 401
+
+
+def test_a_reset_read_at_start_never_undoes_a_newer_one(redis_server, prefix):
+    """The announcement a starting worker reads and one arriving on the channel may cross:
+    the sequence number keeps the newer one."""
+    adopted: list[object] = []
+
+    def adopt(seed: object) -> None:
+        adopted.append(seed)
+
+    resets = SharedResets(redis_server.url, prefix, adopt, run_id="run")
+    try:
+        assert resets._adopt({"id": "b", "sequence": 5, "seed": "five"}, adopt)
+        assert not resets._adopt({"id": "a", "sequence": 3, "seed": "three"}, adopt)
+        assert resets._adopt({"id": "c", "sequence": 6, "seed": "six"}, adopt)
+        assert adopted == ["five", "six"]
+    finally:
+        resets.close()
