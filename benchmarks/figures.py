@@ -27,6 +27,7 @@ def readme_block(f: dict[str, Any]) -> str:
         [
             BEGIN,
             f"Measured {f['measured']} on this {f['cores']}-core machine, in one run"
+            f"{_host(f.get('host_stolen'))}"
             " ([benchmarks/RESULTS.md](benchmarks/RESULTS.md) has every figure): grants run at"
             f" {f['grant_rps']:,.0f}/s on the memory store with p99 {f['grant_p99_ms']:.1f} ms, that is"
             f" {f['vs_prism']:.2f} × Stoplight Prism and {f['vs_bare']:.2f} × bare Flask under the same server;"
@@ -45,6 +46,13 @@ def readme_block(f: dict[str, Any]) -> str:
             END,
         ]
     )
+
+
+def _host(stolen: float | None) -> str:
+    if stolen is None:
+        return ""
+    return (f" (a virtual machine: its host took {stolen:.0%} of the CPU time during the load, so absolute"
+            " figures differ from run to run; ratios are taken within the run)")  # fmt: skip
 
 
 def _unix(f: dict) -> str:

@@ -149,10 +149,15 @@ def _targets(results: Results) -> list[tuple[str, str, str, bool | None]]:
     return rows
 
 
+def _stolen_shares(results: Results) -> list[float]:
+    """The share of the machine the host took during each load run (steal, /proc/stat)."""
+    return [run.machine_stolen for by_scenario in results.rounds_load.values() for runs in by_scenario.values()
+            for run in runs if run.machine_stolen is not None]  # fmt: skip
+
+
 def _host_share(results: Results) -> list[str]:
     """How much of the machine the host took during the load, from every run's /proc/stat."""
-    shares = [run.machine_stolen for by_scenario in results.rounds_load.values() for runs in by_scenario.values()
-              for run in runs if run.machine_stolen is not None]  # fmt: skip
+    shares = _stolen_shares(results)
     if not shares:
         return []
     return [
@@ -305,6 +310,7 @@ def headline(results: Results) -> dict:
     return {
         "measured": datetime.now(UTC).strftime("%Y-%m-%d"),
         "cores": os.cpu_count(),
+        "host_stolen": (sum(shares) / len(shares)) if (shares := _stolen_shares(results)) else None,
         "grant_rps": load[MOCK][GRANT].rps,
         "grant_p99_ms": load[MOCK][GRANT].p99_ms,
         "vs_prism": _ratio(results, GRANT, PRISM) or 0.0,
