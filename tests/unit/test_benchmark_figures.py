@@ -56,3 +56,15 @@ def test_the_redis_account_derives_its_ceiling_from_the_app_cost():
     assert "costs 50 µs of Python a grant on Redis against 10 µs on the memory store" in text
     assert "took 20% of that worker's grants" in text  # 1 - 4,000 / 5,000
     assert redis_bound(load, {}, 50e-6) == redis_bound(load)  # no app cost: no ceiling section
+
+
+def test_the_hosts_share_of_the_machine_comes_from_proc_stat_and_reaches_the_readme():
+    from benchmarks.load import _busy_between, _share_between
+
+    before, after = (1000, 400, 10), (1200, 450, 40)  # 200 jiffies: 50 idle, 30 taken by the host
+    assert _share_between(before, after, 2) == 0.15
+    assert _busy_between(before, after) == 0.75
+    assert _share_between(before, before, 2) is None and _busy_between(None, after) is None
+    kept = json.loads(figures.FIGURES_PATH.read_text(encoding="utf-8"))
+    assert "its host took 20% of the CPU time" in figures.readme_block({**kept, "host_stolen": 0.2})
+    assert "its host took" not in figures.readme_block({**kept, "host_stolen": None})
