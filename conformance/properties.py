@@ -43,6 +43,19 @@ class NeedsBudget(Skip):
     """The rule's share of the budget is spent."""
 
 
+class Remeasure(Exception):
+    """The example saw the grant pool move by the wrong amount while the account then stayed
+    quiet: another client may still have spent during the action and stopped since (a nightly
+    job finishing, a user closing a tab). The example is run again, with fresh draws, before a
+    difference becomes a failure (see :data:`REMEASURES`)."""
+
+
+# How many times an example whose pool moved wrongly is run again before it is judged: a
+# broken deployment moves it wrongly every time; another client's spend has to land inside the
+# action and then fall silent once more, the same rare coincidence twice.
+REMEASURES = 1
+
+
 def usd(micros: int) -> str:
     """Micro-dollars as dollars for a message: ``$0.29``, or ``$0.000053`` below the cent."""
     sign, micros = ("-" if micros < 0 else ""), abs(micros)
@@ -73,7 +86,7 @@ class Probe:
     the verdicts it records (under its own rule or one it ``records`` too)."""
 
     def __init__(self, t: Target, rule: Rule, wallet: Wallet, draw: Callable[[st.SearchStrategy[T]], T],
-                 index: int, first: bool) -> None:
+                 index: int, first: bool, attempt: int = 0) -> None:
         self.t = t
         self.rule = rule
         self.wallet = wallet
@@ -81,6 +94,8 @@ class Probe:
         self.index = index  # how many examples ran before this one
         # The example where a rule puts its sharpest inputs (Hypothesis' simplest, run first).
         self.first = first
+        # How many times this example ran before, its pool having moved wrongly (Remeasure).
+        self.attempt = attempt
         self._rate_limited_before = t.guard.stats.rate_limited
 
     def draw(self, strategy: st.SearchStrategy[T]) -> T:
@@ -140,6 +155,12 @@ class Probe:
 
     def skip(self, reason: str) -> NoReturn:
         raise Skip(reason)
+
+    def remeasure(self, what: str) -> None:
+        """Before a wrong move of the grant pool is judged: run the example again while
+        :data:`REMEASURES` allows (raises :class:`Remeasure`), else return and let it be judged."""
+        if self.attempt < REMEASURES:
+            raise Remeasure(what)
 
     # -- money -----------------------------------------------------------------------------
 
@@ -229,25 +250,17 @@ def run_rule(t: Target, rule: Rule, share: int) -> None:
         # space exhausted after a first example that draws nothing else, and what an example
         # draws later (which may depend on what is left to spend) hangs off its own prefix.
         nonce = data.draw(st.integers(0, 1 << 62), label="example")
-        probe = Probe(t, rule, wallet, data.draw, count[0], first=nonce == 0)
+        index = count[0]
         count[0] += 1
-        try:
-            rule.probe(probe)
-        except NeedsBudget as spent:
-            if probe.first:
-                _skip_all(t, rule, f"not run: {spent}")
-            stopped.append(spent)
-        except LimitReached as limit:
-            stopped.append(limit)
-        except (Skip, RequestRefused) as skip:
-            _skip_all(t, rule, str(skip))
-            stopped.append(skip)
-        except requests.RequestException as exc:
-            t.results.undecided(rule.name, f"a request failed: {type(exc).__name__}")
-            stopped.append(exc)
-        except Exception as exc:  # a bug in the probe: caught here, where its traceback is
-            _broke(t, rule, exc)
-            stopped.append(exc)
+        for attempt in range(REMEASURES + 1):
+            probe = Probe(t, rule, wallet, data.draw, index, first=nonce == 0, attempt=attempt)
+            stop = _run_example(t, rule, probe)
+            if not isinstance(stop, Remeasure):
+                break
+            t.results.note(rule.name, f"the grant pool moved by another amount than expected ({stop}) while the "
+                                      "account stayed quiet after; the example was run again before judging it")
+        if stop is not None:
+            stopped.append(stop)
 
     try:
         with contextlib.suppress(Unsatisfiable):
@@ -263,6 +276,39 @@ def run_rule(t: Target, rule: Rule, share: int) -> None:
     for stop in stopped:
         if isinstance(stop, LimitReached):
             raise stop
+
+
+def _run_example(t: Target, rule: Rule, probe: Probe) -> BaseException | None:
+    """Run one example of ``rule``; what stops the rule's examples, if anything (a
+    :class:`Remeasure` asks for the example again)."""
+    assert rule.probe is not None
+    again = probe.attempt > 0
+    try:
+        rule.probe(probe)
+    except Remeasure as suspicion:
+        return suspicion
+    except NeedsBudget as spent:
+        if again:  # the first try's wrong move stays unexplained, and unjudged
+            t.results.undecided(rule.name, "the grant pool moved wrongly once and could not be measured again: "
+                                           f"{spent}")
+        elif probe.first:
+            _skip_all(t, rule, f"not run: {spent}")
+        return spent
+    except LimitReached as limit:
+        return limit
+    except (Skip, RequestRefused) as skip:
+        if again:
+            t.results.undecided(rule.name, f"the grant pool moved wrongly once; measuring again stopped: {skip}")
+        else:
+            _skip_all(t, rule, str(skip))
+        return skip
+    except requests.RequestException as exc:
+        t.results.undecided(rule.name, f"a request failed: {type(exc).__name__}")
+        return exc
+    except Exception as exc:  # a bug in the probe: caught here, where its traceback is
+        _broke(t, rule, exc)
+        return exc
+    return None
 
 
 def _broke(t: Target, rule: Rule, exc: Exception) -> None:

@@ -84,17 +84,25 @@ class Stillness:
     the two reads each side agree and, asked only once a rule has a difference in hand (so a
     passing rule pays nothing), the pool then stays at its last value for :data:`QUIET_SECONDS`,
     or :data:`QUIET_FACTOR` times as long as the action took when that is longer.
-    Rules therefore test it after the difference: ``if moved != expected and still``."""
+    Rules therefore test it after the difference: ``if moved != expected and still``.
+
+    A quiet pool after the action does not prove that nobody spent during it: another client
+    that stops (a job finishing) leaves exactly that trace. So the first time a rule's example
+    finds the pool quiet, the example is run again from the start (:meth:`Probe.remeasure`), and
+    only a wrong move seen again is judged."""
 
     def __init__(self, p: Probe, agreed: bool, last: int | None, sleep: Callable[[float], None] = time.sleep,
-                 acted_seconds: float = 0.0) -> None:
-        self._p, self._agreed, self._last, self._sleep = p, agreed, last, sleep
+                 acted_seconds: float = 0.0, moved: int | None = None) -> None:
+        self._p, self._agreed, self._last, self._sleep, self._moved = p, agreed, last, sleep, moved
         self._quiet = min(QUIET_MOST_SECONDS, max(QUIET_SECONDS, QUIET_FACTOR * acted_seconds))
         self._verdict: bool | None = None
 
     def __bool__(self) -> bool:
         if self._verdict is None:
             self._verdict = self._agreed and (self._already_failed() or self._stays_quiet())
+            if self._verdict and not self._already_failed():
+                moved = "" if self._moved is None else f" by {signed_change(self._moved)}"
+                self._p.remeasure(f"it moved{moved} during the action")
         return self._verdict
 
     def _already_failed(self) -> bool:
@@ -131,7 +139,7 @@ def watch_pool(p: Probe, act: Callable[[], T]) -> tuple[int | None, Stillness, l
         return None, Stillness(p, True, None), exchanges, result
     b1, b2, a1, a2 = values
     assert b1 is not None and b2 is not None and a1 is not None and a2 is not None
-    return a1 - b2, Stillness(p, b1 == b2 and a1 == a2, a2, acted_seconds=acted), exchanges, result
+    return a1 - b2, Stillness(p, b1 == b2 and a1 == a2, a2, acted_seconds=acted, moved=a1 - b2), exchanges, result
 
 
 def pool_forms_agree(p: Probe, read: Balance) -> bool:

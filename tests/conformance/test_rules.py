@@ -30,6 +30,7 @@ from mockserver.domain.completions import Message
 
 from .conftest import FAST
 from .mutants import KEY, MUTANTS, Exchange, base_app, middleware
+from .variants import VARIANTS
 
 ROOT = Path(__file__).resolve().parents[2]
 SEED = ROOT / "docs" / "vendor" / "funding-api-seed.txt"
@@ -215,6 +216,27 @@ def test_a_shared_pool_moving_is_inconclusive_never_a_failure(run_app):
     assert entry["status"] == "inconclusive"
     assert 'message="inconclusive: ' in as_junit(report.summary, KEY)
     assert "INCONCLUSIVE" in human(report.summary, KEY)
+
+
+def test_a_spend_inside_an_action_by_a_client_that_then_stops_is_measured_again(run_app):
+    # Another client spends during the suite's first watched grant and is silent after it: the
+    # pool is quiet once the grant is answered, and only running the example again tells that
+    # spend from the deployment's own (a run before the re-measure failed grant.pool_debit here).
+    report = run_app(VARIANTS["neighbour_that_stops"].build(), budget_micros=1_000_000,
+                     rules=("grant.pool_debit",), fuzz=False)
+    record = report.results.records["grant.pool_debit"]
+    assert record.status is Status.PASSED, (record.status, record.reason, record.findings)
+    assert any("run again before judging it" in note for note in record.notes), record.notes
+    assert report.exit_code == 0
+
+
+def test_a_pool_moved_wrongly_in_every_try_is_failed_once_measured_again(run_app):
+    report = run_app(MUTANTS["pool_debited_with_fee"].build(), budget_micros=1_000_000,
+                     rules=("grant.pool_debit",), fuzz=False)
+    record = report.results.records["grant.pool_debit"]
+    assert record.status is Status.FAILED, (record.status, record.reason)
+    assert any("run again before judging it" in note for note in record.notes), record.notes
+    assert report.exit_code != 0
 
 
 def other_client_inside(every: int, *, varying: bool) -> Any:

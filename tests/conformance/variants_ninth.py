@@ -155,6 +155,36 @@ def varied_neighbours() -> Flask:
     return app
 
 
+# A job that runs now and then on the account and then stops: its last spend can land inside
+# one of the suite's actions with nothing after it, so the quiet after an action proves nothing.
+JOB_SILENCE_SECONDS = 12.0
+
+
+@variant("another client spends once (a small developer-billed chat) in the middle of one of the suite's writes "
+         "that follows a developer-balance read, then stays silent for 12 s, again and again: a job that runs "
+         "now and then and finishes",
+         "the docs promise nothing about other clients of an account, nor when they stop")
+def neighbour_that_stops() -> Flask:
+    app = correct_app()
+    state = {"silent_until": 0.0, "balance_read": False, "n": 0}
+    lock = threading.Lock()
+
+    def before(ex: Exchange) -> bool:
+        with lock:
+            developer_read = ex.method == "GET" and ex.path == "/v1/balance" and "external_user_id" not in ex.query
+            strike = (ex.method == "POST" and state["balance_read"]
+                      and time.monotonic() >= state["silent_until"])
+            state["balance_read"] = developer_read
+            if strike:
+                state["silent_until"] = time.monotonic() + JOB_SILENCE_SECONDS
+                state["n"] += 1
+        if strike:  # its request passes through this hook too, silenced already
+            _developer_chat(app.test_client(), int(state["n"]))
+        return False
+
+    return middleware(app, None, before)
+
+
 # -- a lagging read replica ----------------------------------------------------------------
 
 REPLICA_LAG = 0.1
