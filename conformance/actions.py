@@ -198,6 +198,11 @@ def pool_micros(balance: Balance) -> int | None:
 
 def chat_body(p: Probe, prompt: str = SMALL_PROMPT, copies: int = 1, max_tokens: int = 1,
               stream: bool = False) -> dict[str, Any]:
+    if p.attempt:
+        # An example run again (properties.Remeasure) chats at another cost: a deployment whose
+        # wrong move follows the chat's cost (a hold left standing) moves wrongly again, while
+        # another client's one-off spend does not come back.
+        prompt = f"{prompt} Once more."
     body: dict[str, Any] = {"model": p.t.chat_model,
                             "messages": [{"role": "user", "content": prompt}] * copies, "max_tokens": max_tokens}
     if stream:

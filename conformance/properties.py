@@ -10,6 +10,7 @@ lasts; a probe the budget cannot cover is reported skipped with the budget that 
 from __future__ import annotations
 
 import contextlib
+import copy
 import traceback
 import zlib
 from collections.abc import Callable
@@ -252,11 +253,16 @@ def run_rule(t: Target, rule: Rule, share: int) -> None:
         nonce = data.draw(st.integers(0, 1 << 62), label="example")
         index = count[0]
         count[0] += 1
+        draws = _Draws(data.draw)
         for attempt in range(REMEASURES + 1):
-            probe = Probe(t, rule, wallet, data.draw, index, first=nonce == 0, attempt=attempt)
+            probe = Probe(t, rule, wallet, draws, index, first=nonce == 0, attempt=attempt)
+            spent_before = wallet.spent
             stop = _run_example(t, rule, probe)
             if not isinstance(stop, Remeasure):
                 break
+            # The same inputs again, with the same money: the run's guard still holds its total.
+            draws.again()
+            wallet.allowance += wallet.spent - spent_before
             t.results.note(rule.name, f"the grant pool moved by another amount than expected ({stop}) while the "
                                       "account stayed quiet after; the example was run again before judging it")
         if stop is not None:
@@ -276,6 +282,32 @@ def run_rule(t: Target, rule: Rule, share: int) -> None:
     for stop in stopped:
         if isinstance(stop, LimitReached):
             raise stop
+
+
+class _Draws:
+    """An example's draws, kept so that the example run again (:class:`Remeasure`) draws the same
+    inputs: a broken deployment's wrong move may need exactly them. Should the second run ask
+    for something else (the target answered otherwise), it draws afresh from there."""
+
+    def __init__(self, draw: Callable[[st.SearchStrategy[Any]], Any]) -> None:
+        self._draw = draw
+        self._log: list[tuple[str, Any]] = []
+        self._at: int | None = None  # None: recording; else the next draw to replay
+
+    def __call__(self, strategy: st.SearchStrategy[T]) -> T:
+        if self._at is not None and self._at < len(self._log):
+            shape, value = self._log[self._at]
+            if shape == repr(strategy):
+                self._at += 1
+                return copy.deepcopy(value)  # a probe may change what it drew
+            self._at = len(self._log)
+        value = self._draw(strategy)
+        if self._at is None:
+            self._log.append((repr(strategy), copy.deepcopy(value)))
+        return value
+
+    def again(self) -> None:
+        self._at = 0
 
 
 def _run_example(t: Target, rule: Rule, probe: Probe) -> BaseException | None:

@@ -66,7 +66,7 @@ def test_a_wrong_move_seen_in_every_try_is_a_failure():
 
 def test_a_try_again_the_budget_cannot_pay_leaves_the_rule_undecided():
     def script(p: Probe) -> None:
-        p.wallet.take(MICROS_PER_CENT)  # the second try finds the share spent
+        p.wallet.take(MICROS_PER_CENT * (1 + p.attempt))  # the second try asks more than the first spent
         if p.attempt == 0:
             p.remeasure("it moved by -$0.01")
         p.passed()
