@@ -47,8 +47,8 @@ class NeedsBudget(Skip):
 class Remeasure(Exception):
     """The example saw the grant pool move by the wrong amount while the account then stayed
     quiet: another client may still have spent during the action and stopped since (a nightly
-    job finishing, a user closing a tab). The example is run again, with fresh draws, before a
-    difference becomes a failure (see :data:`REMEASURES`)."""
+    job finishing, a user closing a tab). The example is run again, with the same draws (see
+    :class:`_Draws`), before a difference becomes a failure (see :data:`REMEASURES`)."""
 
 
 # How many times an example whose pool moved wrongly is run again before it is judged: a
