@@ -19,6 +19,11 @@ reads it once its subscription is confirmed, before it serves: an announcement e
 its subscription or was kept before it read. Announcements carry a sequence number, so that
 the one read at start and one arriving on the channel are never applied out of order. A mock
 started afresh on a namespace (another run) keeps its own configuration, as before.
+
+A listener whose connection dropped (Redis restarted, a proxy timed it out) misses what was
+published meanwhile. So whenever Redis confirms a subscription again, the kept announcement is
+read once more and adopted if it came after this worker subscribed first (its sequence number
+is past the one Redis had then) and is newer than the last one applied here.
 """
 
 from __future__ import annotations
@@ -62,6 +67,9 @@ class SharedResets:
         self._run_id = run_id
         self._origin = secrets.token_hex(8)  # this process' own announcements are only acknowledged
         self._adopted = 0  # the sequence number of the newest announcement applied here
+        # The sequence Redis had when this worker first subscribed: what a reconnection may
+        # recover comes after it (an older one predates this worker, which keeps its own seed).
+        self._baseline: int | None = None
         self._adopt_lock = threading.Lock()
         self._client = redis.Redis.from_url(url, socket_connect_timeout=connect_timeout, socket_timeout=5.0)
         self._stop = threading.Event()
@@ -137,6 +145,23 @@ class SharedResets:
 
     # -- the listener's side -----------------------------------------------------------------
 
+    def _subscription_confirmed(self, again: bool, adopt_ref: Callable[[], Adopt | None]) -> None:
+        """Redis confirmed the subscription: the first time, note the baseline; again (after a
+        dropped connection), adopt what was announced while it was down."""
+        try:
+            if not again:
+                self._baseline = int(self._client.get(self._sequence_key) or 0)
+                return
+            message = _message(self._client.get(self._latest_key))
+        except (redis.RedisError, ValueError):
+            return
+        adopt = adopt_ref()
+        sequence = message.get("sequence") if message is not None else None
+        if (adopt is None or message is None or self._baseline is None or not isinstance(sequence, int)
+                or sequence <= self._baseline or message.get("origin") == self._origin):
+            return
+        self._adopt(message, adopt)
+
     def _handle(self, client: redis.Redis, raw: bytes, adopt_ref: Callable[[], Adopt | None]) -> bool:
         """Apply one announcement; False when the owner is gone."""
         message = _message(raw)
@@ -168,6 +193,7 @@ def _message(raw: bytes | str | None) -> dict[str, Any] | None:
 
 def _listen(client: redis.Redis, owner: SharedResets, adopt_ref: Callable[[], Adopt | None]) -> None:
     """Subscribe, apply announcements, and subscribe again after Redis went away."""
+    confirmed_before = False
     while not owner._stop.is_set():
         pubsub = client.pubsub()
         try:
@@ -176,6 +202,9 @@ def _listen(client: redis.Redis, owner: SharedResets, adopt_ref: Callable[[], Ad
                 message = pubsub.get_message(timeout=_LISTEN_POLL_SECONDS)
                 if message is not None and message.get("type") == "subscribe":
                     # Redis confirmed it: every announcement published from now on comes here.
+                    # (redis-py may also have reconnected and subscribed again by itself.)
+                    owner._subscription_confirmed(confirmed_before, adopt_ref)
+                    confirmed_before = True
                     owner._subscribed.set()
                 elif message is not None and message.get("type") == "message":
                     if not owner._handle(client, message["data"], adopt_ref):

@@ -3,6 +3,10 @@ are shared, and the state outlives the mock process."""
 
 from __future__ import annotations
 
+import json
+import time
+
+import redis
 import requests
 
 from mockserver import mock_state
@@ -159,3 +163,51 @@ def test_a_reset_read_at_start_never_undoes_a_newer_one(redis_server, prefix):
         assert adopted == ["five", "six"]
     finally:
         resets.close()
+
+
+def test_a_listener_whose_connection_dropped_adopts_what_was_announced_meanwhile(redis_server, prefix):
+    """Redis drops every subscriber (CLIENT KILL TYPE pubsub, as a restart or a proxy's idle
+    timeout would). A reset announced while they were away reached nobody on the channel: it is
+    written here as announce() keeps it, and not published, so only the recovery can apply it.
+    Each listener adopts it once its subscription is confirmed again, and only once."""
+    adopted: list[object] = []
+    listener = SharedResets(redis_server.url, prefix, lambda seed: adopted.append(seed))
+    announcer = SharedResets(redis_server.url, prefix, lambda seed: None)
+    admin = redis.Redis.from_url(redis_server.url)
+    try:
+        assert listener.wait_subscribed(5) and announcer.wait_subscribed(5)
+        assert announcer.announce({"api_key": "before"}) == 2 and adopted == [{"api_key": "before"}]
+        sequence = admin.incr(f"{prefix}resets:sequence")
+        admin.set(f"{prefix}resets:latest", json.dumps(
+            {"origin": "another-worker", "id": "missed", "seed": {"api_key": "meanwhile"}, "sequence": sequence}))
+        assert admin.client_kill_filter(_type="pubsub") >= 2  # (and other tests' listeners, if alive)
+        deadline = time.monotonic() + 5
+        while len(adopted) < 2 and time.monotonic() < deadline:
+            time.sleep(0.02)
+        assert adopted == [{"api_key": "before"}, {"api_key": "meanwhile"}]
+        admin.client_kill_filter(_type="pubsub")
+        time.sleep(1.5)
+        assert listener.wait_subscribed(5) and adopted == [{"api_key": "before"}, {"api_key": "meanwhile"}]
+    finally:
+        listener.close()
+        announcer.close()
+        admin.close()
+
+
+def test_a_listener_never_recovers_an_announcement_older_than_itself(redis_server, prefix):
+    """A mock started afresh on the namespace keeps its own seed: a reconnection recovers only
+    what was announced after it first subscribed."""
+    old = SharedResets(redis_server.url, prefix, lambda seed: None)
+    old.announce({"api_key": "old"})
+    old.close()
+    adopted: list[object] = []
+    fresh = SharedResets(redis_server.url, prefix, lambda seed: adopted.append(seed))
+    admin = redis.Redis.from_url(redis_server.url)
+    try:
+        assert fresh.wait_subscribed(5)
+        admin.client_kill_filter(_type="pubsub")
+        time.sleep(1.5)
+        assert fresh.wait_subscribed(5) and adopted == []
+    finally:
+        fresh.close()
+        admin.close()
