@@ -77,6 +77,11 @@ QUIET_READS = 6
 # at most 1 / (e * QUIET_FACTOR) (2%) whatever r is; a broken deployment waits once per rule.
 QUIET_FACTOR = 20
 QUIET_MOST_SECONDS = 30.0
+# ... and at least this long when the pool did not move at all where the action should have
+# moved it: the signature of a cached balance (a gateway's or a store's cache with a time to
+# live, which the docs do not forbid), whose reads all answer one old copy. A cache younger than
+# this expires during the wait, the pool then changes, and nothing is judged on a stale read.
+STALE_READ_SECONDS = 5.0
 
 
 class Stillness:
@@ -84,7 +89,8 @@ class Stillness:
     the two reads each side agree and, asked only once a rule has a difference in hand (so a
     passing rule pays nothing), the pool then stays at its last value for :data:`QUIET_SECONDS`,
     or :data:`QUIET_FACTOR` times as long as the action took when that is longer.
-    Rules therefore test it after the difference: ``if moved != expected and still``.
+    Rules therefore test it after the difference: ``if moved != expected and still``. A pool
+    that did not move at all must stay put for :data:`STALE_READ_SECONDS` at least.
 
     A quiet pool after the action does not prove that nobody spent during it: another client
     that stops (a job finishing) leaves exactly that trace. So the first time a rule's example
@@ -94,7 +100,8 @@ class Stillness:
     def __init__(self, p: Probe, agreed: bool, last: int | None, sleep: Callable[[float], None] = time.sleep,
                  acted_seconds: float = 0.0, moved: int | None = None) -> None:
         self._p, self._agreed, self._last, self._sleep, self._moved = p, agreed, last, sleep, moved
-        self._quiet = min(QUIET_MOST_SECONDS, max(QUIET_SECONDS, QUIET_FACTOR * acted_seconds))
+        least = STALE_READ_SECONDS if moved == 0 else QUIET_SECONDS
+        self._quiet = min(QUIET_MOST_SECONDS, max(least, QUIET_FACTOR * acted_seconds))
         self._verdict: bool | None = None
 
     def __bool__(self) -> bool:

@@ -17,6 +17,7 @@ from typing import Any
 
 from flask import Flask
 
+from conformance.rule_helpers import STALE_READ_SECONDS
 from mockserver.domain.money import format_money
 
 from .mutants.kit import (
@@ -248,6 +249,40 @@ def lagging_developer_balance() -> Flask:
             time.sleep(0.005)
 
     threading.Thread(target=stream, daemon=True, name="replica").start()
+    return middleware(app, after, before)
+
+
+BALANCE_CACHE_SECONDS = 3.0
+
+
+@variant(f"GET /v1/balance (the developer balance) is answered from a cache kept {BALANCE_CACHE_SECONDS:g} s per API "
+         "key and not cleared by writes (a gateway's cache with a time to live); user balances are read fresh. "
+         f"The suite waits out a cache up to {STALE_READ_SECONDS:g} s; one of 30 s is the mutant "
+         "developer_balance_cached",
+         "the docs say only that GET /v1/balance 'returns the developer balance'; nothing says how fresh")
+def developer_balance_cached_3s() -> Flask:
+    app = correct_app()
+    cached: dict[str, tuple[float, bytes, dict[str, str]]] = {}
+    lock = threading.Lock()
+
+    def developer_read(ex: Exchange) -> bool:
+        return ex.method == "GET" and ex.path == "/v1/balance" and not ex.query
+
+    def before(ex: Exchange) -> bool:
+        if not developer_read(ex):
+            return False
+        with lock:
+            at, body, headers = cached.get(ex.headers.get("Authorization", ""), (float("-inf"), b"", {}))
+        if time.monotonic() - at >= BALANCE_CACHE_SECONDS:
+            return False
+        ex.status, ex.response, ex.response_headers = 200, body, dict(headers)
+        return True
+
+    def after(ex: Exchange) -> None:
+        if developer_read(ex) and ex.status == 200:
+            with lock:
+                cached[ex.headers.get("Authorization", "")] = (time.monotonic(), ex.response, dict(ex.response_headers))
+
     return middleware(app, after, before)
 
 

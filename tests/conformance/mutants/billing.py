@@ -84,6 +84,24 @@ def pool_debited_with_fee() -> Flask:
     return store_patch("apply_grant", wrap)
 
 
+@mutant(POOL, "grant.pool_debit",
+        "the first grant a process serves after a deploy debits the pool twice (a lazily migrated pool row "
+        "replays its pending debit); the user is credited once, and every later grant is right")
+def first_grant_after_deploy_debits_twice() -> Flask:
+    migrated = threading.Event()
+
+    def wrap(service: Any, original: Any) -> Any:
+        def apply_grant(user_id: str, amount: int, *args: Any) -> Any:
+            result = original(user_id, amount, *args)
+            if not migrated.is_set():
+                migrated.set()
+                add_to_balance(service, None, -amount)
+            return result
+        return apply_grant
+
+    return store_patch("apply_grant", wrap)
+
+
 @mutant(ACCOUNT, "chat.user_debit",
         "a chat on /v1/users/{id}/chat/completions is charged to the developer's balance, not "
         "the user's (the quota block still names the user's balance)")

@@ -36,6 +36,11 @@ EXPECTED_MISSES: frozenset[str] = frozenset({
     # consistent at a price unknown (a chat with n > 1 priced from its first choice is caught:
     # chat.user_debit compares it with one choice of the same completion tokens).
     "tool_definitions_not_billed",
+    # A wrong move of the grant pool that comes once and not again, in a quiet pool, cannot be
+    # told from another client of the account that spent once during the action and stopped
+    # (variant neighbour_that_stops): the example run again moves the pool rightly, and the rule
+    # reports the first try's move as inconclusive rather than fail a correct deployment.
+    "first_grant_after_deploy_debits_twice",
     # The contract's choices, so warnings under the default profile (failures under strict):
     # max_completion_tokens (openapi.yaml's, after OpenAI; the docs name max_tokens only), the
     # key freed after an error (openapi.yaml's IdempotencyKey, after the IETF draft), and the
