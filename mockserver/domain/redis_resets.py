@@ -48,6 +48,19 @@ _RECONNECT_SECONDS = 0.5
 
 Adopt = Callable[[dict[str, Any] | None], None]
 
+# The next announcement's sequence number. A counter that starts afresh (the first reset on a
+# namespace, or Redis restarted without persistence and lost it) starts at the wall clock in
+# milliseconds, not at 1: workers that applied the old counter's numbers must not take the new
+# ones for older announcements and ignore every reset from then on.
+_NEXT_SEQUENCE = """
+local n = redis.call('INCR', KEYS[1])
+if n == 1 then
+  n = tonumber(ARGV[1])
+  redis.call('SET', KEYS[1], ARGV[1])
+end
+return n
+"""
+
 
 class SharedResets:
     """Announce this process' resets to the others on ``prefix``, and apply theirs.
@@ -92,7 +105,7 @@ class SharedResets:
         acknowledged within :data:`ACK_TIMEOUT_SECONDS` (this process' own listener included)."""
         reset_id = secrets.token_hex(8)
         try:
-            sequence = int(self._client.incr(self._sequence_key))
+            sequence = int(self._client.eval(_NEXT_SEQUENCE, 1, self._sequence_key, time.time_ns() // 1_000_000))
             with self._adopt_lock:
                 self._adopted = max(self._adopted, sequence)
             message = json.dumps(

@@ -211,3 +211,24 @@ def test_a_listener_never_recovers_an_announcement_older_than_itself(redis_serve
     finally:
         fresh.close()
         admin.close()
+
+
+def test_resets_are_followed_after_redis_lost_its_data(redis_server, prefix):
+    """Redis restarted without persistence: the sequence counter is gone and starts again. The
+    workers that applied the old numbers must still follow the resets announced from then on."""
+    adopted: list[object] = []
+    listener = SharedResets(redis_server.url, prefix, lambda seed: adopted.append(seed))
+    announcer = SharedResets(redis_server.url, prefix, lambda seed: None)
+    admin = redis.Redis.from_url(redis_server.url)
+    try:
+        assert listener.wait_subscribed(5) and announcer.wait_subscribed(5)
+        for seed in ({"api_key": "one"}, {"api_key": "two"}):
+            assert announcer.announce(seed) == 2
+        time.sleep(0.01)  # (the counter restarts at the wall clock's milliseconds)
+        admin.delete(f"{prefix}resets:sequence", f"{prefix}resets:latest")  # the data Redis lost
+        assert announcer.announce({"api_key": "after the loss"}) == 2
+        assert adopted == [{"api_key": "one"}, {"api_key": "two"}, {"api_key": "after the loss"}]
+    finally:
+        listener.close()
+        announcer.close()
+        admin.close()
