@@ -59,10 +59,13 @@ class FundingService:
     # -- state control (the /_mock API and the pytest fixture) -------------------------
 
     def reset(self, seed: Seed | None = None) -> None:
-        """Back to the starting seed (or a new one); the clock returns to real time."""
-        self.seed = seed or self._initial_seed
+        """Back to the starting seed (or a new one); the clock returns to real time. The seed
+        is served only once the store holds it: a store that refused the load (Redis away)
+        leaves this worker on the old seed, not on API keys no other worker serves."""
+        chosen = seed or self._initial_seed
         self.clock.reset()
-        self.store.load(self.seed, self.clock.now())
+        self.store.load(chosen, self.clock.now())
+        self.seed = chosen
 
     def adopt_seed(self, seed: Seed) -> None:
         """Serve ``seed`` (its API keys, prices and developer) without loading it into the store:

@@ -5,6 +5,7 @@ from hypothesis import HealthCheck, assume, given, settings
 from hypothesis import strategies as st
 
 from mockserver import create_app
+from mockserver.domain.errors import StoreUnavailable
 from mockserver.domain.idempotency import DEFAULT_MAX_KEYS
 
 from ..conftest import AUTH, grant
@@ -41,6 +42,22 @@ def test_a_bad_seed_is_400_and_keeps_the_state(client):
         assert response.status_code == 400
         assert response.json["error"]["code"] == "bad_request"
     assert client.get("/v1/users/keeper/balance", headers=AUTH).status_code == 200
+
+
+def test_a_seed_the_store_refuses_leaves_the_old_seed_served(client, state, monkeypatch):
+    # Redis away while a seed is posted: 503, and the worker keeps serving the keys and the
+    # balances it had (it must not switch to API keys the store and the other workers never got).
+    grant(client, "keeper", 1)
+
+    def refuse(*args, **kwargs):
+        raise StoreUnavailable()
+
+    monkeypatch.setattr(state.service.store, "load", refuse)
+    response = client.post("/_mock/seed", json={"api_keys": ["sk-quota-never-loaded-key-0000000"], "pool": 5})
+    assert response.status_code == 503 and response.json["error"]["code"] == "service_unavailable"
+    assert client.get("/v1/users/keeper/balance", headers=AUTH).status_code == 200
+    refused = {"Authorization": "Bearer sk-quota-never-loaded-key-0000000"}
+    assert client.get("/v1/balance", headers=refused).status_code == 401
 
 
 def test_set_balance_goes_through_the_ledger(client):
