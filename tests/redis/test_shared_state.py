@@ -3,8 +3,10 @@ are shared, and the state outlives the mock process."""
 
 from __future__ import annotations
 
+import contextlib
 import json
 import time
+from collections.abc import Iterator
 
 import redis
 import requests
@@ -165,17 +167,29 @@ def test_a_reset_read_at_start_never_undoes_a_newer_one(redis_server, prefix):
         resets.close()
 
 
+@contextlib.contextmanager
+def listener_and_announcer(url: str, prefix: str) -> Iterator[tuple[list[object], SharedResets, redis.Redis]]:
+    """A listening worker (what it adopts, in order), another worker that announces, both
+    subscribed, and a plain client: the test's hand on Redis."""
+    adopted: list[object] = []
+    listener = SharedResets(url, prefix, lambda seed: adopted.append(seed))
+    announcer = SharedResets(url, prefix, lambda seed: None)
+    admin = redis.Redis.from_url(url)
+    try:
+        assert listener.wait_subscribed(5) and announcer.wait_subscribed(5)
+        yield adopted, announcer, admin
+    finally:
+        listener.close()
+        announcer.close()
+        admin.close()
+
+
 def test_a_listener_whose_connection_dropped_adopts_what_was_announced_meanwhile(redis_server, prefix):
     """Redis drops every subscriber (CLIENT KILL TYPE pubsub, as a restart or a proxy's idle
     timeout would). A reset announced while they were away reached nobody on the channel: it is
     written here as announce() keeps it, and not published, so only the recovery can apply it.
     Each listener adopts it once its subscription is confirmed again, and only once."""
-    adopted: list[object] = []
-    listener = SharedResets(redis_server.url, prefix, lambda seed: adopted.append(seed))
-    announcer = SharedResets(redis_server.url, prefix, lambda seed: None)
-    admin = redis.Redis.from_url(redis_server.url)
-    try:
-        assert listener.wait_subscribed(5) and announcer.wait_subscribed(5)
+    with listener_and_announcer(redis_server.url, prefix) as (adopted, announcer, admin):
         assert announcer.announce({"api_key": "before"}) == 2 and adopted == [{"api_key": "before"}]
         sequence = admin.incr(f"{prefix}resets:sequence")
         admin.set(f"{prefix}resets:latest", json.dumps(
@@ -187,11 +201,7 @@ def test_a_listener_whose_connection_dropped_adopts_what_was_announced_meanwhile
         assert adopted == [{"api_key": "before"}, {"api_key": "meanwhile"}]
         admin.client_kill_filter(_type="pubsub")
         time.sleep(1.5)
-        assert listener.wait_subscribed(5) and adopted == [{"api_key": "before"}, {"api_key": "meanwhile"}]
-    finally:
-        listener.close()
-        announcer.close()
-        admin.close()
+        assert adopted == [{"api_key": "before"}, {"api_key": "meanwhile"}]
 
 
 def test_a_listener_never_recovers_an_announcement_older_than_itself(redis_server, prefix):
@@ -216,19 +226,10 @@ def test_a_listener_never_recovers_an_announcement_older_than_itself(redis_serve
 def test_resets_are_followed_after_redis_lost_its_data(redis_server, prefix):
     """Redis restarted without persistence: the sequence counter is gone and starts again. The
     workers that applied the old numbers must still follow the resets announced from then on."""
-    adopted: list[object] = []
-    listener = SharedResets(redis_server.url, prefix, lambda seed: adopted.append(seed))
-    announcer = SharedResets(redis_server.url, prefix, lambda seed: None)
-    admin = redis.Redis.from_url(redis_server.url)
-    try:
-        assert listener.wait_subscribed(5) and announcer.wait_subscribed(5)
+    with listener_and_announcer(redis_server.url, prefix) as (adopted, announcer, admin):
         for seed in ({"api_key": "one"}, {"api_key": "two"}):
             assert announcer.announce(seed) == 2
         time.sleep(0.01)  # (the counter restarts at the wall clock's milliseconds)
         admin.delete(f"{prefix}resets:sequence", f"{prefix}resets:latest")  # the data Redis lost
         assert announcer.announce({"api_key": "after the loss"}) == 2
         assert adopted == [{"api_key": "one"}, {"api_key": "two"}, {"api_key": "after the loss"}]
-    finally:
-        listener.close()
-        announcer.close()
-        admin.close()
