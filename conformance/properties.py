@@ -294,19 +294,21 @@ class _Draws:
 
     def __init__(self, draw: Callable[[st.SearchStrategy[Any]], Any]) -> None:
         self._draw = draw
-        self._log: list[tuple[str, Any]] = []
+        self._log: list[tuple[st.SearchStrategy[Any], Any]] = []
         self._at: int | None = None  # None: recording; else the next draw to replay
 
     def __call__(self, strategy: st.SearchStrategy[T]) -> T:
         if self._at is not None and self._at < len(self._log):
-            shape, value = self._log[self._at]
-            if shape == repr(strategy):
+            logged, value = self._log[self._at]
+            # The same strategy, or one built alike (many are built per call); compared only
+            # when replaying, which is rare, so recording costs no repr.
+            if logged is strategy or repr(logged) == repr(strategy):
                 self._at += 1
                 return copy.deepcopy(value)  # a probe may change what it drew
             self._at = len(self._log)
         value = self._draw(strategy)
         if self._at is None:
-            self._log.append((repr(strategy), copy.deepcopy(value)))
+            self._log.append((strategy, copy.deepcopy(value)))
         return value
 
     def again(self) -> None:

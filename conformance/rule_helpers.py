@@ -106,8 +106,9 @@ class Stillness:
 
     def __bool__(self) -> bool:
         if self._verdict is None:
-            self._verdict = self._agreed and (self._already_failed() or self._stays_quiet())
-            if self._verdict and not self._already_failed():
+            already = self._already_failed()
+            self._verdict = self._agreed and (already or self._stays_quiet())
+            if self._verdict and not already:
                 moved = "" if self._moved is None else f" by {signed_change(self._moved)}"
                 self._p.remeasure(f"it moved{moved} during the action")
         return self._verdict

@@ -28,6 +28,7 @@ is past the one Redis had then) and is newer than the last one applied here.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import secrets
 import threading
@@ -132,14 +133,18 @@ class SharedResets:
         this worker serves. Whether it adopted one."""
         if self._run_id is None or not self.wait_subscribed(seconds):
             return False
-        try:
-            raw = self._client.get(self._latest_key)
-        except redis.RedisError:
-            return False  # the store itself reports Redis being away
-        message = _message(raw)
+        message = self._kept()
         if message is None or message.get("run") != self._run_id:
             return False
         return self._adopt(message, adopt)
+
+    def _kept(self) -> dict[str, Any] | None:
+        """The last announcement, as kept in Redis (None if none, or Redis is away: the store
+        itself reports that)."""
+        try:
+            return _message(self._client.get(self._latest_key))
+        except redis.RedisError:
+            return None
 
     def close(self) -> None:
         self._stop.set()
@@ -161,13 +166,12 @@ class SharedResets:
     def _subscription_confirmed(self, again: bool, adopt_ref: Callable[[], Adopt | None]) -> None:
         """Redis confirmed the subscription: the first time, note the baseline; again (after a
         dropped connection), adopt what was announced while it was down."""
-        try:
-            if not again:
+        if not again:
+            # Without a baseline (Redis away) nothing is recovered later, and nothing older applied.
+            with contextlib.suppress(redis.RedisError, ValueError):
                 self._baseline = int(self._client.get(self._sequence_key) or 0)
-                return
-            message = _message(self._client.get(self._latest_key))
-        except (redis.RedisError, ValueError):
             return
+        message = self._kept()
         adopt = adopt_ref()
         sequence = message.get("sequence") if message is not None else None
         if (adopt is None or message is None or self._baseline is None or not isinstance(sequence, int)
