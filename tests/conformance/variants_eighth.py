@@ -356,7 +356,7 @@ def only_mini_fastapi_422() -> Flask:
          "rate_limit_exceeded with X-RateLimit-Limit/Remaining and X-RateLimit-Reset as the Unix time the window "
          "resets (1 s ahead), and no Retry-After",
          "public-facts: 429 rate_limit_exceeded; an older generation sent X-RateLimit-Limit, -Remaining and "
-         "-Reset, without saying whether Reset is a time or a number of seconds")
+         "-Reset, without saying whether Reset is a time or a number of seconds", waits=True)
 def rate_limit_reset_epoch() -> Flask:
     due = every_nth(10)
 

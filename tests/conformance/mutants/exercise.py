@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import re
 import threading
+import time
 from collections.abc import Callable
 from typing import Any
 from urllib.parse import quote
@@ -35,12 +36,21 @@ _SYSTEM_PROMPT = "Answer briefly and politely. " * 40
 _BIG_CHAT = {"model": "gpt-4o", "messages": [{"role": "user", "content": "x " * 4000}] * 4, "max_tokens": 16}
 
 
+class _Differs(Exception):
+    """Raised at the first labelled answer that differs from the expected one."""
+
+
 class Script:
-    def __init__(self, app: Flask) -> None:
+    def __init__(self, app: Flask, expected: list[Observation] | None = None,
+                 slower_than: float | None = None) -> None:
         self.app = app
         self.client = app.test_client()
         self.seen: list[Observation] = []
         self.lock = threading.Lock()
+        self.expected = expected
+        self.labelled = 0  # labelled answers so far (unlabelled ones, concurrent, are dropped)
+        self.slower_than = slower_than
+        self.started = time.monotonic()
 
     def call(self, label: str, method: str, path: str, *, key: str | None = KEY, body: Any = None,
              raw: bytes | None = None, headers: dict[str, str] | None = None, record: bool = True,
@@ -58,9 +68,20 @@ class Script:
         for pattern, replacement in _VOLATILE:
             text = pattern.sub(replacement, text)
         if record:
-            with self.lock:
-                self.seen.append((label, response.status_code, response.headers.get("Content-Type", ""), text))
+            self.observe((label, response.status_code, response.headers.get("Content-Type", ""), text))
         return response
+
+    def observe(self, observation: Observation) -> None:
+        """Record what was seen; with expected observations, stop at the first that differs."""
+        with self.lock:
+            self.seen.append(observation)
+            if observation[0] and self.expected is not None:
+                at, self.labelled = self.labelled, self.labelled + 1
+                if at >= len(self.expected) or self.expected[at] != observation:
+                    raise _Differs
+            if self.slower_than is not None and time.monotonic() - self.started > self.slower_than:
+                self.seen.append((f"still answering as expected after {self.slower_than:g} s", 0, "", "slower"))
+                raise _Differs
 
     def grant(self, label: str, user: Any, amount: Any, key: str | None = None, api_key: str = KEY,
               **extra: Any) -> Any:
@@ -89,17 +110,23 @@ class Script:
             thread.join()
 
 
-def exercise(app: Flask) -> list[Observation]:
-    """Everything the script saw, in order (concurrent answers themselves left out)."""
-    s = Script(app)
-    _money(s)
-    _idempotency(s)
-    _identities(s)
-    _chats(s)
-    _errors_and_auth(s)
-    _more_money_and_chats(s)
-    _pricing_keys_and_forms(s)
-    return s.seen
+def exercise(app: Flask, until_it_differs_from: list[Observation] | None = None,
+             slower_than: float | None = None) -> list[Observation]:
+    """Everything the script saw, in order (concurrent answers themselves left out).
+
+    Given the correct app's observations, the script stops at the first answer that differs
+    from them (the last one returned): that one difference is all the corpus test needs, and
+    most mutants show it early. ``slower_than``: seconds after which an app that has answered
+    alike so far is stopped too, with a last observation saying so (for variants of timing
+    only, whose one difference is that they take longer)."""
+    s = Script(app, until_it_differs_from, slower_than)
+    try:
+        for part in (_money, _idempotency, _identities, _chats, _errors_and_auth, _more_money_and_chats,
+                     _pricing_keys_and_forms):
+            part(s)
+    except _Differs:
+        pass
+    return [o for o in s.seen if o[0]]
 
 
 def _money(s: Script) -> None:
@@ -316,7 +343,7 @@ def _pricing_keys_and_forms(s: Script) -> None:
                body={"external_user_id": "in-flight", "amount": 0.01})) for _ in range(6)))  # six: some overlap
     # Which of the two lands first varies; that every answer is a success or an error in the
     # envelope, and none a server error, does not.
-    s.seen.append(("same key in flight: every answer a success or an enveloped client error", 0, "", str(all(
+    s.observe(("same key in flight: every answer a success or an enveloped client error", 0, "", str(all(
         a.status_code < 500 and (a.status_code == 200 or "code" in (a.get_json(silent=True) or {}).get("error", ""))
         for a in answers))))
     near = KEY[:-3] + "xyz"
@@ -340,7 +367,7 @@ def _pricing_keys_and_forms(s: Script) -> None:
     stream = {**_CHAT, "stream": True}
     streamed = s.call("a stream", "POST", "/v1/users/pricing/chat/completions", body=stream)
     ids = set(re.findall(r'"id": ?"([^"]+)"', streamed.get_data(as_text=True)))
-    s.seen.append(("a stream's chunks share one id", 0, "", str(len(ids) == 1)))  # ids differ run to run
+    s.observe(("a stream's chunks share one id", 0, "", str(len(ids) == 1)))  # ids differ run to run
     s.call("a stream asked with Accept: application/json", "POST", "/v1/users/pricing/chat/completions",
            body=stream, headers={"Accept": "application/json"})
     s.call("stream: false", "POST", "/v1/users/pricing/chat/completions", body={**_CHAT, "stream": False})
@@ -349,7 +376,7 @@ def _pricing_keys_and_forms(s: Script) -> None:
            body={**_CHAT, "user": "field-user"}, headers={"X-External-User-ID": "pricing"})
     s.read("the user named only in the user field", "field-user")
     packages = s.call("packages, once more", "GET", "/v1/packages", key=None, record=False)
-    s.seen.append(("packages answered with a Content-Length", 0, "", str("Content-Length" in packages.headers)))
+    s.observe(("packages answered with a Content-Length", 0, "", str("Content-Length" in packages.headers)))
     s.call("an empty external_user_id", "GET", "/v1/balance?external_user_id=")
     s.call("a '+' in the query", "GET", "/v1/balance?external_user_id=ann+lee")
     s.grant("an empty description", "empty-note", 0.01, description="")
