@@ -34,7 +34,7 @@ def readme_block(f: dict[str, Any]) -> str:
             f" on eight threads {f['threads8_rps']:,.0f}/s with p99 {f['threads8_p99_ms']:.1f} ms (threads"
             f" contend for the GIL). On Redis, one worker runs {f['redis1_rps']:,.0f} grants/s"
             f" ({f['redis1_vs_memory']:.2f} × the memory store) and two {f['redis2_rps']:,.0f}/s"
-            f" ({f['redis2_vs_redis1']:.2f} × one{_busy(f.get('redis2_machine_busy'), f['cores'])})"
+            f" ({f['redis2_vs_redis1']:.2f} × one{_busy(f.get('redis2_machine_busy'), f['cores'])}{_held(f)})"
             f"{_unix(f)}{_no_journal(f)};"
             f" a grant there is {f['redis_round_trips']:.0f} round trip"
             f" and {f['redis_commands']:.0f} Redis commands. `GET /v1/me` costs {f['me_us_empty']:,.0f} µs"
@@ -69,6 +69,14 @@ def _no_journal(f: dict) -> str:
         return ""
     rps, ratio = f["redis_no_journal1_rps"], f["redis_no_journal1_vs_memory"]
     return f"; with its request journal off (`--journal-size 0`) one worker runs {rps:,.0f}/s ({ratio:.2f} ×)"
+
+
+def _held(f: dict) -> str:
+    """Two workers against one with each worker held to the same share of a core, where measured."""
+    if f.get("redis2_vs_redis1_held") is None:
+        return ""
+    return (f"; with each worker held to {f['worker_share']:g} of a core, so that the machine has room for"
+            f" both, two run {f['redis2_vs_redis1_held']:.2f} × one")
 
 
 def _busy(share: float | None, cores: int) -> str:

@@ -13,7 +13,20 @@ from . import figures
 from .load import SCENARIOS, LoadResult
 from .results_redis import redis_bound
 from .results_scale import growth_section, redis_section
-from .server_names import BARE, GRANT, MOCK, PRISM, REDIS_1, REDIS_1_NO_JOURNAL, REDIS_2, REDIS_UNIX_1, THREADS_8
+from .server_names import (
+    BARE,
+    GRANT,
+    MOCK,
+    PRISM,
+    REDIS_1,
+    REDIS_1_CAPPED,
+    REDIS_1_NO_JOURNAL,
+    REDIS_2,
+    REDIS_2_CAPPED,
+    REDIS_UNIX_1,
+    THREADS_8,
+    WORKER_SHARE,
+)
 
 RESULTS_PATH = Path(__file__).resolve().parent / "RESULTS.md"
 SCALE_LIMIT = 3.0  # a read at 1,000,000 entries may cost at most this many times an empty one
@@ -93,8 +106,7 @@ def _targets(results: Results) -> list[tuple[str, str, str, bool | None]]:
     vs_bare = _ratio(results, GRANT, BARE)
 
     def spread(other: str, mine: str = MOCK) -> str:
-        ratios = results.round_ratios(GRANT, mine, other)
-        return f" (rounds: {min(ratios):.2f}–{max(ratios):.2f})" if len(ratios) > 1 else ""
+        return _spread(results, mine, other)
 
     def at_least(name: str, goal: float, ratio: float | None, mine: str, other: str) -> tuple:
         measured = "n/a" if ratio is None else f"{ratio:.2f} ×" + spread(other, mine)
@@ -113,7 +125,7 @@ def _targets(results: Results) -> list[tuple[str, str, str, bool | None]]:
     rows = [
         at_least("grant throughput vs Prism", 3, vs_prism, MOCK, PRISM),
         at_least("grants, Redis 1 worker vs memory store", 0.5, _ratio(results, GRANT, MOCK, REDIS_1), REDIS_1, MOCK),
-        at_least("grants, Redis 2 workers vs 1", 1.6, _ratio(results, GRANT, REDIS_1, REDIS_2), REDIS_2, REDIS_1),
+        *worker_scaling(results),
         flat("`GET /v1/me`, memory store (in-process)", "memory", "me_us"),
         flat("`GET /_mock/dashboard.json`, memory store (in-process)", "memory", "dashboard_us"),
         flat("`GET /v1/me`, Redis store (in-process)", "redis", "me_us"),
@@ -147,6 +159,27 @@ def _targets(results: Results) -> list[tuple[str, str, str, bool | None]]:
         ),
     ]
     return rows
+
+
+def _spread(results: Results, mine: str, other: str) -> str:
+    """The lowest and highest ratio of the rounds, where there were several."""
+    ratios = results.round_ratios(GRANT, mine, other)
+    return f" (rounds: {min(ratios):.2f}–{max(ratios):.2f})" if len(ratios) > 1 else ""
+
+
+def worker_scaling(results: Results) -> list[tuple[str, str, str, bool | None]]:
+    """Two Redis workers against one: the goal (0.8 × N) on the series where each worker is held
+    to the same share of a core; the unheld ratio has none, since on two cores the workers
+    share the machine with redis-server and wrk (RESULTS.md says what that leaves)."""
+    held = _ratio(results, GRANT, REDIS_1_CAPPED, REDIS_2_CAPPED)
+    unheld = _ratio(results, GRANT, REDIS_1, REDIS_2)
+    return [
+        (f"grants, Redis 2 workers vs 1, each worker on {WORKER_SHARE:g} of a core (0.8 × N on N shares)",
+         "≥ 1.6 ×", "n/a" if held is None else f"{held:.2f} ×" + _spread(results, REDIS_2_CAPPED, REDIS_1_CAPPED),
+         None if held is None else held >= 1.6),
+        ("grants, Redis 2 workers vs 1, unheld", "none: bound by this machine's 2 cores",
+         "n/a" if unheld is None else f"{unheld:.2f} ×" + _spread(results, REDIS_2, REDIS_1), None),
+    ]
 
 
 def _stolen_shares(results: Results) -> list[float]:
@@ -183,7 +216,9 @@ def render(results: Results) -> str:
         " rounds that alternate the servers; each figure is the median round. quota-mock runs as"
         " the `quota-mock --quiet` command serves it (one process, full validation and state; the"
         " Redis series on a private redis-server on the same machine, with `--workers 1` and `2`"
-        " over loopback TCP and `--workers 1` over a unix socket, each worker on the default 3 threads);"
+        " over loopback TCP and `--workers 1` over a unix socket, each worker on the default 3 threads;"
+        f" and `--workers 1` and `2` again with each worker process held to {WORKER_SHARE:g} of a core by a"
+        " cgroup CPU quota, `benchmarks/cpu_caps.py`);"
         " bare Flask answers the same JSON with nothing else, under the same server; Prism mocks"
         " openapi.yaml from its examples (no state).",
         *_host_share(results),
@@ -213,8 +248,9 @@ def render(results: Results) -> str:
         "",
         "## Ratios (same run)",
         "",
-        "| scenario | quota-mock / Prism | quota-mock / bare Flask | Redis 1 worker / memory | Redis 2 / 1 worker |",
-        "| --- | --- | --- | --- | --- |",
+        "| scenario | quota-mock / Prism | quota-mock / bare Flask | Redis 1 worker / memory | Redis 2 / 1 worker"
+        f" | Redis 2 / 1 worker, {WORKER_SHARE:g} core each |",
+        "| --- | --- | --- | --- | --- | --- |",
     ]
     for scenario in SCENARIOS:
         ratios = (
@@ -222,6 +258,7 @@ def render(results: Results) -> str:
             _ratio(results, scenario, BARE),
             _ratio(results, scenario, MOCK, REDIS_1),
             _ratio(results, scenario, REDIS_1, REDIS_2),
+            _ratio(results, scenario, REDIS_1_CAPPED, REDIS_2_CAPPED),
         )
         lines.append(f"| {scenario} | " + " | ".join("n/a" if r is None else f"{r:.2f}" for r in ratios) + " |")
     lines += redis_bound(results.load, results.app_cost, server_share(results))
@@ -321,6 +358,8 @@ def headline(results: Results) -> dict:
         "redis2_rps": load[REDIS_2][GRANT].rps,
         "redis1_vs_memory": _ratio(results, GRANT, MOCK, REDIS_1) or 0.0,
         "redis2_vs_redis1": _ratio(results, GRANT, REDIS_1, REDIS_2) or 0.0,
+        "redis2_vs_redis1_held": _ratio(results, GRANT, REDIS_1_CAPPED, REDIS_2_CAPPED),
+        "worker_share": WORKER_SHARE,
         "redis2_machine_busy": load[REDIS_2][GRANT].machine_busy,
         "redis_unix1_rps": load[REDIS_UNIX_1][GRANT].rps if REDIS_UNIX_1 in load else None,
         "redis_unix1_vs_memory": _ratio(results, GRANT, MOCK, REDIS_UNIX_1),

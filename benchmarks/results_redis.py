@@ -6,7 +6,17 @@ from __future__ import annotations
 from mockserver.config import REDIS_THREADS
 
 from .load import LoadResult
-from .server_names import GRANT, MOCK, REDIS_1, REDIS_1_NO_JOURNAL, REDIS_2, REDIS_UNIX_1
+from .server_names import (
+    GRANT,
+    MOCK,
+    REDIS_1,
+    REDIS_1_CAPPED,
+    REDIS_1_NO_JOURNAL,
+    REDIS_2,
+    REDIS_2_CAPPED,
+    REDIS_UNIX_1,
+    WORKER_SHARE,
+)
 
 Load = dict[str, dict[str, LoadResult]]
 
@@ -56,7 +66,25 @@ def redis_bound(load: Load, app_cost: dict | None = None, server_share: float | 
             " the second worker adds only the CPU the first left idle: here the 2-versus-1 ratio measures"
             " the machine, not the store. The more one worker gets out of a core, the lower that ratio.",
         ]
-    return lines
+    return lines + _held(load)
+
+
+def _held(load: Load) -> list[str]:
+    """The series with each worker held to the same share of a core."""
+    if REDIS_1_CAPPED not in load or REDIS_2_CAPPED not in load:
+        return []
+    one, two = load[REDIS_1_CAPPED][GRANT], load[REDIS_2_CAPPED][GRANT]
+    if not one.rps:
+        return []
+    busy = "" if two.machine_busy is None else f", the machine then {two.machine_busy:.0%} busy"
+    return [
+        "",
+        f"With each worker process held to {WORKER_SHARE:g} of a core (a cgroup CPU quota on every thread of"
+        f" it), the question the 0.8 × N goal asks can be put on this machine: N workers get N equal shares,"
+        f" and redis-server and wrk the rest. One worker served {one.rps:,.0f} grants/s and two"
+        f" {two.rps:,.0f}/s{busy}: {two.rps / one.rps:.2f} × one, against an ideal of 2 (the shares are"
+        " averages over the kernel's 100 ms periods, so a round may come out above 2).",
+    ]
 
 
 def _cost_per_grant(load: Load, one: LoadResult, memory: LoadResult) -> list[str]:

@@ -13,6 +13,7 @@ machine is shared and absolute numbers drift. Results go to ``benchmarks/RESULTS
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import subprocess
 import sys
@@ -21,14 +22,23 @@ from statistics import median
 
 from mockserver.server import free_port
 
-from . import servers
+from . import cpu_caps, servers
 from .bare_app import create_bare_app
 from .load import SCENARIOS, LoadResult, run_wrk
 from .proc_usage import process_tree
 from .profile_grant import app_seconds_per_grant, profile_grants
 from .redis_server import private_redis
 from .results import Results, write_results
-from .server_names import REDIS_1, REDIS_1_NO_JOURNAL, REDIS_2, REDIS_UNIX_1, THREADS_8
+from .server_names import (
+    REDIS_1,
+    REDIS_1_CAPPED,
+    REDIS_1_NO_JOURNAL,
+    REDIS_2,
+    REDIS_2_CAPPED,
+    REDIS_UNIX_1,
+    THREADS_8,
+    WORKER_SHARE,
+)
 from .tools import ROOT, find_prism, find_wrk, prism_version
 
 STARTUP_RUNS = 5
@@ -46,34 +56,44 @@ def measure_startup(name: str, argv_for_port) -> float:
 
 
 def load_interleaved(
-    wrk: str, commands: dict, seconds: int, rounds: int, backing: dict[str, int] | None = None
+    wrk: str, commands: dict, seconds: int, rounds: int, backing: dict[str, int] | None = None,
+    shares: dict[str, float] | None = None,
 ) -> dict[str, dict[str, list[LoadResult]]]:
     """Run every scenario against every server, alternating servers within each round.
 
     The machine is shared and noisy: interleaving puts each pair of figures that a ratio
     compares a few seconds apart, and the median over rounds drops a round that a neighbour
     disturbed. ``backing``: the pid of the process a server stands on (its redis-server),
-    whose CPU time per request is reported too.
+    whose CPU time per request is reported too. ``shares``: servers whose worker processes
+    are each held to that share of a core (benchmarks.cpu_caps).
     """
     running, pids = {}, {}
-    try:
-        for name, argv_for_port in commands.items():
-            port = free_port()
-            running[name] = servers.start(name, argv_for_port(port), port)
-            run_wrk(wrk, running[name].base_url, "packages", 1)  # warm-up: imports, caches
-            pids[name] = process_tree(running[name].process.pid)  # granian's workers are up by now
-        samples: dict[str, dict[str, list[LoadResult]]] = {n: {s: [] for s in SCENARIOS} for n in running}
-        for _ in range(rounds):
-            for scenario in SCENARIOS:
-                for name, server in running.items():
-                    backing_pids = [backing[name]] if backing and name in backing else []
-                    result = run_wrk(wrk, server.base_url, scenario, seconds, server_pids=pids[name],
-                                     backing_pids=backing_pids)  # fmt: skip
-                    samples[name][scenario].append(result)
-        return samples
-    finally:
-        for server in running.values():
-            server.stop()
+    with contextlib.ExitStack() as quotas:
+        try:
+            for name, argv_for_port in commands.items():
+                port = free_port()
+                running[name] = servers.start(name, argv_for_port(port), port)
+                run_wrk(wrk, running[name].base_url, "packages", 1)  # warm-up: imports, caches
+                pids[name] = process_tree(running[name].process.pid)  # granian's workers are up by now
+                if shares and name in shares:  # the workers: every process under the main one
+                    quotas.enter_context(cpu_caps.capped(pids[name][1:], shares[name], f"{len(running)}"))
+            return _rounds(wrk, running, pids, seconds, rounds, backing)
+        finally:
+            for server in running.values():
+                server.stop()
+
+
+def _rounds(wrk: str, running: dict, pids: dict, seconds: int, rounds: int,
+            backing: dict[str, int] | None) -> dict[str, dict[str, list[LoadResult]]]:
+    samples: dict[str, dict[str, list[LoadResult]]] = {n: {s: [] for s in SCENARIOS} for n in running}
+    for _ in range(rounds):
+        for scenario in SCENARIOS:
+            for name, server in running.items():
+                backing_pids = [backing[name]] if backing and name in backing else []
+                result = run_wrk(wrk, server.base_url, scenario, seconds, server_pids=pids[name],
+                                 backing_pids=backing_pids)  # fmt: skip
+                samples[name][scenario].append(result)
+    return samples
 
 
 def conformance_seconds() -> float:
@@ -133,11 +153,20 @@ def main() -> None:
             "bare Flask": servers.bare_argv,
         }
         backing = {REDIS_1: tcp.pid, REDIS_2: tcp.pid, REDIS_UNIX_1: unix.pid, REDIS_1_NO_JOURNAL: tcp.pid}
+        shares = {}
+        why_not = cpu_caps.unavailable()
+        if why_not is None:
+            commands[REDIS_1_CAPPED] = servers.mock_redis_argv(tcp.url, 1)
+            commands[REDIS_2_CAPPED] = servers.mock_redis_argv(tcp.url, 2)
+            backing |= {REDIS_1_CAPPED: tcp.pid, REDIS_2_CAPPED: tcp.pid}
+            shares = {REDIS_1_CAPPED: WORKER_SHARE, REDIS_2_CAPPED: WORKER_SHARE}
+        else:
+            print(f"no workers on equal CPU shares: {why_not}", flush=True)
         if prism:
             commands["Prism"] = lambda port: servers.prism_argv(prism, port)
 
         print(f"load: {', '.join(commands)} interleaved, {args.rounds} rounds of {args.seconds} s", flush=True)
-        results.rounds_load = load_interleaved(wrk, commands, args.seconds, args.rounds, backing)
+        results.rounds_load = load_interleaved(wrk, commands, args.seconds, args.rounds, backing, shares)
     print("start-up", flush=True)
     for name, argv_for_port in commands.items():
         if name in ("quota-mock", "bare Flask", "Prism"):  # the others start as quota-mock does
