@@ -143,8 +143,8 @@ def _script(body: str) -> str:
 
 # ARGV: P, mode ('init' | 'load'), then per deposit 5 values: target ('pool' | 'user'),
 # user id, amount, at, tail. 'init' loads only an uninitialised namespace: a restarted mock
-# or a second worker keeps the state it finds. Returns {'ok', 1} when it loaded, {'ok', 0}
-# when it kept.
+# or a second worker keeps the state it finds. A load also returns the shared clock to real
+# time (no offset), in this same step. Returns {'ok', 1} when it loaded, {'ok', 0} when it kept.
 LOAD = _script(r"""
 if ARGV[2] == 'init' and redis.call('HEXISTS', META, 'initialised') == 1 then return {'ok', 0} end
 -- Check before the first write: Redis does not roll a failed script back.
@@ -161,7 +161,7 @@ local function delete_all(names, prefix)
 end
 delete_all(redis.call('ZRANGE', IDEM, 0, -1), P .. 'idem:')
 delete_all(redis.call('SMEMBERS', SERIES), P .. 'usage:')
-redis.call('DEL', POOL, USERS, ORDER, LEDGER, META, IDEM, SERIES, TOTALS)
+redis.call('DEL', POOL, USERS, ORDER, LEDGER, META, IDEM, SERIES, TOTALS, CLOCK)
 redis.call('SET', POOL, '0')
 for i = 3, #ARGV, 5 do
   local amount = tonumber(ARGV[i + 2])

@@ -63,8 +63,12 @@ class FundingService:
         is served only once the store holds it: a store that refused the load (Redis away)
         leaves this worker on the old seed, not on API keys no other worker serves."""
         chosen = seed or self._initial_seed
-        self.clock.reset()
-        self.store.load(chosen, self.clock.now())
+        # The seed's deposits are stamped at real time, where the clock returns; the clock moves
+        # only once the store holds the seed. A store that keeps the clock (Redis) returns it
+        # within the load itself, one step: a refused load leaves both as they were.
+        self.store.load(chosen, time.time())
+        if not self.clock.offset_kept_by(self.store):
+            self.clock.reset()
         self.seed = chosen
 
     def adopt_seed(self, seed: Seed) -> None:

@@ -46,8 +46,11 @@ def test_a_bad_seed_is_400_and_keeps_the_state(client):
 
 def test_a_seed_the_store_refuses_leaves_the_old_seed_served(client, state, monkeypatch):
     # Redis away while a seed is posted: 503, and the worker keeps serving the keys and the
-    # balances it had (it must not switch to API keys the store and the other workers never got).
+    # balances it had (it must not switch to API keys the store and the other workers never got),
+    # at the time it had: the clock returns to real time only with the seed.
     grant(client, "keeper", 1)
+    assert client.post("/_mock/clock", json={"advance_seconds": 86_400}).status_code == 200
+    moved = state.service.clock.offset
 
     def refuse(*args, **kwargs):
         raise StoreUnavailable()
@@ -58,6 +61,10 @@ def test_a_seed_the_store_refuses_leaves_the_old_seed_served(client, state, monk
     assert client.get("/v1/users/keeper/balance", headers=AUTH).status_code == 200
     refused = {"Authorization": "Bearer sk-quota-never-loaded-key-0000000"}
     assert client.get("/v1/balance", headers=refused).status_code == 401
+    assert state.service.clock.offset == pytest.approx(moved) and moved >= 86_400
+    monkeypatch.undo()
+    assert client.post("/_mock/reset").status_code == 200
+    assert state.service.clock.offset == 0
 
 
 def test_set_balance_goes_through_the_ledger(client):

@@ -8,7 +8,13 @@ import time
 import pytest
 
 from mockserver.config import ConfigError, MockConfig
-from mockserver.domain.errors import BAD_REQUEST, IDEMPOTENCY_KEY_IN_FLIGHT, IdempotencyStoreFull, QuotaError
+from mockserver.domain.errors import (
+    BAD_REQUEST,
+    IDEMPOTENCY_KEY_IN_FLIGHT,
+    IdempotencyStoreFull,
+    QuotaError,
+    StoreUnavailable,
+)
 from mockserver.domain.redis_clock import RedisClock
 from mockserver.domain.redis_store import MAX_SAFE_MICRODOLLARS, RedisStore
 from mockserver.domain.service import FundingService
@@ -150,6 +156,30 @@ def test_the_clock_offset_is_shared_by_every_clock_on_the_namespace(make_store):
     assert two.offset == pytest.approx(86_400)
     two.reset()
     assert one.offset == 0
+
+
+def test_a_reset_returns_the_shared_clock_in_the_same_step_as_the_seed(make_store, monkeypatch):
+    """One script loads the seed and clears the clock's offset: no separate write can reach
+    Redis without the other (a clock at real time over the old balances, or the reverse)."""
+    store = make_store()
+    service = FundingService(store, RedisClock(store), SEED)
+    other = RedisClock(make_store())  # another worker's clock on the namespace
+    service.clock.advance(86_400)
+    monkeypatch.setattr(RedisClock, "reset", lambda self: pytest.fail("the clock was reset apart from the load"))
+    service.reset()
+    assert other.offset == 0 and service.clock.offset == 0
+    assert store.ledger()[0].at == pytest.approx(time.time(), abs=5)  # the deposits, at real time
+
+
+def test_a_load_redis_refuses_leaves_the_shared_clock_where_it_was(make_store, monkeypatch):
+    store = make_store()
+    service = FundingService(store, RedisClock(store), SEED)
+    service.clock.advance(86_400)
+    monkeypatch.setattr(store, "_run", lambda name, args: (_ for _ in ()).throw(StoreUnavailable()))
+    with pytest.raises(QuotaError):
+        service.reset()
+    monkeypatch.undo()
+    assert RedisClock(make_store()).offset == pytest.approx(86_400)
 
 
 def test_a_release_lost_in_an_outage_is_sent_when_redis_answers_again(make_store):
