@@ -75,10 +75,13 @@ class Script:
         """Record what was seen; with expected observations, stop at the first that differs."""
         with self.lock:
             self.seen.append(observation)
-            if observation[0] and self.expected is not None:
-                at, self.labelled = self.labelled, self.labelled + 1
-                if at >= len(self.expected) or self.expected[at] != observation:
-                    raise _Differs
+            # Only labelled answers stop the script: they come from its own thread, while an
+            # unlabelled one may come from a concurrent request's thread, which must run on.
+            if not observation[0] or self.expected is None:
+                return
+            at, self.labelled = self.labelled, self.labelled + 1
+            if at >= len(self.expected) or self.expected[at] != observation:
+                raise _Differs
             if self.slower_than is not None and time.monotonic() - self.started > self.slower_than:
                 self.seen.append((f"still answering as expected after {self.slower_than:g} s", 0, "", "slower"))
                 raise _Differs
