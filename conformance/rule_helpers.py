@@ -40,8 +40,14 @@ def money_of(exchange: Exchange, field: str) -> int | None:
     return parse_money(exchange.field(field))
 
 
-def concurrently(n: int, act: Callable[[int], T]) -> list[T | BaseException]:
-    """Run ``act(i)`` for i < n in threads released together; exceptions are kept, not lost."""
+def concurrently(n: int, act: Callable[[int], T]) -> list[T]:
+    """Run ``act(i)`` for i < n in threads released together, and return once every one has
+    finished. No thread is abandoned: a request still waiting out a 429's Retry-After (up to
+    --max-retry-after) lands later, after the probe's reads, so a verdict taken without it
+    judges a state the deployment had not finished making. Each act is bounded by the session's
+    own timeouts and the run's time limit. Were any act to raise, the first exception is raised
+    here, once all have finished: a request that failed in flight is what it is when sent alone
+    (the rule undecided, or the run stopped), never a missing answer to judge."""
     barrier = threading.Barrier(n)
     answers: list[T | BaseException] = [RuntimeError("not run")] * n
 
@@ -49,15 +55,18 @@ def concurrently(n: int, act: Callable[[int], T]) -> list[T | BaseException]:
         try:
             barrier.wait(timeout=10)
             answers[i] = act(i)
-        except BaseException as exc:  # reported by the caller
+        except BaseException as exc:  # raised by the caller's thread below
             answers[i] = exc
 
     threads = [threading.Thread(target=worker, args=(i,)) for i in range(n)]
     for thread in threads:
         thread.start()
     for thread in threads:
-        thread.join(timeout=60)
-    return answers
+        thread.join()
+    for answer in answers:
+        if isinstance(answer, BaseException):
+            raise answer
+    return answers  # type: ignore[return-value]  # none is an exception (checked above)
 
 
 # -- the grant pool ---------------------------------------------------------------------------

@@ -330,11 +330,8 @@ def chat_concurrent_users(p: Probe) -> None:
     drops by exactly its own chat's charge (a deployment that keeps "the billed user" in shared
     state while the provider answers bills one user twice)."""
     users = [funded_user(p, 1, suffix=f"-both{i}") for i in range(2)]
-    answers = concurrently(2, lambda i: user_chat(p, users[i], chat_body(p, max_tokens=8)))
-    if any(isinstance(a, Skip) for a in answers):
-        raise next(a for a in answers if isinstance(a, Skip))
-    chats = [a for a in answers if isinstance(a, Exchange)]
-    if len(chats) < 2 or not all(c.ok for c in chats):
+    chats = concurrently(2, lambda i: user_chat(p, users[i], chat_body(p, max_tokens=8)))
+    if not all(c.ok for c in chats):
         p.undecided("a chat in flight with another was not served (see chat.user_debit)")
         return
     reads = [user_balance(p, user) for user in users]
@@ -387,7 +384,7 @@ def chat_grant_during_chat(p: Probe) -> None:
         if not worker.is_alive():
             break
         grants.append(grant(p, user, 1, description="quota-conformance during a chat"))
-    worker.join(timeout=120)
+    worker.join()  # never left in flight: its charge landing later would move a later rule's pool
     if skipped:
         raise skipped[0]
     if failed:

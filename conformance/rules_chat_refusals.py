@@ -294,8 +294,7 @@ def _concurrent_chats(p: Probe, user: str, steps: list[Exchange]) -> bool:
     copies = max(1, round((held * 0.7 - base) / per_copy))
     if not held < n * (base + copies * per_copy) <= n * held:
         return True
-    answers = concurrently(n, lambda _: user_chat(p, user, chat_body(p, UNIT_PROMPT, copies)))
-    sent = [a for a in answers if isinstance(a, Exchange)]
+    sent = concurrently(n, lambda _: user_chat(p, user, chat_body(p, UNIT_PROMPT, copies)))
     after = user_balance(p, user)
     steps += [*sent, after.exchange]
     served = [a for a in sent if a.ok and not isinstance(a.field("error"), dict)]

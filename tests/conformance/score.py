@@ -281,9 +281,14 @@ def summary_lines(score: Score) -> list[str]:
     return [
         f"mutation score: {score.caught}/{len(mutants)} caught ({_pct(score.caught, len(mutants))}), "
         f"{score.caught_by_rule}/{len(mutants)} by their named rule ({_pct(score.caught_by_rule, len(mutants))})",
-        f"false failures: {score.false_failures} of {len(correct)} correct deployments "
-        f"(the mock and {len(correct) - 1} variants)",
+        f"false failures: {score.false_failures} of {len(correct)} correct deployments ({_correct_kinds(correct)})",
     ]
+
+
+def _correct_kinds(correct: list[Verdict]) -> str:
+    """"the mock and 123 variants", or "2 variants" for a sweep of --only variants."""
+    variants = sum(v.kind == "variant" for v in correct)
+    return f"the mock and {variants} variants" if len(correct) > variants else f"{variants} variants"
 
 
 def report_text(score: Score, verbose: bool = True) -> str:
@@ -334,8 +339,8 @@ def docs_section(score: Score) -> str:
     return "\n".join([
         DOCS_BEGIN,
         f"Measured by `python -m tests.conformance.score --fast` (the tests run the same sweep) against "
-        f"{len(mutants)} mutants and {len(score.correct)} correct deployments (the mock and "
-        f"{len(score.correct) - 1} variants), each run as a staging job runs the suite: `{flags}`, plus "
+        f"{len(mutants)} mutants and {len(score.correct)} correct deployments ({_correct_kinds(score.correct)}), "
+        f"each run as a staging job runs the suite: `{flags}`, plus "
         f"`--retention-check 65` for the retention mutants. `--fast`: a mutant whose rule is a behavioural "
         f"one runs with `--no-fuzz`, every other run with `--max-examples {FAST_EXAMPLES}` (the schema-driven "
         "phase counted, not timed: every edge input and coverage case, then that many generated cases per "

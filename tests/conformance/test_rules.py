@@ -6,14 +6,17 @@ verdicts, the second key, retention, unusual methods, the reports."""
 from __future__ import annotations
 
 import functools
+import itertools
 import json
 import re
 import subprocess
 import sys
+import threading
 from pathlib import Path
 from typing import Any
 
 import pytest
+import requests
 import yaml
 from hypothesis import given, settings
 from hypothesis import strategies as st
@@ -237,6 +240,38 @@ def test_a_pool_moved_wrongly_in_every_try_is_failed_once_measured_again(run_app
     assert record.status is Status.FAILED, (record.status, record.reason)
     assert any("the example run again decides" in reason for reason in record.inconclusive), record.inconclusive
     assert report.exit_code != 0
+
+
+def answers_lost_in_flight(every: int) -> Any:
+    """A correct deployment behind a network that drops the connection after one grant in
+    ``every`` was applied, before its answer reaches the client (a WSGI wrapper: the transport
+    raises, as requests does on a reset connection)."""
+    app = base_app()
+    grants = itertools.count()
+    lock = threading.Lock()
+
+    def wsgi(environ: dict[str, Any], start_response: Any) -> Any:
+        answer = list(app(environ, start_response))
+        if environ["REQUEST_METHOD"] == "POST" and environ["PATH_INFO"] == "/v1/funding/grant":
+            with lock:
+                dropped = next(grants) % every == every - 1
+            if dropped:
+                raise requests.ConnectionError("connection reset by peer")
+        return answer
+
+    return wsgi
+
+
+def test_a_request_failing_among_concurrent_ones_is_inconclusive_never_a_failure(run_app):
+    # One of the grants sent together has no answer (it landed; the connection dropped): the
+    # rule cannot count what landed from the answers, and judges nothing (a run before this
+    # failed idem.concurrent_distinct for "answered 3 of 4", and a grant still waiting out a
+    # Retry-After past 60 s was left behind the same way).
+    report = run_app(answers_lost_in_flight(3), budget_micros=1_000_000, rules=("idem.concurrent_distinct",),
+                     fuzz=False)
+    record = report.results.records["idem.concurrent_distinct"]
+    assert record.status is Status.INCONCLUSIVE, (record.status, record.reason, record.findings)
+    assert "ConnectionError" in record.reason and report.exit_code == 0
 
 
 def other_client_inside(every: int, *, varying: bool) -> Any:
