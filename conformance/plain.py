@@ -188,15 +188,33 @@ def applicable(schema: dict[str, Any], mark: str, value: Any) -> list[tuple[dict
 
 
 def _valid(schema: dict[str, Any], value: Any) -> bool:
-    validator = _validator(json.dumps(schema, sort_keys=True))
+    validator = _validator(_Same(schema))
     return validator is not None and validator.is_valid(value)
 
 
+class _Same:
+    """A schema compared by identity: the key of its compiled validator. Serialising a large
+    schema to find its validator cost more than the validation (a tenth of a run's CPU); the
+    schemas come from openapi.yaml, read once and never changed, and the cache's key keeps
+    each alive, so an identity found again is the same schema."""
+
+    __slots__ = ("schema",)
+
+    def __init__(self, schema: dict[str, Any]) -> None:
+        self.schema = schema
+
+    def __hash__(self) -> int:
+        return id(self.schema)
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, _Same) and other.schema is self.schema
+
+
 @functools.lru_cache(maxsize=512)
-def _validator(schema_text: str) -> Any:
+def _validator(key: _Same) -> Any:
     """A compiled validator per schema (memoised: openapi.yaml's schemas never change in a run)."""
     try:
-        return jsonschema_rs.validator_for(json.loads(schema_text))
+        return jsonschema_rs.validator_for(key.schema)
     except (ValueError, jsonschema_rs.ValidationError):  # a schema its own draft rejects judges nothing
         return None
 
@@ -218,7 +236,7 @@ def _unique(items: list[str]) -> list[str]:
 
 
 def _errors(schema: dict[str, Any], value: Any, mark: str, where: str) -> list[Broken]:
-    validator = _validator(json.dumps(schema, sort_keys=True))
+    validator = _validator(_Same(schema))
     if validator is None:
         return []
     found = []

@@ -271,6 +271,7 @@ def run_rule(t: Target, rule: Rule, share: int) -> None:
         if stop is not None:
             stopped.append(stop)
 
+    prop._hypothesis_internal_database_key = None  # type: ignore[attr-defined]  # as case_sources.generated
     try:
         with contextlib.suppress(Unsatisfiable):
             prop()
