@@ -438,21 +438,37 @@ def billed_user_global_race() -> Flask:
     store = service_of(app).store
     original = store.apply_charge
     current: dict[str, Any] = {"user": None}
+    # The provider's answer takes PROVIDER_ANSWER_SECONDS, or until a second chat arrives: two
+    # chats sent together then always overlap, however a loaded machine schedules their threads.
+    changed = threading.Condition()
+    chats = {"in_flight": 0}
 
     def before(ex: Exchange) -> bool:
         user = billed_user(ex)
         if user is not None:
-            current["user"] = user
+            with changed:
+                current["user"] = user
+                chats["in_flight"] += 1
+                changed.notify_all()
         return False
+
+    def after(ex: Exchange) -> None:
+        if billed_user(ex) is not None:
+            with changed:
+                chats["in_flight"] -= 1
 
     def apply_charge(user_id: Any, amount: int, *rest: Any) -> Any:
         if user_id is not None:
-            time.sleep(0.05)  # the provider's answer
+            with changed:
+                changed.wait_for(lambda: chats["in_flight"] >= 2, timeout=PROVIDER_ANSWER_SECONDS)
             user_id = current["user"] or user_id
         return original(user_id, amount, *rest)
 
     store.apply_charge = apply_charge  # type: ignore[method-assign]
-    return middleware(app, None, before)
+    return middleware(app, after, before)
+
+
+PROVIDER_ANSWER_SECONDS = 0.15  # billed_user_global_race's provider, alone
 
 
 @mutant(RACE, "idem.concurrent_distinct",
@@ -464,36 +480,58 @@ def fourth_concurrent_grant_lost() -> Flask:
     service = service_of(app)
     store = service.store
     original = store.apply_grant
-    lock = threading.Lock()
-    state = {"busy": 0}
+    # Timing made deterministic, as Rendezvous does for two: a grant with others in flight holds
+    # its connection until the fourth arrives (up to HOLD_SECONDS), and until that one has read
+    # the balance; alone, it takes one round trip. A burst of four then always overflows the
+    # pool, however a loaded machine schedules the requests' threads.
+    changed = threading.Condition()
+    state = {"busy": 0, "reads": 0}
     overflow = threading.local()
 
     def before(ex: Exchange) -> bool:
         overflow.on = False
         if ex.method == "POST" and ex.path == GRANT:
-            with lock:
+            with changed:
                 state["busy"] += 1
                 overflow.on = state["busy"] > 3
+                changed.notify_all()
         return False
 
     def after(ex: Exchange) -> None:
         if ex.method == "POST" and ex.path == GRANT:
-            with lock:
+            with changed:
                 state["busy"] -= 1
+                changed.notify_all()
+
+    def wait_for(ready: Any, seconds: float) -> None:
+        with changed:
+            changed.wait_for(ready, timeout=seconds)
 
     def apply_grant(user_id: str, amount: int, description: Any, now: float, completes: Any) -> Any:
-        if not getattr(overflow, "on", False):
-            time.sleep(0.05)  # the database's round trip
-            return original(user_id, amount, description, now, completes)
-        read = store.user_balance(user_id) or 0
-        time.sleep(0.2)
-        result = original(user_id, amount, description, now, completes)
-        write_balance(service, user_id, read + amount)
-        return result
+        if getattr(overflow, "on", False):
+            read = store.user_balance(user_id) or 0
+            with changed:
+                state["reads"] += 1
+                changed.notify_all()
+            time.sleep(0.2)
+            result = original(user_id, amount, description, now, completes)
+            write_balance(service, user_id, read + amount)
+            return result
+        reads = state["reads"]
+        if state["busy"] >= 2:
+            wait_for(lambda: state["busy"] > 3 or state["busy"] < 2, HOLD_SECONDS)
+            if state["busy"] > 3:
+                wait_for(lambda: state["reads"] > reads, HOLD_SECONDS)
+        time.sleep(0.05)  # the database's round trip
+        return original(user_id, amount, description, now, completes)
 
     store.apply_grant = apply_grant  # type: ignore[method-assign]
     app = middleware(app, after, before)
     return app
+
+
+# How long a grant in flight with others waits for a fourth (fourth_concurrent_grant_lost).
+HOLD_SECONDS = 1.0
 
 
 # -- more --------------------------------------------------------------------------------------
