@@ -308,6 +308,14 @@ class Rendezvous:
 
         app.wsgi_app = counted  # type: ignore[method-assign]
 
+    def release(self) -> None:
+        """Let a request waiting in :meth:`meet` go on now; never waits itself."""
+        with self._cond:
+            if self._waiting:
+                self._waiting = False
+                self._round += 1
+                self._cond.notify_all()
+
     def meet(self) -> None:
         with self._cond:
             if self._waiting:  # a partner is waiting: release it, and go on together

@@ -26,6 +26,7 @@ from .kit import (
     KEY,
     KEY2,
     Exchange,
+    Rendezvous,
     billed_user,
     chat_path,
     correct_app,
@@ -288,10 +289,14 @@ def failed_grant_burns_key() -> Flask:
 
 
 def _slow_keyed_grants(app: Flask, hold: float, in_flight: Any) -> None:
-    """Keyed grants claim the key, hold ``hold`` seconds (a slow commit), then apply;
-    ``in_flight()`` is raised instead of the store's in-flight refusal."""
+    """Keyed grants claim the key, hold it (a slow commit), then apply; ``in_flight()`` is
+    raised instead of the store's in-flight refusal. The commit takes ``hold`` seconds alone,
+    and with other requests in flight lasts until a request refused as in flight meets it (up
+    to Rendezvous' timeout): two grants sent together with one key then always overlap, however
+    a loaded machine schedules their threads."""
     store = service_of(app).store
     original = store.grant
+    commit = Rendezvous(app, grace=hold)
 
     def grant(request: Any, clock: Any) -> Any:
         key = request.idempotency_key
@@ -300,11 +305,12 @@ def _slow_keyed_grants(app: Flask, hold: float, in_flight: Any) -> None:
         try:
             replayed = store.claim_idempotency_key(request.scope, key, request.fingerprint, clock.now())
         except IdempotencyKeyInFlight:
+            commit.release()  # the holder goes on committing
             raise in_flight() from None
         if replayed is not None:
             return dataclasses.replace(replayed, duplicate=True)
         try:
-            time.sleep(hold)
+            commit.meet()
             return store.apply_grant(request.user_id, request.amount, request.description, clock.now(),
                                      (request.scope, key))
         except BaseException:
