@@ -7,9 +7,16 @@ from collections.abc import Iterator
 import pytest
 from flask import Flask
 from flask.testing import FlaskClient
+from hypothesis import settings
 
 from mockserver import create_app, mock_state
 from mockserver.web.state import MockState
+
+# Hypothesis' default 200 ms deadline per example is a timing gate: on a shared, loaded CI
+# machine a correct example can take longer and fail the test. Tests that bound time say so
+# themselves, with room for such a machine (tests/unit/test_completions.py).
+settings.register_profile("quota", deadline=None)
+settings.load_profile("quota")
 
 DEMO_KEY = "sk-quota-your-api-key"
 AUTH = {"Authorization": f"Bearer {DEMO_KEY}"}
