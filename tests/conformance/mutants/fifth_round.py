@@ -494,6 +494,7 @@ def fourth_concurrent_grant_lost() -> Flask:
             with changed:
                 state["busy"] += 1
                 overflow.on = state["busy"] > 3
+                overflow.reads = state["reads"]  # at arrival: before any later grant's read
                 changed.notify_all()
         return False
 
@@ -517,7 +518,7 @@ def fourth_concurrent_grant_lost() -> Flask:
             result = original(user_id, amount, description, now, completes)
             write_balance(service, user_id, read + amount)
             return result
-        reads = state["reads"]
+        reads = getattr(overflow, "reads", 0)
         if state["busy"] >= 2:
             wait_for(lambda: state["busy"] > 3 or state["busy"] < 2, HOLD_SECONDS)
             if state["busy"] > 3:
