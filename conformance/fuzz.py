@@ -202,7 +202,7 @@ class Fuzzer:
             checks.append(ignored_auth)  # it re-sends the request without a key: only for GETs
         limited = self.t.guard.stats.rate_limited
 
-        def judge(check: str, failure: Any, exchange: Any) -> Any:
+        def judge_this_case(check: str, failure: Any, exchange: Any) -> Any:
             if check == ignored_auth.__name__ and self.t.guard.stats.rate_limited > limited:
                 # Its own request without a key was still refused for now (429, or 503 with
                 # Retry-After) after the retries: the key check never judged it.
@@ -210,7 +210,7 @@ class Fuzzer:
             return self._judge(check, failure, exchange)
 
         try:
-            self.t.check_response(Exchange(case, response), checks, judge=judge)
+            self.t.check_response(Exchange(case, response), checks, judge=judge_this_case)
         except LimitReached as limit:  # a check's own request (ignored_auth's) met the bound
             self.stopped = str(limit)
 

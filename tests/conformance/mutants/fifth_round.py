@@ -429,6 +429,11 @@ def query_ids_split_on_comma() -> Flask:
 
 # -- races -------------------------------------------------------------------------------------
 
+# billed_user_global_race's provider, answering a chat alone.
+PROVIDER_ANSWER_SECONDS = 0.15
+# How long a grant in flight with others waits for a fourth (fourth_concurrent_grant_lost).
+HOLD_SECONDS = 1.0
+
 
 @mutant(RACE, "chat.concurrent_users",
         "the billed user is kept in a module-level variable set when a chat arrives and read when the provider "
@@ -466,9 +471,6 @@ def billed_user_global_race() -> Flask:
 
     store.apply_charge = apply_charge  # type: ignore[method-assign]
     return middleware(app, after, before)
-
-
-PROVIDER_ANSWER_SECONDS = 0.15  # billed_user_global_race's provider, alone
 
 
 @mutant(RACE, "idem.concurrent_distinct",
@@ -529,10 +531,6 @@ def fourth_concurrent_grant_lost() -> Flask:
     store.apply_grant = apply_grant  # type: ignore[method-assign]
     app = middleware(app, after, before)
     return app
-
-
-# How long a grant in flight with others waits for a fourth (fourth_concurrent_grant_lost).
-HOLD_SECONDS = 1.0
 
 
 # -- more --------------------------------------------------------------------------------------
